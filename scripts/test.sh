@@ -27,12 +27,13 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_FUZZ=ON \
     -DROTOR_TESTS=OFF -DROTOR_BENCH=OFF >/dev/null
   cmake --build build-fuzz -j "$jobs"
+  build-fuzz/fuzz/fuzz_seeds "$root/build-fuzz/seeds"
   for fz in build-fuzz/fuzz/fuzz_*; do
-    [ -x "$fz" ] || continue
     name=$(basename "$fz")
+    [ -x "$fz" ] && [ "$name" != fuzz_seeds ] || continue
     corpus="$root/build-fuzz/corpus/$name"
     mkdir -p "$corpus"
-    seeds="$root/fuzz/seeds/${name#fuzz_}"
+    seeds="$root/build-fuzz/seeds/${name#fuzz_}"
     echo "-- $name"
     "$fz" -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) 2>&1 | tail -n 12
