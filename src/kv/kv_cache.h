@@ -1,0 +1,51 @@
+// The KV cache seen by a model's forward pass: store one token's K and V for a layer, and run
+// attention for one query over a sequence's cached positions. Attention lives behind this interface
+// because a compressed cache must read its own format in place (and apply its rotation to the query
+// and the output once); the forward pass never sees how keys and values are stored.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "common/error.h"
+
+namespace rotor {
+
+// Shapes of the cache per layer (layers without a KV cache have n_head_kv == 0).
+struct KvGeometry {
+    std::vector<int> n_head_kv;
+    std::vector<int> head_dim_k;
+    std::vector<int> head_dim_v;
+    int n_layer() const { return (int)n_head_kv.size(); }
+};
+
+// Thrown when a sequence cannot grow: the pool is full or the sequence reached its context limit.
+class KvCacheFull : public Error {
+public:
+    using Error::Error;
+};
+
+struct AttnParams {
+    int n_head = 0;       // query heads; each group of n_head / n_head_kv shares one KV head
+    float scale = 1.0f;   // applied to q.k before the softmax
+};
+
+class KvCache {
+public:
+    virtual ~KvCache() = default;
+    virtual const KvGeometry& geometry() const = 0;
+
+    // Make room for positions [0, n_tokens) of seq (throws KvCacheFull; nothing changes then).
+    virtual void seq_reserve(int seq, int n_tokens) = 0;
+    // Forget positions >= n_tokens of seq (n_tokens = 0 frees the sequence).
+    virtual void seq_truncate(int seq, int n_tokens) = 0;
+    virtual int seq_capacity(int seq) const = 0;
+
+    // k: n_head_kv * head_dim_k floats, v: n_head_kv * head_dim_v floats, for position pos of seq.
+    virtual void store(int layer, int seq, int pos, const float* k, const float* v) = 0;
+    // out[h] = sum_p softmax_p(scale * q[h] . k[p]) v[p] over positions p in [0, n_kv) of seq, where
+    // q holds n_head * head_dim_k floats and out n_head * head_dim_v. Safe to call concurrently for
+    // different (seq, query) pairs once every store of the step is done.
+    virtual void attend(int layer, int seq, int n_kv, const float* q, float* out, const AttnParams& p) const = 0;
+};
+
+}  // namespace rotor

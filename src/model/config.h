@@ -1,0 +1,54 @@
+// Model hyperparameters as GGUF files encode them (llama.cpp's keys and conventions), read once at
+// load time. Per-layer values are vectors so that models whose layers differ (GQA per layer,
+// sliding-window layers, head sizes per layer) need no special cases downstream.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf.h"
+
+namespace rotor {
+
+enum class Arch { Llama, Qwen2, Qwen3 };
+enum class RopeStyle {
+    Norm,  // rotate adjacent pairs (2i, 2i+1); llama (the converter permutes Q/K rows to match HF)
+    Neox,  // rotate pairs (i, i + n_rot/2) on HF's layout; qwen2, qwen3, gemma
+};
+
+struct ModelConfig {
+    Arch arch = Arch::Llama;
+    std::string arch_name;
+    int n_layer = 0;
+    int n_embd = 0;
+    int n_vocab = 0;
+    int n_ctx_train = 0;
+    float rms_eps = 1e-5f;
+    std::vector<int> n_head;     // per layer
+    std::vector<int> n_head_kv;  // per layer
+    std::vector<int> head_dim_k, head_dim_v;  // per layer
+    std::vector<int> n_ff;       // per layer
+    // RoPE
+    RopeStyle rope_style = RopeStyle::Norm;
+    int n_rot = 0;              // rotated dims per head (the first n_rot)
+    float rope_base = 10000.0f;
+    float rope_freq_scale = 1.0f;  // 1/factor for linear scaling
+    bool has_rope_freqs = false;   // per-dimension divisors from rope_freqs.weight (Llama 3 scaling)
+    // Architecture features, as data
+    bool qkv_bias = false;   // qwen2
+    bool qk_norm = false;    // qwen3: RMSNorm over each q/k head before RoPE
+    bool tied_output = false;
+
+    int max_head_dim() const;
+    int q_dim(int layer) const { return n_head[layer] * head_dim_k[layer]; }
+    int kv_dim_k(int layer) const { return n_head_kv[layer] * head_dim_k[layer]; }
+    int kv_dim_v(int layer) const { return n_head_kv[layer] * head_dim_v[layer]; }
+};
+
+// Reads and validates the hyperparameters; rotor::Error names the file and the missing or bad key,
+// and unsupported architectures or RoPE scaling types are refused here, not mis-run later.
+ModelConfig read_model_config(const gguf::File& f);
+
+const char* arch_name(Arch a);
+
+}  // namespace rotor

@@ -1,0 +1,65 @@
+// The CPU forward pass: one function per architecture family, over a batch of tokens from any number
+// of sequences (continuous batching), with the KV cache behind its interface. This is the reference
+// that every GPU kernel and KV format is checked against, so it computes in f32 throughout.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "model/model.h"
+
+namespace rotor {
+
+class ThreadPool;
+struct QuantizedActs;
+
+// Tokens to run in one step. A sequence's tokens must appear in position order; a token at position p
+// attends to positions [0, p] of its sequence (earlier positions come from the cache).
+struct Batch {
+    std::vector<int32_t> token;
+    std::vector<int32_t> pos;
+    std::vector<int32_t> seq;
+    std::vector<uint8_t> want_logits;
+
+    void add(int32_t tok, int32_t p, int32_t s, bool logits) {
+        token.push_back(tok);
+        pos.push_back(p);
+        seq.push_back(s);
+        want_logits.push_back(logits ? 1 : 0);
+    }
+    int size() const { return (int)token.size(); }
+    void clear() {
+        token.clear();
+        pos.clear();
+        seq.clear();
+        want_logits.clear();
+    }
+};
+
+class CpuForward {
+public:
+    CpuForward(const Model& model, int n_threads);
+    ~CpuForward();
+
+    // Runs the batch and writes n_vocab logits for every token with want_logits, in batch order.
+    // Throws rotor::Error for invalid tokens/positions and KvCacheFull when a sequence cannot grow
+    // (the cache is unchanged for that sequence's new positions then).
+    void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits);
+
+    // Hidden state after the final norm for each output row (for tests and embeddings).
+    const std::vector<float>& last_hidden() const { return out_hidden_; }
+    int n_threads() const;
+
+private:
+    const Model& m_;
+    std::unique_ptr<ThreadPool> pool_;
+    std::unique_ptr<QuantizedActs> act_scratch_;
+    // scratch, grown as needed
+    std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, out_hidden_;
+    std::vector<float> rope_inv_freq_;
+};
+
+KvGeometry kv_geometry(const ModelConfig& c);
+
+}  // namespace rotor

@@ -1,0 +1,106 @@
+#include "model/model.h"
+
+#include <cmath>
+
+namespace rotor {
+
+namespace {
+
+std::string shape_str(const int64_t* ne, int n) {
+    std::string s = "{";
+    for (int i = 0; i < n; i++) s += (i ? ", " : "") + std::to_string(ne[i]);
+    return s + "}";
+}
+
+class Binder {
+public:
+    explicit Binder(const gguf::File& f) : f_(f) {}
+
+    // Binds tensor `name` and checks its shape (trailing 1s may be omitted in the file).
+    Weight get(const std::string& name, std::vector<int64_t> shape, bool required = true) const {
+        const gguf::TensorInfo* t = f_.tensor(name);
+        Weight w;
+        if (!t) {
+            if (required) f_.fail("missing tensor '" + name + "'");
+            return w;
+        }
+        for (size_t d = 0; d < 4; d++) {
+            const int64_t want = d < shape.size() ? shape[d] : 1;
+            if (t->ne[d] != want)
+                f_.fail("tensor '" + name + "' has shape " + shape_str(t->ne, 4) + ", expected " +
+                        shape_str(shape.data(), (int)shape.size()));
+        }
+        if (!t->data) f_.fail("tensor '" + name + "' has no data in the file");
+        const FormatInfo& fi = format_info(t->type);
+        if (!fi.can_dequantize) f_.fail("tensor '" + name + "' has type " + std::string(fi.name) + ", which rotor cannot compute with");
+        w.type = t->type;
+        w.data = t->data;
+        for (int d = 0; d < 4; d++) w.ne[d] = t->ne[d];
+        w.name = name;
+        return w;
+    }
+
+    // 1-D tensors (norms, biases) must be F32 so the forward pass can read them directly.
+    Weight vec(const std::string& name, int64_t n, bool required = true) const {
+        Weight w = get(name, {n}, required);
+        if (w.present() && w.type != GgmlType::F32)
+            f_.fail("tensor '" + name + "' must be f32, found " + std::string(format_info(w.type).name));
+        return w;
+    }
+
+private:
+    const gguf::File& f_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) { return from_file(gguf::File::open(path)); }
+
+std::unique_ptr<Model> Model::from_file(gguf::File file) {
+    auto m = std::make_unique<Model>(Model{std::move(file), {}, {}, {}, {}, {}, {}});
+    const gguf::File& f = m->file;
+    ModelConfig& c = m->cfg;
+    c = read_model_config(f);
+    Binder b(f);
+    const int64_t E = c.n_embd, V = c.n_vocab;
+    m->tok_embd = b.get("token_embd.weight", {E, V});
+    m->output_norm = b.vec("output_norm.weight", E);
+    m->output = c.tied_output ? m->tok_embd : b.get("output.weight", {E, V});
+    if (c.has_rope_freqs) m->rope_freqs = b.vec("rope_freqs.weight", c.n_rot / 2);
+    m->layers.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; l++) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LayerWeights& L = m->layers[l];
+        const int64_t q = c.q_dim(l), k = c.kv_dim_k(l), v = c.kv_dim_v(l), ff = c.n_ff[l];
+        L.attn_norm = b.vec(p + "attn_norm.weight", E);
+        L.wq = b.get(p + "attn_q.weight", {E, q});
+        L.wk = b.get(p + "attn_k.weight", {E, k});
+        L.wv = b.get(p + "attn_v.weight", {E, v});
+        L.wo = b.get(p + "attn_output.weight", {c.n_head[l] * (int64_t)c.head_dim_v[l], E});
+        if (c.qkv_bias) {
+            L.bq = b.vec(p + "attn_q.bias", q);
+            L.bk = b.vec(p + "attn_k.bias", k);
+            L.bv = b.vec(p + "attn_v.bias", v);
+        }
+        if (c.qk_norm) {
+            L.q_norm = b.vec(p + "attn_q_norm.weight", c.head_dim_k[l]);
+            L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim_k[l]);
+        }
+        L.ffn_norm = b.vec(p + "ffn_norm.weight", E);
+        L.ffn_gate = b.get(p + "ffn_gate.weight", {E, ff});
+        L.ffn_up = b.get(p + "ffn_up.weight", {E, ff});
+        L.ffn_down = b.get(p + "ffn_down.weight", {ff, E});
+    }
+    return m;
+}
+
+uint64_t Model::weight_bytes() const {
+    uint64_t b = output.bytes();  // token_embd: one row per token, negligible
+    for (const auto& L : layers)
+        for (const Weight* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm,
+                                &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+            if (w->present()) b += w->bytes();
+    return b;
+}
+
+}  // namespace rotor
