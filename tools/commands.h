@@ -15,6 +15,6 @@ struct CommandRegistrar {
 
 }  // namespace rotor::cli
 
-// ROTOR_COMMAND(info, "info FILE   what the file holds", cmd_info);
+// ROTOR_COMMAND(info, "info FILE   what the file holds", cmd_info); underscores in the name become hyphens.
 #define ROTOR_COMMAND(name, usage, fn) \
     static const ::rotor::cli::CommandRegistrar rotor_command_registrar_##name(#name, usage, fn)

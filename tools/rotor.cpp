@@ -34,7 +34,9 @@ void usage(FILE* out) {
 }  // namespace
 
 CommandRegistrar::CommandRegistrar(const char* name, const char* usage, CommandFn fn) {
-    registry().push_back({name, usage, fn});
+    std::string n = name;
+    std::replace(n.begin(), n.end(), '_', '-');  // ROTOR_COMMAND(convert_hf, ...) is "convert-hf"
+    registry().push_back({n, usage, fn});
 }
 
 }  // namespace rotor::cli

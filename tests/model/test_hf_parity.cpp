@@ -1,0 +1,167 @@
+// Parity with Hugging Face transformers. The fixtures in tests/fixtures/hf_parity were made on the GPU
+// machine by scripts/gpu/hf_parity_fixtures.py: small random llama / qwen2 / qwen3 models (safetensors),
+// input ids, and float64 reference logits for the float32 weights and for the weights rounded to BF16
+// and to Q8_0. Here rotor's converter writes each model as a GGUF with rotor's writer, the CPU forward
+// pass runs it, and every position's logits are compared by relative L2 error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "convert/hf_convert.h"
+#include "gguf/gguf.h"
+#include "kv/dense_kv_cache.h"
+#include "model/forward.h"
+#include "testdata.h"
+
+using namespace rotor;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Case {
+    std::string arch;
+    GgmlType type;
+    std::string ref;    // logits file
+    double tolerance;   // max relative L2 per position
+};
+
+std::string fixture(const std::string& rel) { return test::source_dir() + "/tests/fixtures/hf_parity/" + rel; }
+
+std::vector<float> read_f32(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::vector<char> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    std::vector<float> out(b.size() / 4);
+    memcpy(out.data(), b.data(), out.size() * 4);
+    return out;
+}
+
+// Runs the prompt either as one batch (prefill) or one token at a time (decode path).
+std::vector<float> run(const Model& m, const std::vector<int>& ids, bool batched, int threads) {
+    DenseKvCache kv(kv_geometry(m.cfg), 1, (int)ids.size());
+    CpuForward fw(m, threads);
+    std::vector<float> all, logits;
+    Batch b;
+    if (batched) {
+        for (size_t i = 0; i < ids.size(); i++) b.add(ids[i], (int)i, 0, true);
+        fw.forward(b, kv, all);
+        return all;
+    }
+    for (size_t i = 0; i < ids.size(); i++) {
+        b.clear();
+        b.add(ids[i], (int)i, 0, true);
+        fw.forward(b, kv, logits);
+        all.insert(all.end(), logits.begin(), logits.end());
+    }
+    return all;
+}
+
+double worst_rel_l2(const std::vector<float>& got, const std::vector<float>& want, int n_vocab) {
+    double worst = 0;
+    for (size_t p = 0; p < want.size() / n_vocab; p++) {
+        double e = 0, n = 0;
+        for (int i = 0; i < n_vocab; i++) {
+            const double d = (double)got[p * n_vocab + i] - want[p * n_vocab + i];
+            e += d * d;
+            n += (double)want[p * n_vocab + i] * want[p * n_vocab + i];
+        }
+        worst = std::max(worst, std::sqrt(e / n));
+    }
+    return worst;
+}
+
+// The same model with every tensor dequantized to F32: isolates the weights from activation rounding.
+std::string dequantized_copy(const std::string& path) {
+    gguf::File f = gguf::File::open(path);
+    gguf::Writer w(f.alignment());
+    for (const auto& kv : f.kvs()) w.set_value(kv.key, kv.value);
+    for (const auto& t : f.tensors()) {
+        const gguf::TensorInfo ti = t;
+        w.add_tensor(t.name, GgmlType::F32, std::vector<int64_t>(t.ne, t.ne + t.n_dims), [ti](uint8_t* dst, uint64_t) {
+            const uint64_t rb = row_bytes(ti.type, (uint64_t)ti.ne[0]);
+            for (int64_t r = 0; r < ti.rows(); r++)
+                dequantize_row(ti.type, ti.data + r * rb, reinterpret_cast<float*>(dst) + r * ti.ne[0], ti.ne[0]);
+        });
+    }
+    const std::string out = path + ".f32.gguf";
+    w.write(out);
+    return out;
+}
+
+class HfParity : public ::testing::TestWithParam<Case> {};
+
+}  // namespace
+
+TEST_P(HfParity, LogitsMatchTransformers) {
+    const Case& c = GetParam();
+    const fs::path dir = fs::temp_directory_path() / ("rotor_hf_" + c.arch + "_" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const std::string gguf_path = (dir / ("model-" + std::string(format_info(c.type).name) + ".gguf")).string();
+    HfConvertOptions opt;
+    opt.outtype = c.type;
+    convert_hf_to_gguf(fixture(c.arch), gguf_path, opt);
+    auto model = Model::load(gguf_path);
+    EXPECT_EQ(model->cfg.arch_name, c.arch);
+
+    std::ifstream idf(fixture(c.arch + "/input_ids.json"));
+    const std::vector<int> ids = nlohmann::json::parse(idf).get<std::vector<int>>();
+    const std::vector<float> want = read_f32(fixture(c.arch + "/" + c.ref));
+    const int V = model->cfg.n_vocab;
+    ASSERT_EQ(want.size(), ids.size() * (size_t)V);
+
+    const double prefill = worst_rel_l2(run(*model, ids, true, 2), want, V);
+    const double decode = worst_rel_l2(run(*model, ids, false, 1), want, V);
+    RecordProperty("prefill_rel_l2", std::to_string(prefill));
+    RecordProperty("decode_rel_l2", std::to_string(decode));
+    printf("    %s %s: worst relative L2 per position: prefill %.3g, decode %.3g (bound %.0e)\n", c.arch.c_str(),
+           std::string(format_info(c.type).name).c_str(), prefill, decode, c.tolerance);
+    EXPECT_LT(prefill, c.tolerance);
+    EXPECT_LT(decode, c.tolerance);
+    if (c.type != GgmlType::F32) {
+        // The stored weights themselves must equal the reference's rounded weights: with them expanded to
+        // F32 (no activation rounding anywhere) the float32 bound applies.
+        auto exact = Model::load(dequantized_copy(gguf_path));
+        const double weights_only = worst_rel_l2(run(*exact, ids, true, 2), want, V);
+        printf("    %s %s dequantized to f32: worst relative L2 %.3g (bound 1e-4)\n", c.arch.c_str(),
+               std::string(format_info(c.type).name).c_str(), weights_only);
+        EXPECT_LT(weights_only, 1e-4);
+    }
+    fs::remove_all(dir);
+}
+
+// Bounds. F32: the issue's 1e-4 (float32 arithmetic against a float64 reference lands near 2e-6).
+// BF16: the reference uses the same rounded weights, so only float32 arithmetic differs: 1e-4.
+// Q8_0: two checks. (1) The stored weights: the model with every tensor dequantized to F32 must meet the
+// F32 bound against the reference built from the same Q8_0-rounded weights (measured ~2e-6). (2) The
+// whole quantized path: rotor, like llama.cpp, also rounds each activation row to Q8_0 (one fp16 scale
+// per 32 values) before the integer dot products. Each rounding adds noise of about amax/(127*sqrt(12))
+// per element, ~0.5% of the row's RMS for Gaussian-like rows, at each of the 7 matrix inputs per layer;
+// these random-weight models (weights 1.5/sqrt(n), sharp attention) amplify it through 3 layers to the
+// measured 4-8% relative L2 on the logits. Bound 0.15: twice the worst measured, and still far below the
+// O(1) error of a wrong scale, block layout or row permutation.
+INSTANTIATE_TEST_SUITE_P(
+    Transformers, HfParity,
+    ::testing::Values(Case{"llama", GgmlType::F32, "logits_f32.bin", 1e-4},
+                      Case{"qwen2", GgmlType::F32, "logits_f32.bin", 1e-4},
+                      Case{"qwen3", GgmlType::F32, "logits_f32.bin", 1e-4},
+                      Case{"llama", GgmlType::BF16, "logits_bf16.bin", 1e-4},
+                      Case{"qwen2", GgmlType::BF16, "logits_bf16.bin", 1e-4},
+                      Case{"qwen3", GgmlType::BF16, "logits_bf16.bin", 1e-4},
+                      Case{"llama", GgmlType::Q8_0, "logits_q8_0.bin", 0.15},
+                      Case{"qwen2", GgmlType::Q8_0, "logits_q8_0.bin", 0.15},
+                      Case{"qwen3", GgmlType::Q8_0, "logits_q8_0.bin", 0.15}),
+    [](const auto& info) { return info.param.arch + "_" + std::string(format_info(info.param.type).name); });
+
+TEST(HfConvert, RejectsWhatItCannotConvert) {
+    const fs::path dir = fs::temp_directory_path() / ("rotor_hf_bad_" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    HfConvertOptions opt;
+    EXPECT_THROW(convert_hf_to_gguf(dir.string(), (dir / "x.gguf").string(), opt), Error);  // no config
+    std::ofstream(dir / "config.json") << R"({"model_type": "mamba"})";
+    EXPECT_THROW(convert_hf_to_gguf(dir.string(), (dir / "x.gguf").string(), opt), Error);
+    std::ofstream(dir / "config.json") << "{not json";
+    EXPECT_THROW(convert_hf_to_gguf(dir.string(), (dir / "x.gguf").string(), opt), Error);
+    fs::remove_all(dir);
+}

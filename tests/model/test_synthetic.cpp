@@ -1,0 +1,42 @@
+// Random-weight models of real shapes: the stock Q4_K_M tensor mix must give the published byte counts
+// (computed independently in ../shared/reference/gguf-conventions.md section 5.7), and a small one must run.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "convert/synthetic.h"
+#include "kv/dense_kv_cache.h"
+#include "model/forward.h"
+
+using namespace rotor;
+
+TEST(Synthetic, Q4KMDataBytesMatchTheStockQuantizer) {
+    const QuantMix mix = parse_quant_mix("q4_k_m");
+    EXPECT_EQ(synthetic_data_bytes(find_shape("llama-3.1-8b"), mix), 4912898304ull);
+    EXPECT_EQ(synthetic_data_bytes(find_shape("qwen2.5-32b"), mix), 19845357568ull);
+    EXPECT_EQ(synthetic_data_bytes(find_shape("qwen3-32b"), mix), 19756174336ull);
+}
+
+TEST(Synthetic, UnknownNamesAreErrors) {
+    EXPECT_THROW(find_shape("gpt-5"), Error);
+    EXPECT_THROW(parse_quant_mix("q9_9"), Error);
+}
+
+TEST(Synthetic, TinyModelLoadsAndRunsInEveryCommonFormat) {
+    for (const char* mix : {"f32", "f16", "q8_0", "q4_0", "q4_k_m", "q6_k"}) {
+        const std::string path = (std::filesystem::temp_directory_path() /
+                                  ("rotor_tiny_" + std::string(mix) + "_" + std::to_string(getpid()) + ".gguf")).string();
+        write_synthetic_model(find_shape("tiny-llama"), parse_quant_mix(mix), path);
+        auto m = Model::load(path);
+        DenseKvCache kv(kv_geometry(m->cfg), 1, 16);
+        CpuForward fw(*m, 2);
+        Batch b;
+        for (int i = 0; i < 8; i++) b.add(i * 7, i, 0, i == 7);
+        std::vector<float> logits;
+        fw.forward(b, kv, logits);
+        ASSERT_EQ(logits.size(), (size_t)m->cfg.n_vocab) << mix;
+        for (float x : logits) ASSERT_TRUE(std::isfinite(x)) << mix;
+        std::filesystem::remove(path);
+    }
+}
