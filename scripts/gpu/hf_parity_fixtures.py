@@ -7,6 +7,8 @@ Llama 3 RoPE scaling, tied and untied outputs), saves it as safetensors + config
   logits_f32.bin   float64 forward of the float32 weights            (reference for F32 GGUFs)
   logits_bf16.bin  same, every matrix rounded to bfloat16 first       (reference for BF16 GGUFs)
   logits_q8_0.bin  same, every matrix quantized+dequantized as Q8_0   (reference for Q8_0 GGUFs)
+  logits_q8_0_act.bin  as logits_q8_0, and the input of every Linear also rounded to Q8_0 per row,
+                   as ggml-style engines quantize activations before integer dot products
 as float32 [n_tokens, n_vocab] row-major, with the input ids in input_ids.json. rotor's CPU tests convert
 the safetensors with rotor's own converter/writer and compare (tests/model/test_hf_parity.cpp).
 
@@ -77,6 +79,17 @@ def q8_0_roundtrip(w):
     return (q * d16).reshape(w.shape)
 
 
+def round_linear_inputs_q8_0(model):
+    """Round every nn.Linear's input to Q8_0 (blocks of 32 along the feature axis) in a pre-hook."""
+    def hook(_module, args):
+        x = args[0]
+        y = torch.from_numpy(q8_0_roundtrip(x.detach().to(torch.float32).numpy().reshape(-1, x.shape[-1])))
+        return (y.reshape(x.shape).to(x.dtype),)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_pre_hook(hook)
+
+
 def run(model, ids):
     model = model.to(torch.float64).eval()
     with torch.no_grad():
@@ -123,6 +136,9 @@ def main():
                 if getattr(cfg, "tie_word_embeddings", False):
                     m.tie_weights()
                 add(f"{arch}/logits_{kind}.bin", run(m, ids).tobytes())
+                if kind == "q8_0":
+                    round_linear_inputs_q8_0(m)
+                    add(f"{arch}/logits_q8_0_act.bin", run(m, ids).tobytes())
             print(f"{arch}: vocab {cfg.vocab_size}, {N_TOKENS} tokens, params "
                   f"{sum(p.numel() for p in model.parameters())}", flush=True)
         meta = {"torch": torch.__version__, "transformers": transformers.__version__, "seed": SEED,
