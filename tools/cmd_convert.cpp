@@ -1,5 +1,7 @@
 // rotor convert-hf DIR OUT.gguf [--outtype T] [--vocab FILE.gguf] [--name NAME]
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 
 #include "commands.h"
 #include "common/error.h"
@@ -27,8 +29,18 @@ int cmd_convert_hf(const Args& args) {
             opt.vocab_from = value();
         } else if (a == "--name") {
             opt.name = value();
+        } else if (a == "--pre") {
+            opt.bpe_pre = value();
+        } else if (a == "--add-bos") {
+            opt.add_bos = true;
+        } else if (a == "--chat-template") {
+            const std::string path = value();
+            std::ifstream f(path);
+            if (!f) throw Error("cannot read chat template '" + path + "'");
+            opt.chat_template.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
         } else if (a == "-h" || a == "--help") {
-            printf("usage: rotor convert-hf HF_DIR OUT.gguf [--outtype f32|f16|bf16|q8_0|...] [--vocab VOCAB.gguf] [--name NAME]\n");
+            printf("usage: rotor convert-hf HF_DIR OUT.gguf [--outtype f32|f16|bf16|q8_0|...] [--vocab VOCAB.gguf] [--name NAME]\n"
+                   "       [--pre NAME] [--add-bos] [--chat-template FILE.jinja]   (for a byte-level BPE tokenizer.json)\n");
             return 0;
         } else if (!a.empty() && a[0] == '-') {
             throw Error("unknown option " + a);

@@ -56,6 +56,51 @@ std::vector<float> permute_rows(const std::vector<float>& w, int64_t n_head, int
     return out;
 }
 
+// Hugging Face tokenizer.json (byte-level BPE) -> the GGUF tokenizer keys llama.cpp's converter writes.
+void convert_tokenizer_json(const fs::path& path, const json& config, const HfConvertOptions& opt, int64_t n_vocab,
+                            gguf::Writer& w) {
+    std::ifstream f(path);
+    json t;
+    try {
+        t = json::parse(f);
+    } catch (const std::exception& e) {
+        throw Error("'" + path.string() + "': " + e.what());
+    }
+    const json& model = t.at("model");
+    if (model.value("type", "") != "BPE" || !t.contains("pre_tokenizer") || t["pre_tokenizer"].is_null() ||
+        t["pre_tokenizer"].value("type", "") != "ByteLevel")
+        throw Error("'" + path.string() + "': only byte-level BPE tokenizers are converted; pass --vocab FILE.gguf");
+    std::vector<std::string> tokens((size_t)n_vocab);
+    std::vector<int32_t> types((size_t)n_vocab, 0);
+    auto put = [&](const std::string& s, int64_t id, int32_t type) {
+        if (id < 0 || id >= n_vocab) throw Error("tokenizer.json: token id " + std::to_string(id) + " is outside the model's vocabulary");
+        tokens[(size_t)id] = s;
+        types[(size_t)id] = type;
+    };
+    for (auto& [s, id] : model.at("vocab").items()) put(s, id.get<int64_t>(), 1);
+    if (t.contains("added_tokens"))
+        for (const auto& a : t["added_tokens"]) put(a.at("content").get<std::string>(), a.at("id").get<int64_t>(), a.value("special", false) ? 3 : 4);
+    for (int64_t i = 0; i < n_vocab; i++)
+        if (types[(size_t)i] == 0) {  // padding rows of the embedding: unused, as llama.cpp's converter writes them
+            tokens[(size_t)i] = "[PAD" + std::to_string(i) + "]";
+            types[(size_t)i] = 5;
+        }
+    std::vector<std::string> merges;
+    for (const auto& m : model.at("merges"))
+        merges.push_back(m.is_string() ? m.get<std::string>() : m.at(0).get<std::string>() + " " + m.at(1).get<std::string>());
+    w.set_string("tokenizer.ggml.model", "gpt2");
+    w.set_string("tokenizer.ggml.pre", opt.bpe_pre);
+    w.set_array_string("tokenizer.ggml.tokens", tokens);
+    w.set_array_i32("tokenizer.ggml.token_type", types);
+    w.set_array_string("tokenizer.ggml.merges", merges);
+    if (config.contains("bos_token_id") && config["bos_token_id"].is_number())
+        w.set_u32("tokenizer.ggml.bos_token_id", config["bos_token_id"].get<uint32_t>());
+    if (config.contains("eos_token_id") && config["eos_token_id"].is_number())
+        w.set_u32("tokenizer.ggml.eos_token_id", config["eos_token_id"].get<uint32_t>());
+    w.set_bool("tokenizer.ggml.add_bos_token", opt.add_bos);
+    w.set_bool("tokenizer.ggml.add_eos_token", false);
+}
+
 }  // namespace
 
 std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path, const HfConvertOptions& opt) {
@@ -204,7 +249,10 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
         if (const gguf::Value* toks = vf.get_array("tokenizer.ggml.tokens"); toks && (int64_t)toks->count > V)
             throw Error("vocabulary in '" + opt.vocab_from + "' has " + std::to_string(toks->count) +
                         " tokens, more than the model's " + std::to_string(V) + " embedding rows");
+    } else if (fs::exists(dir / "tokenizer.json")) {
+        convert_tokenizer_json(dir / "tokenizer.json", c, opt, V, w);
     }
+    if (!opt.chat_template.empty()) w.set_string("tokenizer.chat_template", opt.chat_template);
     w.write(out_path);
     return arch + " model, " + std::to_string(L) + " layers, " + std::to_string(E) + " wide, " +
            std::string(format_info(opt.outtype).name) + " -> " + out_path;

@@ -12,6 +12,11 @@ struct HfConvertOptions {
     GgmlType outtype = GgmlType::F16;  // type of 2-D weights (1-D tensors stay F32)
     std::string vocab_from;            // copy tokenizer.* keys from this GGUF (optional)
     std::string name;                  // general.name (default: the folder name)
+    // When no vocab_from is given and the folder has a byte-level BPE tokenizer.json, it is converted
+    // (tokenizer.ggml.model "gpt2"); its pre-tokenizer cannot be inferred reliably, so it is named here.
+    std::string bpe_pre = "gpt-2";
+    bool add_bos = false;              // tokenizer.ggml.add_bos_token for a converted tokenizer.json
+    std::string chat_template;         // tokenizer.chat_template to store (optional)
 };
 
 // Returns a one-line summary. Throws rotor::Error for unsupported model types or inconsistent files.
