@@ -20,6 +20,7 @@
 #include "common/half.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/matmul.h"
+#include "cpu/membw.h"
 #include "cpu/thread_pool.h"
 #include "cpu/vec_dot.h"
 #include "formats/formats.h"
@@ -86,66 +87,6 @@ struct Buffer {
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
 };
-
-// ---- memory bandwidth
-
-volatile uint64_t g_sink;
-
-// Streams [b, e) words; four independent sums so the loop is bound by loads, not adds. Built for
-// AVX2 when the CPU has it (32-byte loads), so the figure is the memory's, not the core's.
-template <int kWidth>
-uint64_t stream_sum(const uint64_t* w, size_t b, size_t e) {
-    uint64_t s[4 * kWidth] = {};
-    size_t i = b;
-    for (; i + 4 * kWidth <= e; i += 4 * kWidth)
-        for (int k = 0; k < 4 * kWidth; k++) s[k] += w[i + k];
-    for (; i < e; i++) s[0] += w[i];
-    uint64_t t = 0;
-    for (uint64_t v : s) t ^= v;
-    return t;
-}
-__attribute__((target("avx2"))) uint64_t stream_sum_avx2(const uint64_t* w, size_t b, size_t e) {
-    return stream_sum<4>(w, b, e);
-}
-
-// Best of a few passes, each thread streaming either its own contiguous share of the buffer or
-// 1 MiB chunks handed out on demand (the mat-mul's pattern); on this kind of machine either can be
-// the faster one, and the better of the two is the figure to compare against.
-double read_bandwidth(ThreadPool& pool, const Buffer& buf) {
-    const size_t words = buf.n / 8, chunk = (1 << 20) / 8;
-    const auto* w = reinterpret_cast<const uint64_t*>(buf.p);
-    const bool avx2 = cpu_isa_supported(CpuIsa::Avx2);
-    auto sum = [&](size_t b, size_t e) { return avx2 ? stream_sum_avx2(w, b, e) : stream_sum<2>(w, b, e); };
-    double best = 0;
-    for (int rep = 0; rep < 8; rep++) {
-        const auto t0 = Clock::now();
-        if (rep % 2 == 0) {
-            pool.run([&](int t, int nt) {
-                g_sink = g_sink + sum(words * (size_t)t / (size_t)nt, words * (size_t)(t + 1) / (size_t)nt);
-            });
-        } else {
-            pool.parallel_for((int64_t)(words / chunk), 1, [&](int64_t b, int64_t e, int) {
-                g_sink = g_sink + sum((size_t)b * chunk, (size_t)e * chunk);
-            });
-        }
-        best = std::max(best, (double)(words / chunk * chunk * 8) / seconds_since(t0) / 1e9);
-    }
-    return best;
-}
-
-double copy_bandwidth(ThreadPool& pool, Buffer& buf) {
-    const size_t half = buf.n / 2;
-    double best = 0;
-    for (int rep = 0; rep < 5; rep++) {
-        const auto t0 = Clock::now();
-        pool.run([&](int t, int nt) {
-            const size_t b = half * (size_t)t / (size_t)nt, e = half * (size_t)(t + 1) / (size_t)nt;
-            memcpy(buf.p + half + b, buf.p + b, e - b);
-        });
-        best = std::max(best, 2.0 * (double)half / seconds_since(t0) / 1e9);  // bytes read + written
-    }
-    return best;
-}
 
 // ---- weights
 
@@ -296,9 +237,8 @@ int main(int argc, char** argv) {
         }
     }
 
-    Buffer bw((size_t)o.bw_mib << 20);
-    const double read_gbps = read_bandwidth(pool, bw);
-    const double copy_gbps = copy_bandwidth(pool, bw);
+    const MemoryBandwidth mbw = measure_memory_bandwidth(pool, (size_t)o.bw_mib << 20);
+    const double read_gbps = mbw.read_gbs, copy_gbps = mbw.copy_gbs;
     std::printf("threads %d, cpu best isa %s\n", pool.size(), std::string(cpu_isa_name(cpu_isa_best())).c_str());
     std::printf("memory: read %.1f GB/s, copy %.1f GB/s (read+write bytes), %lld MiB buffer\n\n", read_gbps, copy_gbps,
                 (long long)o.bw_mib);
