@@ -34,9 +34,14 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
     corpus="$root/build-fuzz/corpus/$name"
     mkdir -p "$corpus"
     seeds="$root/build-fuzz/seeds/${name#fuzz_}"
+    extra=""
+    # real chat templates make the best seeds for the Jinja interpreter
+    if [ "$name" = fuzz_jinja ] && [ -d "$root/../shared/testdata/templates/llama.cpp" ]; then
+      extra="$root/../shared/testdata/templates/llama.cpp"
+    fi
     echo "-- $name"
     "$fz" -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) 2>&1 | tail -n 12
+      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) $extra 2>&1 | tail -n 12
   done
 fi
 echo "== all tests passed"

@@ -1,5 +1,9 @@
 #include "cpu/cpu_isa.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cctype>
 #include <cstdlib>
 #include <string>
@@ -26,14 +30,23 @@ std::optional<CpuIsa> cpu_isa_from_name(std::string_view name) {
     return std::nullopt;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// F16C and BMI2 straight from CPUID: clang 14's __builtin_cpu_supports does not know them.
+static bool has_f16c_bmi2() {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29))) return false;  // leaf 1 ECX.29: F16C
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (b & (1u << 8)) != 0;  // leaf 7 EBX.8: BMI2
+}
+#endif
+
 bool cpu_isa_supported(CpuIsa isa) {
 #if defined(__x86_64__) || defined(__i386__)
     // __builtin_cpu_supports also checks that the OS saves the YMM/ZMM state (via XGETBV).
     switch (isa) {
         case CpuIsa::Scalar: return true;
         case CpuIsa::Avx2:
-            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                   __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c_bmi2();
         case CpuIsa::Avx512:
             return cpu_isa_supported(CpuIsa::Avx2) && __builtin_cpu_supports("avx512f") &&
                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
