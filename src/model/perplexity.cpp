@@ -66,39 +66,60 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
     if (n_chunks == 0)
         throw Error("perplexity: the text has " + std::to_string(tokens.size()) + " tokens, fewer than one chunk of " +
                     std::to_string(opt.n_ctx));
-    const int V = m.cfg.n_vocab, first = opt.n_ctx / 2;
+    const int V = m.cfg.n_vocab, first = opt.n_ctx / 2, n_score = opt.n_ctx - 1 - first;
+    // The group's log-probs wait in memory until the group ends: keep that under 512 MiB.
+    const int64_t per_chunk = (int64_t)n_score * V * (int64_t)sizeof(float);
+    const int P = (int)std::clamp<int64_t>(opt.decode_path ? opt.n_parallel : 1, 1, std::max<int64_t>(1, (512ll << 20) / per_chunk));
     CpuForward fw(m, opt.n_threads);
     std::vector<float> logits, lp;
-    for (int c = 0; c < n_chunks; c++) {
-        std::unique_ptr<KvCache> kv = opt.make_cache ? opt.make_cache(m.cfg, opt.n_ctx)
-                                                     : std::make_unique<DenseKvCache>(kv_geometry(m.cfg), 1, opt.n_ctx);
-        std::vector<int32_t> chunk(tokens.begin() + (long)c * opt.n_ctx, tokens.begin() + (long)(c + 1) * opt.n_ctx);
-        if (opt.bos >= 0) chunk[0] = opt.bos;
-        double chunk_nll = 0;
-        auto score = [&](const float* row, int pos) {
-            log_softmax(row, V, lp);
-            const int32_t target = chunk[pos + 1];
-            chunk_nll -= lp[target];
-            if (opt.on_scored) opt.on_scored(lp.data(), V, target);
-        };
+    // Log-probs of a group's chunks are computed position by position across the group, but reported
+    // chunk by chunk; keep them until the group is done (n_score x V floats per chunk).
+    std::vector<std::vector<float>> pending((size_t)P);
+    std::vector<std::vector<int32_t>> chunks((size_t)P);
+    for (int c0 = 0; c0 < n_chunks; c0 += P) {
+        const int np = std::min(P, n_chunks - c0);
+        std::unique_ptr<KvCache> kv = opt.make_cache ? opt.make_cache(m.cfg, np, opt.n_ctx)
+                                                     : std::make_unique<DenseKvCache>(kv_geometry(m.cfg), np, opt.n_ctx);
+        for (int s = 0; s < np; s++) {
+            const long at = (long)(c0 + s) * opt.n_ctx;
+            chunks[s].assign(tokens.begin() + at, tokens.begin() + at + opt.n_ctx);
+            if (opt.bos >= 0) chunks[s][0] = opt.bos;
+            pending[s].resize((size_t)n_score * V);
+        }
         Batch b;
         if (opt.decode_path) {
             for (int pos = 0; pos < opt.n_ctx - 1; pos++) {
                 b.clear();
-                b.add(chunk[pos], pos, 0, pos >= first);
+                for (int s = 0; s < np; s++) b.add(chunks[s][pos], pos, s, pos >= first);
                 fw.forward(b, *kv, logits);
-                if (pos >= first) score(logits.data(), pos);
+                if (pos >= first)
+                    for (int s = 0; s < np; s++) {
+                        log_softmax(&logits[(size_t)s * V], V, lp);
+                        std::copy(lp.begin(), lp.end(), pending[s].begin() + (size_t)(pos - first) * V);
+                    }
             }
         } else {
-            for (int pos = 0; pos < opt.n_ctx - 1; pos++) b.add(chunk[pos], pos, 0, pos >= first);
+            for (int pos = 0; pos < opt.n_ctx - 1; pos++) b.add(chunks[0][pos], pos, 0, pos >= first);
             fw.forward(b, *kv, logits);
-            for (int pos = first; pos < opt.n_ctx - 1; pos++) score(&logits[(size_t)(pos - first) * V], pos);
+            for (int j = 0; j < n_score; j++) {
+                log_softmax(&logits[(size_t)j * V], V, lp);
+                std::copy(lp.begin(), lp.end(), pending[0].begin() + (size_t)j * V);
+            }
         }
-        r.chunk_nll.push_back(chunk_nll);
-        r.nll += chunk_nll;
-        r.scored += opt.n_ctx - 1 - first;
-        r.chunks++;
-        if (opt.on_progress) opt.on_progress(c, n_chunks, r.ppl());
+        for (int s = 0; s < np; s++) {
+            double chunk_nll = 0;
+            for (int j = 0; j < n_score; j++) {
+                const float* row = &pending[s][(size_t)j * V];
+                const int32_t target = chunks[s][first + j + 1];
+                chunk_nll -= row[target];
+                if (opt.on_scored) opt.on_scored(row, V, target);
+            }
+            r.chunk_nll.push_back(chunk_nll);
+            r.nll += chunk_nll;
+            r.scored += n_score;
+            r.chunks++;
+            if (opt.on_progress) opt.on_progress(r.chunks - 1, n_chunks, r.ppl());
+        }
     }
     return r;
 }

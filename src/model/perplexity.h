@@ -22,10 +22,12 @@ struct PerplexityOptions {
     int n_threads = 1;
     int max_chunks = 0;       // 0 = all
     bool decode_path = true;  // token by token through the cache; false = one batched prefill per chunk
+    int n_parallel = 4;       // chunks decoded together as separate sequences of one batch
     int32_t bos = -1;         // token placed first in each chunk; -1 = keep the text's own token
-    // Builds the KV cache for one sequence of n_ctx positions (defaults to the f32 reference cache).
-    std::function<std::unique_ptr<KvCache>(const ModelConfig&, int n_ctx)> make_cache;
-    // Called for every scored position with the full log-softmax (n_vocab values) and the target token.
+    // Builds the KV cache for n_seq sequences of n_ctx positions (defaults to the f32 reference cache).
+    std::function<std::unique_ptr<KvCache>(const ModelConfig&, int n_seq, int n_ctx)> make_cache;
+    // Called for every scored position, in order (chunk by chunk, position by position), with the full
+    // log-softmax (n_vocab values) and the target token.
     std::function<void(const float* logprobs, int n_vocab, int32_t target)> on_scored;
     std::function<void(int chunk, int n_chunks, double ppl_so_far)> on_progress;
 };

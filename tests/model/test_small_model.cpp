@@ -98,9 +98,18 @@ TEST(SmallModel, DecodePathEqualsBatchedPath) {
     PerplexityOptions opt;
     opt.n_ctx = 256;
     opt.n_threads = 2;
-    opt.max_chunks = 2;
+    opt.max_chunks = 3;
     opt.bos = 4093;
-    const PerplexityResult batched = compute_perplexity(*m, tokens, [&] { auto o = opt; o.decode_path = false; return o; }());
-    const PerplexityResult decoded = compute_perplexity(*m, tokens, opt);
-    for (int c = 0; c < 2; c++) EXPECT_NEAR(decoded.chunk_nll[c], batched.chunk_nll[c], 1e-4 * batched.chunk_nll[c]);
+    auto with = [&](bool decode, int parallel) {
+        PerplexityOptions o = opt;
+        o.decode_path = decode;
+        o.n_parallel = parallel;
+        return compute_perplexity(*m, tokens, o);
+    };
+    const PerplexityResult batched = with(false, 1), alone = with(true, 1), together = with(true, 3);
+    for (int c = 0; c < 3; c++) {
+        EXPECT_NEAR(alone.chunk_nll[c], batched.chunk_nll[c], 1e-4 * batched.chunk_nll[c]);
+        // sequences decoded side by side in one batch compute exactly what each computes alone
+        EXPECT_EQ(together.chunk_nll[c], alone.chunk_nll[c]);
+    }
 }
