@@ -28,16 +28,20 @@ GgmlType fallback_for_width(GgmlType t, int64_t ne0) {
     }
 }
 
-struct PlannedTensor {
-    std::string name;
-    GgmlType type;
-    std::vector<int64_t> dims;
-    enum Kind { Matrix, Norm, Bias, RopeFreqs } kind;
-};
-
-std::vector<PlannedTensor> plan(const ModelShape& s, const QuantMix& mix) {
+// Tensor table of a shape in file order: global tensors, then each layer, as llama.cpp's loader names them.
+std::vector<PlannedTensor> build_plan(const ModelShape& s, const QuantMix& mix) {
     std::vector<PlannedTensor> out;
-    const int64_t E = s.n_embd, q = (int64_t)s.n_head * s.head_dim, kv = (int64_t)s.n_head_kv * s.head_dim;
+    const int64_t E = s.n_embd;
+    // llama-quantize's counters: attn_v-like tensors (attn_v, attn_qkv) counted in file order; ffn_down
+    // by layer number for MoE models, in file order otherwise (the same for the layouts here).
+    int n_attn_v = 0;
+    for (int l = 0; l < s.n_layer; l++) {
+        const bool full = s.full_interval == 0 || (l + 1) % s.full_interval == 0;
+        const bool swa = s.swa_period > 0 && (l + 1) % s.swa_period != 0;
+        if (s.arch == "gemma4" ? swa : true) n_attn_v++;
+        (void)full;
+    }
+    int i_attn_v = 0;
     auto matrix_type = [&](const std::string& role, int index, int count, int64_t ne0) {
         GgmlType t = mix.uniform;
         if (mix.q4_k_m) {
@@ -49,37 +53,90 @@ std::vector<PlannedTensor> plan(const ModelShape& s, const QuantMix& mix) {
         if (ne0 % format_info(t).block_elems != 0) t = GgmlType::F16;
         return t;
     };
-    auto mat = [&](const std::string& name, const std::string& role, int idx, int cnt, int64_t ne0, int64_t ne1) {
-        out.push_back({name, matrix_type(role, idx, cnt, ne0), {ne0, ne1}, PlannedTensor::Matrix});
+    auto mat = [&](const std::string& name, const std::string& role, int idx, int cnt, std::vector<int64_t> dims) {
+        out.push_back({name, matrix_type(role, idx, cnt, dims[0]), dims, PlannedTensor::Matrix});
     };
-    auto vec = [&](const std::string& name, int64_t n, PlannedTensor::Kind k) {
-        out.push_back({name, GgmlType::F32, {n}, k});
+    auto attn_v_like = [&](const std::string& name, std::vector<int64_t> dims) {
+        mat(name, "attn_v", i_attn_v++, n_attn_v, dims);
     };
-    mat("token_embd.weight", s.tied ? "output" : "token_embd", 0, 1, E, s.n_vocab);
-    if (s.arch == "llama" && s.rope_base >= 500000.0f) vec("rope_freqs.weight", s.head_dim / 2, PlannedTensor::RopeFreqs);
+    auto f32 = [&](const std::string& name, std::vector<int64_t> dims, PlannedTensor::Kind k) {
+        out.push_back({name, GgmlType::F32, dims, k});
+    };
+    mat("token_embd.weight", s.tied ? "output" : "token_embd", 0, 1, {E, s.n_vocab});
+    if (s.arch == "llama" && s.rope_base >= 500000.0f) f32("rope_freqs.weight", {s.head_dim / 2}, PlannedTensor::RopeFreqs);
+    if (s.arch == "gemma4") f32("rope_freqs.weight", {s.head_dim_full / 2}, PlannedTensor::RopeFreqs);
     for (int l = 0; l < s.n_layer; l++) {
         const std::string p = "blk." + std::to_string(l) + ".";
-        vec(p + "attn_norm.weight", E, PlannedTensor::Norm);
-        mat(p + "attn_q.weight", "attn_q", l, s.n_layer, E, q);
-        mat(p + "attn_k.weight", "attn_k", l, s.n_layer, E, kv);
-        mat(p + "attn_v.weight", "attn_v", l, s.n_layer, E, kv);
-        mat(p + "attn_output.weight", "attn_output", l, s.n_layer, q, E);
-        if (s.qkv_bias) {
-            vec(p + "attn_q.bias", q, PlannedTensor::Bias);
-            vec(p + "attn_k.bias", kv, PlannedTensor::Bias);
-            vec(p + "attn_v.bias", kv, PlannedTensor::Bias);
+        const bool full = s.full_interval == 0 || (l + 1) % s.full_interval == 0;
+        const bool swa = s.swa_period > 0 && (l + 1) % s.swa_period != 0;
+        const int hd = (s.arch == "gemma4" && !swa) ? s.head_dim_full : s.head_dim;
+        const int hkv = (s.arch == "gemma4" && !swa) ? s.n_head_kv_full : s.n_head_kv;
+        const int64_t q = (int64_t)s.n_head * hd, kv = (int64_t)hkv * hd;
+        f32(p + "attn_norm.weight", {E}, PlannedTensor::Norm);
+        if (full) {  // attention layer
+            mat(p + "attn_q.weight", "attn_q", l, s.n_layer, {E, s.arch.rfind("qwen35", 0) == 0 ? 2 * q : q});
+            mat(p + "attn_k.weight", "attn_k", l, s.n_layer, {E, kv});
+            if (s.arch != "gemma4" || swa) attn_v_like(p + "attn_v.weight", {E, kv});
+            mat(p + "attn_output.weight", "attn_output", l, s.n_layer, {q, E});
+            if (s.qkv_bias) {
+                f32(p + "attn_q.bias", {q}, PlannedTensor::Bias);
+                f32(p + "attn_k.bias", {kv}, PlannedTensor::Bias);
+                f32(p + "attn_v.bias", {kv}, PlannedTensor::Bias);
+            }
+            if (s.arch == "qwen3" || s.arch.rfind("qwen35", 0) == 0 || s.arch == "gemma4") {
+                f32(p + "attn_q_norm.weight", {hd}, PlannedTensor::Norm);
+                f32(p + "attn_k_norm.weight", {hd}, PlannedTensor::Norm);
+            }
+        } else {  // Gated DeltaNet layer
+            const int64_t kdim = (int64_t)s.gdn_k_heads * s.gdn_head_dim, vdim = (int64_t)s.gdn_v_heads * s.gdn_head_dim;
+            attn_v_like(p + "attn_qkv.weight", {E, 2 * kdim + vdim});
+            mat(p + "attn_gate.weight", "attn_gate", l, s.n_layer, {E, vdim});
+            f32(p + "ssm_conv1d.weight", {s.conv_kernel, 2 * kdim + vdim}, PlannedTensor::Bias);
+            f32(p + "ssm_dt.bias", {s.gdn_v_heads}, PlannedTensor::Bias);
+            f32(p + "ssm_a", {s.gdn_v_heads}, PlannedTensor::SsmA);
+            mat(p + "ssm_beta.weight", "ssm_beta", l, s.n_layer, {E, s.gdn_v_heads});
+            mat(p + "ssm_alpha.weight", "ssm_alpha", l, s.n_layer, {E, s.gdn_v_heads});
+            f32(p + "ssm_norm.weight", {s.gdn_head_dim}, PlannedTensor::Norm);
+            mat(p + "ssm_out.weight", "ssm_out", l, s.n_layer, {vdim, E});
         }
-        if (s.arch == "qwen3") {
-            vec(p + "attn_q_norm.weight", s.head_dim, PlannedTensor::Norm);
-            vec(p + "attn_k_norm.weight", s.head_dim, PlannedTensor::Norm);
+        if (s.arch == "gemma4") {
+            f32(p + "post_attention_norm.weight", {E}, PlannedTensor::Norm);
+            f32(p + "ffn_norm.weight", {E}, PlannedTensor::Norm);
+            mat(p + "ffn_gate.weight", "ffn_gate", l, s.n_layer, {E, s.n_ff});
+            mat(p + "ffn_up.weight", "ffn_up", l, s.n_layer, {E, s.n_ff});
+            mat(p + "ffn_down.weight", "ffn_down", l, s.n_layer, {s.n_ff, E});
+            f32(p + "post_ffw_norm.weight", {E}, PlannedTensor::Norm);
+            f32(p + "layer_output_scale.weight", {1}, PlannedTensor::Scale);
+            f32(p + "ffn_gate_inp.weight", {E, s.n_expert}, PlannedTensor::Bias);
+            f32(p + "ffn_gate_inp.scale", {E}, PlannedTensor::Scale);
+            f32(p + "pre_ffw_norm_2.weight", {E}, PlannedTensor::Norm);
+            f32(p + "post_ffw_norm_1.weight", {E}, PlannedTensor::Norm);
+            f32(p + "post_ffw_norm_2.weight", {E}, PlannedTensor::Norm);
+            mat(p + "ffn_gate_up_exps.weight", "ffn_gate", l, s.n_layer, {E, 2ll * s.ff_expert, s.n_expert});
+            mat(p + "ffn_down_exps.weight", "ffn_down", l, s.n_layer, {s.ff_expert, E, s.n_expert});
+            f32(p + "ffn_down_exps.scale", {s.n_expert}, PlannedTensor::Scale);
+            continue;
         }
-        vec(p + "ffn_norm.weight", E, PlannedTensor::Norm);
-        mat(p + "ffn_gate.weight", "ffn_gate", l, s.n_layer, E, s.n_ff);
-        mat(p + "ffn_up.weight", "ffn_up", l, s.n_layer, E, s.n_ff);
-        mat(p + "ffn_down.weight", "ffn_down", l, s.n_layer, s.n_ff, E);
+        f32(p + (s.arch.rfind("qwen35", 0) == 0 ? "post_attention_norm.weight" : "ffn_norm.weight"), {E}, PlannedTensor::Norm);
+        if (s.n_expert > 0) {
+            f32(p + "ffn_gate_inp.weight", {E, s.n_expert}, PlannedTensor::Bias);
+            mat(p + "ffn_gate_exps.weight", "ffn_gate", l, s.n_layer, {E, s.ff_expert, s.n_expert});
+            mat(p + "ffn_up_exps.weight", "ffn_up", l, s.n_layer, {E, s.ff_expert, s.n_expert});
+            mat(p + "ffn_down_exps.weight", "ffn_down", l, s.n_layer, {s.ff_expert, E, s.n_expert});
+            if (s.ff_shared > 0) {
+                f32(p + "ffn_gate_inp_shexp.weight", {E}, PlannedTensor::Bias);
+                mat(p + "ffn_gate_shexp.weight", "ffn_gate", l, s.n_layer, {E, s.ff_shared});
+                mat(p + "ffn_up_shexp.weight", "ffn_up", l, s.n_layer, {E, s.ff_shared});
+                mat(p + "ffn_down_shexp.weight", "ffn_down", l, s.n_layer, {s.ff_shared, E});
+            }
+        } else {
+            mat(p + "ffn_gate.weight", "ffn_gate", l, s.n_layer, {E, s.n_ff});
+            mat(p + "ffn_up.weight", "ffn_up", l, s.n_layer, {E, s.n_ff});
+            mat(p + "ffn_down.weight", "ffn_down", l, s.n_layer, {s.n_ff, E});
+        }
     }
-    vec("output_norm.weight", E, PlannedTensor::Norm);
-    if (!s.tied) mat("output.weight", "output", 0, 1, E, s.n_vocab);
+    f32("output_norm.weight", {E}, PlannedTensor::Norm);
+    if (!s.tied) mat("output.weight", "output", 0, 1, {E, s.n_vocab});
     return out;
 }
 
@@ -119,7 +176,24 @@ const std::vector<ModelShape>& known_shapes() {
         {"qwen3-32b", "qwen3", 64, 5120, 25600, 64, 8, 128, 151936, 40960, 1000000.0f, false, false},
         {"tiny-llama", "llama", 2, 256, 512, 4, 2, 64, 1024, 4096, 10000.0f, false, false},
     };
-    return shapes;
+    static const std::vector<ModelShape> all = [] {
+        std::vector<ModelShape> v = shapes;
+        ModelShape q35{"qwen3.5-27b", "qwen35", 64, 5120, 17408, 24, 4, 256, 248320, 262144, 1e7f, false, false};
+        q35.full_interval = 4, q35.gdn_k_heads = 16, q35.gdn_v_heads = 48, q35.gdn_head_dim = 128;
+        q35.conv_kernel = 4, q35.n_rot = 64;
+        v.push_back(q35);
+        ModelShape moe{"qwen3.5-35b-a3b", "qwen35moe", 40, 2048, 0, 16, 2, 256, 248320, 262144, 1e7f, false, false};
+        moe.full_interval = 4, moe.gdn_k_heads = 16, moe.gdn_v_heads = 32, moe.gdn_head_dim = 128;
+        moe.conv_kernel = 4, moe.n_rot = 64, moe.n_expert = 256, moe.n_expert_used = 8, moe.ff_expert = 512;
+        moe.ff_shared = 512;
+        v.push_back(moe);
+        ModelShape g4{"gemma-4-26b-a4b", "gemma4", 30, 2816, 2112, 16, 8, 256, 262144, 262144, 1e6f, true, false};
+        g4.window = 1024, g4.swa_period = 6, g4.head_dim_full = 512, g4.n_head_kv_full = 2;
+        g4.n_expert = 128, g4.n_expert_used = 8, g4.ff_expert = 704;
+        v.push_back(g4);
+        return v;
+    }();
+    return all;
 }
 
 const ModelShape& find_shape(const std::string& name) {
@@ -144,53 +218,123 @@ QuantMix parse_quant_mix(const std::string& name) {
     return m;
 }
 
-uint64_t write_synthetic_model(const ModelShape& s, const QuantMix& mix, const std::string& path, uint64_t seed,
-                               const std::string& vocab_from) {
-    gguf::Writer w;
+namespace {
+
+uint64_t tensor_bytes(const PlannedTensor& t) {
+    uint64_t rows = 1;
+    for (size_t d = 1; d < t.dims.size(); d++) rows *= (uint64_t)t.dims[d];
+    return row_bytes(t.type, (uint64_t)t.dims[0]) * rows;
+}
+
+// The hyperparameter keys llama.cpp's loader reads for each architecture (gguf-conventions.md 3.x).
+void write_metadata(gguf::Writer& w, const ModelShape& s) {
     const std::string p = s.arch + ".";
     w.set_string("general.architecture", s.arch);
-    w.set_string("general.name", s.name + " (random weights, " + mix.name + ")");
     w.set_u32(p + "context_length", (uint32_t)s.n_ctx);
     w.set_u32(p + "embedding_length", (uint32_t)s.n_embd);
     w.set_u32(p + "block_count", (uint32_t)s.n_layer);
-    w.set_u32(p + "feed_forward_length", (uint32_t)s.n_ff);
+    if (s.n_ff) w.set_u32(p + "feed_forward_length", (uint32_t)s.n_ff);
     w.set_u32(p + "attention.head_count", (uint32_t)s.n_head);
-    w.set_u32(p + "attention.head_count_kv", (uint32_t)s.n_head_kv);
     w.set_f32(p + "rope.freq_base", s.rope_base);
-    w.set_f32(p + "attention.layer_norm_rms_epsilon", 1e-5f);
+    w.set_f32(p + "attention.layer_norm_rms_epsilon", s.arch == "llama" ? 1e-5f : 1e-6f);
+    w.set_u32(p + "vocab_size", (uint32_t)s.n_vocab);
+    if (s.n_expert) {
+        w.set_u32(p + "expert_count", (uint32_t)s.n_expert);
+        w.set_u32(p + "expert_used_count", (uint32_t)s.n_expert_used);
+        w.set_u32(p + "expert_feed_forward_length", (uint32_t)s.ff_expert);
+        if (s.ff_shared) w.set_u32(p + "expert_shared_feed_forward_length", (uint32_t)s.ff_shared);
+    }
+    if (s.arch == "gemma4") {
+        std::vector<int32_t> kv_heads;
+        std::vector<bool> swa;
+        for (int l = 0; l < s.n_layer; l++) {
+            const bool is_swa = (l + 1) % s.swa_period != 0;
+            swa.push_back(is_swa);
+            kv_heads.push_back(is_swa ? s.n_head_kv : s.n_head_kv_full);
+        }
+        w.set_array_i32(p + "attention.head_count_kv", kv_heads);
+        w.set_array_bool(p + "attention.sliding_window_pattern", swa);
+        w.set_u32(p + "attention.sliding_window", (uint32_t)s.window);
+        w.set_u32(p + "attention.key_length", (uint32_t)s.head_dim_full);
+        w.set_u32(p + "attention.value_length", (uint32_t)s.head_dim_full);
+        w.set_u32(p + "attention.key_length_swa", (uint32_t)s.head_dim);
+        w.set_u32(p + "attention.value_length_swa", (uint32_t)s.head_dim);
+        w.set_u32(p + "rope.dimension_count", (uint32_t)s.head_dim_full);
+        w.set_u32(p + "rope.dimension_count_swa", (uint32_t)s.head_dim);
+        w.set_f32(p + "rope.freq_base_swa", 10000.0f);
+        w.set_u32(p + "attention.shared_kv_layers", 0);
+        w.set_u32(p + "embedding_length_per_layer_input", 0);
+        w.set_f32(p + "final_logit_softcapping", 30.0f);
+        return;
+    }
+    w.set_u32(p + "attention.head_count_kv", (uint32_t)s.n_head_kv);
+    if (s.gdn_v_heads) {
+        w.set_u32(p + "attention.key_length", (uint32_t)s.head_dim);
+        w.set_u32(p + "attention.value_length", (uint32_t)s.head_dim);
+        w.set_u32(p + "rope.dimension_count", (uint32_t)s.n_rot);
+        w.set_array_i32(p + "rope.dimension_sections", {11, 11, 10, 0});
+        w.set_u32(p + "ssm.conv_kernel", (uint32_t)s.conv_kernel);
+        w.set_u32(p + "ssm.state_size", (uint32_t)s.gdn_head_dim);
+        w.set_u32(p + "ssm.group_count", (uint32_t)s.gdn_k_heads);
+        w.set_u32(p + "ssm.time_step_rank", (uint32_t)s.gdn_v_heads);
+        w.set_u32(p + "ssm.inner_size", (uint32_t)(s.gdn_v_heads * s.gdn_head_dim));
+        w.set_u32(p + "full_attention_interval", (uint32_t)s.full_interval);
+        return;
+    }
     w.set_u32(p + "rope.dimension_count", (uint32_t)s.head_dim);
     if (s.head_dim * s.n_head != s.n_embd) {
         w.set_u32(p + "attention.key_length", (uint32_t)s.head_dim);
         w.set_u32(p + "attention.value_length", (uint32_t)s.head_dim);
     }
-    w.set_u32(p + "vocab_size", (uint32_t)s.n_vocab);
+}
+
+}  // namespace
+
+std::vector<PlannedTensor> plan_synthetic_tensors(const ModelShape& shape, const QuantMix& mix) {
+    return build_plan(shape, mix);
+}
+
+uint64_t write_synthetic_model(const ModelShape& s, const QuantMix& mix, const std::string& path, uint64_t seed,
+                               const std::string& vocab_from, bool with_data) {
+    gguf::Writer w;
+    write_metadata(w, s);
+    w.set_string("general.name", s.name + " (random weights, " + mix.name + ")");
     if (!vocab_from.empty()) {
         gguf::File vf = gguf::File::open(vocab_from, gguf::OpenOptions{true});
         for (const auto& kv : vf.kvs())
             if (kv.key.substr(0, 10) == "tokenizer.") w.set_value(kv.key, kv.value);
     }
-
     auto pool = std::make_shared<RowPool>(seed);
     uint64_t total = 0, tensor_index = 0;
-    for (const PlannedTensor& t : plan(s, mix)) {
-        total += row_bytes(t.type, (uint64_t)t.dims[0]) * (t.dims.size() > 1 ? (uint64_t)t.dims[1] : 1);
+    for (const PlannedTensor& t : build_plan(s, mix)) {
+        total += tensor_bytes(t);
         const uint64_t salt = tensor_index++ * 7919;
         const ModelShape shape = s;
         w.add_tensor(t.name, t.type, t.dims, [pool, t, salt, shape](uint8_t* dst, uint64_t n_bytes) {
-            const int64_t width = t.dims[0];
             auto* f = reinterpret_cast<float*>(dst);
+            const uint64_t n = n_bytes / 4;  // for the f32 kinds
             switch (t.kind) {
                 case PlannedTensor::Norm:
-                    for (int64_t i = 0; i < width; i++) f[i] = 1.0f + 0.01f * (float)((i * 37 + salt) % 17) / 17;
+                    for (uint64_t i = 0; i < n; i++) f[i] = 1.0f + 0.01f * (float)((i * 37 + salt) % 17) / 17;
                     return;
                 case PlannedTensor::Bias:
-                    for (int64_t i = 0; i < width; i++) f[i] = 0.01f * (float)((i * 13 + salt) % 11 - 5);
+                    for (uint64_t i = 0; i < n; i++) f[i] = 0.01f * (float)((i * 13 + salt) % 11) - 0.05f;
+                    return;
+                case PlannedTensor::Scale:
+                    for (uint64_t i = 0; i < n; i++) f[i] = 1.0f;
+                    return;
+                case PlannedTensor::SsmA:  // -exp(A_log): negative decay rates
+                    for (uint64_t i = 0; i < n; i++) f[i] = -0.5f - 0.05f * (float)(i % 16);
                     return;
                 case PlannedTensor::RopeFreqs: {
+                    if (shape.arch == "gemma4") {  // proportional RoPE: a quarter of the pairs rotate
+                        for (uint64_t i = 0; i < n; i++) f[i] = i < n / 4 ? 1.0f : 1e30f;
+                        return;
+                    }
                     // Llama 3 scaling (factor 32 for 3.2, 8 for 3.1; lo 1, hi 4, original context 8192)
                     const double factor = shape.n_layer <= 16 ? 32.0 : 8.0, lo_w = 8192.0, hi_w = 8192.0 / 4;
-                    for (int64_t i = 0; i < width; i++) {
-                        const double wavelen = 2 * M_PI * std::pow((double)shape.rope_base, 2.0 * i / (2 * width));
+                    for (uint64_t i = 0; i < n; i++) {
+                        const double wavelen = 2 * M_PI * std::pow((double)shape.rope_base, 2.0 * i / (2.0 * n));
                         if (wavelen < hi_w) f[i] = 1.0f;
                         else if (wavelen > lo_w) f[i] = (float)factor;
                         else {
@@ -201,6 +345,7 @@ uint64_t write_synthetic_model(const ModelShape& s, const QuantMix& mix, const s
                     return;
                 }
                 case PlannedTensor::Matrix: {
+                    const int64_t width = t.dims[0];
                     const std::vector<uint8_t>& rows = pool->rows(t.type, width);
                     const uint64_t rb = row_bytes(t.type, (uint64_t)width);
                     for (uint64_t r = 0; r * rb < n_bytes; r++)
@@ -210,16 +355,13 @@ uint64_t write_synthetic_model(const ModelShape& s, const QuantMix& mix, const s
             }
         });
     }
-    w.write(path);
+    w.write(path, with_data);
     return total;
 }
 
 uint64_t synthetic_data_bytes(const ModelShape& s, const QuantMix& mix) {
     uint64_t off = 0;
-    for (const PlannedTensor& t : plan(s, mix)) {
-        const uint64_t n = row_bytes(t.type, (uint64_t)t.dims[0]) * (t.dims.size() > 1 ? (uint64_t)t.dims[1] : 1);
-        off = (off + n + 31) / 32 * 32;
-    }
+    for (const PlannedTensor& t : build_plan(s, mix)) off = (off + tensor_bytes(t) + 31) / 32 * 32;
     return off;
 }
 

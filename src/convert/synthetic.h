@@ -1,7 +1,8 @@
 // Random-weight models of real shapes, written with rotor's GGUF writer, for benchmarks and memory
-// planning on machines that cannot download models. Weight blocks are real quantizations of Gaussian
-// rows (a pool of rows per tensor shape, reused), so every format sees realistic bit patterns and the
-// forward pass stays numerically sane.
+// planning on machines that cannot download models. The tensor table (names, shapes, and llama-quantize's
+// per-tensor types) follows gguf-conventions.md exactly, so a file's byte count equals the stock file's;
+// weight blocks are real quantizations of Gaussian rows (a pool of rows per shape, reused), so every
+// format sees realistic bit patterns and the forward pass stays numerically sane.
 #pragma once
 #include <string>
 #include <vector>
@@ -12,11 +13,17 @@ namespace rotor {
 
 struct ModelShape {
     std::string name;  // e.g. "llama-3.2-1b"
-    std::string arch;  // "llama", "qwen2", "qwen3"
-    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab, n_ctx;
-    float rope_base;
-    bool tied;
-    bool qkv_bias;
+    std::string arch;  // llama, qwen2, qwen3, qwen35, qwen35moe, gemma4
+    int n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0, n_ctx = 0;
+    float rope_base = 10000.0f;
+    bool tied = false;
+    bool qkv_bias = false;
+    // qwen35 / qwen35moe: Gated DeltaNet layers, full attention every `full_interval` layers
+    int full_interval = 0, gdn_k_heads = 0, gdn_v_heads = 0, gdn_head_dim = 0, conv_kernel = 0, n_rot = 0;
+    // mixture of experts
+    int n_expert = 0, n_expert_used = 0, ff_expert = 0, ff_shared = 0;
+    // gemma4: sliding-window layers (head_dim, n_head_kv) and global layers (head_dim_full, n_head_kv_full)
+    int window = 0, swa_period = 0, head_dim_full = 0, n_head_kv_full = 0;
 };
 
 const std::vector<ModelShape>& known_shapes();
@@ -31,11 +38,20 @@ struct QuantMix {
 };
 QuantMix parse_quant_mix(const std::string& name);
 
+// One tensor of the plan, in file order.
+struct PlannedTensor {
+    std::string name;
+    GgmlType type;
+    std::vector<int64_t> dims;
+    enum Kind { Matrix, Norm, Bias, RopeFreqs, SsmA, Scale } kind;
+};
+std::vector<PlannedTensor> plan_synthetic_tensors(const ModelShape& shape, const QuantMix& mix);
+
 // Bytes of the tensor data section (each tensor padded to 32), without writing anything.
 uint64_t synthetic_data_bytes(const ModelShape& shape, const QuantMix& mix);
 
-// Writes the model; returns the total tensor bytes.
+// Writes the model; returns the total tensor bytes. with_data = false writes a metadata-only file.
 uint64_t write_synthetic_model(const ModelShape& shape, const QuantMix& mix, const std::string& path,
-                               uint64_t seed = 1, const std::string& vocab_from = "");
+                               uint64_t seed = 1, const std::string& vocab_from = "", bool with_data = true);
 
 }  // namespace rotor

@@ -567,7 +567,7 @@ uint64_t Writer::tensor_data_bytes() const {
 }
 
 template <typename Sink>
-void Writer::emit(Sink& sink) const {
+void Writer::emit(Sink& sink, bool with_data) const {
     std::vector<uint8_t> h;
     put<uint32_t>(h, kMagic);
     put<uint32_t>(h, 3);
@@ -588,6 +588,7 @@ void Writer::emit(Sink& sink) const {
     }
     h.resize(pad_to(h.size(), alignment_), 0);
     sink(h.data(), h.size());
+    if (!with_data) return;
     std::vector<uint8_t> buf;
     for (const auto& t : tensors_) {
         buf.assign(pad_to(t.n_bytes, alignment_), 0);
@@ -596,7 +597,7 @@ void Writer::emit(Sink& sink) const {
     }
 }
 
-void Writer::write(const std::string& path) const {
+void Writer::write(const std::string& path, bool with_data) const {
     FILE* fp = fopen(path.c_str(), "wb");
     if (!fp) throw Error("cannot write '" + path + "': " + strerror(errno));
     bool ok = true;
@@ -604,7 +605,7 @@ void Writer::write(const std::string& path) const {
         if (ok && n && fwrite(p, 1, n, fp) != n) ok = false;
     };
     try {
-        emit(sink);
+        emit(sink, with_data);
     } catch (...) {
         fclose(fp);
         throw;
@@ -613,10 +614,10 @@ void Writer::write(const std::string& path) const {
     if (!ok) throw Error("write to '" + path + "' failed: " + strerror(errno));
 }
 
-std::vector<uint8_t> Writer::to_bytes() const {
+std::vector<uint8_t> Writer::to_bytes(bool with_data) const {
     std::vector<uint8_t> out;
     auto sink = [&](const uint8_t* p, size_t n) { out.insert(out.end(), p, p + n); };
-    emit(sink);
+    emit(sink, with_data);
     return out;
 }
 

@@ -160,8 +160,10 @@ public:
     void add_tensor(std::string_view name, GgmlType type, const std::vector<int64_t>& dims, Fill fill);
     void add_tensor(std::string_view name, GgmlType type, const std::vector<int64_t>& dims, const void* data);
 
-    void write(const std::string& path) const;  // throws rotor::Error on I/O failure
-    std::vector<uint8_t> to_bytes() const;
+    // with_data = false writes only the header and tensor table: a metadata-only file that
+    // File::open(path, {.allow_missing_data = true}) reads (the planner needs nothing more).
+    void write(const std::string& path, bool with_data = true) const;  // throws rotor::Error on I/O failure
+    std::vector<uint8_t> to_bytes(bool with_data = true) const;
 
     uint64_t tensor_data_bytes() const;  // padded data section size
 
@@ -175,7 +177,7 @@ private:
     };
     void set_raw(std::string_view key, std::vector<uint8_t> encoded);
     template <typename Sink>
-    void emit(Sink& sink) const;
+    void emit(Sink& sink, bool with_data) const;
 
     uint32_t alignment_;
     std::vector<std::pair<std::string, std::vector<uint8_t>>> kvs_;  // key -> encoded (type + value)

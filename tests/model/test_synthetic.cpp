@@ -40,3 +40,29 @@ TEST(Synthetic, TinyModelLoadsAndRunsInEveryCommonFormat) {
         std::filesystem::remove(path);
     }
 }
+
+TEST(Synthetic, HybridAndMoEShapesMatchTheStockQuantizer) {
+    // gguf-conventions.md 5.7 (2026-03-10+ quantizer, no MTP block)
+    const QuantMix mix = parse_quant_mix("q4_k_m");
+    EXPECT_EQ(synthetic_data_bytes(find_shape("qwen3.5-27b"), mix), 16536406016ull);
+    EXPECT_EQ(synthetic_data_bytes(find_shape("qwen3.5-35b-a3b"), mix), 21155768832ull);
+    EXPECT_EQ(synthetic_data_bytes(find_shape("gemma-4-26b-a4b"), mix), 16780193728ull);
+    auto count = [&](const std::string& shape, GgmlType t) {
+        int n = 0;
+        for (const auto& x : plan_synthetic_tensors(find_shape(shape), mix)) n += x.type == t;
+        return n;
+    };
+    EXPECT_EQ(count("qwen3.5-27b", GgmlType::F32), 353);
+    EXPECT_EQ(count("qwen3.5-27b", GgmlType::Q4_K), 433);
+    EXPECT_EQ(count("qwen3.5-27b", GgmlType::Q6_K), 65);
+    EXPECT_EQ(count("qwen3.5-35b-a3b", GgmlType::F32), 301);
+    EXPECT_EQ(count("qwen3.5-35b-a3b", GgmlType::Q6_K), 61);
+    EXPECT_EQ(count("gemma-4-26b-a4b", GgmlType::F32), 392);
+    EXPECT_EQ(count("gemma-4-26b-a4b", GgmlType::Q4_K), 192);
+    EXPECT_EQ(count("gemma-4-26b-a4b", GgmlType::Q6_K), 14);
+    EXPECT_EQ(count("gemma-4-26b-a4b", GgmlType::Q8_0), 28);
+    EXPECT_EQ(count("gemma-4-26b-a4b", GgmlType::Q5_0), 32);
+    EXPECT_EQ(plan_synthetic_tensors(find_shape("qwen3.5-27b"), mix).size(), 851u);
+    EXPECT_EQ(plan_synthetic_tensors(find_shape("gemma-4-26b-a4b"), mix).size(), 658u);
+    EXPECT_EQ(plan_synthetic_tensors(find_shape("qwen3.5-35b-a3b"), mix).size(), 733u);
+}
