@@ -20,10 +20,28 @@ inline __m256i grid4x64(uint64_t g0, uint64_t g1, uint64_t g2, uint64_t g3) {
     return _mm256_set_epi64x((int64_t)g3, (int64_t)g2, (int64_t)g1, (int64_t)g0);
 }
 
-// Four 7-bit sign fields (bits 0..27 of v) -> 32 sign bits with the implied parity bits.
-inline uint32_t signs_from_7bit(uint32_t v) {
-    return (uint32_t)kKsignsIq2xs[v & 127] | (uint32_t)kKsignsIq2xs[(v >> 7) & 127] << 8 |
-           (uint32_t)kKsignsIq2xs[(v >> 14) & 127] << 16 | (uint32_t)kKsignsIq2xs[(v >> 21) & 127] << 24;
+// 7-bit sign field -> eight multipliers (+1 or -1 bytes) for sign_epi8, the eighth sign being the
+// even-parity bit: the rule behind kKsignsIq2xs (the scalar kernels use that table, so the
+// SIMD-vs-scalar tests check this one).
+struct SignTable {
+    uint64_t v[128];
+};
+constexpr SignTable make_sign_table() {
+    SignTable t{};
+    for (int i = 0; i < 128; i++) {
+        int parity = 0;
+        for (int k = 0; k < 7; k++) parity ^= (i >> k) & 1;
+        const int bits = i | (parity << 7);
+        for (int j = 0; j < 8; j++) t.v[i] |= (uint64_t)((bits >> j) & 1 ? 0xFF : 0x01) << (8 * j);
+    }
+    return t;
+}
+constexpr SignTable kSigns = make_sign_table();
+
+// Four 7-bit sign fields (bits 0..27 of v) applied to 32 activations.
+inline __m256i apply_signs7(__m256i y, uint32_t v) {
+    return _mm256_sign_epi8(y, grid4x64(kSigns.v[v & 127], kSigns.v[(v >> 7) & 127], kSigns.v[(v >> 14) & 127],
+                                        kSigns.v[(v >> 21) & 127]));
 }
 
 float dot_iq2_xxs(int64_t n, const void* w, const void* va) {
@@ -37,7 +55,7 @@ float dot_iq2_xxs(int64_t n, const void* w, const void* va) {
             memcpy(aux, x[b].qs + 4 * ib, 8);
             const __m256i g = grid4x64(kIq2xxsGrid[aux[0] & 255], kIq2xxsGrid[(aux[0] >> 8) & 255],
                                        kIq2xxsGrid[(aux[0] >> 16) & 255], kIq2xxsGrid[aux[0] >> 24]);
-            const __m256i q8 = apply_signs(loadu256(y[b].qs + 32 * ib), signs_from_7bit(aux[1]));
+            const __m256i q8 = apply_signs7(loadu256(y[b].qs + 32 * ib), aux[1]);
             const __m256i ls = _mm256_set1_epi16((short)(2 * (aux[1] >> 28) + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(g, q8), ls));
         }
@@ -56,9 +74,8 @@ float dot_iq2_xs(int64_t n, const void* w, const void* va) {
             const uint16_t* q = x[b].qs + 4 * ib;  // 9-bit grid index | 7 sign bits << 9
             const __m256i g = grid4x64(kIq2xsGrid[q[0] & 511], kIq2xsGrid[q[1] & 511], kIq2xsGrid[q[2] & 511],
                                        kIq2xsGrid[q[3] & 511]);
-            const uint32_t signs = (uint32_t)kKsignsIq2xs[q[0] >> 9] | (uint32_t)kKsignsIq2xs[q[1] >> 9] << 8 |
-                                   (uint32_t)kKsignsIq2xs[q[2] >> 9] << 16 | (uint32_t)kKsignsIq2xs[q[3] >> 9] << 24;
-            const __m256i q8 = apply_signs(loadu256(y[b].qs + 32 * ib), signs);
+            const __m256i q8 = _mm256_sign_epi8(
+                loadu256(y[b].qs + 32 * ib), grid4x64(kSigns.v[q[0] >> 9], kSigns.v[q[1] >> 9], kSigns.v[q[2] >> 9], kSigns.v[q[3] >> 9]));
             const __m256i ls = scale_pair_i16(2 * (x[b].scales[ib] & 0xF) + 1, 2 * (x[b].scales[ib] >> 4) + 1);
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(g, q8), ls));
         }
@@ -106,7 +123,7 @@ float dot_iq3_xxs(int64_t n, const void* w, const void* va) {
                                                (int)kIq3xxsGrid[q[1]], (int)kIq3xxsGrid[q[0]]);
             uint32_t aux;
             memcpy(&aux, gas + 4 * ib, 4);
-            const __m256i q8 = apply_signs(loadu256(y[b].qs + 32 * ib), signs_from_7bit(aux));
+            const __m256i q8 = apply_signs7(loadu256(y[b].qs + 32 * ib), aux);
             const __m256i ls = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(g, q8), ls));
         }
