@@ -24,33 +24,39 @@ void log_softmax(const float* logits, int n, std::vector<float>& out) {
 }
 
 constexpr char kKlMagic[8] = {'R', 'T', 'K', 'L', 'B', 'A', 'S', 'E'};
-constexpr uint32_t kKlVersion = 1;
+constexpr uint32_t kKlVersion = 2;
 
-// One scored position: the minimum log-prob (f32) then every log-prob as uint16 on [min, 0].
-void encode_logprobs(const float* lp, int n, std::vector<uint8_t>& rec) {
+// One scored position: the target's log-prob (f32, exact, so the base perplexity is exact), the
+// minimum log-prob (f32), then every log-prob as uint16 on [min, 0] (steps of at most 80/65535).
+constexpr size_t kRecordHeader = 8;
+void encode_logprobs(const float* lp, int n, int32_t target, std::vector<uint8_t>& rec) {
     float mn = 0;
     for (int i = 0; i < n; i++) mn = std::min(mn, lp[i]);
     mn = std::max(mn, -80.0f);  // beyond e^-80 nothing matters for KL; keeps the step small
-    rec.resize(4 + 2 * (size_t)n);
-    memcpy(rec.data(), &mn, 4);
+    rec.resize(kRecordHeader + 2 * (size_t)n);
+    memcpy(rec.data(), &lp[target], 4);
+    memcpy(rec.data() + 4, &mn, 4);
     const float scale = mn < 0 ? 65535.0f / -mn : 0.0f;
     for (int i = 0; i < n; i++) {
         const float v = std::max(lp[i], mn);
         const auto q = (uint16_t)std::lround((v - mn) * scale);
-        memcpy(rec.data() + 4 + 2 * i, &q, 2);
+        memcpy(rec.data() + kRecordHeader + 2 * i, &q, 2);
     }
 }
 
-void decode_logprobs(const uint8_t* rec, int n, std::vector<double>& lp) {
-    float mn;
-    memcpy(&mn, rec, 4);
+// Returns the exact target log-prob; lp gets the dequantized distribution.
+float decode_logprobs(const uint8_t* rec, int n, std::vector<double>& lp) {
+    float target_lp, mn;
+    memcpy(&target_lp, rec, 4);
+    memcpy(&mn, rec + 4, 4);
     lp.resize(n);
     const double step = mn < 0 ? -(double)mn / 65535.0 : 0.0;
     for (int i = 0; i < n; i++) {
         uint16_t q;
-        memcpy(&q, rec + 4 + 2 * i, 2);
+        memcpy(&q, rec + kRecordHeader + 2 * i, 2);
         lp[i] = mn + q * step;
     }
+    return target_lp;
 }
 
 }  // namespace
@@ -150,8 +156,8 @@ KlBaseWriter::~KlBaseWriter() {
     if (impl_->f) fclose(impl_->f);
 }
 
-void KlBaseWriter::add(const float* logprobs) {
-    encode_logprobs(logprobs, impl_->n_vocab, impl_->rec);
+void KlBaseWriter::add(const float* logprobs, int32_t target) {
+    encode_logprobs(logprobs, impl_->n_vocab, target, impl_->rec);
     if (impl_->ok) impl_->ok = fwrite(impl_->rec.data(), 1, impl_->rec.size(), impl_->f) == impl_->rec.size();
 }
 
@@ -191,7 +197,7 @@ KlComparator::KlComparator(const std::string& path, int n_ctx, int n_vocab, cons
     std::vector<int32_t> base_tokens(nt);
     if (nt != tokens.size() || fread(base_tokens.data(), 4, nt, impl_->f) != nt || base_tokens != tokens)
         throw Error("KL base '" + path + "' was made from different tokens");
-    impl_->rec.resize(4 + 2 * (size_t)n_vocab);
+    impl_->rec.resize(kRecordHeader + 2 * (size_t)n_vocab);
 }
 
 KlComparator::~KlComparator() {
@@ -202,7 +208,7 @@ void KlComparator::add(const float* lp, int32_t target) {
     Impl& s = *impl_;
     if (fread(s.rec.data(), 1, s.rec.size(), s.f) != s.rec.size())
         throw Error("KL base '" + s.path + "' ends early (fewer chunks than this run)");
-    decode_logprobs(s.rec.data(), s.n_vocab, s.base);
+    const float base_target = decode_logprobs(s.rec.data(), s.n_vocab, s.base);
     double kl = 0;
     int top_base = 0, top = 0;
     for (int i = 0; i < s.n_vocab; i++) {
@@ -212,7 +218,7 @@ void KlComparator::add(const float* lp, int32_t target) {
         if (lp[i] > lp[top]) top = i;
     }
     s.kld.push_back(std::max(0.0, kl));  // tiny negatives are quantization noise of the stored base
-    s.nll_base -= s.base[target];
+    s.nll_base -= base_target;
     s.nll -= lp[target];
     s.same_top += top == top_base;
 }

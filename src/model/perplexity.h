@@ -44,13 +44,14 @@ struct PerplexityResult {
 PerplexityResult compute_perplexity(const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& opt);
 
 // KL divergence of a run against the log-probabilities saved from a base run (--kl-divergence-base).
-// The base file holds the header, the tokens, and for every scored position the full log-probabilities
-// as float16 (llama.cpp keeps them as 16-bit values too), so a base of a big vocabulary stays usable.
+// The base file holds the header, the tokens, and for every scored position the target's log-prob
+// (exact) and the full log-probabilities as 16-bit steps between their minimum and 0 (llama.cpp keeps
+// 16-bit values too), so a base of a big vocabulary stays usable.
 class KlBaseWriter {
 public:
     KlBaseWriter(const std::string& path, int n_ctx, int n_vocab, const std::vector<int32_t>& tokens);
     ~KlBaseWriter();
-    void add(const float* logprobs);
+    void add(const float* logprobs, int32_t target);
     void finish();  // throws rotor::Error on I/O failure
 
 private:

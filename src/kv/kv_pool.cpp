@@ -1,0 +1,204 @@
+#include "kv/kv_pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace rotor {
+
+KvPoolLayout make_kv_layout(const KvGeometry& geo, const std::string& k_type, const std::string& v_type,
+                            int block_tokens) {
+    if (block_tokens <= 0) throw Error("KV block size must be positive");
+    KvPoolLayout L;
+    L.geo = geo;
+    L.block_tokens = block_tokens;
+    for (int l = 0; l < geo.n_layer(); l++) {
+        const bool has_kv = geo.n_head_kv[l] > 0;
+        L.k_fmt.push_back(has_kv ? &require_kv_format(k_type, geo.head_dim_k[l]) : nullptr);
+        L.v_fmt.push_back(has_kv ? &require_kv_format(v_type, geo.head_dim_v[l]) : nullptr);
+    }
+    return L;
+}
+
+uint64_t kv_block_bytes(const KvPoolLayout& L) {
+    uint64_t per_token = 0;
+    for (int l = 0; l < L.geo.n_layer(); l++) {
+        if (!L.k_fmt[l]) continue;
+        per_token += (uint64_t)L.geo.n_head_kv[l] *
+                     (L.k_fmt[l]->row_bytes(L.geo.head_dim_k[l]) + L.v_fmt[l]->row_bytes(L.geo.head_dim_v[l]));
+    }
+    return per_token * (uint64_t)L.block_tokens;
+}
+
+double kv_bytes_per_token(const KvPoolLayout& L) { return (double)kv_block_bytes(L) / L.block_tokens; }
+
+std::unique_ptr<PagedKvCache> make_paged_kv_cache(const KvGeometry& geo, const std::string& k_type,
+                                                  const std::string& v_type, int n_seq, int n_ctx, int block_tokens) {
+    const int64_t blocks_per_seq = (n_ctx + block_tokens - 1) / block_tokens;
+    return std::make_unique<PagedKvCache>(make_kv_layout(geo, k_type, v_type, block_tokens), blocks_per_seq * n_seq,
+                                          n_seq, n_ctx);
+}
+
+PagedKvCache::PagedKvCache(KvPoolLayout layout, int64_t n_blocks, int n_seq, int n_ctx_max)
+    : layout_(std::move(layout)), n_blocks_(n_blocks), n_ctx_max_(n_ctx_max) {
+    if (n_blocks <= 0 || n_seq <= 0 || n_ctx_max <= 0) throw Error("KV pool: blocks, sequences and context must be positive");
+    if (n_blocks > (1 << 30)) throw Error("KV pool: too many blocks");
+    const int nl = layout_.geo.n_layer();
+    k_row_bytes_.resize(nl);
+    v_row_bytes_.resize(nl);
+    k_arena_.resize(nl);
+    v_arena_.resize(nl);
+    for (int l = 0; l < nl; l++) {
+        if (!layout_.k_fmt[l]) continue;
+        k_row_bytes_[l] = layout_.k_fmt[l]->row_bytes(layout_.geo.head_dim_k[l]);
+        v_row_bytes_[l] = layout_.v_fmt[l]->row_bytes(layout_.geo.head_dim_v[l]);
+        const uint64_t per_block = (uint64_t)layout_.block_tokens * layout_.geo.n_head_kv[l];
+        try {
+            k_arena_[l].reset(new uint8_t[(size_t)(n_blocks * per_block * k_row_bytes_[l])]);
+            v_arena_[l].reset(new uint8_t[(size_t)(n_blocks * per_block * v_row_bytes_[l])]);
+        } catch (const std::bad_alloc&) {
+            throw Error("KV pool: cannot allocate " + std::to_string(n_blocks * kv_block_bytes(layout_)) + " bytes");
+        }
+    }
+    refs_.assign((size_t)n_blocks, 0);
+    free_.reserve((size_t)n_blocks);
+    for (int64_t b = n_blocks - 1; b >= 0; b--) free_.push_back((int)b);  // hand out low ids first
+    seqs_.resize(n_seq);
+}
+
+PagedKvCache::~PagedKvCache() = default;
+
+void PagedKvCache::check_seq(int seq) const {
+    if (seq < 0 || seq >= (int)seqs_.size()) throw Error("KV cache: sequence " + std::to_string(seq) + " out of range");
+}
+
+uint8_t* PagedKvCache::k_row(int layer, int block, int slot, int head) const {
+    const uint64_t idx = ((uint64_t)block * layout_.block_tokens + slot) * layout_.geo.n_head_kv[layer] + head;
+    return k_arena_[layer].get() + idx * k_row_bytes_[layer];
+}
+uint8_t* PagedKvCache::v_row(int layer, int block, int slot, int head) const {
+    const uint64_t idx = ((uint64_t)block * layout_.block_tokens + slot) * layout_.geo.n_head_kv[layer] + head;
+    return v_arena_[layer].get() + idx * v_row_bytes_[layer];
+}
+
+int PagedKvCache::alloc_block() {
+    const int b = free_.back();
+    free_.pop_back();
+    refs_[b] = 1;
+    return b;
+}
+
+void PagedKvCache::release_block(int b) {
+    if (--refs_[b] == 0) free_.push_back(b);
+}
+
+void PagedKvCache::seq_reserve(int seq, int n_tokens) {
+    check_seq(seq);
+    Seq& s = seqs_[seq];
+    if (n_tokens > n_ctx_max_)
+        throw KvCacheFull("sequence needs " + std::to_string(n_tokens) + " positions, the limit per sequence is " +
+                          std::to_string(n_ctx_max_));
+    if (n_tokens <= s.n_tokens) return;
+    const int need = (n_tokens + layout_.block_tokens - 1) / layout_.block_tokens - (int)s.blocks.size();
+    if (need > (int)free_.size())
+        throw KvCacheFull("KV pool is full: sequence needs " + std::to_string(need) + " more blocks, " +
+                          std::to_string(free_.size()) + " free of " + std::to_string(n_blocks_));
+    for (int i = 0; i < need; i++) s.blocks.push_back(alloc_block());
+    s.n_tokens = n_tokens;
+}
+
+void PagedKvCache::seq_truncate(int seq, int n_tokens) {
+    check_seq(seq);
+    Seq& s = seqs_[seq];
+    n_tokens = std::max(0, std::min(n_tokens, s.n_tokens));
+    const int keep = (n_tokens + layout_.block_tokens - 1) / layout_.block_tokens;
+    while ((int)s.blocks.size() > keep) {
+        release_block(s.blocks.back());
+        s.blocks.pop_back();
+    }
+    s.n_tokens = n_tokens;
+}
+
+int PagedKvCache::seq_tokens(int seq) const {
+    check_seq(seq);
+    return seqs_[seq].n_tokens;
+}
+
+void PagedKvCache::seq_share_prefix(int src, int dst, int n_tokens) {
+    check_seq(src);
+    check_seq(dst);
+    if (src == dst) throw Error("KV cache: a sequence cannot share a prefix with itself");
+    if (!seqs_[dst].blocks.empty()) throw Error("KV cache: prefix sharing needs an empty destination sequence");
+    if (n_tokens < 0 || n_tokens > seqs_[src].n_tokens) throw Error("KV cache: shared prefix longer than the source");
+    const int nb = (n_tokens + layout_.block_tokens - 1) / layout_.block_tokens;
+    for (int i = 0; i < nb; i++) {
+        const int b = seqs_[src].blocks[i];
+        refs_[b]++;
+        seqs_[dst].blocks.push_back(b);
+    }
+    seqs_[dst].n_tokens = n_tokens;
+}
+
+void PagedKvCache::make_block_private(int seq, int bi) {
+    int& b = seqs_[seq].blocks[bi];
+    if (refs_[b] == 1) return;
+    if (free_.empty()) throw KvCacheFull("KV pool is full: no block left to copy a shared block into");
+    const int fresh = alloc_block();
+    for (int l = 0; l < layout_.geo.n_layer(); l++) {
+        if (!layout_.k_fmt[l]) continue;
+        const uint64_t rows = (uint64_t)layout_.block_tokens * layout_.geo.n_head_kv[l];
+        memcpy(k_row(l, fresh, 0, 0), k_row(l, b, 0, 0), rows * k_row_bytes_[l]);
+        memcpy(v_row(l, fresh, 0, 0), v_row(l, b, 0, 0), rows * v_row_bytes_[l]);
+    }
+    release_block(b);
+    b = fresh;
+}
+
+void PagedKvCache::store(int layer, int seq, int pos, const float* k, const float* v) {
+    check_seq(seq);
+    if (layer < 0 || layer >= layout_.geo.n_layer() || !layout_.k_fmt[layer]) throw Error("KV cache: bad layer");
+    Seq& s = seqs_[seq];
+    if (pos < 0 || pos >= s.n_tokens) throw Error("KV cache: store outside the reserved positions");
+    const int bi = pos / layout_.block_tokens, slot = pos % layout_.block_tokens;
+    make_block_private(seq, bi);
+    const int hkv = layout_.geo.n_head_kv[layer], dk = layout_.geo.head_dim_k[layer], dv = layout_.geo.head_dim_v[layer];
+    for (int h = 0; h < hkv; h++) {
+        layout_.k_fmt[layer]->quantize(k + (size_t)h * dk, k_row(layer, s.blocks[bi], slot, h), dk);
+        layout_.v_fmt[layer]->quantize(v + (size_t)h * dv, v_row(layer, s.blocks[bi], slot, h), dv);
+    }
+}
+
+void PagedKvCache::attend(int layer, int seq, int n_kv, const float* q, float* out, const AttnParams& p) const {
+    check_seq(seq);
+    const Seq& s = seqs_[seq];
+    if (n_kv <= 0 || n_kv > s.n_tokens) throw Error("KV cache: attention over unreserved positions");
+    const KvFormat& kf = *layout_.k_fmt[layer];
+    const KvFormat& vf = *layout_.v_fmt[layer];
+    const int hkv = layout_.geo.n_head_kv[layer], dk = layout_.geo.head_dim_k[layer], dv = layout_.geo.head_dim_v[layer];
+    const int group = p.n_head / hkv, B = layout_.block_tokens;
+    thread_local std::vector<float> scores, q_rot;
+    scores.resize((size_t)n_kv);
+    q_rot.resize((size_t)dk);
+    for (int h = 0; h < p.n_head; h++) {
+        const int g = h / group;
+        memcpy(q_rot.data(), q + (size_t)h * dk, (size_t)dk * sizeof(float));
+        kf.rotate(q_rot.data(), dk);  // once per query head, never per key
+        float mx = -INFINITY;
+        for (int t = 0; t < n_kv; t++) {
+            scores[t] = kf.dot(k_row(layer, s.blocks[t / B], t % B, g), q_rot.data(), dk) * p.scale;
+            mx = std::max(mx, scores[t]);
+        }
+        double sum = 0;
+        for (int t = 0; t < n_kv; t++) {
+            scores[t] = std::exp(scores[t] - mx);
+            sum += scores[t];
+        }
+        float* oh = out + (size_t)h * dv;
+        std::fill(oh, oh + dv, 0.0f);
+        const float inv = (float)(1.0 / sum);
+        for (int t = 0; t < n_kv; t++) vf.axpy(v_row(layer, s.blocks[t / B], t % B, g), scores[t] * inv, oh, dv);
+        vf.unrotate(oh, dv);  // once per output head
+    }
+}
+
+}  // namespace rotor
