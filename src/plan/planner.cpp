@@ -1,0 +1,74 @@
+#include "plan/planner.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace rotor {
+
+const std::vector<Device>& known_devices() {
+    // Total memory as nvidia-smi reports it for each card (MiB).
+    static const std::vector<Device> devices = {
+        {"rtx-4060ti-16", 16380ull << 20}, {"rtx-4090", 24564ull << 20}, {"rtx-5090", 32607ull << 20},
+        {"a100-80", 81920ull << 20},       {"h100", 81559ull << 20},     {"h200", 143771ull << 20},
+    };
+    return devices;
+}
+
+const Device& find_device(const std::string& name) {
+    std::string names;
+    for (const auto& d : known_devices()) {
+        if (d.name == name) return d;
+        names += (names.empty() ? "" : ", ") + d.name;
+    }
+    throw Error("unknown GPU '" + name + "' (known: " + names + "; or give --vram GIB)");
+}
+
+uint64_t kv_bytes_per_slot(const ModelMemory& m, const PlanSettings& s, int64_t ctx) {
+    if (!s.k || !s.v) throw Error("plan: KV formats not set");
+    const int64_t B = s.block_tokens;
+    uint64_t total = 0;
+    for (const LayerMemory& l : m.layers) {
+        if (!l.has_kv) continue;
+        int64_t tokens = ctx;
+        if (l.window > 0) tokens = std::min<int64_t>(ctx, l.window + s.batch_tokens);  // a ring, not the context
+        const int64_t blocks = (tokens + B - 1) / B;
+        const uint64_t row = s.k->row_bytes(l.head_dim_k) + s.v->row_bytes(l.head_dim_v);
+        total += (uint64_t)blocks * (uint64_t)B * (uint64_t)l.n_head_kv * row;
+    }
+    return total;
+}
+
+MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slots, int64_t ctx_per_slot) {
+    MemoryBreakdown b;
+    b.weights = m.weight_bytes;
+    b.kv = kv_bytes_per_slot(m, s, ctx_per_slot) * (uint64_t)slots;
+    b.recurrent = m.recurrent_bytes_per_seq * (uint64_t)slots;
+    // Activations of one step of batch_tokens tokens (residual, normed copy, q/k/v/attention output,
+    // feed-forward halves, f32) and one row of logits per slot.
+    int max_kv = 0;
+    for (const LayerMemory& l : m.layers) max_kv = std::max(max_kv, l.n_head_kv * std::max(l.head_dim_k, l.head_dim_v));
+    const uint64_t per_token = 2ull * m.n_embd + 2ull * m.max_q_dim + 2ull * max_kv + 2ull * m.max_ff;
+    b.compute = 4ull * ((uint64_t)s.batch_tokens * per_token + (uint64_t)std::max(slots, 1) * m.n_vocab);
+    b.overhead = s.overhead_bytes;
+    return b;
+}
+
+int64_t max_context_per_slot(const ModelMemory& m, const PlanSettings& s, int slots, uint64_t budget) {
+    if (plan_memory(m, s, slots, s.block_tokens).total() > budget) return 0;
+    int64_t lo = s.block_tokens, hi = m.n_ctx_train;
+    if (plan_memory(m, s, slots, hi).total() <= budget) return hi;
+    while (hi - lo > 1) {  // KV bytes grow monotonically with context
+        const int64_t mid = lo + (hi - lo) / 2;
+        (plan_memory(m, s, slots, mid).total() <= budget ? lo : hi) = mid;
+    }
+    return lo / s.block_tokens * s.block_tokens;  // whole blocks
+}
+
+int max_slots(const ModelMemory& m, const PlanSettings& s, int64_t ctx_per_slot, uint64_t budget) {
+    int n = 0;
+    while (n < 4096 && plan_memory(m, s, n + 1, ctx_per_slot).total() <= budget) n++;
+    return n;
+}
+
+}  // namespace rotor
