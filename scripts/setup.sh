@@ -7,12 +7,17 @@ PACKAGES=(
   build-essential cmake pkg-config git          # toolchain
   libgtest-dev libgmock-dev libbenchmark-dev    # tests and micro-benchmarks
   libpcre2-dev                                  # Unicode regex pre-tokenizers
-  libcpp-httplib-dev nlohmann-json3-dev         # HTTP server and JSON at the edge
+  nlohmann-json3-dev                            # JSON at the server edge
   libcurl4-openssl-dev                          # rotor pull
   clang libclang-rt-14-dev                      # libFuzzer and sanitizer runtimes
   python3 python3-numpy python3-jinja2          # test oracles (Debian's python, /usr/bin/python3)
   xz-utils ca-certificates
 )
+# Node.js for the API tests (official openai client): the machine's own if it has one (e.g. Node 20
+# from NodeSource, which bundles npm and conflicts with Debian's npm package), else Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -14,6 +14,10 @@ echo "== build (Release) and tests"
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j "$jobs"
 
+echo "== live API tests: rotor serve on loopback with the official openai npm client"
+[ -d tests/api/node_modules ] || tests/api/install.sh
+ROTOR_BIN="$root/build/rotor" tests/api/run.sh
+
 if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_SANITIZE=ON -DROTOR_BENCH=OFF >/dev/null

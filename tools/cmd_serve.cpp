@@ -1,0 +1,123 @@
+// rotor serve -m FILE: the OpenAI-compatible HTTP server (src/server, docs/SERVER.md).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "commands.h"
+#include "common/error.h"
+#include "server/api.h"
+
+namespace rotor::cli {
+
+namespace {
+
+int usage() {
+    fprintf(stderr,
+            "usage: rotor serve -m FILE [options]\n"
+            "  -m, --model FILE          GGUF model\n"
+            "  --slots N                 requests computed at once (default 4)\n"
+            "  --ctx-per-slot C          positions each request may use, prompt and reply together; the KV\n"
+            "                            pool holds slots x C (default: the model's context, at most 4096)\n"
+            "  --kv-k T, --kv-v T        KV cache types for keys / values (default f16)\n"
+            "  --batch N                 prompt tokens per step, all slots together (default 512)\n"
+            "  --queue N                 requests that may wait for a slot; beyond it 503 (default 64)\n"
+            "  --threads N               forward-pass threads (default: all cores)\n"
+            "  --host H                  address to listen on (default 127.0.0.1)\n"
+            "  --port P                  port (default 8080; 0: any free port, printed at start)\n"
+            "  --api-key K               require 'Authorization: Bearer K' (or env ROTOR_API_KEY)\n"
+            "  --alias NAME              model id clients see (default: file name without .gguf)\n"
+            "  --chat-template-file F    use this Jinja chat template instead of the GGUF's\n");
+    return 2;
+}
+
+int to_int(const std::string& flag, const std::string& v) {
+    char* end = nullptr;
+    errno = 0;
+    const long x = strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end || errno || x < -1 || x > (1L << 30)) throw Error(flag + " needs an integer, got '" + v + "'");
+    return (int)x;
+}
+
+}  // namespace
+
+static int cmd_serve(const Args& args) {
+    server::ServeOptions opt;
+    opt.engine.n_ctx_per_slot = 0;  // the model's context (capped) unless given
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    if (const char* k = getenv("ROTOR_API_KEY")) opt.api_key = k;
+    for (size_t i = 0; i < args.size(); i++) {
+        const std::string& a = args[i];
+        auto value = [&]() -> const std::string& {
+            if (i + 1 >= args.size()) throw Error(a + " needs a value");
+            return args[++i];
+        };
+        if (a == "-m" || a == "--model") opt.model_path = value();
+        else if (a == "--slots" || a == "-np" || a == "--parallel") opt.engine.n_slots = to_int(a, value());
+        else if (a == "--ctx-per-slot") opt.engine.n_ctx_per_slot = to_int(a, value());
+        else if (a == "--kv-k") opt.engine.kv_k = value();
+        else if (a == "--kv-v") opt.engine.kv_v = value();
+        else if (a == "--batch" || a == "-b") opt.engine.n_batch = to_int(a, value());
+        else if (a == "--queue") opt.engine.n_queue = to_int(a, value());
+        else if (a == "--threads" || a == "-t") opt.engine.n_threads = to_int(a, value());
+        else if (a == "--host") host = value();
+        else if (a == "--port") port = to_int(a, value());
+        else if (a == "--api-key") opt.api_key = value();
+        else if (a == "--alias") opt.alias = value();
+        else if (a == "--chat-template-file") opt.chat_template_file = value();
+        else if (a == "-h" || a == "--help") return usage(), 0;
+        else {
+            fprintf(stderr, "rotor serve: unknown option '%s'\n", a.c_str());
+            return usage();
+        }
+    }
+    if (opt.model_path.empty()) return usage();
+    if (port < 0 || port > 65535) throw Error("--port must be between 0 and 65535");
+
+    // Signals go to the thread that waits for them (below), not to whichever thread they hit.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    server::ApiServer api(opt);
+    server::HttpServer http([&api](const server::HttpRequest& rq, server::HttpResponse& rs) { api.handle(rq, rs); });
+    http.listen(host, port);  // listening before the model loads: /health says 503 meanwhile
+    std::thread http_thread([&http] { http.run(); });
+    fprintf(stderr, "rotor serve: listening on http://%s:%d (loading %s)\n", host.c_str(), http.port(),
+            opt.model_path.c_str());
+    try {
+        api.load();
+    } catch (...) {
+        http.stop();
+        http_thread.join();
+        throw;
+    }
+    const server::EngineConfig& c = api.engine()->config();
+    const server::EngineMetrics m = api.engine()->metrics();
+    fprintf(stderr,
+            "rotor serve: model '%s' ready: %d slots x %d positions, KV %s/%s, pool %.1f MiB, batch %d, %d threads\n",
+            api.model_id().c_str(), c.n_slots, c.n_ctx_per_slot, c.kv_k.c_str(), c.kv_v.c_str(),
+            (double)m.kv_bytes_capacity / 1048576.0, c.n_batch, c.n_threads);
+    fflush(stderr);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "rotor serve: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    http.stop();          // no new requests; open connections are shut down
+    api.shutdown();       // running generations end
+    http_thread.join();
+    return 0;
+}
+
+ROTOR_COMMAND(serve, "serve -m FILE [--slots N] [--ctx-per-slot C] [--port P] ...  OpenAI-compatible HTTP server",
+              cmd_serve);
+
+}  // namespace rotor::cli
