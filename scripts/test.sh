@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: the normal build, the same tests under AddressSanitizer + UBSan, and each libFuzzer
-# target for a bounded time. Installs its own Debian packages first. Exit status is non-zero on any failure.
+# Runs every test: the Release build's tests and the live API tests, then the same tests again in a
+# clang build with AddressSanitizer + UBSan (also instrumented for libFuzzer), then each libFuzzer
+# target for a bounded time. Installs its own Debian packages first. Non-zero exit on any failure.
 #   FUZZ_SECONDS=N  seconds per fuzz target (default 60)
-#   SKIP_SANITIZE=1 / SKIP_FUZZ=1  for quick local runs (CI runs everything)
+#   SKIP_SANITIZE=1 / SKIP_FUZZ=1 / SKIP_API=1  for quick local runs (CI runs everything)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -11,33 +12,38 @@ jobs=$(nproc 2>/dev/null || echo 2)
 scripts/setup.sh
 
 echo "== build (Release) and tests"
-scripts/build.sh
+scripts/build.sh -DROTOR_BENCH=OFF
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-echo "== live API tests: rotor serve on loopback with the official openai npm client"
-[ -d tests/api/node_modules ] || tests/api/install.sh
-ROTOR_BIN="$root/build/rotor" tests/api/run.sh
+if [ "${SKIP_API:-0}" != 1 ]; then
+  echo "== live API tests: rotor serve on loopback with the official openai npm client"
+  [ -d tests/api/node_modules ] || tests/api/install.sh
+  ROTOR_BIN="$root/build/rotor" tests/api/run.sh
+fi
+
+if [ "${SKIP_SANITIZE:-0}" != 1 ] || [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  # One clang build serves both: ASan + UBSan everywhere, coverage instrumentation for libFuzzer.
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (clang, libFuzzer-instrumented)"
+  CC=clang CXX=clang++ cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_SANITIZE=ON \
+    -DROTOR_FUZZ=ON -DROTOR_BENCH=OFF >/dev/null
+  cmake --build build-san -j "$jobs"
+fi
 
 if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
-  echo "== AddressSanitizer + UndefinedBehaviorSanitizer"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_SANITIZE=ON -DROTOR_BENCH=OFF >/dev/null
-  cmake --build build-asan -j "$jobs"
+  echo "== tests under ASan + UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ROTOR_SANITIZED=1 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+    ROTOR_SANITIZED=1 ctest --test-dir build-san --output-on-failure -j "$jobs"
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   echo "== libFuzzer targets (${FUZZ_SECONDS:-60}s each)"
-  CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_FUZZ=ON \
-    -DROTOR_TESTS=OFF -DROTOR_BENCH=OFF >/dev/null
-  cmake --build build-fuzz -j "$jobs"
-  build-fuzz/fuzz/fuzz_seeds "$root/build-fuzz/seeds"
-  for fz in build-fuzz/fuzz/fuzz_*; do
+  build-san/fuzz/fuzz_seeds "$root/build-san/seeds"
+  for fz in build-san/fuzz/fuzz_*; do
     name=$(basename "$fz")
     [ -x "$fz" ] && [ "$name" != fuzz_seeds ] || continue
-    corpus="$root/build-fuzz/corpus/$name"
+    corpus="$root/build-san/corpus/$name"
     mkdir -p "$corpus"
-    seeds="$root/build-fuzz/seeds/${name#fuzz_}"
+    seeds="$root/build-san/seeds/${name#fuzz_}"
     extra=""
     # real chat templates make the best seeds for the Jinja interpreter
     if [ "$name" = fuzz_jinja ] && [ -d "$root/../shared/testdata/templates/llama.cpp" ]; then
