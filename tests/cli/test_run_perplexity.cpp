@@ -11,6 +11,8 @@
 
 #include "gguf/gguf.h"
 #include "testdata.h"
+
+using rotor::test::run_cli;
 #include "tokenizer/vocab.h"
 
 using namespace rotor;
@@ -20,24 +22,6 @@ namespace {
 
 std::string model_dir() { return test::source_dir() + "/models/rotor-kjv-11m/"; }
 
-int run_cli(const std::string& args, std::string* out, std::string* err = nullptr) {
-    const char* bin = std::getenv("ROTOR_BIN");
-    if (!bin) return -1;
-    const std::string err_path = (fs::temp_directory_path() / ("rotor_cli_err_" + std::to_string(getpid()))).string();
-    const std::string cmd = std::string(bin) + " " + args + " 2>" + err_path;
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    out->clear();
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-    const int status = pclose(p);
-    if (err) {
-        std::ifstream f(err_path);
-        err->assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    }
-    fs::remove(err_path);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
-}
 
 }  // namespace
 

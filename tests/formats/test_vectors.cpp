@@ -134,19 +134,8 @@ TEST(QuantTestGguf, EveryTensorDequantizesToItsExpectedFile) {
 
 // ------------------------------------------------------------ the CLI
 
-int run_cli(const std::string& args, std::string* out) {
-    const char* bin = std::getenv("ROTOR_BIN");
-    if (!bin) return -1;
-    const std::string cmd = std::string(bin) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return -3;
-    char buf[4096];
-    size_t n;
-    out->clear();
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-    const int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
-}
+
+using rotor::test::run_cli;
 
 std::string temp_path(const std::string& name) { return (fs::temp_directory_path() / name).string(); }
 

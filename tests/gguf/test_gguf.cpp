@@ -12,6 +12,8 @@
 #include "gguf/gguf.h"
 #include "testdata.h"
 
+using rotor::test::run_cli;
+
 namespace fs = std::filesystem;
 using rotor::Error;
 using rotor::GgmlType;
@@ -498,23 +500,6 @@ TEST(GgufFiles, OpenErrorsNameTheFile) {
 }
 
 // ------------------------------------------------------------ the CLI
-
-namespace {
-
-int run_cli(const std::string& args, std::string* out) {
-    const char* bin = std::getenv("ROTOR_BIN");
-    if (!bin) return -1;
-    const std::string cmd = std::string(bin) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    out->clear();
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-    const int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
-}
-
-}  // namespace
 
 TEST(GgufCli, InfoOnEveryTestdataFile) {
     if (!std::getenv("ROTOR_BIN")) GTEST_SKIP() << "ROTOR_BIN not set (run through ctest)";

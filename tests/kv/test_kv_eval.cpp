@@ -14,6 +14,8 @@
 #include "model/model.h"
 #include "testdata.h"
 
+using rotor::test::run_cli;
+
 using namespace rotor;
 namespace fs = std::filesystem;
 
@@ -31,18 +33,6 @@ KvEvalResult eval(const KvEvalDataset& ds, const char* type) {
     return evaluate_kv_types(ds, *find_kv_format(type), *find_kv_format(type), 2);
 }
 
-int run_cli(const std::string& args, std::string* out) {
-    const char* bin = std::getenv("ROTOR_BIN");
-    if (!bin) return -1;
-    const std::string cmd = std::string(bin) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    char buf[4096];
-    size_t n;
-    out->clear();
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-    const int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
-}
 
 }  // namespace
 
