@@ -196,7 +196,7 @@ TEST(GgufReader, Stories260KMetadata) {
     EXPECT_EQ(t->ne[0], 172);
     EXPECT_EQ(t->ne[1], 64);
     EXPECT_EQ(t->n_bytes, 172u * 64 * 4);
-    EXPECT_EQ((t->data - (const uint8_t*)nullptr) % 32, 0) << "tensor data must be aligned in the mapping";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t->data) % 32, 0u) << "tensor data must be aligned in the mapping";
     EXPECT_THROW(f.get_string("llama.context_length"), Error);  // wrong type is an error, not a default
 }
 
