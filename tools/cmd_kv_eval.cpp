@@ -129,8 +129,10 @@ void model_eval(const std::string& model_path, const std::string& tokens_path, i
             elems += (double)geo.n_head_kv[l] * (geo.head_dim_k[l] + geo.head_dim_v[l]);
         }
         PerplexityOptions o = po;
+        // named copies: clang < 16 cannot capture structured bindings
+        const std::string k_name = kf->name(), v_name = vf->name();
         o.make_cache = [&](const ModelConfig& c, int n_seq, int ctx) -> std::unique_ptr<KvCache> {
-            return make_paged_kv_cache(kv_geometry(c), kf->name(), vf->name(), n_seq, ctx);
+            return make_paged_kv_cache(kv_geometry(c), k_name, v_name, n_seq, ctx);
         };
         std::vector<double> kl;
         int64_t pos = 0, same = 0;
