@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "cli_common.h"
 #include "commands.h"
 #include "common/error.h"
 #include "kv/kv_eval.h"
@@ -16,28 +17,6 @@
 namespace rotor::cli {
 
 namespace {
-
-std::vector<int32_t> read_u16_tokens(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Error("cannot read token file '" + path + "'");
-    std::vector<unsigned char> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (b.empty() || b.size() % 2) throw Error("token file '" + path + "' is not a non-empty array of uint16");
-    std::vector<int32_t> t(b.size() / 2);
-    for (size_t i = 0; i < t.size(); i++) t[i] = b[2 * i] | (b[2 * i + 1] << 8);
-    return t;
-}
-
-int parse_int(const std::string& opt, const std::string& v, int lo) {
-    size_t used = 0;
-    int x = 0;
-    try {
-        x = std::stoi(v, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != v.size() || x < lo) throw Error(opt + " needs an integer >= " + std::to_string(lo) + ", got '" + v + "'");
-    return x;
-}
 
 int cmd_kv_capture(const Args& args) {
     std::string model_path, tokens_path, out;

@@ -12,6 +12,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "cli_common.h"
 #include "commands.h"
 #include "common/error.h"
 #include "kv/kv_eval.h"
@@ -31,18 +32,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
     for (std::string item; std::getline(ss, item, sep);)
         if (!item.empty()) out.push_back(item);
     return out;
-}
-
-int parse_int(const std::string& opt, const std::string& v, int lo) {
-    size_t used = 0;
-    int x = 0;
-    try {
-        x = std::stoi(v, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (used != v.size() || x < lo) throw Error(opt + " needs an integer >= " + std::to_string(lo) + ", got '" + v + "'");
-    return x;
 }
 
 const KvFormat& format_named(const std::string& name) {
@@ -68,16 +57,6 @@ void usage() {
            "  --model M --tokens F.u16   also run the model end to end through the paged cache in each type\n"
            "                    (decode path) and compare its next-token distributions with the f32 cache's\n"
            "  --ctx N --chunks N          context and chunks of that run (1024, 4); --model-csv FILE for its table\n");
-}
-
-std::vector<int32_t> read_u16_tokens(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Error("cannot read token file '" + path + "'");
-    std::vector<unsigned char> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (b.empty() || b.size() % 2) throw Error("token file '" + path + "' is not a non-empty array of uint16");
-    std::vector<int32_t> t(b.size() / 2);
-    for (size_t i = 0; i < t.size(); i++) t[i] = b[2 * i] | (b[2 * i + 1] << 8);
-    return t;
 }
 
 // End to end: perplexity and KL(p_f32 || p_type) per scored position, llama-perplexity's protocol
