@@ -6,6 +6,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "gpu_backend.h"
 #include "kv/kv_pool.h"
 #include "model/forward.h"
 #include "model/perplexity.h"
@@ -25,11 +26,13 @@ const char* kUsage =
     "  --batched                   evaluate each chunk as one prefill (default: token by token through the\n"
     "                              KV cache, where quantized keys are actually read back)\n"
     "  --parallel N                chunks decoded together as one batch (default 4)\n"
-    "  --threads N\n";
+    "  --threads N\n"
+    "  --gpu                       run on the CUDA backend (KV f32 or f16)\n";
 
 int cmd_perplexity(const Args& args) {
     std::string model_path, text_path, k_type = "f16", v_type = "f16", base_out, base_in;
     PerplexityOptions opt;
+    bool gpu = false;
     opt.n_threads = (int)std::thread::hardware_concurrency();
     ArgReader a(args);
     while (a.next()) {
@@ -45,6 +48,7 @@ int cmd_perplexity(const Args& args) {
         else if (o == "--batched") opt.decode_path = false;
         else if (o == "--parallel") opt.n_parallel = a.int_value();
         else if (o == "--threads") opt.n_threads = a.int_value();
+        else if (o == "--gpu") gpu = true;
         else if (o == "-h" || o == "--help") {
             printf("%s", kUsage);
             return 0;
@@ -62,6 +66,12 @@ int cmd_perplexity(const Args& args) {
     opt.make_cache = [&](const ModelConfig& cfg, int n_seq, int n_ctx) -> std::unique_ptr<KvCache> {
         return make_paged_kv_cache(kv_geometry(cfg), k_type, v_type, n_seq, n_ctx);
     };
+    std::unique_ptr<GpuBackend> backend;
+    if (gpu) {
+        const int n_seq = opt.decode_path ? std::max(1, opt.n_parallel) : 1;
+        backend = std::make_unique<GpuBackend>(*model, n_seq, opt.n_ctx, std::max(n_seq, opt.n_ctx), k_type, v_type);
+        opt.step = [&](const Batch& b, std::vector<float>& logits) { backend->step(b, logits); };
+    }
     const int n_chunks = std::min<int>((int)(tokens.size() / opt.n_ctx), opt.max_chunks > 0 ? opt.max_chunks : 1 << 30);
     fprintf(stderr, "%zu tokens, %d chunks of %d, KV %s/%s, %s path\n", tokens.size(), n_chunks, opt.n_ctx,
             k_type.c_str(), v_type.c_str(), opt.decode_path ? "decode" : "batched");

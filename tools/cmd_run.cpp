@@ -5,6 +5,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "gpu_backend.h"
 #include "kv/kv_pool.h"
 #include "model/forward.h"
 #include "sample/sampler.h"
@@ -27,12 +28,13 @@ const char* kUsage =
     "  --ctx N               context positions (default: prompt + n, at most the model's)\n"
     "  --kv-k T --kv-v T     KV cache types (default f16)\n"
     "  --threads N           (default: all cores)\n"
+    "  --gpu                 run on the CUDA backend (KV f32 or f16)\n"
     "  --no-bos              do not add BOS even if the vocabulary asks for it\n"
     "  --parse-special       control tokens written in the prompt become those tokens\n";
 
 int cmd_run(const Args& args) {
     std::string model_path, prompt, k_type = "f16", v_type = "f16";
-    bool have_prompt = false, add_bos = true, parse_special = false, llama2c = false;
+    bool have_prompt = false, add_bos = true, parse_special = false, llama2c = false, gpu = false;
     int n_predict = 128, n_ctx = 0, threads = (int)std::thread::hardware_concurrency();
     SamplerParams sp;
     std::vector<std::string> stops;
@@ -60,6 +62,7 @@ int cmd_run(const Args& args) {
         else if (o == "--kv-v") v_type = a.value();
         else if (o == "--threads") threads = a.int_value();
         else if (o == "--no-bos") add_bos = false;
+        else if (o == "--gpu") gpu = true;
         else if (o == "--parse-special") parse_special = true;
         else if (o == "-h" || o == "--help") {
             printf("%s", kUsage);
@@ -82,8 +85,19 @@ int cmd_run(const Args& args) {
     if (n_ctx > model->cfg.n_ctx_train)
         fprintf(stderr, "warning: context %d is longer than the model was trained for (%d)\n", n_ctx, model->cfg.n_ctx_train);
 
-    auto kv = make_paged_kv_cache(kv_geometry(model->cfg), k_type, v_type, 1, n_ctx);
-    CpuForward fw(*model, threads);
+    std::unique_ptr<KvCache> kv;
+    std::unique_ptr<CpuForward> cpu;
+    std::unique_ptr<GpuBackend> backend;
+    if (gpu) {
+        backend = std::make_unique<GpuBackend>(*model, 1, n_ctx, (int)tokens.size(), k_type, v_type);
+    } else {
+        kv = make_paged_kv_cache(kv_geometry(model->cfg), k_type, v_type, 1, n_ctx);
+        cpu = std::make_unique<CpuForward>(*model, threads);
+    }
+    auto forward = [&](const Batch& batch, std::vector<float>& out) {
+        if (backend) backend->step(batch, out);
+        else cpu->forward(batch, *kv, out);
+    };
     Sampler sampler(sp);
     StopMatcher stop(stops);
     StreamDecoder decoder(vocab);
@@ -95,7 +109,7 @@ int cmd_run(const Args& args) {
     const auto t0 = Clock::now();
     Batch b;
     for (size_t i = 0; i < tokens.size(); i++) b.add(tokens[i], (int)i, 0, i + 1 == tokens.size());
-    fw.forward(b, *kv, logits);
+    forward(b, logits);
     const double t_prompt = std::chrono::duration<double>(Clock::now() - t0).count();
     for (int32_t t : tokens) sampler.accept(t);
 
@@ -125,7 +139,7 @@ int cmd_run(const Args& args) {
         }
         b.clear();
         b.add(tok, pos, 0, true);
-        fw.forward(b, *kv, logits);
+        forward(b, logits);
     }
     if (!stop.stopped()) {  // text held back by the decoder or the stop matcher
         fputs(stop.feed(decoder.flush()).text.c_str(), stdout);
@@ -133,9 +147,10 @@ int cmd_run(const Args& args) {
     }
     const double t_gen = std::chrono::duration<double>(Clock::now() - t1).count();
     fprintf(stdout, "\n");
-    fprintf(stderr, "\n[%s] prompt: %zu tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s | seed %llu, KV %s/%s, %d threads\n",
+    fprintf(stderr, "\n[%s] prompt: %zu tokens, %.1f tok/s | generation: %d tokens, %.1f tok/s | seed %llu, KV %s/%s, %s\n",
             reason.c_str(), tokens.size(), tokens.size() / t_prompt, n_gen, n_gen / std::max(t_gen, 1e-9),
-            (unsigned long long)sampler.seed(), k_type.c_str(), v_type.c_str(), fw.n_threads());
+            (unsigned long long)sampler.seed(), k_type.c_str(), v_type.c_str(),
+            backend ? "GPU" : (std::to_string(cpu->n_threads()) + " threads").c_str());
     return 0;
 }
 

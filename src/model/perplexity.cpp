@@ -84,8 +84,14 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
     std::vector<std::vector<int32_t>> chunks((size_t)P);
     for (int c0 = 0; c0 < n_chunks; c0 += P) {
         const int np = std::min(P, n_chunks - c0);
-        std::unique_ptr<KvCache> kv = opt.make_cache ? opt.make_cache(m.cfg, np, opt.n_ctx)
-                                                     : std::make_unique<DenseKvCache>(kv_geometry(m.cfg), np, opt.n_ctx);
+        std::unique_ptr<KvCache> kv;
+        if (!opt.step)
+            kv = opt.make_cache ? opt.make_cache(m.cfg, np, opt.n_ctx)
+                                : std::make_unique<DenseKvCache>(kv_geometry(m.cfg), np, opt.n_ctx);
+        auto run = [&](const Batch& batch) {
+            if (opt.step) opt.step(batch, logits);
+            else fw.forward(batch, *kv, logits);
+        };
         for (int s = 0; s < np; s++) {
             const long at = (long)(c0 + s) * opt.n_ctx;
             chunks[s].assign(tokens.begin() + at, tokens.begin() + at + opt.n_ctx);
@@ -97,7 +103,7 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
             for (int pos = 0; pos < opt.n_ctx - 1; pos++) {
                 b.clear();
                 for (int s = 0; s < np; s++) b.add(chunks[s][pos], pos, s, pos >= first);
-                fw.forward(b, *kv, logits);
+                run(b);
                 if (pos >= first)
                     for (int s = 0; s < np; s++) {
                         log_softmax(&logits[(size_t)s * V], V, lp);
@@ -106,7 +112,7 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
             }
         } else {
             for (int pos = 0; pos < opt.n_ctx - 1; pos++) b.add(chunks[0][pos], pos, 0, pos >= first);
-            fw.forward(b, *kv, logits);
+            run(b);
             for (int j = 0; j < n_score; j++) {
                 log_softmax(&logits[(size_t)j * V], V, lp);
                 std::copy(lp.begin(), lp.end(), pending[0].begin() + (size_t)j * V);

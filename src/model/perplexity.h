@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kv/kv_cache.h"
+#include "model/forward.h"
 #include "model/model.h"
 
 namespace rotor {
@@ -26,6 +27,9 @@ struct PerplexityOptions {
     int32_t bos = -1;         // token placed first in each chunk; -1 = keep the text's own token
     // Builds the KV cache for n_seq sequences of n_ctx positions (defaults to the f32 reference cache).
     std::function<std::unique_ptr<KvCache>(const ModelConfig&, int n_seq, int n_ctx)> make_cache;
+    // Another backend (the CUDA forward pass) in place of CpuForward + make_cache's cache: runs a batch
+    // of sequences 0..n_parallel-1 whose positions restart at 0 with every chunk, writing the logits.
+    std::function<void(const Batch&, std::vector<float>& logits)> step;
     // Called for every scored position, in order (chunk by chunk, position by position), with the full
     // log-softmax (n_vocab values) and the target token.
     std::function<void(const float* logprobs, int n_vocab, int32_t target)> on_scored;

@@ -80,3 +80,21 @@ TEST(Cli, PerplexityAndKlAgainstABase) {
     EXPECT_NE(err.find("context"), std::string::npos) << err;
     fs::remove(base);
 }
+
+// --gpu never falls back to the CPU silently: without a GPU (or a CUDA build) it fails and says why;
+// a KV type the GPU cache cannot hold is refused by name.
+TEST(Cli, GpuFlagFailsClearlyWithoutGpu) {
+    if (!std::getenv("ROTOR_BIN")) GTEST_SKIP() << "ROTOR_BIN not set (run through ctest)";
+    std::string out, err;
+    const std::string m = model_dir() + "rotor-kjv-11m-q8_0.gguf";
+    const int rc = run_cli("run -m " + m + " -p hi -n 2 --gpu --kv-k f16 --kv-v f16", &out, &err);
+    if (rc != 0) {
+        EXPECT_EQ(rc, 1);
+        EXPECT_TRUE(err.find("no CUDA GPU found") != std::string::npos ||
+                    err.find("built without the CUDA backend") != std::string::npos ||
+                    err.find("not supported by this build") != std::string::npos)
+            << err;
+    }
+    EXPECT_EQ(run_cli("run -m " + m + " -p hi -n 2 --gpu --kv-k tcq3 --kv-v tcq3", &out, &err), 1);
+    EXPECT_TRUE(err.find("tcq3") != std::string::npos || err.find("without the CUDA backend") != std::string::npos) << err;
+}

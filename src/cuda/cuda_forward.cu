@@ -1,0 +1,266 @@
+#include "cuda/cuda_forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "cuda/device.h"
+
+namespace rotor::cuda {
+
+namespace {
+constexpr size_t kAlign = 256;
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+constexpr size_t kMaxPartialBytes = 64u << 20;  // split-K scratch per attention launch
+}  // namespace
+
+KvElem parse_kv_elem(const std::string& name) {
+    if (name == "f32") return KvElem::F32;
+    if (name == "f16") return KvElem::F16;
+    throw Error("KV type '" + name + "' is not supported by the CUDA backend yet (supported: f32, f16)");
+}
+
+CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_(model), opt_(opt) {
+    const ModelConfig& c = m_.cfg;
+    if (opt.n_seq < 1 || opt.ctx < 1 || opt.max_batch < 1) throw Error("CUDA forward: n_seq, ctx and max_batch must be positive");
+    // Refuse what the kernels cannot run before touching the GPU.
+    auto check_weight = [&](const Weight& w) {
+        if (!w.present()) return;
+        if (!weight_type_supported(w.type))
+            throw Error("tensor " + w.name + " has type " + std::string(format_info(w.type).name) +
+                        ", which the CUDA backend cannot run yet (supported: " + supported_weight_types() + ")");
+        const bool is_float = w.type == GgmlType::F32 || w.type == GgmlType::F16 || w.type == GgmlType::BF16;
+        if (w.cols() % 8 && !is_float) throw Error("tensor " + w.name + ": row length not a multiple of 8");
+    };
+    check_weight(m_.tok_embd);
+    check_weight(m_.output);
+    for (const LayerWeights& L : m_.layers)
+        for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) check_weight(*w);
+    for (int l = 0; l < c.n_layer; l++)
+        if (c.head_dim_k[l] > 512 || c.head_dim_v[l] > 512)
+            throw Error("head size " + std::to_string(std::max(c.head_dim_k[l], c.head_dim_v[l])) +
+                        " is not supported by the CUDA attention kernel (at most 512)");
+
+    const GpuInfo gpu = select_gpu(opt.gpu);
+    gpu_name_ = gpu.name;
+    ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+
+    // Weights: one arena, tensors in their file formats, each 256-byte aligned; a tied output
+    // shares the embedding's copy.
+    std::vector<const Weight*> all = {&m_.tok_embd, &m_.output_norm, &m_.output};
+    for (const LayerWeights& L : m_.layers)
+        for (const Weight* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm,
+                                &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+            all.push_back(w);
+    size_t total = 0;
+    {
+        std::map<const void*, bool> seen;
+        for (const Weight* w : all)
+            if (w->present() && !seen[w->data]) {
+                seen[w->data] = true;
+                total += align_up(w->bytes());
+            }
+    }
+    arena_.resize(std::max<size_t>(total, kAlign));
+    tok_embd_ = upload(m_.tok_embd);
+    output_norm_ = upload(m_.output_norm);
+    output_ = upload(m_.output);
+    layers_.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; l++) {
+        const LayerWeights& L = m_.layers[l];
+        DevLayer& D = layers_[l];
+        DevWeight* dst[] = {&D.attn_norm, &D.wq, &D.wk, &D.wv, &D.wo, &D.bq, &D.bk, &D.bv, &D.q_norm, &D.k_norm,
+                            &D.ffn_norm, &D.ffn_gate, &D.ffn_up, &D.ffn_down};
+        const Weight* src[] = {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm,
+                               &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down};
+        for (size_t i = 0; i < std::size(src); i++) *dst[i] = upload(*src[i]);
+    }
+    weight_bytes_ = total;
+
+    // KV cache: per layer K then V, [seq][pos][head_kv][dim].
+    const size_t eb = kv_elem_bytes(opt.kv);
+    size_t kv_total = 0;
+    std::vector<std::pair<size_t, size_t>> kv_off(c.n_layer);
+    for (int l = 0; l < c.n_layer; l++) {
+        const size_t ks = (size_t)opt.n_seq * opt.ctx * c.kv_dim_k(l) * eb;
+        const size_t vs = (size_t)opt.n_seq * opt.ctx * c.kv_dim_v(l) * eb;
+        kv_off[l] = {kv_total, kv_total + align_up(ks)};
+        kv_total += align_up(ks) + align_up(vs);
+    }
+    kv_arena_.resize(std::max<size_t>(kv_total, kAlign));
+    ROTOR_CUDA_CHECK(cudaMemset(kv_arena_.get(), 0, kv_total));
+    kv_bytes_ = kv_total;
+    for (int l = 0; l < c.n_layer; l++) {
+        KvLayerView& v = layers_[l].kv;
+        v.k = kv_arena_.get<char>() + kv_off[l].first;
+        v.v = kv_arena_.get<char>() + kv_off[l].second;
+        v.elem = opt.kv;
+        v.n_head_kv = c.n_head_kv[l];
+        v.head_dim_k = c.head_dim_k[l];
+        v.head_dim_v = c.head_dim_v[l];
+        v.ctx = opt.ctx;
+    }
+
+    // Activations for max_batch tokens.
+    const size_t B = opt.max_batch;
+    int max_q = 0, max_k = 0, max_v = 0, max_attn = 0, max_ff = 0;
+    for (int l = 0; l < c.n_layer; l++) {
+        max_q = std::max(max_q, c.q_dim(l));
+        max_k = std::max(max_k, c.kv_dim_k(l));
+        max_v = std::max(max_v, c.kv_dim_v(l));
+        max_attn = std::max(max_attn, c.n_head[l] * c.head_dim_v[l]);
+        max_ff = std::max(max_ff, c.n_ff[l]);
+    }
+    x_.resize(B * c.n_embd * 4);
+    xn_.resize(B * c.n_embd * 4);
+    q_.resize(B * max_q * 4);
+    k_.resize(B * max_k * 4);
+    v_.resize(B * max_v * 4);
+    attn_.resize(B * max_attn * 4);
+    gate_.resize(B * max_ff * 4);
+    up_.resize(B * max_ff * 4);
+    hidden_.resize(B * c.n_embd * 4);
+    logits_.resize(B * (size_t)c.n_vocab * 4);
+    tok_.resize(B * 4);
+    pos_.resize(B * 4);
+    seq_.resize(B * 4);
+
+    // RoPE frequencies exactly as CpuForward computes them.
+    std::vector<float> inv((size_t)std::max(1, c.n_rot / 2));
+    const auto* factors = reinterpret_cast<const float*>(m_.rope_freqs.data);
+    for (int i = 0; i < c.n_rot / 2; i++) {
+        double f = c.rope_freq_scale / std::pow((double)c.rope_base, 2.0 * i / c.n_rot);
+        if (factors) f /= factors[i];
+        inv[i] = (float)f;
+    }
+    inv_freq_.resize(inv.size() * 4);
+    inv_freq_.upload(inv.data(), inv.size() * 4);
+}
+
+CudaForward::~CudaForward() {
+    if (stream_) cudaStreamDestroy(stream_);
+}
+
+CudaForward::DevWeight CudaForward::upload(const Weight& w) {
+    DevWeight d;
+    if (!w.present()) return d;
+    d.type = w.type;
+    d.rows = w.rows();
+    d.cols = w.cols();
+    auto it = offsets_.find(w.data);
+    if (it == offsets_.end()) {
+        it = offsets_.emplace(w.data, next_offset_).first;
+        next_offset_ += align_up(w.bytes());
+        arena_.upload(w.data, w.bytes(), it->second);
+    }
+    d.data = arena_.get<char>() + it->second;
+    return d;
+}
+
+void CudaForward::linear(const DevWeight& w, const float* x, int n_tok, float* y) {
+    matmul(w.type, w.data, w.rows, w.cols, x, n_tok, y, stream_);
+}
+
+void CudaForward::forward(const Batch& batch, std::vector<float>& logits) {
+    int n_out = 0;
+    for (int t = 0; t < batch.size(); t++) n_out += batch.want_logits[t] ? 1 : 0;
+    run(batch, n_out);
+    logits.resize((size_t)n_out * m_.cfg.n_vocab);
+    if (n_out)
+        ROTOR_CUDA_CHECK(cudaMemcpyAsync(logits.data(), logits_.get(), logits.size() * 4, cudaMemcpyDeviceToHost, stream_));
+    ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaForward::forward_device(const Batch& batch) {
+    int n_out = 0;
+    for (int t = 0; t < batch.size(); t++) n_out += batch.want_logits[t] ? 1 : 0;
+    run(batch, n_out);
+    ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaForward::run(const Batch& batch, int n_out) {
+    const ModelConfig& c = m_.cfg;
+    const int n = batch.size();
+    if (n == 0) return;
+    if (n > opt_.max_batch)
+        throw Error("batch of " + std::to_string(n) + " tokens exceeds the CUDA forward's max_batch " +
+                    std::to_string(opt_.max_batch));
+    int max_kv = 0;
+    for (int t = 0; t < n; t++) {
+        if (batch.token[t] < 0 || batch.token[t] >= c.n_vocab)
+            throw Error("token id " + std::to_string(batch.token[t]) + " is outside the vocabulary (" +
+                        std::to_string(c.n_vocab) + ")");
+        if (batch.pos[t] < 0) throw Error("negative position in batch");
+        if (batch.seq[t] < 0 || batch.seq[t] >= opt_.n_seq)
+            throw Error("sequence " + std::to_string(batch.seq[t]) + " is outside the cache's " +
+                        std::to_string(opt_.n_seq) + " sequences");
+        if (batch.pos[t] >= opt_.ctx)
+            throw KvCacheFull("position " + std::to_string(batch.pos[t]) + " is beyond the context of " +
+                              std::to_string(opt_.ctx));
+        max_kv = std::max(max_kv, batch.pos[t] + 1);
+    }
+    cudaStream_t s = stream_;
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(tok_.get(), batch.token.data(), n * 4, cudaMemcpyHostToDevice, s));
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(pos_.get(), batch.pos.data(), n * 4, cudaMemcpyHostToDevice, s));
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(seq_.get(), batch.seq.data(), n * 4, cudaMemcpyHostToDevice, s));
+    const int E = c.n_embd;
+    float* x = x_.get<float>();
+    float* xn = xn_.get<float>();
+    get_rows(tok_embd_.type, tok_embd_.data, E, tok_.get<int32_t>(), n, x, s);
+
+    for (int l = 0; l < c.n_layer; l++) {
+        const DevLayer& L = layers_[l];
+        const int H = c.n_head[l], Hkv = c.n_head_kv[l], dk = c.head_dim_k[l], dv = c.head_dim_v[l];
+        float* q = q_.get<float>();
+        float* k = k_.get<float>();
+        float* v = v_.get<float>();
+        rms_norm(x, static_cast<const float*>(L.attn_norm.data), xn, n, E, c.rms_eps, s);
+        linear(L.wq, xn, n, q);
+        linear(L.wk, xn, n, k);
+        linear(L.wv, xn, n, v);
+        if (L.bq.data) add_bias(q, static_cast<const float*>(L.bq.data), n, H * dk, s);
+        if (L.bk.data) add_bias(k, static_cast<const float*>(L.bk.data), n, Hkv * dk, s);
+        if (L.bv.data) add_bias(v, static_cast<const float*>(L.bv.data), n, Hkv * dv, s);
+        if (c.qk_norm) {
+            rms_norm(q, static_cast<const float*>(L.q_norm.data), q, n * H, dk, c.rms_eps, s);
+            rms_norm(k, static_cast<const float*>(L.k_norm.data), k, n * Hkv, dk, c.rms_eps, s);
+        }
+        const bool neox = c.rope_style == RopeStyle::Neox;
+        rope(q, n, H, dk, c.n_rot, neox, pos_.get<int32_t>(), inv_freq_.get<float>(), s);
+        rope(k, n, Hkv, dk, c.n_rot, neox, pos_.get<int32_t>(), inv_freq_.get<float>(), s);
+        kv_store(L.kv, k, v, seq_.get<int32_t>(), pos_.get<int32_t>(), n, s);
+
+        // Attention in token groups that keep the split-K scratch bounded.
+        const size_t per_tok = attention_partial_floats(1, H, dv, max_kv) * 4;
+        const int group = (int)std::max<size_t>(1, std::min<size_t>(n, kMaxPartialBytes / per_tok));
+        partial_.resize(per_tok * group);
+        for (int t0 = 0; t0 < n; t0 += group) {
+            const int nt = std::min(group, n - t0);
+            attention(L.kv, q + (size_t)t0 * H * dk, attn_.get<float>() + (size_t)t0 * H * dv, seq_.get<int32_t>() + t0,
+                      pos_.get<int32_t>() + t0, nt, H, 1.0f / std::sqrt((float)dk), max_kv, partial_.get<float>(), s);
+        }
+        linear(L.wo, attn_.get<float>(), n, xn);
+        add(x, xn, (int64_t)n * E, s);
+
+        const int ff = c.n_ff[l];
+        rms_norm(x, static_cast<const float*>(L.ffn_norm.data), xn, n, E, c.rms_eps, s);
+        linear(L.ffn_gate, xn, n, gate_.get<float>());
+        linear(L.ffn_up, xn, n, up_.get<float>());
+        swiglu(gate_.get<float>(), up_.get<float>(), (int64_t)n * ff, s);
+        linear(L.ffn_down, gate_.get<float>(), n, xn);
+        add(x, xn, (int64_t)n * E, s);
+    }
+
+    // Rows that want logits: gather, final norm, output projection.
+    if (n_out == 0) return;
+    float* hid = hidden_.get<float>();
+    int r = 0;
+    for (int t = 0; t < n; t++)
+        if (batch.want_logits[t])
+            ROTOR_CUDA_CHECK(cudaMemcpyAsync(hid + (size_t)(r++) * E, x + (size_t)t * E, (size_t)E * 4,
+                                             cudaMemcpyDeviceToDevice, s));
+    rms_norm(hid, static_cast<const float*>(output_norm_.data), hid, n_out, E, c.rms_eps, s);
+    linear(output_, hid, n_out, logits_.get<float>());
+}
+
+}  // namespace rotor::cuda

@@ -1,0 +1,78 @@
+// The CUDA forward pass for the llama / qwen2 / qwen3 family: the same computation as CpuForward
+// (model/forward.cpp), over a batch of tokens from any number of sequences, with the weights copied
+// to the GPU in their GGUF formats and a dense per-sequence KV cache in f32 or f16 on the GPU.
+// Everything unsupported (a weight type without a kernel, a head size above 512, a GPU this build
+// has no kernels for) is refused in the constructor with a rotor::Error.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_util.h"
+#include "cuda/kernels.h"
+#include "model/forward.h"
+#include "model/model.h"
+
+namespace rotor::cuda {
+
+struct CudaForwardOptions {
+    int gpu = 0;
+    int n_seq = 1;            // sequences the KV cache holds
+    int ctx = 2048;           // positions per sequence
+    int max_batch = 512;      // tokens per forward call (larger batches are refused)
+    KvElem kv = KvElem::F16;  // "f32" or "f16"
+};
+
+// KV element type by name; rotor::Error lists the supported names otherwise.
+KvElem parse_kv_elem(const std::string& name);
+
+class CudaForward {
+public:
+    CudaForward(const Model& model, const CudaForwardOptions& opt);
+    ~CudaForward();
+
+    // As CpuForward::forward: n_vocab logits for each token with want_logits, in batch order.
+    // Positions must be < ctx and sequences < n_seq (rotor::Error / KvCacheFull otherwise).
+    void forward(const Batch& batch, std::vector<float>& logits);
+
+    // Runs the batch but leaves the logits on the GPU (for benchmarks); returns after the GPU is done.
+    void forward_device(const Batch& batch);
+
+    uint64_t weight_bytes() const { return weight_bytes_; }
+    uint64_t kv_bytes() const { return kv_bytes_; }
+    const std::string& gpu_name() const { return gpu_name_; }
+    cudaStream_t stream() const { return stream_; }
+
+private:
+    struct DevWeight {
+        GgmlType type = GgmlType::F32;
+        int64_t rows = 0, cols = 0;
+        const void* data = nullptr;  // inside arena_
+    };
+    struct DevLayer {
+        DevWeight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, ffn_norm, ffn_gate, ffn_up, ffn_down;
+        KvLayerView kv;
+    };
+    DevWeight upload(const Weight& w);  // copies into arena_ once per distinct tensor
+    void run(const Batch& batch, int n_out);
+    void linear(const DevWeight& w, const float* x, int n_tok, float* y);
+
+    const Model& m_;
+    CudaForwardOptions opt_;
+    std::string gpu_name_;
+    cudaStream_t stream_ = nullptr;
+    DeviceBuffer arena_, kv_arena_;
+    std::map<const void*, size_t> offsets_;  // host tensor -> offset in arena_
+    size_t next_offset_ = 0;
+    DevWeight tok_embd_, output_norm_, output_;
+    std::vector<DevLayer> layers_;
+    uint64_t weight_bytes_ = 0, kv_bytes_ = 0;
+    // activations for max_batch tokens
+    DeviceBuffer x_, xn_, q_, k_, v_, attn_, gate_, up_, hidden_, logits_, partial_;
+    DeviceBuffer tok_, pos_, seq_, out_rows_, inv_freq_;
+};
+
+}  // namespace rotor::cuda

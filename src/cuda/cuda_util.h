@@ -1,0 +1,65 @@
+// CUDA error checking and device memory ownership for the CUDA backend. Every CUDA failure becomes
+// a rotor::Error naming the call and CUDA's message, so a missing GPU or driver is a clear error.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+#include "common/error.h"
+
+namespace rotor::cuda {
+
+inline void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) throw Error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+#define ROTOR_CUDA_CHECK(call) ::rotor::cuda::check((call), #call)
+
+// One device allocation, freed on destruction.
+class DeviceBuffer {
+public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(size_t bytes) { resize(bytes); }
+    ~DeviceBuffer() { release(); }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+        if (this != &o) {
+            release();
+            p_ = std::exchange(o.p_, nullptr);
+            n_ = std::exchange(o.n_, 0);
+        }
+        return *this;
+    }
+    // Reallocates (contents lost) when more bytes are needed.
+    void resize(size_t bytes) {
+        if (bytes <= n_) return;
+        release();
+        ROTOR_CUDA_CHECK(cudaMalloc(&p_, bytes));
+        n_ = bytes;
+    }
+    void upload(const void* src, size_t bytes, size_t offset = 0) {
+        ROTOR_CUDA_CHECK(cudaMemcpy(static_cast<char*>(p_) + offset, src, bytes, cudaMemcpyHostToDevice));
+    }
+    void download(void* dst, size_t bytes, size_t offset = 0) const {
+        ROTOR_CUDA_CHECK(cudaMemcpy(dst, static_cast<const char*>(p_) + offset, bytes, cudaMemcpyDeviceToHost));
+    }
+    template <class T = void>
+    T* get() const {
+        return static_cast<T*>(p_);
+    }
+    size_t bytes() const { return n_; }
+
+private:
+    void release() {
+        if (p_) cudaFree(p_);
+        p_ = nullptr;
+        n_ = 0;
+    }
+    void* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+}  // namespace rotor::cuda

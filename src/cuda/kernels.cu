@@ -1,0 +1,480 @@
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/half.h"
+#include "cuda/cuda_util.h"
+#include "cuda/kernels.h"
+#include "formats/chunk_decode.h"
+
+namespace rotor::cuda {
+
+namespace {
+
+constexpr int kWarp = 32;
+
+__device__ inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+void check_launch(const char* what) { check(cudaGetLastError(), what); }
+
+unsigned blocks_for(int64_t n, int per_block) { return (unsigned)((n + per_block - 1) / per_block); }
+
+// ---------------------------------------------------------------- mat-vec
+
+constexpr int kRowsPerBlock = 4;  // one warp per row
+
+template <GgmlType T, int NT>
+__global__ void __launch_bounds__(kRowsPerBlock* kWarp)
+    matvec_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
+                  const float* __restrict__ X, float* __restrict__ Y) {
+    using D = ChunkDecoder<T>;
+    constexpr int kChunksPerBlock = D::kBlockElems / 8;
+    const int lane = threadIdx.x % kWarp;
+    const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
+    if (row >= rows) return;
+    const uint8_t* w = W + (size_t)row * row_bytes;
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+    const int chunks = cols / 8;
+#pragma unroll 2
+    for (int c = lane; c < chunks; c += kWarp) {
+        float v[8];
+        D::decode8(w + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, v);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float4* xp = reinterpret_cast<const float4*>(X + (size_t)t * cols + 8 * (size_t)c);
+            const float4 a = __ldg(xp), b = __ldg(xp + 1);
+            acc[t] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z +
+                      v[7] * b.w;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) Y[(size_t)t * rows + row] = s;
+    }
+}
+
+template <GgmlType T>
+void launch_matvec(const void* W, int64_t rows, int64_t cols, const float* X, int nt, float* Y, cudaStream_t s) {
+    const size_t rb = row_bytes(T, (uint64_t)cols);
+    const unsigned grid = blocks_for(rows, kRowsPerBlock);
+    const auto* w = static_cast<const uint8_t*>(W);
+    switch (nt) {
+#define ROTOR_NT(N) \
+    case N: matvec_kernel<T, N><<<grid, kRowsPerBlock * kWarp, 0, s>>>(w, rb, rows, (int)cols, X, Y); break;
+        ROTOR_NT(1) ROTOR_NT(2) ROTOR_NT(3) ROTOR_NT(4) ROTOR_NT(5) ROTOR_NT(6) ROTOR_NT(7) ROTOR_NT(8)
+#undef ROTOR_NT
+        default: throw Error("matvec: bad token group");
+    }
+}
+
+// Float weights whose rows are not a multiple of 8 (small models: stories260K's n_ff is 172):
+// element by element, no vector loads.
+__device__ inline float float_elem(GgmlType t, const uint8_t* row, int i) {
+    if (t == GgmlType::F32) return reinterpret_cast<const float*>(row)[i];
+    const uint16_t h = reinterpret_cast<const uint16_t*>(row)[i];
+    return t == GgmlType::F16 ? fp16_to_f32(h) : bf16_to_f32(h);
+}
+
+__global__ void __launch_bounds__(kRowsPerBlock* kWarp)
+    matvec_float_any_kernel(GgmlType t, const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
+                            int n_tok, const float* __restrict__ X, float* __restrict__ Y) {
+    const int lane = threadIdx.x % kWarp;
+    const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
+    if (row >= rows) return;
+    const uint8_t* w = W + (size_t)row * row_bytes;
+    for (int tk = 0; tk < n_tok; tk++) {
+        float acc = 0.0f;
+        for (int i = lane; i < cols; i += kWarp) acc += float_elem(t, w, i) * X[(size_t)tk * cols + i];
+        acc = warp_sum(acc);
+        if (lane == 0) Y[(size_t)tk * rows + row] = acc;
+    }
+}
+
+__global__ void get_rows_float_any_kernel(GgmlType t, const uint8_t* __restrict__ table, size_t row_bytes, int cols,
+                                          const int32_t* __restrict__ ids, float* __restrict__ out) {
+    const uint8_t* row = table + (size_t)ids[blockIdx.x] * row_bytes;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) out[(size_t)blockIdx.x * cols + i] = float_elem(t, row, i);
+}
+
+bool is_float_type(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
+
+// ---------------------------------------------------------------- embedding rows
+
+template <GgmlType T>
+__global__ void get_rows_kernel(const uint8_t* __restrict__ table, size_t row_bytes, int cols,
+                                const int32_t* __restrict__ ids, float* __restrict__ out) {
+    using D = ChunkDecoder<T>;
+    constexpr int kChunksPerBlock = D::kBlockElems / 8;
+    const uint8_t* row = table + (size_t)ids[blockIdx.x] * row_bytes;
+    float* o = out + (size_t)blockIdx.x * cols;
+    for (int c = threadIdx.x; c < cols / 8; c += blockDim.x)
+        D::decode8(row + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, o + 8 * c);
+}
+
+// ---------------------------------------------------------------- element-wise
+
+__global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* y, int n, float eps) {
+    const float* xr = x + (size_t)blockIdx.x * n;
+    float* yr = y + (size_t)blockIdx.x * n;
+    __shared__ float part[32];
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = warp_sum(ss);
+    if (threadIdx.x % kWarp == 0) part[threadIdx.x / kWarp] = ss;
+    __syncthreads();
+    if (threadIdx.x < kWarp) {
+        float v = threadIdx.x < blockDim.x / kWarp ? part[threadIdx.x] : 0.0f;
+        v = warp_sum(v);
+        if (threadIdx.x == 0) part[0] = v;
+    }
+    __syncthreads();
+    const float scale = rsqrtf(part[0] / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
+__global__ void add_bias_kernel(float* y, const float* __restrict__ b, int64_t total, int n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) y[i] += b[i % n];
+}
+
+__global__ void add_kernel(float* x, const float* __restrict__ y, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void swiglu_kernel(float* gate, const float* __restrict__ up, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+__global__ void rope_kernel(float* x, int n_head, int head_dim, int n_rot, bool neox, const int32_t* __restrict__ pos,
+                            const float* __restrict__ inv_freq) {
+    const int t = blockIdx.x, half = n_rot / 2;
+    const float p = (float)pos[t];
+    for (int k = threadIdx.x; k < n_head * half; k += blockDim.x) {
+        const int h = k / half, i = k % half;
+        float* v = x + ((size_t)t * n_head + h) * head_dim;
+        const float theta = p * inv_freq[i];
+        float sn, cs;
+        sincosf(theta, &sn, &cs);
+        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs - x1 * sn;
+        v[b] = x0 * sn + x1 * cs;
+    }
+}
+
+// ---------------------------------------------------------------- KV cache and attention
+
+template <class E>
+__device__ inline float load_elem(const E* p);
+template <>
+__device__ inline float load_elem<float>(const float* p) {
+    return *p;
+}
+template <>
+__device__ inline float load_elem<__half>(const __half* p) {
+    return __half2float(*p);
+}
+template <class E>
+__device__ inline E store_elem(float v);
+template <>
+__device__ inline float store_elem<float>(float v) {
+    return v;
+}
+template <>
+__device__ inline __half store_elem<__half>(float v) {
+    return __float2half_rn(v);
+}
+
+template <class E>
+__global__ void kv_store_kernel(E* K, E* V, int hkv, int dk, int dv, int ctx, const float* __restrict__ k,
+                                const float* __restrict__ v, const int32_t* __restrict__ seq,
+                                const int32_t* __restrict__ pos) {
+    const int t = blockIdx.x;
+    const size_t slot = (size_t)seq[t] * ctx + pos[t];
+    for (int i = threadIdx.x; i < hkv * dk; i += blockDim.x) K[slot * hkv * dk + i] = store_elem<E>(k[(size_t)t * hkv * dk + i]);
+    for (int i = threadIdx.x; i < hkv * dv; i += blockDim.x) V[slot * hkv * dv + i] = store_elem<E>(v[(size_t)t * hkv * dv + i]);
+}
+
+constexpr int kSplitPositions = 256;  // positions per split-K part
+constexpr int kAttnWarps = 4;
+constexpr int kMaxHeadDim = 512;
+
+// One block per (KV head, query-head group, token, split): the query heads that share a KV head
+// (GQA) are served together, so each K/V row is read once per group, not once per query head.
+// Each warp runs an online softmax over its positions, with the output rows spread over its lanes
+// (PL elements per lane, head size <= 32 * PL); the block merges its warps and writes
+// (max, sum, acc[dv]) per query head and split.
+template <class E, int PL, int GB>
+__global__ void __launch_bounds__(kAttnWarps* kWarp)
+    attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
+                           const float* __restrict__ q, const int32_t* __restrict__ seq,
+                           const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
+                           float* __restrict__ partial) {
+    const int group = n_head / hkv, blocks_per_kv = (group + GB - 1) / GB;
+    const int g = blockIdx.x / blocks_per_kv, h0 = g * group + (blockIdx.x % blocks_per_kv) * GB;
+    const int nh = min(GB, g * group + group - h0);
+    const int t = blockIdx.y, split = blockIdx.z;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int n_kv = pos[t] + 1;
+    const int begin = split * kSplitPositions, end = min(n_kv, begin + kSplitPositions);
+
+    float qr[GB][PL], acc[GB][PL], m[GB], l[GB];
+#pragma unroll
+    for (int j = 0; j < GB; j++) {
+        const float* qh = q + ((size_t)t * n_head + h0 + j) * dk;
+#pragma unroll
+        for (int i = 0; i < PL; i++) {
+            qr[j][i] = (j < nh && lane + kWarp * i < dk) ? qh[lane + kWarp * i] * scale : 0.0f;
+            acc[j][i] = 0.0f;
+        }
+        m[j] = -INFINITY;
+        l[j] = 0.0f;
+    }
+
+    const size_t base = (size_t)seq[t] * ctx;
+    for (int p = begin + warp; p < end; p += kAttnWarps) {
+        const E* kr = K + ((base + p) * hkv + g) * dk;
+        const E* vr = V + ((base + p) * hkv + g) * dv;
+        float kv[PL], vv[PL];
+#pragma unroll
+        for (int i = 0; i < PL; i++) {
+            kv[i] = lane + kWarp * i < dk ? load_elem(kr + lane + kWarp * i) : 0.0f;
+            vv[i] = lane + kWarp * i < dv ? load_elem(vr + lane + kWarp * i) : 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < GB; j++) {
+            float d = 0.0f;
+#pragma unroll
+            for (int i = 0; i < PL; i++) d += qr[j][i] * kv[i];
+            d = warp_sum(d);
+            const float m_new = fmaxf(m[j], d);
+            const float corr = expf(m[j] - m_new), w = expf(d - m_new);
+            l[j] = l[j] * corr + w;
+#pragma unroll
+            for (int i = 0; i < PL; i++) acc[j][i] = acc[j][i] * corr + w * vv[i];
+            m[j] = m_new;
+        }
+    }
+
+    // merge the warps, one query head at a time
+    __shared__ float sm_m[kAttnWarps], sm_l[kAttnWarps];
+    __shared__ float sm_acc[kAttnWarps][PL * kWarp];
+#pragma unroll
+    for (int j = 0; j < GB; j++) {
+        if (j >= nh) break;
+        if (lane == 0) {
+            sm_m[warp] = m[j];
+            sm_l[warp] = l[j];
+        }
+#pragma unroll
+        for (int i = 0; i < PL; i++) sm_acc[warp][lane + kWarp * i] = acc[j][i];
+        __syncthreads();
+        float* part = partial + (((size_t)t * n_head + h0 + j) * n_split + split) * (dv + 2);
+        float M = -INFINITY;
+        for (int w = 0; w < kAttnWarps; w++) M = fmaxf(M, sm_m[w]);
+        for (int i = threadIdx.x; i < dv; i += blockDim.x) {
+            float a = 0.0f;
+            for (int w = 0; w < kAttnWarps; w++)
+                if (sm_m[w] != -INFINITY) a += sm_acc[w][i] * expf(sm_m[w] - M);
+            part[2 + i] = a;
+        }
+        if (threadIdx.x == 0) {
+            float L = 0.0f;
+            for (int w = 0; w < kAttnWarps; w++)
+                if (sm_m[w] != -INFINITY) L += sm_l[w] * expf(sm_m[w] - M);
+            part[0] = M;
+            part[1] = L;
+        }
+        __syncthreads();
+    }
+}
+
+template <class E, int PL>
+void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                            int n_head, float scale, int ns, float* partial, cudaStream_t s) {
+    // query heads per block: registers hold GB * PL query and output values per lane
+    constexpr int GB = PL <= 4 ? 8 : (PL <= 8 ? 4 : 2);
+    const int group = n_head / kv.n_head_kv;
+    const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
+    attention_split_kernel<E, PL, GB><<<grid, kAttnWarps * kWarp, 0, s>>>(
+        static_cast<const E*>(kv.k), static_cast<const E*>(kv.v), kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, q,
+        seq, pos, n_head, scale, ns, partial);
+}
+
+template <class E>
+void launch_attention_split_any(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
+                                int n_tok, int n_head, float scale, int ns, float* partial, cudaStream_t s) {
+    const int d = std::max(kv.head_dim_k, kv.head_dim_v), pl = (d + kWarp - 1) / kWarp;
+    if (pl <= 1) launch_attention_split<E, 1>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 2) launch_attention_split<E, 2>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 3) launch_attention_split<E, 3>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 4) launch_attention_split<E, 4>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 8) launch_attention_split<E, 8>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else launch_attention_split<E, 16>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+}
+
+__global__ void attention_merge_kernel(const float* __restrict__ partial, int n_head, int dv, int n_split,
+                                       float* __restrict__ out) {
+    const int h = blockIdx.x, t = blockIdx.y;
+    const float* part = partial + ((size_t)t * n_head + h) * n_split * (dv + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++) M = fmaxf(M, part[(size_t)s * (dv + 2)]);
+    float L = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        const float ms = part[(size_t)s * (dv + 2)];
+        if (ms != -INFINITY) L += part[(size_t)s * (dv + 2) + 1] * expf(ms - M);
+    }
+    float* o = out + ((size_t)t * n_head + h) * dv;
+    for (int i = threadIdx.x; i < dv; i += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            const float ms = part[(size_t)s * (dv + 2)];
+            if (ms != -INFINITY) a += part[(size_t)s * (dv + 2) + 2 + i] * expf(ms - M);
+        }
+        o[i] = a / L;
+    }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- host entry points
+
+namespace {
+struct NoOp {
+    template <GgmlType>
+    void operator()() const {}
+};
+}  // namespace
+
+bool weight_type_supported(GgmlType t) { return with_chunk_decoder(t, NoOp{}); }
+
+std::string supported_weight_types() {
+    std::string s;
+    for (uint32_t id = 0; id < kGgmlTypeCount; id++) {
+        const FormatInfo* f = format_info(id);
+        if (f && weight_type_supported(f->type)) s += (s.empty() ? "" : ", ") + std::string(f->name);
+    }
+    return s;
+}
+
+void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
+            cudaStream_t s) {
+    if (cols % 8) {
+        if (!is_float_type(t))
+            throw Error("CUDA matmul: row length " + std::to_string(cols) + " is not a multiple of 8");
+        matvec_float_any_kernel<<<blocks_for(rows, kRowsPerBlock), kRowsPerBlock * kWarp, 0, s>>>(
+            t, static_cast<const uint8_t*>(W), row_bytes(t, (uint64_t)cols), rows, (int)cols, n_tok, X, Y);
+        check_launch("matvec_float_any");
+        return;
+    }
+    for (int t0 = 0; t0 < n_tok; t0 += 8) {
+        const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+        const float* x = X + (size_t)t0 * cols;
+        float* y = Y + (size_t)t0 * rows;
+        const bool ok = with_chunk_decoder(t, [&]<GgmlType T>() { launch_matvec<T>(W, rows, cols, x, nt, y, s); });
+        if (!ok) throw Error("CUDA matmul: no kernel for weight type " + std::string(format_info(t).name));
+    }
+    check_launch("matvec");
+}
+
+void get_rows(GgmlType t, const void* table, int64_t cols, const int32_t* ids, int n, float* out, cudaStream_t s) {
+    if (n == 0) return;
+    const size_t rb = row_bytes(t, (uint64_t)cols);
+    if (cols % 8 && is_float_type(t)) {
+        get_rows_float_any_kernel<<<n, 128, 0, s>>>(t, static_cast<const uint8_t*>(table), rb, (int)cols, ids, out);
+        check_launch("get_rows_float_any");
+        return;
+    }
+    if (cols % 8) throw Error("CUDA get_rows: row length " + std::to_string(cols) + " is not a multiple of 8");
+    const bool ok = with_chunk_decoder(t, [&]<GgmlType T>() {
+        get_rows_kernel<T><<<n, 128, 0, s>>>(static_cast<const uint8_t*>(table), rb, (int)cols, ids, out);
+    });
+    if (!ok) throw Error("CUDA get_rows: no kernel for type " + std::string(format_info(t).name));
+    check_launch("get_rows");
+}
+
+void rms_norm(const float* x, const float* w, float* y, int rows, int n, float eps, cudaStream_t s) {
+    if (rows == 0) return;
+    const int threads = n >= 1024 ? 1024 : (n + 31) / 32 * 32;
+    rms_norm_kernel<<<rows, threads, 0, s>>>(x, w, y, n, eps);
+    check_launch("rms_norm");
+}
+
+void add_bias(float* y, const float* b, int rows, int n, cudaStream_t s) {
+    const int64_t total = (int64_t)rows * n;
+    if (total == 0) return;
+    add_bias_kernel<<<blocks_for(total, 256), 256, 0, s>>>(y, b, total, n);
+    check_launch("add_bias");
+}
+
+void add(float* x, const float* y, int64_t n, cudaStream_t s) {
+    if (n == 0) return;
+    add_kernel<<<blocks_for(n, 256), 256, 0, s>>>(x, y, n);
+    check_launch("add");
+}
+
+void swiglu(float* gate, const float* up, int64_t n, cudaStream_t s) {
+    if (n == 0) return;
+    swiglu_kernel<<<blocks_for(n, 256), 256, 0, s>>>(gate, up, n);
+    check_launch("swiglu");
+}
+
+void rope(float* x, int n_tok, int n_head, int head_dim, int n_rot, bool neox, const int32_t* pos,
+          const float* inv_freq, cudaStream_t s) {
+    if (n_tok == 0 || n_rot == 0) return;
+    rope_kernel<<<n_tok, 256, 0, s>>>(x, n_head, head_dim, n_rot, neox, pos, inv_freq);
+    check_launch("rope");
+}
+
+const char* kv_elem_name(KvElem e) { return e == KvElem::F32 ? "f32" : "f16"; }
+size_t kv_elem_bytes(KvElem e) { return e == KvElem::F32 ? 4 : 2; }
+
+void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
+              cudaStream_t s) {
+    if (n_tok == 0) return;
+    if (kv.elem == KvElem::F32)
+        kv_store_kernel<float><<<n_tok, 256, 0, s>>>(static_cast<float*>(kv.k), static_cast<float*>(kv.v), kv.n_head_kv,
+                                                    kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos);
+    else
+        kv_store_kernel<__half><<<n_tok, 256, 0, s>>>(static_cast<__half*>(kv.k), static_cast<__half*>(kv.v),
+                                                     kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos);
+    check_launch("kv_store");
+}
+
+static int n_splits(int max_kv) { return (max_kv + kSplitPositions - 1) / kSplitPositions; }
+
+size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv) {
+    return (size_t)n_tok * n_head * n_splits(max_kv) * (head_dim_v + 2);
+}
+
+void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
+               int n_head, float scale, int max_kv, float* partial, cudaStream_t s) {
+    if (n_tok == 0) return;
+    if (kv.head_dim_k > kMaxHeadDim || kv.head_dim_v > kMaxHeadDim)
+        throw Error("CUDA attention: head size above 512 is not supported");
+    if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv)
+        throw Error("CUDA attention: query heads must be a multiple of KV heads");
+    const int ns = n_splits(max_kv);
+    if (kv.elem == KvElem::F32)
+        launch_attention_split_any<float>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else
+        launch_attention_split_any<__half>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    check_launch("attention_split");
+    attention_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), 128, 0, s>>>(partial, n_head, kv.head_dim_v, ns,
+                                                                                  out);
+    check_launch("attention_merge");
+}
+
+}  // namespace rotor::cuda

@@ -1,0 +1,65 @@
+// The CUDA backend's kernels, as host functions that launch on a stream. Activations are f32,
+// token-major ([n_tok][dim]); weights stay in their GGUF format and are decoded in registers by the
+// chunk decoders of formats/chunk_decode.h (the same code the CPU tests check bit for bit).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "formats/formats.h"
+
+namespace rotor::cuda {
+
+// Weight formats with a CUDA mat-vec; the others are refused when a model is loaded.
+bool weight_type_supported(GgmlType t);
+std::string supported_weight_types();
+
+// Y[t][r] = sum_c W[r][c] * X[t][c] for t < n_tok; W is `rows` rows of `cols` elements of type t.
+// One warp per row; up to 8 tokens share each decoded weight chunk (decode of several slots).
+void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
+            cudaStream_t s);
+
+// out[i][:] = row ids[i] of `table` (cols elements of type t), decoded to f32.
+void get_rows(GgmlType t, const void* table, int64_t cols, const int32_t* ids, int n, float* out, cudaStream_t s);
+
+// y[r] = x[r] / rms(x[r]) * w for each of `rows` rows of n floats (y may alias x).
+void rms_norm(const float* x, const float* w, float* y, int rows, int n, float eps, cudaStream_t s);
+// y[r][i] += b[i]
+void add_bias(float* y, const float* b, int rows, int n, cudaStream_t s);
+// x += y (n floats)
+void add(float* x, const float* y, int64_t n, cudaStream_t s);
+// gate = silu(gate) * up (n floats)
+void swiglu(float* gate, const float* up, int64_t n, cudaStream_t s);
+// RoPE on the first n_rot dims of each head of x[t] (n_head heads of head_dim), position pos[t];
+// neox: pairs (i, i + n_rot/2), else adjacent pairs. inv_freq: n_rot/2 floats.
+void rope(float* x, int n_tok, int n_head, int head_dim, int n_rot, bool neox, const int32_t* pos,
+          const float* inv_freq, cudaStream_t s);
+
+// ---- KV cache (dense per sequence: [seq][pos][head_kv][dim] per layer) and attention
+
+enum class KvElem { F32, F16 };
+const char* kv_elem_name(KvElem e);
+size_t kv_elem_bytes(KvElem e);
+
+struct KvLayerView {
+    void* k = nullptr;
+    void* v = nullptr;
+    KvElem elem = KvElem::F16;
+    int n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
+    int ctx = 0;  // positions per sequence
+};
+
+// Stores k[t], v[t] at (seq[t], pos[t]).
+void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
+              cudaStream_t s);
+
+// out[t][h] = softmax(scale * q[t][h] . K[seq[t]][0..pos[t]]) V, for n_head query heads sharing KV
+// heads in groups. Split-K (flash-decoding): each (token, head) is cut into position ranges that
+// run in parallel and are merged by a second kernel. `partial` is scratch of
+// attention_partial_floats(...) floats.
+size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv);
+void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
+               int n_head, float scale, int max_kv, float* partial, cudaStream_t s);
+
+}  // namespace rotor::cuda

@@ -1,0 +1,442 @@
+// rotor-check-cuda: the CUDA backend against the CPU reference, on the GPU machine.
+//   rotor-check-cuda [--model PATH[:TOL]]... [--synthetic DIR]
+// Kernels: every weight format's mat-vec and embedding gather, norms, RoPE, SwiGLU, KV store and
+// split-K attention (head sizes 64..512, GQA, f32/f16 cache, several sequences) on fresh random
+// inputs, outputs poisoned with NaN first. End to end: each model's logits from CudaForward against
+// CpuForward (the engine that CI checks against llama2.c and transformers) on a prompt batch, then
+// teacher-forced decode steps, two sequences at once. Prints one line per check and a summary;
+// exit status 1 if any check fails.
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/half.h"
+#include "convert/synthetic.h"
+#include "cuda/cuda_forward.h"
+#include "cuda/device.h"
+#include "cuda/kernels.h"
+#include "formats/formats.h"
+#include "kv/dense_kv_cache.h"
+#include "model/forward.h"
+
+using namespace rotor;
+using namespace rotor::cuda;
+
+namespace {
+
+int g_failed = 0, g_passed = 0;
+
+void report(bool ok, const std::string& what, const std::string& detail) {
+    printf("%s  %-48s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
+    fflush(stdout);
+    (ok ? g_passed : g_failed)++;
+}
+
+template <class T>
+struct Dev {
+    DeviceBuffer buf;
+    size_t n = 0;
+    explicit Dev(const std::vector<T>& h) : buf(std::max<size_t>(h.size() * sizeof(T), 16)), n(h.size()) {
+        if (n) buf.upload(h.data(), n * sizeof(T));
+    }
+    explicit Dev(size_t count) : buf(std::max<size_t>(count * sizeof(T), 16)), n(count) {
+        ROTOR_CUDA_CHECK(cudaMemset(buf.get(), 0xFF, count * sizeof(T)));  // NaN poison for floats
+    }
+    T* p() const { return buf.get<T>(); }
+    std::vector<T> get() const {
+        ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+        std::vector<T> h(n);
+        if (n) buf.download(h.data(), n * sizeof(T));
+        return h;
+    }
+};
+
+std::mt19937 rng(20261128);
+std::vector<float> gaussian(size_t n, float sigma = 1.0f) {
+    std::normal_distribution<float> g(0.0f, sigma);
+    std::vector<float> v(n);
+    for (auto& x : v) x = g(rng);
+    return v;
+}
+
+char buf[256];
+const char* fmt(const char* f, double a, double b = 0) {
+    snprintf(buf, sizeof buf, f, a, b);
+    return buf;
+}
+
+// ---------------------------------------------------------------- kernels
+
+void check_matmul(GgmlType t, int64_t rows, int64_t cols, int n_tok) {
+    const FormatInfo& f = format_info(t);
+    if (!f.can_quantize && t != GgmlType::F32) return;
+    std::vector<float> wf = gaussian((size_t)rows * cols, 0.05f);
+    std::vector<uint8_t> wq(row_bytes(t, cols) * rows);
+    for (int64_t r = 0; r < rows; r++)
+        quantize_row(t, &wf[(size_t)r * cols], wq.data() + r * row_bytes(t, cols), cols);
+    std::vector<float> deq((size_t)rows * cols);
+    for (int64_t r = 0; r < rows; r++) dequantize_row(t, wq.data() + r * row_bytes(t, cols), &deq[(size_t)r * cols], cols);
+    const std::vector<float> x = gaussian((size_t)n_tok * cols);
+    Dev<uint8_t> dw(wq);
+    Dev<float> dx(x), dy((size_t)n_tok * rows);
+    matmul(t, dw.p(), rows, cols, dx.p(), n_tok, dy.p(), nullptr);
+    const std::vector<float> y = dy.get();
+    double worst = 0;
+    for (int tk = 0; tk < n_tok; tk++)
+        for (int64_t r = 0; r < rows; r++) {
+            double ref = 0, mag = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                const double p = (double)deq[(size_t)r * cols + c] * x[(size_t)tk * cols + c];
+                ref += p;
+                mag += std::fabs(p);
+            }
+            const double got = y[(size_t)tk * rows + r];
+            const double err = std::isfinite(got) ? std::fabs(got - ref) / (mag + 1e-30) : INFINITY;
+            worst = std::max(worst, err);
+        }
+    report(worst < 2e-6, std::string("matmul ") + std::string(f.name) + " " + std::to_string(rows) + "x" +
+                             std::to_string(cols) + " x" + std::to_string(n_tok),
+           fmt("max |err| / sum|w*x| = %.2e", worst));
+}
+
+void check_get_rows(GgmlType t, int64_t cols) {
+    const FormatInfo& f = format_info(t);
+    if (!f.can_quantize && t != GgmlType::F32) return;
+    const int64_t rows = 37;
+    std::vector<float> wf = gaussian((size_t)rows * cols);
+    std::vector<uint8_t> wq(row_bytes(t, cols) * rows);
+    for (int64_t r = 0; r < rows; r++) quantize_row(t, &wf[(size_t)r * cols], wq.data() + r * row_bytes(t, cols), cols);
+    const std::vector<int32_t> ids = {5, 0, 36, 5, 17};
+    Dev<uint8_t> dw(wq);
+    Dev<int32_t> di(ids);
+    Dev<float> dout(ids.size() * cols);
+    get_rows(t, dw.p(), cols, di.p(), (int)ids.size(), dout.p(), nullptr);
+    const std::vector<float> out = dout.get();
+    double worst = 0;
+    std::vector<float> ref((size_t)cols);
+    for (size_t i = 0; i < ids.size(); i++) {
+        dequantize_row(t, wq.data() + ids[i] * row_bytes(t, cols), ref.data(), cols);
+        for (int64_t c = 0; c < cols; c++) {
+            const double e = std::fabs((double)out[i * cols + c] - ref[c]) / (std::fabs(ref[c]) + 1e-6);
+            worst = std::max(worst, std::isfinite(out[i * cols + c]) ? e : INFINITY);
+        }
+    }
+    // The GPU may fuse d*q + m into one FMA: one rounding of difference at most.
+    report(worst < 1e-6, std::string("get_rows ") + std::string(f.name) + " cols " + std::to_string(cols),
+           fmt("max rel err %.2e", worst));
+}
+
+void check_elementwise() {
+    const int rows = 7, n = 1000;
+    const std::vector<float> x = gaussian((size_t)rows * n, 3.0f), w = gaussian(n), up = gaussian((size_t)rows * n);
+    Dev<float> dx(x), dw(w), dy((size_t)rows * n), dup(up);
+    rms_norm(dx.p(), dw.p(), dy.p(), rows, n, 1e-6f, nullptr);
+    std::vector<float> y = dy.get();
+    double worst = 0;
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
+        const double sc = 1.0 / std::sqrt(ss / n + 1e-6);
+        for (int i = 0; i < n; i++)
+            worst = std::max(worst, std::fabs(y[r * n + i] - x[r * n + i] * sc * w[i]) / (std::fabs(x[r * n + i] * sc * w[i]) + 1e-3));
+    }
+    report(worst < 1e-5, "rms_norm", fmt("max rel err %.2e", worst));
+
+    Dev<float> g(x);
+    swiglu(g.p(), dup.p(), (int64_t)rows * n, nullptr);
+    y = g.get();
+    worst = 0;
+    for (size_t i = 0; i < x.size(); i++) {
+        const double ref = x[i] / (1.0 + std::exp(-(double)x[i])) * up[i];
+        worst = std::max(worst, std::fabs(y[i] - ref) / (std::fabs(ref) + 1e-3));
+    }
+    report(worst < 1e-5, "swiglu", fmt("max rel err %.2e", worst));
+
+    for (bool neox : {false, true}) {
+        const int n_tok = 3, n_head = 4, hd = 128, n_rot = 96;
+        const std::vector<float> q = gaussian((size_t)n_tok * n_head * hd);
+        std::vector<float> inv(n_rot / 2);
+        for (int i = 0; i < n_rot / 2; i++) inv[i] = (float)(1.0 / std::pow(10000.0, 2.0 * i / n_rot));
+        const std::vector<int32_t> pos = {0, 17, 4000};
+        Dev<float> dq(q), dinv(inv);
+        Dev<int32_t> dpos(pos);
+        rope(dq.p(), n_tok, n_head, hd, n_rot, neox, dpos.p(), dinv.p(), nullptr);
+        const std::vector<float> out = dq.get();
+        double err = 0;
+        for (int t = 0; t < n_tok; t++)
+            for (int h = 0; h < n_head; h++) {
+                std::vector<double> ref(q.begin() + (t * n_head + h) * hd, q.begin() + (t * n_head + h + 1) * hd);
+                for (int i = 0; i < n_rot / 2; i++) {
+                    const double th = (double)pos[t] * inv[i];
+                    const int a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
+                    const double x0 = ref[a], x1 = ref[b];
+                    ref[a] = x0 * std::cos(th) - x1 * std::sin(th);
+                    ref[b] = x0 * std::sin(th) + x1 * std::cos(th);
+                }
+                for (int i = 0; i < hd; i++) err = std::max(err, std::fabs(out[(t * n_head + h) * hd + i] - ref[i]));
+            }
+        // theta = 4000 rad in f32 has an ulp of ~2.4e-4: the CPU path rounds it the same way.
+        report(err < 2e-3, neox ? "rope neox" : "rope adjacent pairs", fmt("max abs err %.2e", err));
+    }
+}
+
+void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
+    const int n_seq = 2, ctx = 1200;
+    // Batch: seq 0 at positions 0, 299, 300; seq 1 at 1199 (four split ranges), all attending.
+    const std::vector<int32_t> seq = {0, 0, 0, 1}, pos = {0, 299, 300, 1199};
+    const int n_tok = (int)seq.size();
+    const std::vector<float> kall = gaussian((size_t)n_seq * ctx * n_head_kv * dk),
+                             vall = gaussian((size_t)n_seq * ctx * n_head_kv * dv);
+    // Store every position through kv_store (one token per (seq, pos)).
+    KvLayerView kv;
+    kv.elem = elem;
+    kv.n_head_kv = n_head_kv;
+    kv.head_dim_k = dk;
+    kv.head_dim_v = dv;
+    kv.ctx = ctx;
+    const size_t eb = kv_elem_bytes(elem);
+    DeviceBuffer K((size_t)n_seq * ctx * n_head_kv * dk * eb), V((size_t)n_seq * ctx * n_head_kv * dv * eb);
+    kv.k = K.get();
+    kv.v = V.get();
+    std::vector<int32_t> sseq, spos;
+    for (int s = 0; s < n_seq; s++)
+        for (int p = 0; p < ctx; p++) sseq.push_back(s), spos.push_back(p);
+    Dev<float> dk_(kall), dv_(vall);
+    Dev<int32_t> dss(sseq), dsp(spos);
+    kv_store(kv, dk_.p(), dv_.p(), dss.p(), dsp.p(), (int)sseq.size(), nullptr);
+    const std::vector<float> q = gaussian((size_t)n_tok * n_head * dk);
+    Dev<float> dq(q), dout((size_t)n_tok * n_head * dv);
+    Dev<int32_t> dseq(seq), dpos(pos);
+    const int max_kv = 1200;
+    Dev<float> partial(attention_partial_floats(n_tok, n_head, dv, max_kv));
+    const float scale = 1.0f / std::sqrt((float)dk);
+    attention(kv, dq.p(), dout.p(), dseq.p(), dpos.p(), n_tok, n_head, scale, max_kv, partial.p(), nullptr);
+    const std::vector<float> out = dout.get();
+    auto stored = [&](float x) { return elem == KvElem::F16 ? fp16_to_f32(f32_to_fp16(x)) : x; };
+    double worst = 0;
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_head; h++) {
+            const int g = h / (n_head / n_head_kv), n_kv = pos[t] + 1;
+            std::vector<double> w(n_kv);
+            double mx = -1e300;
+            for (int p = 0; p < n_kv; p++) {
+                double d = 0;
+                for (int i = 0; i < dk; i++)
+                    d += (double)q[((size_t)t * n_head + h) * dk + i] *
+                         stored(kall[(((size_t)seq[t] * ctx + p) * n_head_kv + g) * dk + i]);
+                w[p] = d * scale;
+                mx = std::max(mx, w[p]);
+            }
+            double sum = 0;
+            for (auto& x : w) sum += (x = std::exp(x - mx));
+            for (int i = 0; i < dv; i++) {
+                double o = 0;
+                for (int p = 0; p < n_kv; p++)
+                    o += w[p] * stored(vall[(((size_t)seq[t] * ctx + p) * n_head_kv + g) * dv + i]);
+                o /= sum;
+                const double got = out[((size_t)t * n_head + h) * dv + i];
+                worst = std::max(worst, std::isfinite(got) ? std::fabs(got - o) : INFINITY);
+            }
+        }
+    report(worst < 2e-5, "attention " + std::string(kv_elem_name(elem)) + " dk=" + std::to_string(dk) +
+                             " dv=" + std::to_string(dv) + " heads " + std::to_string(n_head) + "/" +
+                             std::to_string(n_head_kv),
+           fmt("max abs err %.2e", worst));
+}
+
+// ---------------------------------------------------------------- end to end
+
+double rel_l2(const float* a, const float* b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return std::isfinite(num) ? std::sqrt(num / (den + 1e-30)) : INFINITY;
+}
+
+int argmax(const float* v, int n) { return (int)(std::max_element(v, v + n) - v); }
+
+// The GPU decodes weights exactly (the chunk decoders are bit-exact on the CPU) and keeps
+// activations in f32, while the CPU's quantized path rounds activations to Q8. The like-for-like
+// reference is therefore the CPU on the same weights dequantized to f32; the comparison with the
+// CPU's own quantized path is reported beside it with a looser bound.
+std::unique_ptr<Model> load_dequantized(const std::string& path, std::vector<std::vector<float>>& store) {
+    auto m = Model::load(path);
+    auto deq = [&](Weight& w) {
+        if (!w.present() || w.type == GgmlType::F32) return;
+        store.emplace_back((size_t)w.rows() * w.cols());
+        for (int64_t r = 0; r < w.rows(); r++)
+            dequantize_row(w.type, w.data + r * w.row_bytes(), &store.back()[(size_t)r * w.cols()], w.cols());
+        w.type = GgmlType::F32;
+        w.data = reinterpret_cast<const uint8_t*>(store.back().data());
+    };
+    deq(m->tok_embd);
+    deq(m->output);
+    for (LayerWeights& L : m->layers)
+        for (Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) deq(*w);
+    return m;
+}
+
+struct Diff {
+    double worst = 0;
+    int agree = 0, rows = 0;
+    void add(const float* got, const float* ref, int V) {
+        worst = std::max(worst, rel_l2(got, ref, V));
+        agree += argmax(got, V) == argmax(ref, V);
+        rows++;
+    }
+};
+
+void check_model(const std::string& path, double tol_q8_cpu, KvElem elem) {
+    std::unique_ptr<Model> m, mf;
+    std::vector<std::vector<float>> store;
+    try {
+        m = Model::load(path);
+        mf = load_dequantized(path, store);
+    } catch (const std::exception& e) {
+        report(false, "load " + path, e.what());
+        return;
+    }
+    const ModelConfig& c = m->cfg;
+    const int V = c.n_vocab, n_prompt = 24, n_decode = 8, ctx = 64;
+    CpuForward cpu(*m, 8), cpu_f(*mf, 8);
+    DenseKvCache cache(kv_geometry(c), 2, ctx), cache_f(kv_geometry(c), 2, ctx);
+    CudaForwardOptions o;
+    o.n_seq = 2;
+    o.ctx = ctx;
+    o.max_batch = 64;
+    o.kv = elem;
+    CudaForward gpu(*m, o);
+    std::uniform_int_distribution<int> tok(1, V - 1);
+    // Prompt: two sequences in one batch (different lengths), every row wants logits.
+    Batch b;
+    for (int p = 0; p < n_prompt; p++) b.add(tok(rng), p, 0, true);
+    for (int p = 0; p < n_prompt / 2; p++) b.add(tok(rng), p, 1, true);
+    std::vector<float> lq, lf, lg;
+    Diff vs_f, vs_q;
+    auto step = [&](const Batch& batch) {
+        cpu.forward(batch, cache, lq);
+        cpu_f.forward(batch, cache_f, lf);
+        gpu.forward(batch, lg);
+        for (int r = 0; r < batch.size(); r++) {
+            vs_f.add(&lg[(size_t)r * V], &lf[(size_t)r * V], V);
+            vs_q.add(&lg[(size_t)r * V], &lq[(size_t)r * V], V);
+        }
+    };
+    step(b);
+    int next0 = argmax(&lf[(size_t)(n_prompt - 1) * V], V), next1 = argmax(&lf[(size_t)(b.size() - 1) * V], V);
+    // Decode: both sequences one token per step, fed the reference's greedy choice (teacher forcing).
+    for (int s = 0; s < n_decode; s++) {
+        Batch d;
+        d.add(next0, n_prompt + s, 0, true);
+        d.add(next1, n_prompt / 2 + s, 1, true);
+        step(d);
+        next0 = argmax(&lf[0], V);
+        next1 = argmax(&lf[V], V);
+    }
+    const std::string name = path.substr(path.find_last_of('/') + 1) + " kv " + kv_elem_name(elem);
+    // f16 cache: K/V rounded to f16 (relative 2^-11) against the CPU's f32 cache.
+    const double tol = elem == KvElem::F32 ? 1e-4 : 5e-3;
+    snprintf(buf, sizeof buf, "rel L2 %.2e (tol %.0e), same argmax %d/%d", vs_f.worst, tol, vs_f.agree, vs_f.rows);
+    report(vs_f.worst <= tol, name + " vs CPU f32 weights", buf);
+    snprintf(buf, sizeof buf, "rel L2 %.2e (tol %.0e), same argmax %d/%d", vs_q.worst, tol_q8_cpu, vs_q.agree, vs_q.rows);
+    report(vs_q.worst <= tol_q8_cpu, name + " vs CPU as stored", buf);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::pair<std::string, double>> models;
+    std::string synth_dir;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--model" && i + 1 < argc) {
+            std::string v = argv[++i];
+            double tol = 1e-4;
+            if (const size_t colon = v.rfind(':'); colon != std::string::npos) {
+                tol = std::stod(v.substr(colon + 1));
+                v = v.substr(0, colon);
+            }
+            models.push_back({v, tol});
+        } else if (a == "--synthetic" && i + 1 < argc) {
+            synth_dir = argv[++i];
+        } else {
+            fprintf(stderr, "usage: rotor-check-cuda [--model PATH[:TOL]]... [--synthetic DIR]\n");
+            return 2;
+        }
+    }
+    try {
+        const GpuInfo g = select_gpu(0);
+        printf("GPU: %s (sm_%d%d, %d SMs, %.1f GiB); built for %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
+               g.sm_count, g.total_bytes / 1073741824.0, built_architectures().c_str());
+        printf("CUDA weight formats: %s\n", supported_weight_types().c_str());
+
+        for (uint32_t id = 0; id < kGgmlTypeCount; id++) {
+            const FormatInfo* f = format_info(id);
+            if (!f || !weight_type_supported(f->type)) continue;
+            check_matmul(f->type, 1001, 4096, 1);
+            check_matmul(f->type, 301, 2048, 11);  // token groups of 8 + 3
+            check_get_rows(f->type, 512);
+            if (f->type == GgmlType::F32 || f->type == GgmlType::F16 || f->type == GgmlType::BF16) {
+                check_matmul(f->type, 77, 172, 3);  // rows that are not a multiple of 8 (stories260K)
+                check_get_rows(f->type, 172);
+            }
+        }
+        check_elementwise();
+        for (KvElem e : {KvElem::F32, KvElem::F16})
+            for (int hd : {64, 80, 96, 128, 256, 512}) check_attention(hd, hd, 8, 2, e);
+        check_attention(192, 128, 4, 4, KvElem::F16);  // different K and V head sizes
+        check_attention(128, 128, 24, 2, KvElem::F16);  // 12 query heads per KV head: two blocks per group
+        check_attention(512, 512, 8, 1, KvElem::F32);   // Gemma-4-like global layer, 8 per KV head
+
+        if (!synth_dir.empty()) {
+            // Small random models of each architecture in several weight formats (our GGUF writer).
+            struct S {
+                const char* arch;
+                const char* mix;
+                double tol;
+            };
+            // The CPU quantizes activations to Q8 for quantized weights; the GPU keeps them f32.
+            // Against the CPU as stored the difference is the CPU's Q8 rounding of activations (a few
+            // percent on random weights); against the dequantized weights it must vanish.
+            const S cases[] = {{"llama", "q4_k_m", 0.1}, {"qwen2", "q8_0", 0.1}, {"qwen3", "q4_k_m", 0.1},
+                               {"llama", "f16", 1e-4},   {"qwen3", "bf16", 1e-4}, {"llama", "q5_k", 0.1},
+                               {"qwen2", "iq4_nl", 0.1}, {"llama", "q4_1", 0.1},  {"qwen3", "q2_k", 0.1},
+                               {"llama", "q3_k", 0.1},   {"qwen2", "q5_0", 0.1},  {"llama", "q5_1", 0.1},
+                               {"qwen3", "q6_k", 0.1},   {"llama", "iq4_xs", 0.1}, {"qwen2", "q4_0", 0.1}};
+            for (const S& sc : cases) {
+                ModelShape sh;
+                sh.name = std::string("tiny-") + sc.arch;
+                sh.arch = sc.arch;
+                sh.n_layer = 3;
+                sh.n_embd = 512;
+                sh.n_ff = 1536;
+                sh.n_head = 8;
+                sh.n_head_kv = 2;
+                sh.head_dim = 64;
+                sh.n_vocab = 3000;
+                sh.n_ctx = 4096;
+                sh.rope_base = 10000.0f;
+                sh.qkv_bias = std::string(sc.arch) == "qwen2";
+                const std::string path = synth_dir + "/" + sh.name + "-" + sc.mix + ".gguf";
+                write_synthetic_model(sh, parse_quant_mix(sc.mix), path, 7);
+                check_model(path, sc.tol, KvElem::F32);
+            }
+        }
+        for (const auto& [path, tol] : models) {
+            check_model(path, tol, KvElem::F32);
+            check_model(path, std::max(tol, 5e-3), KvElem::F16);
+        }
+    } catch (const std::exception& e) {
+        printf("FAIL  %s\n", e.what());
+        g_failed++;
+    }
+    printf("\n%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed ? 1 : 0;
+}
