@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
                g.name.c_str(), g.sm_count, g.total_bytes / 1073741824.0, g.peak_bandwidth() / 1e9, bw / 1e9);
 
         // ---- mat-vec per format
-        printf("| weight format | matrix | n_tok | us | weight GB/s | %% of copy bw |\n|---|---|---|---|---|---|\n");
+        printf("| weight format | path | matrix | n_tok | us | weight GB/s | %% of copy bw |\n|---|---|---|---|---|---|---|\n");
         const int64_t rows = 14336, cols = 4096;
         for (uint32_t id = 0; id < kGgmlTypeCount; id++) {
             const FormatInfo* f = format_info(id);
@@ -111,20 +111,32 @@ int main(int argc, char** argv) {
                 }
                 for (int64_t r = 64; r < rows; r++) memcpy(w.data() + r * rb, w.data() + (r % 64) * rb, rb);
             }
-            DeviceBuffer dw(wbytes), dx(cols * 8 * 4), dy(rows * 8 * 4);
+            DeviceBuffer dw(wbytes), dx(cols * 8 * 4), dy(rows * 8 * 4), scratch(matmul_scratch_bytes(8, cols));
             dw.upload(w.data(), wbytes);
-            cudaMemset(dx.get(), 0, cols * 8 * 4);
-            for (int nt : {1, 4}) {
-                for (int i = 0; i < 3; i++) matmul(f->type, dw.get(), rows, cols, dx.get<float>(), nt, dy.get<float>(), nullptr);
-                Timer t;
-                const int iters = 50;
-                t.start();
-                for (int i = 0; i < iters; i++)
-                    matmul(f->type, dw.get(), rows, cols, dx.get<float>(), nt, dy.get<float>(), nullptr);
-                const double us = t.stop_ms() * 1e3 / iters;
-                const double gbs = wbytes / (us * 1e-6) / 1e9;
-                printf("| %s | %lldx%lld | %d | %.1f | %.0f | %.0f%% |\n", std::string(f->name).c_str(), (long long)rows,
-                       (long long)cols, nt, us, gbs, 100.0 * gbs * 1e9 / bw);
+            {
+                std::vector<float> xh(cols * 8);
+                std::mt19937 rng(2);
+                std::normal_distribution<float> gd(0.0f, 1.0f);
+                for (auto& v : xh) v = gd(rng);
+                dx.upload(xh.data(), xh.size() * 4);
+            }
+            for (bool int8 : {false, true}) {
+                if (int8 && !matmul_has_int8_path(f->type)) continue;
+                void* sc = int8 ? scratch.get() : nullptr;
+                for (int nt : {1, 4}) {
+                    for (int i = 0; i < 3; i++)
+                        matmul(f->type, dw.get(), rows, cols, dx.get<float>(), nt, dy.get<float>(), nullptr, sc);
+                    Timer t;
+                    const int iters = 50;
+                    t.start();
+                    for (int i = 0; i < iters; i++)
+                        matmul(f->type, dw.get(), rows, cols, dx.get<float>(), nt, dy.get<float>(), nullptr, sc);
+                    const double us = t.stop_ms() * 1e3 / iters;
+                    const double gbs = wbytes / (us * 1e-6) / 1e9;
+                    printf("| %s | %s | %lldx%lld | %d | %.1f | %.0f | %.0f%% |\n", std::string(f->name).c_str(),
+                           int8 ? "int8 acts" : "f32 acts", (long long)rows, (long long)cols, nt, us, gbs,
+                           100.0 * gbs * 1e9 / bw);
+                }
             }
         }
         printf("\n");

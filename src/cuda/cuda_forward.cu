@@ -121,6 +121,8 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     up_.resize(B * max_ff * 4);
     hidden_.resize(B * c.n_embd * 4);
     logits_.resize(B * (size_t)c.n_vocab * 4);
+    if (!opt.exact_matmul)
+        act_q8_.resize(matmul_scratch_bytes(opt.max_batch, std::max({c.n_embd, max_attn, max_ff})));
     tok_.resize(B * 4);
     pos_.resize(B * 4);
     seq_.resize(B * 4);
@@ -158,7 +160,7 @@ CudaForward::DevWeight CudaForward::upload(const Weight& w) {
 }
 
 void CudaForward::linear(const DevWeight& w, const float* x, int n_tok, float* y) {
-    matmul(w.type, w.data, w.rows, w.cols, x, n_tok, y, stream_);
+    matmul(w.type, w.data, w.rows, w.cols, x, n_tok, y, stream_, opt_.exact_matmul ? nullptr : act_q8_.get());
 }
 
 void CudaForward::forward(const Batch& batch, std::vector<float>& logits) {

@@ -24,6 +24,9 @@ struct CudaForwardOptions {
     int ctx = 2048;           // positions per sequence
     int max_batch = 512;      // tokens per forward call (larger batches are refused)
     KvElem kv = KvElem::F16;  // "f32" or "f16"
+    // f32 activations for every weight format (the dequantized-weights result, for checks); by
+    // default formats with integer codes run on int8 activations (see kernels.h, matmul).
+    bool exact_matmul = false;
 };
 
 // KV element type by name; rotor::Error lists the supported names otherwise.
@@ -72,7 +75,7 @@ private:
     uint64_t weight_bytes_ = 0, kv_bytes_ = 0;
     // activations for max_batch tokens
     DeviceBuffer x_, xn_, q_, k_, v_, attn_, gate_, up_, hidden_, logits_, partial_;
-    DeviceBuffer tok_, pos_, seq_, out_rows_, inv_freq_;
+    DeviceBuffer tok_, pos_, seq_, out_rows_, inv_freq_, act_q8_;
 };
 
 }  // namespace rotor::cuda

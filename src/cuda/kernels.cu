@@ -25,16 +25,111 @@ unsigned blocks_for(int64_t n, int per_block) { return (unsigned)((n + per_block
 
 // ---------------------------------------------------------------- mat-vec
 
-constexpr int kRowsPerBlock = 4;  // one warp per row
+constexpr int kRowsPerBlock = 4;  // warps per block (the float fallback: one row per warp)
+constexpr int kMatvecWarps = 4;
 
-template <GgmlType T, int NT>
-__global__ void __launch_bounds__(kRowsPerBlock* kWarp)
+// A warp computes RW rows for NT tokens: each lane takes 8-element chunks c = lane, lane + 32, ...,
+// loads the NT activation chunks once and dots them with the same chunk of its RW rows. The RW rows'
+// weight loads are independent, so a warp keeps RW times more bytes in flight (a decode mat-vec is
+// bound by memory latency x bytes in flight), and each activation load serves RW rows.
+template <GgmlType T, int NT, int RW>
+__global__ void __launch_bounds__(kMatvecWarps* kWarp)
     matvec_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
                   const float* __restrict__ X, float* __restrict__ Y) {
     using D = ChunkDecoder<T>;
     constexpr int kChunksPerBlock = D::kBlockElems / 8;
     const int lane = threadIdx.x % kWarp;
-    const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
+    const int64_t row0 = ((int64_t)blockIdx.x * kMatvecWarps + threadIdx.x / kWarp) * RW;
+    if (row0 >= rows) return;
+    const int nr = rows - row0 < RW ? (int)(rows - row0) : RW;
+    const uint8_t* w = W + (size_t)row0 * row_bytes;
+    float acc[NT][RW];
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+#pragma unroll
+        for (int r = 0; r < RW; r++) acc[t][r] = 0.0f;
+    const int chunks = cols / 8;
+#pragma unroll 2
+    for (int c = lane; c < chunks; c += kWarp) {
+        float4 xa[NT], xb[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float4* xp = reinterpret_cast<const float4*>(X + (size_t)t * cols + 8 * (size_t)c);
+            xa[t] = __ldg(xp);
+            xb[t] = __ldg(xp + 1);
+        }
+        const size_t off = (size_t)(c / kChunksPerBlock) * D::kBlockBytes;
+#pragma unroll
+        for (int r = 0; r < RW; r++) {
+            if (r >= nr) break;
+            float v[8];
+            D::decode8(w + (size_t)r * row_bytes + off, c % kChunksPerBlock, v);
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                acc[t][r] += v[0] * xa[t].x + v[1] * xa[t].y + v[2] * xa[t].z + v[3] * xa[t].w + v[4] * xb[t].x +
+                             v[5] * xb[t].y + v[6] * xb[t].z + v[7] * xb[t].w;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+#pragma unroll
+        for (int r = 0; r < RW; r++) {
+            const float sum = warp_sum(acc[t][r]);
+            if (lane == 0 && r < nr) Y[(size_t)t * rows + row0 + r] = sum;
+        }
+}
+
+template <GgmlType T, int NT>
+void launch_matvec_nt(const uint8_t* w, size_t rb, int64_t rows, int64_t cols, const float* X, float* Y, cudaStream_t s) {
+    // rows per warp: more rows keep more bytes in flight, but fewer warps; on H200 only f32 gains
+    constexpr int RW = (T == GgmlType::F32 && NT <= 2) ? 4 : 1;  // measured: only f32 rows gain
+    const unsigned grid = blocks_for(rows, kMatvecWarps * RW);
+    matvec_kernel<T, NT, RW><<<grid, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, X, Y);
+}
+
+template <GgmlType T>
+void launch_matvec(const void* W, int64_t rows, int64_t cols, const float* X, int nt, float* Y, cudaStream_t s) {
+    const size_t rb = row_bytes(T, (uint64_t)cols);
+    const auto* w = static_cast<const uint8_t*>(W);
+    switch (nt) {
+#define ROTOR_NT(N) \
+    case N: launch_matvec_nt<T, N>(w, rb, rows, cols, X, Y, s); break;
+        ROTOR_NT(1) ROTOR_NT(2) ROTOR_NT(3) ROTOR_NT(4) ROTOR_NT(5) ROTOR_NT(6) ROTOR_NT(7) ROTOR_NT(8)
+#undef ROTOR_NT
+        default: throw Error("matvec: bad token group");
+    }
+}
+
+// ---------------------------------------------------------------- int8 path
+
+// One warp per 32-element block of activations: d = max|x| / 127, codes = round(x / d), and per
+// 8-element chunk d * sum(codes) (for the formats' offsets m).
+__global__ void quantize_act_q8_kernel(const float* __restrict__ X, int64_t n_blocks, int8_t* __restrict__ q,
+                                       float* __restrict__ scales, float* __restrict__ sums) {
+    const int64_t blk = (int64_t)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+    if (blk >= n_blocks) return;
+    const int lane = threadIdx.x % kWarp;
+    const float v = X[blk * 32 + lane];
+    float amax = fabsf(v);
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f;
+    const int code = d > 0.0f ? __float2int_rn(v / d) : 0;
+    q[blk * 32 + lane] = (int8_t)code;
+    int sum = code;
+    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane % 8 == 0) sums[blk * 4 + lane / 8] = d * (float)sum;
+    if (lane == 0) scales[blk] = d;
+}
+
+template <GgmlType T, int NT>
+__global__ void __launch_bounds__(kMatvecWarps* kWarp)
+    matvec_q8_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
+                     const int8_t* __restrict__ xq, const float* __restrict__ xd, const float* __restrict__ xs,
+                     float* __restrict__ Y) {
+    using D = ChunkDecoder<T>;
+    constexpr int kChunksPerBlock = D::kBlockElems / 8;
+    const int lane = threadIdx.x % kWarp;
+    const int64_t row = (int64_t)blockIdx.x * kMatvecWarps + threadIdx.x / kWarp;
     if (row >= rows) return;
     const uint8_t* w = W + (size_t)row * row_bytes;
     float acc[NT];
@@ -43,31 +138,38 @@ __global__ void __launch_bounds__(kRowsPerBlock* kWarp)
     const int chunks = cols / 8;
 #pragma unroll 2
     for (int c = lane; c < chunks; c += kWarp) {
-        float v[8];
-        D::decode8(w + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, v);
+        uint32_t q[2];
+        float d, m;
+        D::codes8(w + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, q, d, m);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-            const float4* xp = reinterpret_cast<const float4*>(X + (size_t)t * cols + 8 * (size_t)c);
-            const float4 a = __ldg(xp), b = __ldg(xp + 1);
-            acc[t] += v[0] * a.x + v[1] * a.y + v[2] * a.z + v[3] * a.w + v[4] * b.x + v[5] * b.y + v[6] * b.z +
-                      v[7] * b.w;
+            const int2 xv = __ldg(reinterpret_cast<const int2*>(xq + (size_t)t * cols + 8 * (size_t)c));
+            const int dot = __dp4a((int)q[0], xv.x, __dp4a((int)q[1], xv.y, 0));
+            acc[t] += d * (__ldg(xd + (size_t)t * (cols / 32) + c / 4) * (float)dot) +
+                      m * __ldg(xs + (size_t)t * (cols / 8) + c);
         }
     }
 #pragma unroll
     for (int t = 0; t < NT; t++) {
-        const float s = warp_sum(acc[t]);
-        if (lane == 0) Y[(size_t)t * rows + row] = s;
+        const float sum = warp_sum(acc[t]);
+        if (lane == 0) Y[(size_t)t * rows + row] = sum;
     }
 }
 
 template <GgmlType T>
-void launch_matvec(const void* W, int64_t rows, int64_t cols, const float* X, int nt, float* Y, cudaStream_t s) {
+void launch_matvec_q8(const void* W, int64_t rows, int64_t cols, const ActQ8Layout& L, const char* scratch, int t0,
+                      int nt, float* Y, cudaStream_t s) {
     const size_t rb = row_bytes(T, (uint64_t)cols);
-    const unsigned grid = blocks_for(rows, kRowsPerBlock);
     const auto* w = static_cast<const uint8_t*>(W);
+    const int8_t* xq = reinterpret_cast<const int8_t*>(scratch + L.codes) + (size_t)t0 * cols;
+    const float* xd = reinterpret_cast<const float*>(scratch + L.scales) + (size_t)t0 * (cols / 32);
+    const float* xs = reinterpret_cast<const float*>(scratch + L.sums) + (size_t)t0 * (cols / 8);
+    const unsigned grid = blocks_for(rows, kMatvecWarps);
     switch (nt) {
-#define ROTOR_NT(N) \
-    case N: matvec_kernel<T, N><<<grid, kRowsPerBlock * kWarp, 0, s>>>(w, rb, rows, (int)cols, X, Y); break;
+#define ROTOR_NT(N)                                                                                          \
+    case N:                                                                                                  \
+        matvec_q8_kernel<T, N><<<grid, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, xq, xd, xs, Y); \
+        break;
         ROTOR_NT(1) ROTOR_NT(2) ROTOR_NT(3) ROTOR_NT(4) ROTOR_NT(5) ROTOR_NT(6) ROTOR_NT(7) ROTOR_NT(8)
 #undef ROTOR_NT
         default: throw Error("matvec: bad token group");
@@ -211,11 +313,51 @@ constexpr int kSplitPositions = 256;  // positions per split-K part
 constexpr int kAttnWarps = 4;
 constexpr int kMaxHeadDim = 512;
 
+// Loads PL consecutive elements to floats with the widest aligned loads (16, 8 or 4 bytes).
+template <class E, int PL>
+__device__ inline void load_run(const E* p, float* out) {
+    constexpr int kBytes = PL * (int)sizeof(E);
+    if constexpr (kBytes % 16 == 0 || kBytes % 8 == 0 || kBytes % 4 == 0) {
+        constexpr int kWord = kBytes % 16 == 0 ? 16 : (kBytes % 8 == 0 ? 8 : 4);
+        constexpr int kWords = kBytes / kWord;
+        constexpr int kPerWord = kWord / 4;  // 32-bit pieces per load
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(p);
+#pragma unroll
+        for (int wd = 0; wd < kWords; wd++) {
+            uint32_t piece[kPerWord];
+            if constexpr (kWord == 16) {
+                const uint4 u = reinterpret_cast<const uint4*>(src)[wd];
+                piece[0] = u.x, piece[1] = u.y, piece[2] = u.z, piece[3] = u.w;
+            } else if constexpr (kWord == 8) {
+                const uint2 u = reinterpret_cast<const uint2*>(src)[wd];
+                piece[0] = u.x, piece[1] = u.y;
+            } else {
+                piece[0] = src[wd];
+            }
+#pragma unroll
+            for (int k = 0; k < kPerWord; k++) {
+                if constexpr (sizeof(E) == 4) {
+                    out[wd * kPerWord + k] = __uint_as_float(piece[k]);
+                } else {
+                    const __half2 h = *reinterpret_cast<const __half2*>(&piece[k]);
+                    const float2 f = __half22float2(h);
+                    out[(wd * kPerWord + k) * 2] = f.x;
+                    out[(wd * kPerWord + k) * 2 + 1] = f.y;
+                }
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < PL; i++) out[i] = load_elem(p + i);
+    }
+}
+
 // One block per (KV head, query-head group, token, split): the query heads that share a KV head
 // (GQA) are served together, so each K/V row is read once per group, not once per query head.
-// Each warp runs an online softmax over its positions, with the output rows spread over its lanes
-// (PL elements per lane, head size <= 32 * PL); the block merges its warps and writes
-// (max, sum, acc[dv]) per query head and split.
+// Each warp runs an online softmax over its positions (two at a time, loads first), with the
+// rows spread over its lanes: PL consecutive elements per lane when the head size is 32 * PL (wide
+// loads), else elements lane + 32 i. The block merges its warps and writes (max, sum, acc[dv]) per
+// query head and split.
 template <class E, int PL, int GB>
 __global__ void __launch_bounds__(kAttnWarps* kWarp)
     attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
@@ -229,6 +371,8 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int n_kv = pos[t] + 1;
     const int begin = split * kSplitPositions, end = min(n_kv, begin + kSplitPositions);
+    const bool contiguous = dk == kWarp * PL && dv == kWarp * PL;
+    auto elem = [&](int i) { return contiguous ? lane * PL + i : lane + kWarp * i; };
 
     float qr[GB][PL], acc[GB][PL], m[GB], l[GB];
 #pragma unroll
@@ -236,7 +380,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
         const float* qh = q + ((size_t)t * n_head + h0 + j) * dk;
 #pragma unroll
         for (int i = 0; i < PL; i++) {
-            qr[j][i] = (j < nh && lane + kWarp * i < dk) ? qh[lane + kWarp * i] * scale : 0.0f;
+            qr[j][i] = (j < nh && elem(i) < dk) ? qh[elem(i)] * scale : 0.0f;
             acc[j][i] = 0.0f;
         }
         m[j] = -INFINITY;
@@ -244,27 +388,42 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     }
 
     const size_t base = (size_t)seq[t] * ctx;
-    for (int p = begin + warp; p < end; p += kAttnWarps) {
-        const E* kr = K + ((base + p) * hkv + g) * dk;
-        const E* vr = V + ((base + p) * hkv + g) * dv;
-        float kv[PL], vv[PL];
+    constexpr int U = 2;  // positions in flight per warp
+    for (int p0 = begin + warp; p0 < end; p0 += kAttnWarps * U) {
+        float kv[U][PL], vv[U][PL];
 #pragma unroll
-        for (int i = 0; i < PL; i++) {
-            kv[i] = lane + kWarp * i < dk ? load_elem(kr + lane + kWarp * i) : 0.0f;
-            vv[i] = lane + kWarp * i < dv ? load_elem(vr + lane + kWarp * i) : 0.0f;
+        for (int u = 0; u < U; u++) {
+            const int p = p0 + u * kAttnWarps;
+            if (p >= end) break;
+            const E* kr = K + ((base + p) * hkv + g) * dk;
+            const E* vr = V + ((base + p) * hkv + g) * dv;
+            if (contiguous) {
+                load_run<E, PL>(kr + lane * PL, kv[u]);
+                load_run<E, PL>(vr + lane * PL, vv[u]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < PL; i++) {
+                    kv[u][i] = elem(i) < dk ? load_elem(kr + elem(i)) : 0.0f;
+                    vv[u][i] = elem(i) < dv ? load_elem(vr + elem(i)) : 0.0f;
+                }
+            }
         }
 #pragma unroll
-        for (int j = 0; j < GB; j++) {
-            float d = 0.0f;
+        for (int u = 0; u < U; u++) {
+            if (p0 + u * kAttnWarps >= end) break;
 #pragma unroll
-            for (int i = 0; i < PL; i++) d += qr[j][i] * kv[i];
-            d = warp_sum(d);
-            const float m_new = fmaxf(m[j], d);
-            const float corr = expf(m[j] - m_new), w = expf(d - m_new);
-            l[j] = l[j] * corr + w;
+            for (int j = 0; j < GB; j++) {
+                float d = 0.0f;
 #pragma unroll
-            for (int i = 0; i < PL; i++) acc[j][i] = acc[j][i] * corr + w * vv[i];
-            m[j] = m_new;
+                for (int i = 0; i < PL; i++) d += qr[j][i] * kv[u][i];
+                d = warp_sum(d);
+                const float m_new = fmaxf(m[j], d);
+                const float corr = expf(m[j] - m_new), w = expf(d - m_new);
+                l[j] = l[j] * corr + w;
+#pragma unroll
+                for (int i = 0; i < PL; i++) acc[j][i] = acc[j][i] * corr + w * vv[u][i];
+                m[j] = m_new;
+            }
         }
     }
 
@@ -279,7 +438,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
             sm_l[warp] = l[j];
         }
 #pragma unroll
-        for (int i = 0; i < PL; i++) sm_acc[warp][lane + kWarp * i] = acc[j][i];
+        for (int i = 0; i < PL; i++) sm_acc[warp][elem(i)] = acc[j][i];
         __syncthreads();
         float* part = partial + (((size_t)t * n_head + h0 + j) * n_split + split) * (dv + 2);
         float M = -INFINITY;
@@ -369,8 +528,62 @@ std::string supported_weight_types() {
     return s;
 }
 
+ActQ8Layout act_q8_layout(int n_tok, int64_t cols) {
+    auto up = [](size_t n) { return (n + 255) / 256 * 256; };
+    ActQ8Layout L;
+    const size_t n = (size_t)n_tok * cols;
+    L.codes = 0;
+    L.scales = up(n);
+    L.sums = L.scales + up(n / 32 * 4);
+    L.bytes = L.sums + up(n / 8 * 4);
+    return L;
+}
+
+size_t matmul_scratch_bytes(int n_tok, int64_t cols) { return act_q8_layout(n_tok, cols).bytes; }
+
+void quantize_act_q8(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s) {
+    if (cols % 32) throw Error("int8 activations need rows of a multiple of 32");
+    const ActQ8Layout L = act_q8_layout(n_tok, cols);
+    char* base = static_cast<char*>(scratch);
+    const int64_t n_blocks = (int64_t)n_tok * cols / 32;
+    quantize_act_q8_kernel<<<blocks_for(n_blocks, 4), 4 * kWarp, 0, s>>>(
+        X, n_blocks, reinterpret_cast<int8_t*>(base + L.codes), reinterpret_cast<float*>(base + L.scales),
+        reinterpret_cast<float*>(base + L.sums));
+    check_launch("quantize_act_q8");
+}
+
+namespace {
+struct HasInt8 {
+    bool* out;
+    template <GgmlType T>
+    void operator()() const {
+        *out = kHasCodes8<T>;
+    }
+};
+}  // namespace
+
+bool matmul_has_int8_path(GgmlType t) {
+    bool yes = false;
+    with_chunk_decoder(t, HasInt8{&yes});
+    return yes;
+}
+
 void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
-            cudaStream_t s) {
+            cudaStream_t s, void* act_scratch) {
+    if (act_scratch && cols % 32 == 0 && matmul_has_int8_path(t)) {
+        quantize_act_q8(X, n_tok, cols, act_scratch, s);
+        const ActQ8Layout L = act_q8_layout(n_tok, cols);
+        for (int t0 = 0; t0 < n_tok; t0 += 8) {
+            const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+            float* y = Y + (size_t)t0 * rows;
+            with_chunk_decoder(t, [&]<GgmlType T>() {
+                if constexpr (kHasCodes8<T>)
+                    launch_matvec_q8<T>(W, rows, cols, L, static_cast<const char*>(act_scratch), t0, nt, y, s);
+            });
+        }
+        check_launch("matvec_q8");
+        return;
+    }
     if (cols % 8) {
         if (!is_float_type(t))
             throw Error("CUDA matmul: row length " + std::to_string(cols) + " is not a multiple of 8");

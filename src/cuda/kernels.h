@@ -17,8 +17,24 @@ std::string supported_weight_types();
 
 // Y[t][r] = sum_c W[r][c] * X[t][c] for t < n_tok; W is `rows` rows of `cols` elements of type t.
 // One warp per row; up to 8 tokens share each decoded weight chunk (decode of several slots).
+//
+// Two paths. Exact: weights decoded to f32 and dotted with f32 activations (the CPU's
+// dequantized-weights result to float rounding). Int8 (when `act_scratch` is given and the format
+// has integer codes: q8_0, q4_0, q4_K, q5_K, q6_K): activations rounded to int8 per 32 elements
+// (scale max|x|/127, as the CPU's Q8_0 activations) and dotted four at a time with dp4a, which
+// is what makes a decode mat-vec memory-bound rather than instruction-bound.
+size_t matmul_scratch_bytes(int n_tok, int64_t cols);
+bool matmul_has_int8_path(GgmlType t);
 void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
-            cudaStream_t s);
+            cudaStream_t s, void* act_scratch = nullptr);
+
+// The int8 activations of the fast path, exposed for the kernel checks: codes (n_tok * cols int8),
+// scales per 32 (float) and d * (sum of codes) per 8 (float), at the offsets below in `scratch`.
+struct ActQ8Layout {
+    size_t codes = 0, scales = 0, sums = 0, bytes = 0;
+};
+ActQ8Layout act_q8_layout(int n_tok, int64_t cols);
+void quantize_act_q8(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s);
 
 // out[i][:] = row ids[i] of `table` (cols elements of type t), decoded to f32.
 void get_rows(GgmlType t, const void* table, int64_t cols, const int32_t* ids, int n, float* out, cudaStream_t s);

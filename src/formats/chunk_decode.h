@@ -6,8 +6,13 @@
 //
 // ChunkDecoder<T>::kBlockElems / kBlockBytes: one block; decode8(block, c, out) writes elements
 // 8c .. 8c+7 of the block (0 <= c < kBlockElems / 8).
+//
+// The hot formats also have codes8(block, c, q, d, m): the chunk as eight small integer codes packed
+// in two words of int8 lanes (q[0]: elements 0-3), with element = d * code + m. The GPU dots those
+// with int8 activations four at a time (dp4a); the CPU tests check d * code + m against decode8.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "common/half.h"
 #include "formats/blocks.h"
@@ -35,6 +40,27 @@ ROTOR_HD void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
         sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
         m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+
+// Four bytes at p as a little-endian word; p is 2- (a2) or 4-byte (a4) aligned in the GPU's buffers.
+ROTOR_HD uint32_t load_u32_a2(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
+    return h[0] | ((uint32_t)h[1] << 16);
+#else
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+#endif
+}
+ROTOR_HD uint32_t load_u32_a4(const uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+    return *reinterpret_cast<const uint32_t*>(p);
+#else
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+#endif
 }
 
 }  // namespace chunk_detail
@@ -77,6 +103,13 @@ struct ChunkDecoder<GgmlType::Q8_0> {
         const float d = fp16_to_f32(x.d);
         for (int i = 0; i < 8; i++) out[i] = (float)x.qs[8 * c + i] * d;
     }
+    ROTOR_HD static void codes8(const uint8_t* b, int c, uint32_t* q, float& d, float& m) {
+        const auto& x = *reinterpret_cast<const block_q8_0*>(b);
+        q[0] = chunk_detail::load_u32_a2(reinterpret_cast<const uint8_t*>(x.qs) + 8 * c);
+        q[1] = chunk_detail::load_u32_a2(reinterpret_cast<const uint8_t*>(x.qs) + 8 * c + 4);
+        d = fp16_to_f32(x.d);
+        m = 0.0f;
+    }
 };
 
 // The 32-element 4/5-bit formats: element j < 16 is the low nibble of qs[j], element j + 16 the high.
@@ -88,6 +121,14 @@ struct ChunkDecoder<GgmlType::Q4_0> {
         const float d = fp16_to_f32(x.d);
         const int shift = c >= 2 ? 4 : 0, base = 8 * (c & 1);
         for (int i = 0; i < 8; i++) out[i] = (float)(((x.qs[base + i] >> shift) & 0x0F) - 8) * d;
+    }
+    ROTOR_HD static void codes8(const uint8_t* b, int c, uint32_t* q, float& d, float& m) {
+        const auto& x = *reinterpret_cast<const block_q4_0*>(b);
+        const int shift = c >= 2 ? 4 : 0, base = 8 * (c & 1);
+        q[0] = (chunk_detail::load_u32_a2(x.qs + base) >> shift) & 0x0F0F0F0Fu;
+        q[1] = (chunk_detail::load_u32_a2(x.qs + base + 4) >> shift) & 0x0F0F0F0Fu;
+        d = fp16_to_f32(x.d);
+        m = -8.0f * d;  // codes 0..15 stand for -8..7
     }
 };
 
@@ -191,6 +232,17 @@ struct ChunkDecoder<GgmlType::Q4_K> {
         const uint8_t* q = x.qs + 32 * g + l0;
         for (int i = 0; i < 8; i++) out[i] = d * (float)((q[i] >> (4 * hi)) & 0x0F) - mn;
     }
+    ROTOR_HD static void codes8(const uint8_t* b, int c, uint32_t* q, float& d, float& m) {
+        const auto& x = *reinterpret_cast<const block_q4_K*>(b);
+        const int e = 8 * c, g = e / 64, hi = (e % 64) / 32, l0 = e % 32;
+        int sc, mn;
+        chunk_detail::scale_min_k4(2 * g + hi, x.scales, sc, mn);
+        const uint8_t* p = x.qs + 32 * g + l0;
+        q[0] = (chunk_detail::load_u32_a4(p) >> (4 * hi)) & 0x0F0F0F0Fu;
+        q[1] = (chunk_detail::load_u32_a4(p + 4) >> (4 * hi)) & 0x0F0F0F0Fu;
+        d = fp16_to_f32(x.d) * (float)sc;
+        m = -(fp16_to_f32(x.dmin) * (float)mn);
+    }
 };
 
 template <>
@@ -206,6 +258,20 @@ struct ChunkDecoder<GgmlType::Q5_K> {
         const uint8_t u = (uint8_t)(1u << (2 * g + hi));
         for (int i = 0; i < 8; i++)
             out[i] = d * (float)(((q[i] >> (4 * hi)) & 0x0F) + ((x.qh[l0 + i] & u) ? 16 : 0)) - mn;
+    }
+    ROTOR_HD static void codes8(const uint8_t* b, int c, uint32_t* q, float& d, float& m) {
+        const auto& x = *reinterpret_cast<const block_q5_K*>(b);
+        const int e = 8 * c, g = e / 64, hi = (e % 64) / 32, l0 = e % 32, bit = 2 * g + hi;
+        int sc, mn;
+        chunk_detail::scale_min_k4(2 * g + hi, x.scales, sc, mn);
+        const uint8_t* p = x.qs + 32 * g + l0;
+        for (int w = 0; w < 2; w++) {
+            const uint32_t lo = (chunk_detail::load_u32_a4(p + 4 * w) >> (4 * hi)) & 0x0F0F0F0Fu;
+            const uint32_t h = ((chunk_detail::load_u32_a4(x.qh + l0 + 4 * w) >> bit) & 0x01010101u) << 4;
+            q[w] = lo | h;
+        }
+        d = fp16_to_f32(x.d) * (float)sc;
+        m = -(fp16_to_f32(x.dmin) * (float)mn);
     }
 };
 
@@ -226,6 +292,20 @@ struct ChunkDecoder<GgmlType::Q6_K> {
             out[i] = d * (float)q;
         }
     }
+    ROTOR_HD static void codes8(const uint8_t* b, int c, uint32_t* q, float& d, float& m) {
+        const auto& x = *reinterpret_cast<const block_q6_K*>(b);
+        const int e = 8 * c, half = e / 128, r = e % 128, k = r / 32, l0 = r % 32;
+        const uint8_t* ql = x.ql + 64 * half + l0 + 32 * (k & 1);
+        const uint8_t* qh = x.qh + 32 * half + l0;
+        const int nib = 4 * (k >> 1);
+        for (int w = 0; w < 2; w++) {
+            const uint32_t lo = (chunk_detail::load_u32_a2(ql + 4 * w) >> nib) & 0x0F0F0F0Fu;
+            const uint32_t h = ((chunk_detail::load_u32_a2(qh + 4 * w) >> (2 * k)) & 0x03030303u) << 4;
+            q[w] = lo | h;  // 0..63 stand for -32..31
+        }
+        d = fp16_to_f32(x.d) * (float)x.scales[8 * half + l0 / 16 + 2 * k];
+        m = -32.0f * d;
+    }
 };
 
 template <>
@@ -241,6 +321,10 @@ struct ChunkDecoder<GgmlType::IQ4_XS> {
         for (int i = 0; i < 8; i++) out[i] = dl * (float)chunk_detail::iq4nl((q[i] >> shift) & 0x0F);
     }
 };
+
+// Whether ChunkDecoder<T> has the integer form codes8.
+template <GgmlType T>
+inline constexpr bool kHasCodes8 = requires { &ChunkDecoder<T>::codes8; };
 
 // Calls f.template operator()<T>() for the weight type t when it has a chunk decoder; returns false
 // otherwise. The list of types is written once, here.

@@ -88,3 +88,52 @@ TEST(ChunkDecode, TypesWithoutDecoderAreRefused) {
 
 }  // namespace
 }  // namespace rotor
+
+namespace rotor {
+namespace {
+
+// The integer form (codes8: element = d * code + m, codes as int8 lanes) against decode8, on the
+// same quantized and random rows; equal up to float rounding of the two formulas.
+TEST(ChunkDecode, IntegerCodesMatchDecode) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    const int64_t n = 1024;
+    int checked = 0;
+    for (GgmlType t : kChunkTypes) {
+        with_chunk_decoder(t, [&]<GgmlType T>() {
+            if constexpr (kHasCodes8<T>) {
+                using D = ChunkDecoder<T>;
+                checked++;
+                for (int trial = 0; trial < 4; trial++) {
+                    std::vector<uint8_t> q(row_bytes(t, n));
+                    if (trial < 2) {
+                        std::vector<float> x((size_t)n);
+                        for (auto& v : x) v = g(rng);
+                        quantize_row(t, x.data(), q.data(), n);
+                    } else {
+                        for (auto& b : q) b = (uint8_t)rng();
+                    }
+                    for (int64_t c = 0; c < n / 8; c++) {
+                        const uint8_t* blk = q.data() + (c / (D::kBlockElems / 8)) * D::kBlockBytes;
+                        const int ci = (int)(c % (D::kBlockElems / 8));
+                        float ref[8], d = 0, m = 0;
+                        uint32_t w[2];
+                        D::decode8(blk, ci, ref);
+                        D::codes8(blk, ci, w, d, m);
+                        for (int i = 0; i < 8; i++) {
+                            const int code = (int8_t)(uint8_t)(w[i / 4] >> (8 * (i % 4)));
+                            const float got = d * (float)code + m;
+                            if (!std::isfinite(ref[i]) || !std::isfinite(got)) continue;  // random scale bits
+                            const float tol = 1e-6f * (std::fabs(d) * 128.0f + std::fabs(m)) + 1e-30f;
+                            ASSERT_NEAR(got, ref[i], tol) << format_info(t).name << " chunk " << c << " elem " << i;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    EXPECT_EQ(checked, 5);  // q8_0, q4_0, q4_K, q5_K, q6_K
+}
+
+}  // namespace
+}  // namespace rotor
