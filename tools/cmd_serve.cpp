@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "common/error.h"
 #include "server/api.h"
+#include "serve_profile.h"
 
 namespace rotor::cli {
 
@@ -31,7 +32,10 @@ int usage() {
             "  --port P                  port (default 8080; 0: any free port, printed at start)\n"
             "  --api-key K               require 'Authorization: Bearer K' (or env ROTOR_API_KEY)\n"
             "  --alias NAME              model id clients see (default: file name without .gguf)\n"
-            "  --chat-template-file F    use this Jinja chat template instead of the GGUF's\n");
+            "  --chat-template-file F    use this Jinja chat template instead of the GGUF's\n"
+            "  --profile NAME[:VARIANT]  slots, context per slot and KV types from profiles/NAME.json\n"
+            "                            (VARIANT long_context or throughput; options given here win;\n"
+            "                            'auto' will pick the card's profile once the CUDA backend exists)\n");
     return 2;
 }
 
@@ -51,6 +55,8 @@ static int cmd_serve(const Args& args) {
     std::string host = "127.0.0.1";
     int port = 8080;
     if (const char* k = getenv("ROTOR_API_KEY")) opt.api_key = k;
+    std::string profile;
+    bool set_slots = false, set_ctx = false, set_kv_k = false, set_kv_v = false;
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
         auto value = [&]() -> const std::string& {
@@ -58,10 +64,11 @@ static int cmd_serve(const Args& args) {
             return args[++i];
         };
         if (a == "-m" || a == "--model") opt.model_path = value();
-        else if (a == "--slots" || a == "-np" || a == "--parallel") opt.engine.n_slots = to_int(a, value());
-        else if (a == "--ctx-per-slot") opt.engine.n_ctx_per_slot = to_int(a, value());
-        else if (a == "--kv-k") opt.engine.kv_k = value();
-        else if (a == "--kv-v") opt.engine.kv_v = value();
+        else if (a == "--slots" || a == "-np" || a == "--parallel") opt.engine.n_slots = to_int(a, value()), set_slots = true;
+        else if (a == "--ctx-per-slot") opt.engine.n_ctx_per_slot = to_int(a, value()), set_ctx = true;
+        else if (a == "--kv-k") opt.engine.kv_k = value(), set_kv_k = true;
+        else if (a == "--kv-v") opt.engine.kv_v = value(), set_kv_v = true;
+        else if (a == "--profile") profile = value();
         else if (a == "--batch" || a == "-b") opt.engine.n_batch = to_int(a, value());
         else if (a == "--queue") opt.engine.n_queue = to_int(a, value());
         else if (a == "--threads" || a == "-t") opt.engine.n_threads = to_int(a, value());
@@ -75,6 +82,16 @@ static int cmd_serve(const Args& args) {
             fprintf(stderr, "rotor serve: unknown option '%s'\n", a.c_str());
             return usage();
         }
+    }
+    if (!profile.empty()) {
+        const ServeProfile p = load_serve_profile(profile);
+        if (!set_slots) opt.engine.n_slots = p.slots;
+        if (!set_ctx) opt.engine.n_ctx_per_slot = p.ctx_per_slot;
+        if (!set_kv_k) opt.engine.kv_k = p.kv_k;
+        if (!set_kv_v) opt.engine.kv_v = p.kv_v;
+        fprintf(stderr, "rotor serve: profile %s (%s, planned for %s): %d slots x %d positions, KV %s/%s\n",
+                p.path.c_str(), p.variant.c_str(), p.model_file.c_str(), opt.engine.n_slots,
+                opt.engine.n_ctx_per_slot, opt.engine.kv_k.c_str(), opt.engine.kv_v.c_str());
     }
     if (opt.model_path.empty()) return usage();
     if (port < 0 || port > 65535) throw Error("--port must be between 0 and 65535");

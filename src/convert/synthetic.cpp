@@ -24,6 +24,7 @@ GgmlType fallback_for_width(GgmlType t, int64_t ne0) {
         case GgmlType::Q5_K: return GgmlType::Q5_1;
         case GgmlType::Q6_K: return GgmlType::Q8_0;
         case GgmlType::Q2_K: case GgmlType::Q3_K: return GgmlType::Q4_0;
+        case GgmlType::IQ3_XXS: case GgmlType::IQ3_S: case GgmlType::IQ2_S: return GgmlType::IQ4_NL;
         default: return t;
     }
 }
@@ -48,6 +49,21 @@ std::vector<PlannedTensor> build_plan(const ModelShape& s, const QuantMix& mix) 
             t = GgmlType::Q4_K;
             if (role == "output") t = GgmlType::Q6_K;
             if ((role == "attn_v" || role == "ffn_down") && use_more_bits(index, count)) t = GgmlType::Q6_K;
+            t = fallback_for_width(t, ne0);
+        } else if (mix.q3_k_m) {  // section 5.5
+            t = GgmlType::Q3_K;
+            if (role == "output") t = GgmlType::Q6_K;
+            if (role == "attn_v") t = index < 2 ? GgmlType::Q5_K : GgmlType::Q4_K;
+            if (role == "ffn_down") t = index < count / 16 ? GgmlType::Q5_K : GgmlType::Q4_K;
+            if (role == "attn_output") t = s.n_expert == 8 ? GgmlType::Q5_K : GgmlType::Q4_K;
+            t = fallback_for_width(t, ne0);
+        } else if (mix.iq3_xxs) {  // section 5.6, with an imatrix (llama-quantize requires one)
+            t = GgmlType::IQ3_XXS;
+            if (role == "output") t = GgmlType::Q5_K;
+            if (role == "token_embd") t = GgmlType::IQ3_S;
+            if (role == "attn_v" && s.n_head >= 4 * s.n_head_kv) t = GgmlType::Q4_K;
+            if (role == "attn_k" || role == "attn_q") t = GgmlType::IQ2_S;
+            if (role == "attn_output") t = s.n_expert == 8 ? GgmlType::Q5_K : GgmlType::IQ3_S;
             t = fallback_for_width(t, ne0);
         }
         if (ne0 % format_info(t).block_elems != 0) t = GgmlType::F16;
@@ -212,6 +228,14 @@ QuantMix parse_quant_mix(const std::string& name) {
         m.q4_k_m = true;
         return m;
     }
+    if (name == "q3_k_m" || name == "Q3_K_M") {
+        m.q3_k_m = true;
+        return m;
+    }
+    if (name == "iq3_xxs" || name == "IQ3_XXS") {
+        m.iq3_xxs = true;
+        return m;
+    }
     auto t = format_from_name(name);
     if (!t || !format_info(*t).can_quantize) throw Error("quantization mix '" + name + "' is not one rotor can write");
     m.uniform = *t;
@@ -306,7 +330,13 @@ uint64_t write_synthetic_model(const ModelShape& s, const QuantMix& mix, const s
     }
     auto pool = std::make_shared<RowPool>(seed);
     uint64_t total = 0, tensor_index = 0;
-    for (const PlannedTensor& t : build_plan(s, mix)) {
+    const std::vector<PlannedTensor> plan = build_plan(s, mix);
+    if (with_data)
+        for (const PlannedTensor& t : plan)
+            if (t.kind == PlannedTensor::Matrix && !format_info(t.type).can_quantize)
+                throw Error("mix " + mix.name + " uses " + std::string(format_info(t.type).name) +
+                            ", which rotor cannot quantize: write it metadata-only");
+    for (const PlannedTensor& t : plan) {
         total += tensor_bytes(t);
         const uint64_t salt = tensor_index++ * 7919;
         const ModelShape shape = s;

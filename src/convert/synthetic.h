@@ -29,12 +29,16 @@ struct ModelShape {
 const std::vector<ModelShape>& known_shapes();
 const ModelShape& find_shape(const std::string& name);  // rotor::Error lists the known names
 
-// How llama-quantize's Q4_K_M picks each tensor's type (gguf-conventions.md section 5.3), or one type
-// for every matrix when mix is a plain type name ("q8_0", "f16", ...).
+// How llama-quantize's Q4_K_M, Q3_K_M or IQ3_XXS (with an imatrix) picks each tensor's type
+// (gguf-conventions.md sections 5.3, 5.5, 5.6), or one type for every matrix when mix is a plain type
+// name ("q8_0", "f16", ...). IQ3_XXS files can only be written metadata-only (no IQ quantizer here).
+// Unsloth's "UD" mixes are not defined anywhere we can read, so they are not offered.
 struct QuantMix {
     std::string name;
     GgmlType uniform = GgmlType::F16;
     bool q4_k_m = false;
+    bool q3_k_m = false;
+    bool iq3_xxs = false;
 };
 QuantMix parse_quant_mix(const std::string& name);
 

@@ -1,0 +1,44 @@
+# One-liners. `make run` and `make test` are scripts/start.sh and scripts/test.sh; the run-* targets
+# download a model with `rotor pull` into models/ (resumable, sha256-verified) and serve it.
+#   PROFILE=auto (default) picks the card's profile (profiles/*.json): that needs the CUDA backend's GPU
+#   detection and fails with a clear message until it lands; PROFILE=rtx-4090 names one, PROFILE= uses
+#   rotor serve's own defaults. Repository and file names follow Unsloth's naming pattern and are
+#   assumed, not checked here (no network); if one differs, run build/rotor pull ORG/REPO FILE yourself.
+ROTOR   ?= build/rotor
+MODELS  ?= models
+PROFILE ?= auto
+PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
+
+.PHONY: run test build run-qwen run-gemma run-llama8b profiles memory-tables
+
+run:
+	scripts/start.sh
+
+test:
+	scripts/test.sh
+
+build:
+	scripts/setup.sh
+	scripts/build.sh
+
+# $(call pull_and_serve,REPO,FILE)
+define pull_and_serve
+	$(ROTOR) pull $(1) $(2) -o $(MODELS)
+	$(ROTOR) serve -m $(MODELS)/$(2) $(PROFILE_ARG)
+endef
+
+run-qwen: build
+	$(call pull_and_serve,unsloth/Qwen3.5-27B-GGUF,Qwen3.5-27B-Q4_K_M.gguf)
+
+run-gemma: build
+	$(call pull_and_serve,unsloth/gemma-4-26B-A4B-it-GGUF,gemma-4-26B-A4B-it-Q4_K_M.gguf)
+
+run-llama8b: build
+	$(call pull_and_serve,unsloth/Llama-3.1-8B-Instruct-GGUF,Llama-3.1-8B-Instruct-Q4_K_M.gguf)
+
+# Regenerate the planner's outputs that are committed (tests check they are current).
+profiles:
+	python3 scripts/gen_profiles.py --rotor $(ROTOR) --out profiles
+
+memory-tables:
+	python3 scripts/gen_memory_tables.py --rotor $(ROTOR)
