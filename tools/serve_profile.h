@@ -1,9 +1,11 @@
 // `rotor serve --profile NAME[:VARIANT]`: settings from profiles/NAME.json (written by
 // scripts/gen_profiles.py from rotor plan's numbers). VARIANT is long_context (default) or throughput.
-// `auto` needs the GPU detection the CUDA backend will provide; until then it is a clear error.
+// `auto` asks the CUDA runtime for GPU 0 and takes the profile of the largest card whose memory it
+// has (a build without the CUDA backend, or a machine without a GPU, gets a clear error).
 #pragma once
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -12,6 +14,9 @@
 
 #include "cli_common.h"
 #include "common/error.h"
+#ifdef ROTOR_HAVE_CUDA
+#include "cuda/device.h"
+#endif
 
 namespace rotor::cli {
 
@@ -36,15 +41,49 @@ inline std::vector<std::filesystem::path> profile_dirs() {
     return dirs;
 }
 
+// The profile for this machine's GPU 0: the largest card (device_bytes) not above its memory.
+inline std::string auto_profile_path() {
+#ifdef ROTOR_HAVE_CUDA
+    const std::vector<cuda::GpuInfo> gpus = cuda::list_gpus();
+    if (gpus.empty()) throw Error("--profile auto: no CUDA GPU found (is the NVIDIA driver loaded?); name a profile instead");
+    const cuda::GpuInfo& g = gpus[0];
+    std::string best;
+    uint64_t best_bytes = 0;
+    for (const auto& d : profile_dirs()) {
+        if (!std::filesystem::is_directory(d)) continue;
+        for (const auto& e : std::filesystem::directory_iterator(d)) {
+            if (e.path().extension() != ".json") continue;
+            try {
+                const auto j = nlohmann::json::parse(read_text_file(e.path().string()));
+                const uint64_t b = j.at("device_bytes").get<uint64_t>();
+                if (b <= g.total_bytes + (g.total_bytes >> 6) && b > best_bytes) {  // 1.5% slack: reported sizes vary
+                    best_bytes = b;
+                    best = e.path().string();
+                }
+            } catch (const std::exception&) {
+                continue;  // not a profile
+            }
+        }
+        if (!best.empty()) break;
+    }
+    if (best.empty())
+        throw Error("--profile auto: no profile fits " + g.name + " (" + std::to_string(g.total_bytes >> 20) + " MiB)");
+    fprintf(stderr, "--profile auto: GPU 0 is %s (%.1f GiB): %s\n", g.name.c_str(), g.total_bytes / 1073741824.0,
+            best.c_str());
+    return best;
+#else
+    throw Error("--profile auto: GPU detection needs the CUDA backend, which this build does not have (nvcc was not "
+                "found when it was built); name a profile instead (e.g. --profile rtx-4090; they are in profiles/)");
+#endif
+}
+
 inline ServeProfile load_serve_profile(const std::string& spec) {
     std::string name = spec, variant = "long_context";
     if (const size_t colon = spec.rfind(':'); colon != std::string::npos) {
         name = spec.substr(0, colon);
         variant = spec.substr(colon + 1);
     }
-    if (name == "auto")
-        throw Error("--profile auto: GPU detection needs the CUDA backend, which this build does not have yet; "
-                    "name a profile instead (e.g. --profile rtx-4090; they are in profiles/)");
+    if (name == "auto") name = auto_profile_path();
     std::filesystem::path path;
     if (name.find('/') != std::string::npos || name.ends_with(".json")) {
         path = name;
