@@ -143,8 +143,9 @@ int main(int argc, char** argv) {
 
         // ---- models
         std::filesystem::create_directories(dir);
-        printf("| model (Q4_K_M mix, random weights) | KV | weights GiB | context | decode tok/s | ms/token | weight GB/s | %% of copy bw | prefill tok/s (512) |\n");
-        printf("|---|---|---|---|---|---|---|---|---|\n");
+        // bytes per token = weights + the K/V read by attention; roofline tok/s = copy bandwidth / that
+        printf("| model (Q4_K_M mix, random weights) | KV | weights GiB | context | KV read GiB | decode tok/s | ms/token | roofline tok/s | GB/s | %% of copy bw | prefill tok/s (512) |\n");
+        printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (const std::string& name : split(shapes)) {
             const ModelShape& sh = find_shape(name);
             const std::string path = dir + "/" + name + "-q4_k_m.gguf";
@@ -184,7 +185,7 @@ int main(int argc, char** argv) {
             bool first = true;
             for (int c : ctxs) {
                 if (c + 1 > o.ctx) {
-                    printf("| %s | %s | | %d | (cache does not fit) | | | | |\n", name.c_str(), kv_name.c_str(), c);
+                    printf("| %s | %s | | %d | | (cache does not fit) | | | | | |\n", name.c_str(), kv_name.c_str(), c);
                     continue;
                 }
                 Batch d;
@@ -194,10 +195,11 @@ int main(int argc, char** argv) {
                 t0 = std::chrono::steady_clock::now();
                 for (int i = 0; i < iters; i++) fw.forward_device(d);
                 const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-                const double gbs = fw.weight_bytes() / s / 1e9;
-                printf("| %s | %s | %.2f | %d | %.1f | %.2f | %.0f | %.0f%% | %s |\n", name.c_str(), kv_name.c_str(),
-                       fw.weight_bytes() / 1073741824.0, c, 1.0 / s, s * 1e3, gbs, 100.0 * gbs * 1e9 / bw,
-                       first ? std::to_string((int)(512 / prefill_s)).c_str() : "");
+                const double kv_read = (double)(c + 1) * per_pos, bytes = fw.weight_bytes() + kv_read;
+                const double gbs = bytes / s / 1e9;
+                printf("| %s | %s | %.2f | %d | %.2f | %.1f | %.2f | %.0f | %.0f | %.0f%% | %s |\n", name.c_str(),
+                       kv_name.c_str(), fw.weight_bytes() / 1073741824.0, c, kv_read / 1073741824.0, 1.0 / s, s * 1e3,
+                       bw / bytes, gbs, 100.0 * gbs * 1e9 / bw, first ? std::to_string((int)(512 / prefill_s)).c_str() : "");
                 first = false;
             }
         }
