@@ -197,6 +197,16 @@ int main(int argc, char** argv) {
                 const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
                 const double kv_read = (double)(c + 1) * per_pos, bytes = fw.weight_bytes() + kv_read;
                 const double gbs = bytes / s / 1e9;
+                if (c == 0) {  // the same step launched kernel by kernel, for the effect of CUDA graphs
+                    fw.set_cuda_graphs(false);
+                    for (int i = 0; i < 3; i++) fw.forward_device(d);
+                    const auto g0 = std::chrono::steady_clock::now();
+                    for (int i = 0; i < iters; i++) fw.forward_device(d);
+                    const double sg = std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count() / iters;
+                    fw.set_cuda_graphs(true);
+                    fprintf(stderr, "%s: decode at context 0 without CUDA graphs: %.1f tok/s (with: %.1f)\n",
+                            name.c_str(), 1.0 / sg, 1.0 / s);
+                }
                 printf("| %s | %s | %.2f | %d | %.2f | %.1f | %.2f | %.0f | %.0f | %.0f%% | %s |\n", name.c_str(),
                        kv_name.c_str(), fw.weight_bytes() / 1073741824.0, c, kv_read / 1073741824.0, 1.0 / s, s * 1e3,
                        bw / bytes, gbs, 100.0 * gbs * 1e9 / bw, first ? std::to_string((int)(512 / prefill_s)).c_str() : "");

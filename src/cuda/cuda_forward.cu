@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "cuda/device.h"
@@ -123,6 +124,14 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     logits_.resize(B * (size_t)c.n_vocab * 4);
     if (!opt.exact_matmul)
         act_q8_.resize(matmul_scratch_bytes(opt.max_batch, std::max({c.n_embd, max_attn, max_ff})));
+    {
+        // split-K scratch for the longest context, sized once (captured graphs keep its address)
+        size_t per_tok = 0;
+        for (int l = 0; l < c.n_layer; l++)
+            per_tok = std::max(per_tok, attention_partial_floats(1, c.n_head[l], c.head_dim_v[l], opt.ctx) * 4);
+        partial_.resize(std::max(per_tok, std::min(per_tok * B, kMaxPartialBytes)));
+    }
+    ROTOR_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&staging_), 3 * B * sizeof(int), cudaHostAllocDefault));
     tok_.resize(B * 4);
     pos_.resize(B * 4);
     seq_.resize(B * 4);
@@ -140,6 +149,8 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
 }
 
 CudaForward::~CudaForward() {
+    clear_graphs();
+    if (staging_) cudaFreeHost(staging_);
     if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -166,7 +177,7 @@ void CudaForward::linear(const DevWeight& w, const float* x, int n_tok, float* y
 void CudaForward::forward(const Batch& batch, std::vector<float>& logits) {
     int n_out = 0;
     for (int t = 0; t < batch.size(); t++) n_out += batch.want_logits[t] ? 1 : 0;
-    run(batch, n_out);
+    run(batch);
     logits.resize((size_t)n_out * m_.cfg.n_vocab);
     if (n_out)
         ROTOR_CUDA_CHECK(cudaMemcpyAsync(logits.data(), logits_.get(), logits.size() * 4, cudaMemcpyDeviceToHost, stream_));
@@ -174,13 +185,11 @@ void CudaForward::forward(const Batch& batch, std::vector<float>& logits) {
 }
 
 void CudaForward::forward_device(const Batch& batch) {
-    int n_out = 0;
-    for (int t = 0; t < batch.size(); t++) n_out += batch.want_logits[t] ? 1 : 0;
-    run(batch, n_out);
+    run(batch);
     ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
-void CudaForward::run(const Batch& batch, int n_out) {
+void CudaForward::run(const Batch& batch) {
     const ModelConfig& c = m_.cfg;
     const int n = batch.size();
     if (n == 0) return;
@@ -201,10 +210,58 @@ void CudaForward::run(const Batch& batch, int n_out) {
                               std::to_string(opt_.ctx));
         max_kv = std::max(max_kv, batch.pos[t] + 1);
     }
+    // The batch goes through pinned staging memory, so that a captured graph's copies read the
+    // current step's values when it is replayed.
+    int* staged = staging_;
+    memcpy(staged, batch.token.data(), n * 4);
+    memcpy(staged + opt_.max_batch, batch.pos.data(), n * 4);
+    memcpy(staged + 2 * opt_.max_batch, batch.seq.data(), n * 4);
+    std::vector<int> out_rows;
+    for (int t = 0; t < n; t++)
+        if (batch.want_logits[t]) out_rows.push_back(t);
+
+    // Small batches (decode) replay a CUDA graph of the whole step: hundreds of kernel launches
+    // become one. A graph depends on the batch size, the rows that want logits and the split-K
+    // count (which grows every 256 positions); those are its key.
+    if (opt_.cuda_graphs && n <= kGraphMaxTokens) {
+        GraphKey key{n, (size_t)attention_splits(max_kv), out_rows};
+        auto it = graphs_.find(key);
+        if (it == graphs_.end()) {
+            if (graphs_.size() >= kMaxGraphs) clear_graphs();
+            cudaGraph_t g = nullptr;
+            ROTOR_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+            try {
+                enqueue(n, max_kv, out_rows);
+            } catch (...) {
+                cudaStreamEndCapture(stream_, &g);
+                if (g) cudaGraphDestroy(g);
+                throw;
+            }
+            ROTOR_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+            cudaGraphExec_t exec = nullptr;
+            const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+            cudaGraphDestroy(g);
+            check(e, "cudaGraphInstantiate");
+            it = graphs_.emplace(key, exec).first;
+        }
+        ROTOR_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+        return;
+    }
+    enqueue(n, max_kv, out_rows);
+}
+
+void CudaForward::clear_graphs() {
+    for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g);
+    graphs_.clear();
+}
+
+void CudaForward::enqueue(int n, int max_kv, const std::vector<int>& out_rows) {
+    const ModelConfig& c = m_.cfg;
+    const int n_out = (int)out_rows.size();
     cudaStream_t s = stream_;
-    ROTOR_CUDA_CHECK(cudaMemcpyAsync(tok_.get(), batch.token.data(), n * 4, cudaMemcpyHostToDevice, s));
-    ROTOR_CUDA_CHECK(cudaMemcpyAsync(pos_.get(), batch.pos.data(), n * 4, cudaMemcpyHostToDevice, s));
-    ROTOR_CUDA_CHECK(cudaMemcpyAsync(seq_.get(), batch.seq.data(), n * 4, cudaMemcpyHostToDevice, s));
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(tok_.get(), staging_, n * 4, cudaMemcpyHostToDevice, s));
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(pos_.get(), staging_ + opt_.max_batch, n * 4, cudaMemcpyHostToDevice, s));
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(seq_.get(), staging_ + 2 * opt_.max_batch, n * 4, cudaMemcpyHostToDevice, s));
     const int E = c.n_embd;
     float* x = x_.get<float>();
     float* xn = xn_.get<float>();
@@ -234,8 +291,7 @@ void CudaForward::run(const Batch& batch, int n_out) {
 
         // Attention in token groups that keep the split-K scratch bounded.
         const size_t per_tok = attention_partial_floats(1, H, dv, max_kv) * 4;
-        const int group = (int)std::max<size_t>(1, std::min<size_t>(n, kMaxPartialBytes / per_tok));
-        partial_.resize(per_tok * group);
+        const int group = (int)std::max<size_t>(1, std::min<size_t>(n, partial_.bytes() / per_tok));
         for (int t0 = 0; t0 < n; t0 += group) {
             const int nt = std::min(group, n - t0);
             attention(L.kv, q + (size_t)t0 * H * dk, attn_.get<float>() + (size_t)t0 * H * dv, seq_.get<int32_t>() + t0,
@@ -256,11 +312,9 @@ void CudaForward::run(const Batch& batch, int n_out) {
     // Rows that want logits: gather, final norm, output projection.
     if (n_out == 0) return;
     float* hid = hidden_.get<float>();
-    int r = 0;
-    for (int t = 0; t < n; t++)
-        if (batch.want_logits[t])
-            ROTOR_CUDA_CHECK(cudaMemcpyAsync(hid + (size_t)(r++) * E, x + (size_t)t * E, (size_t)E * 4,
-                                             cudaMemcpyDeviceToDevice, s));
+    for (int r = 0; r < n_out; r++)
+        ROTOR_CUDA_CHECK(cudaMemcpyAsync(hid + (size_t)r * E, x + (size_t)out_rows[r] * E, (size_t)E * 4,
+                                         cudaMemcpyDeviceToDevice, s));
     rms_norm(hid, static_cast<const float*>(output_norm_.data), hid, n_out, E, c.rms_eps, s);
     linear(output_, hid, n_out, logits_.get<float>());
 }

@@ -27,6 +27,7 @@ struct CudaForwardOptions {
     // f32 activations for every weight format (the dequantized-weights result, for checks); by
     // default formats with integer codes run on int8 activations (see kernels.h, matmul).
     bool exact_matmul = false;
+    bool cuda_graphs = true;  // replay decode steps (<= 8 tokens) as CUDA graphs
 };
 
 // KV element type by name; rotor::Error lists the supported names otherwise.
@@ -44,6 +45,7 @@ public:
     // Runs the batch but leaves the logits on the GPU (for benchmarks); returns after the GPU is done.
     void forward_device(const Batch& batch);
 
+    void set_cuda_graphs(bool on) { opt_.cuda_graphs = on; }
     uint64_t weight_bytes() const { return weight_bytes_; }
     uint64_t kv_bytes() const { return kv_bytes_; }
     const std::string& gpu_name() const { return gpu_name_; }
@@ -60,7 +62,9 @@ private:
         KvLayerView kv;
     };
     DevWeight upload(const Weight& w);  // copies into arena_ once per distinct tensor
-    void run(const Batch& batch, int n_out);
+    void run(const Batch& batch);  // validates, stages, launches (or replays a graph)
+    void enqueue(int n, int max_kv, const std::vector<int>& out_rows);  // the step's launches
+    void clear_graphs();
     void linear(const DevWeight& w, const float* x, int n_tok, float* y);
 
     const Model& m_;
@@ -75,7 +79,22 @@ private:
     uint64_t weight_bytes_ = 0, kv_bytes_ = 0;
     // activations for max_batch tokens
     DeviceBuffer x_, xn_, q_, k_, v_, attn_, gate_, up_, hidden_, logits_, partial_;
-    DeviceBuffer tok_, pos_, seq_, out_rows_, inv_freq_, act_q8_;
+    DeviceBuffer tok_, pos_, seq_, inv_freq_, act_q8_;
+    int* staging_ = nullptr;  // pinned: tokens, positions, sequences of the step
+
+    struct GraphKey {
+        int n_tok;
+        size_t splits;
+        std::vector<int> out_rows;
+        bool operator<(const GraphKey& o) const {
+            if (n_tok != o.n_tok) return n_tok < o.n_tok;
+            if (splits != o.splits) return splits < o.splits;
+            return out_rows < o.out_rows;
+        }
+    };
+    static constexpr int kGraphMaxTokens = 8;
+    static constexpr size_t kMaxGraphs = 64;
+    std::map<GraphKey, cudaGraphExec_t> graphs_;
 };
 
 }  // namespace rotor::cuda

@@ -666,7 +666,8 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
     check_launch("kv_store");
 }
 
-static int n_splits(int max_kv) { return (max_kv + kSplitPositions - 1) / kSplitPositions; }
+int attention_splits(int max_kv) { return (max_kv + kSplitPositions - 1) / kSplitPositions; }
+static int n_splits(int max_kv) { return attention_splits(max_kv); }
 
 size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv) {
     return (size_t)n_tok * n_head * n_splits(max_kv) * (head_dim_v + 2);

@@ -75,6 +75,7 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
 // run in parallel and are merged by a second kernel. `partial` is scratch of
 // attention_partial_floats(...) floats.
 size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv);
+int attention_splits(int max_kv);  // split-K parts for max_kv positions
 void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
                int n_head, float scale, int max_kv, float* partial, cudaStream_t s);
 
