@@ -27,7 +27,7 @@ const char* kUsage =
     "                              KV cache, where quantized keys are actually read back)\n"
     "  --parallel N                chunks decoded together as one batch (default 4)\n"
     "  --threads N\n"
-    "  --gpu                       run on the CUDA backend (KV f32 or f16)\n";
+    "  --gpu                       run on the CUDA backend (KV f32, f16 or q8_0)\n";
 
 int cmd_perplexity(const Args& args) {
     std::string model_path, text_path, k_type = "f16", v_type = "f16", base_out, base_in;

@@ -28,7 +28,7 @@ const char* kUsage =
     "  --ctx N               context positions (default: prompt + n, at most the model's)\n"
     "  --kv-k T --kv-v T     KV cache types (default f16)\n"
     "  --threads N           (default: all cores)\n"
-    "  --gpu                 run on the CUDA backend (KV f32 or f16)\n"
+    "  --gpu                 run on the CUDA backend (KV f32, f16 or q8_0)\n"
     "  --no-bos              do not add BOS even if the vocabulary asks for it\n"
     "  --parse-special       control tokens written in the prompt become those tokens\n";
 

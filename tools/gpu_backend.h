@@ -1,6 +1,6 @@
 // `--gpu` for the sub-commands: the CUDA forward pass as a step function (batch -> logits), or a
-// clear error when this rotor was built without the CUDA backend. The GPU cache holds f32 or f16
-// K/V (the compressed KV types run on the CPU only so far), and is refused otherwise at load time.
+// clear error when this rotor was built without the CUDA backend. The GPU cache holds f32, f16 or
+// q8_0 K/V (the other compressed KV types run on the CPU only so far); others are refused at load.
 #pragma once
 #include <functional>
 #include <memory>

@@ -73,15 +73,16 @@ std::vector<std::string> split(const std::string& s) {
 
 int main(int argc, char** argv) {
     std::string dir = "/tmp/rotor-bench", shapes = "llama-3.1-8b,qwen2.5-32b", kv_name = "f16";
-    bool quick = false;
+    bool quick = false, no_matvec = false;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a == "--dir" && i + 1 < argc) dir = argv[++i];
         else if (a == "--shapes" && i + 1 < argc) shapes = argv[++i];
         else if (a == "--kv" && i + 1 < argc) kv_name = argv[++i];
         else if (a == "--quick") quick = true;
+        else if (a == "--no-matvec") no_matvec = true;
         else {
-            fprintf(stderr, "usage: rotor-bench-cuda [--dir DIR] [--shapes A,B] [--kv f16|f32] [--quick]\n");
+            fprintf(stderr, "usage: rotor-bench-cuda [--dir DIR] [--shapes A,B] [--kv f16|f32|q8_0] [--quick] [--no-matvec]\n");
             return 2;
         }
     }
@@ -94,7 +95,7 @@ int main(int argc, char** argv) {
         // ---- mat-vec per format
         printf("| weight format | path | matrix | n_tok | us | weight GB/s | %% of copy bw |\n|---|---|---|---|---|---|---|\n");
         const int64_t rows = 14336, cols = 4096;
-        for (uint32_t id = 0; id < kGgmlTypeCount; id++) {
+        for (uint32_t id = 0; id < kGgmlTypeCount && !no_matvec; id++) {
             const FormatInfo* f = format_info(id);
             if (!f || !weight_type_supported(f->type)) continue;
             const size_t wbytes = row_bytes(f->type, cols) * rows;
@@ -162,7 +163,8 @@ int main(int argc, char** argv) {
             const uint64_t per_pos = [&] {
                 uint64_t b = 0;
                 for (int l = 0; l < m->cfg.n_layer; l++)
-                    b += (uint64_t)(m->cfg.kv_dim_k(l) + m->cfg.kv_dim_v(l)) * kv_elem_bytes(parse_kv_elem(kv_name));
+                    b += (uint64_t)m->cfg.n_head_kv[l] * (kv_row_bytes(parse_kv_elem(kv_name), m->cfg.head_dim_k[l]) +
+                                                          kv_row_bytes(parse_kv_elem(kv_name), m->cfg.head_dim_v[l]));
                 return b;
             }();
             const uint64_t budget = g.total_bytes - m->weight_bytes() - ((uint64_t)6 << 30);

@@ -32,6 +32,8 @@ if [ "$what" = check ] || [ "$what" = all ]; then
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
   build-gpu/rotor-bench-cuda ${BENCH_ARGS:-} | tee "$out/bench_cuda.md" || status=1
+  # the same decode with the q8_0 cache read in place (tables only)
+  build-gpu/rotor-bench-cuda --kv q8_0 --shapes llama-3.1-8b,qwen2.5-32b --no-matvec ${BENCH_ARGS:-} | tee "$out/bench_cuda_q8_0.md" || status=1
 fi
 if [ "$what" = tool ] || [ "$what" = all ]; then
   cmake -S . -B build-gpu-tool -DCMAKE_BUILD_TYPE=Release -DROTOR_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \

@@ -18,7 +18,8 @@ constexpr size_t kMaxPartialBytes = 64u << 20;  // split-K scratch per attention
 KvElem parse_kv_elem(const std::string& name) {
     if (name == "f32") return KvElem::F32;
     if (name == "f16") return KvElem::F16;
-    throw Error("KV type '" + name + "' is not supported by the CUDA backend yet (supported: f32, f16)");
+    if (name == "q8_0") return KvElem::Q8_0;
+    throw Error("KV type '" + name + "' is not supported by the CUDA backend yet (supported: f32, f16, q8_0)");
 }
 
 CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_(model), opt_(opt) {
@@ -37,6 +38,10 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     check_weight(m_.output);
     for (const LayerWeights& L : m_.layers)
         for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) check_weight(*w);
+    for (int l = 0; l < c.n_layer; l++)
+        if (!kv_elem_supports(opt.kv, c.head_dim_k[l]) || !kv_elem_supports(opt.kv, c.head_dim_v[l]))
+            throw Error("KV type " + std::string(kv_elem_name(opt.kv)) + " on the GPU needs head sizes that are multiples of 32 (layer " +
+                        std::to_string(l) + " has " + std::to_string(c.head_dim_k[l]) + ")");
     for (int l = 0; l < c.n_layer; l++)
         if (c.head_dim_k[l] > 512 || c.head_dim_v[l] > 512)
             throw Error("head size " + std::to_string(std::max(c.head_dim_k[l], c.head_dim_v[l])) +
@@ -79,12 +84,11 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     weight_bytes_ = total;
 
     // KV cache: per layer K then V, [seq][pos][head_kv][dim].
-    const size_t eb = kv_elem_bytes(opt.kv);
     size_t kv_total = 0;
     std::vector<std::pair<size_t, size_t>> kv_off(c.n_layer);
     for (int l = 0; l < c.n_layer; l++) {
-        const size_t ks = (size_t)opt.n_seq * opt.ctx * c.kv_dim_k(l) * eb;
-        const size_t vs = (size_t)opt.n_seq * opt.ctx * c.kv_dim_v(l) * eb;
+        const size_t ks = (size_t)opt.n_seq * opt.ctx * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_k[l]);
+        const size_t vs = (size_t)opt.n_seq * opt.ctx * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_v[l]);
         kv_off[l] = {kv_total, kv_total + align_up(ks)};
         kv_total += align_up(ks) + align_up(vs);
     }

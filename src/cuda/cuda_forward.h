@@ -1,6 +1,6 @@
 // The CUDA forward pass for the llama / qwen2 / qwen3 family: the same computation as CpuForward
 // (model/forward.cpp), over a batch of tokens from any number of sequences, with the weights copied
-// to the GPU in their GGUF formats and a dense per-sequence KV cache in f32 or f16 on the GPU.
+// to the GPU in their GGUF formats and a dense per-sequence KV cache (f32, f16 or q8_0) on the GPU.
 // Everything unsupported (a weight type without a kernel, a head size above 512, a GPU this build
 // has no kernels for) is refused in the constructor with a rotor::Error.
 #pragma once
@@ -23,7 +23,7 @@ struct CudaForwardOptions {
     int n_seq = 1;            // sequences the KV cache holds
     int ctx = 2048;           // positions per sequence
     int max_batch = 512;      // tokens per forward call (larger batches are refused)
-    KvElem kv = KvElem::F16;  // "f32" or "f16"
+    KvElem kv = KvElem::F16;  // "f32", "f16" or "q8_0"
     // f32 activations for every weight format (the dequantized-weights result, for checks); by
     // default formats with integer codes run on int8 activations (see kernels.h, matmul).
     bool exact_matmul = false;

@@ -288,6 +288,27 @@ template <>
 __device__ inline float load_elem<__half>(const __half* p) {
     return __half2float(*p);
 }
+template <>
+__device__ inline float load_elem<block_q8_0>(const block_q8_0* p) {  // element 0 of a block
+    return fp16_to_f32(p->d) * (float)p->qs[0];
+}
+// Elements per storage unit: a row of d elements is d / kUnitElems<E> units of E.
+template <class E>
+inline constexpr int kUnitElems = 1;
+template <>
+inline constexpr int kUnitElems<block_q8_0> = QK8_0;
+
+// Element e of a row of units.
+template <class E>
+__device__ inline float row_elem(const E* row, int e) {
+    if constexpr (kUnitElems<E> == 1) {
+        return load_elem(row + e);
+    } else {
+        const E& b = row[e / kUnitElems<E>];
+        return fp16_to_f32(b.d) * (float)b.qs[e % kUnitElems<E>];
+    }
+}
+
 template <class E>
 __device__ inline E store_elem(float v);
 template <>
@@ -307,6 +328,30 @@ __global__ void kv_store_kernel(E* K, E* V, int hkv, int dk, int dv, int ctx, co
     const size_t slot = (size_t)seq[t] * ctx + pos[t];
     for (int i = threadIdx.x; i < hkv * dk; i += blockDim.x) K[slot * hkv * dk + i] = store_elem<E>(k[(size_t)t * hkv * dk + i]);
     for (int i = threadIdx.x; i < hkv * dv; i += blockDim.x) V[slot * hkv * dv + i] = store_elem<E>(v[(size_t)t * hkv * dv + i]);
+}
+
+// q8_0 on write, one warp per block of 32, the same float operations as formats' q_q8_0 (so the
+// bytes equal the CPU cache's): d = max|x| / 127, codes round(x * (1 / d)), d stored as f16.
+__global__ void kv_store_q8_0_kernel(block_q8_0* K, block_q8_0* V, int hkv, int dk, int dv, int ctx,
+                                     const float* __restrict__ k, const float* __restrict__ v,
+                                     const int32_t* __restrict__ seq, const int32_t* __restrict__ pos) {
+    const int t = blockIdx.x, warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int warps = blockDim.x / kWarp;
+    const size_t slot = (size_t)seq[t] * ctx + pos[t];
+    const int kb = hkv * dk / QK8_0, vb = hkv * dv / QK8_0;
+    for (int b = warp; b < kb + vb; b += warps) {
+        const bool is_k = b < kb;
+        const int bi = is_k ? b : b - kb;
+        const float x = is_k ? k[(size_t)t * hkv * dk + 32 * bi + lane] : v[(size_t)t * hkv * dv + 32 * bi + lane];
+        float amax = fabsf(x);
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float r = roundf(x * id);
+        block_q8_0& dst = is_k ? K[slot * kb + bi] : V[slot * vb + bi];
+        dst.qs[lane] = (int8_t)fminf(fmaxf(r, -128.0f), 127.0f);
+        if (lane == 0) dst.d = f32_to_fp16(d);
+    }
 }
 
 constexpr int kSplitPositions = 256;  // positions per split-K part
@@ -395,16 +440,17 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
         for (int u = 0; u < U; u++) {
             const int p = p0 + u * kAttnWarps;
             if (p >= end) break;
-            const E* kr = K + ((base + p) * hkv + g) * dk;
-            const E* vr = V + ((base + p) * hkv + g) * dv;
-            if (contiguous) {
+            constexpr int kU = kUnitElems<E>;
+            const E* kr = K + ((base + p) * hkv + g) * (dk / kU);
+            const E* vr = V + ((base + p) * hkv + g) * (dv / kU);
+            if (kU == 1 && contiguous) {
                 load_run<E, PL>(kr + lane * PL, kv[u]);
                 load_run<E, PL>(vr + lane * PL, vv[u]);
             } else {
 #pragma unroll
                 for (int i = 0; i < PL; i++) {
-                    kv[u][i] = elem(i) < dk ? load_elem(kr + elem(i)) : 0.0f;
-                    vv[u][i] = elem(i) < dv ? load_elem(vr + elem(i)) : 0.0f;
+                    kv[u][i] = elem(i) < dk ? row_elem(kr, elem(i)) : 0.0f;
+                    vv[u][i] = elem(i) < dv ? row_elem(vr, elem(i)) : 0.0f;
                 }
             }
         }
@@ -651,13 +697,24 @@ void rope(float* x, int n_tok, int n_head, int head_dim, int n_rot, bool neox, c
     check_launch("rope");
 }
 
-const char* kv_elem_name(KvElem e) { return e == KvElem::F32 ? "f32" : "f16"; }
-size_t kv_elem_bytes(KvElem e) { return e == KvElem::F32 ? 4 : 2; }
+const char* kv_elem_name(KvElem e) { return e == KvElem::F32 ? "f32" : (e == KvElem::F16 ? "f16" : "q8_0"); }
+size_t kv_row_bytes(KvElem e, int d) {
+    switch (e) {
+        case KvElem::F32: return (size_t)d * 4;
+        case KvElem::F16: return (size_t)d * 2;
+        case KvElem::Q8_0: return (size_t)d / QK8_0 * sizeof(block_q8_0);
+    }
+    return 0;
+}
+bool kv_elem_supports(KvElem e, int d) { return e != KvElem::Q8_0 || d % QK8_0 == 0; }
 
 void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
               cudaStream_t s) {
     if (n_tok == 0) return;
-    if (kv.elem == KvElem::F32)
+    if (kv.elem == KvElem::Q8_0)
+        kv_store_q8_0_kernel<<<n_tok, 256, 0, s>>>(static_cast<block_q8_0*>(kv.k), static_cast<block_q8_0*>(kv.v),
+                                                  kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos);
+    else if (kv.elem == KvElem::F32)
         kv_store_kernel<float><<<n_tok, 256, 0, s>>>(static_cast<float*>(kv.k), static_cast<float*>(kv.v), kv.n_head_kv,
                                                     kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos);
     else
@@ -681,7 +738,11 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv)
         throw Error("CUDA attention: query heads must be a multiple of KV heads");
     const int ns = n_splits(max_kv);
-    if (kv.elem == KvElem::F32)
+    if (!kv_elem_supports(kv.elem, kv.head_dim_k) || !kv_elem_supports(kv.elem, kv.head_dim_v))
+        throw Error("CUDA attention: KV type q8_0 needs head sizes that are multiples of 32");
+    if (kv.elem == KvElem::Q8_0)
+        launch_attention_split_any<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (kv.elem == KvElem::F32)
         launch_attention_split_any<float>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
     else
         launch_attention_split_any<__half>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);

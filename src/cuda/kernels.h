@@ -54,9 +54,12 @@ void rope(float* x, int n_tok, int n_head, int head_dim, int n_rot, bool neox, c
 
 // ---- KV cache (dense per sequence: [seq][pos][head_kv][dim] per layer) and attention
 
-enum class KvElem { F32, F16 };
+// How K and V are stored: floats, or llama.cpp's q8_0 blocks (34 bytes per 32 elements, quantized
+// on write exactly as the CPU's q8_0 cache does, read in place by the attention kernel).
+enum class KvElem { F32, F16, Q8_0 };
 const char* kv_elem_name(KvElem e);
-size_t kv_elem_bytes(KvElem e);
+size_t kv_row_bytes(KvElem e, int head_dim);  // one head's row
+bool kv_elem_supports(KvElem e, int head_dim);  // q8_0: head sizes that are multiples of 32
 
 struct KvLayerView {
     void* k = nullptr;

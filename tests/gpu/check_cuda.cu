@@ -22,6 +22,7 @@
 #include "cuda/kernels.h"
 #include "formats/formats.h"
 #include "kv/dense_kv_cache.h"
+#include "kv/kv_pool.h"
 #include "model/forward.h"
 
 using namespace rotor;
@@ -241,8 +242,8 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
     kv.head_dim_k = dk;
     kv.head_dim_v = dv;
     kv.ctx = ctx;
-    const size_t eb = kv_elem_bytes(elem);
-    DeviceBuffer K((size_t)n_seq * ctx * n_head_kv * dk * eb), V((size_t)n_seq * ctx * n_head_kv * dv * eb);
+    DeviceBuffer K((size_t)n_seq * ctx * n_head_kv * kv_row_bytes(elem, dk)),
+        V((size_t)n_seq * ctx * n_head_kv * kv_row_bytes(elem, dv));
     kv.k = K.get();
     kv.v = V.get();
     std::vector<int32_t> sseq, spos;
@@ -259,7 +260,24 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
     const float scale = 1.0f / std::sqrt((float)dk);
     attention(kv, dq.p(), dout.p(), dseq.p(), dpos.p(), n_tok, n_head, scale, max_kv, partial.p(), nullptr);
     const std::vector<float> out = dout.get();
-    auto stored = [&](float x) { return elem == KvElem::F16 ? fp16_to_f32(f32_to_fp16(x)) : x; };
+    // What the cache holds: f16 rounding, or q8_0 blocks made by the CPU's reference quantizer
+    // (and compared bit for bit with the GPU's bytes below).
+    std::vector<float> ks = kall, vs = vall;
+    bool same_bytes = true;
+    if (elem == KvElem::F16) {
+        for (auto& x : ks) x = fp16_to_f32(f32_to_fp16(x));
+        for (auto& x : vs) x = fp16_to_f32(f32_to_fp16(x));
+    } else if (elem == KvElem::Q8_0) {
+        for (auto* pv : {&ks, &vs}) {
+            std::vector<float>& a = *pv;
+            std::vector<uint8_t> qb(row_bytes(GgmlType::Q8_0, a.size()));
+            quantize_row(GgmlType::Q8_0, a.data(), qb.data(), (int64_t)a.size());
+            std::vector<uint8_t> gpu(qb.size());
+            (pv == &ks ? K : V).download(gpu.data(), gpu.size());
+            same_bytes = same_bytes && gpu == qb;
+            dequantize_row(GgmlType::Q8_0, qb.data(), a.data(), (int64_t)a.size());
+        }
+    }
     double worst = 0;
     for (int t = 0; t < n_tok; t++)
         for (int h = 0; h < n_head; h++) {
@@ -270,7 +288,7 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
                 double d = 0;
                 for (int i = 0; i < dk; i++)
                     d += (double)q[((size_t)t * n_head + h) * dk + i] *
-                         stored(kall[(((size_t)seq[t] * ctx + p) * n_head_kv + g) * dk + i]);
+                         ks[(((size_t)seq[t] * ctx + p) * n_head_kv + g) * dk + i];
                 w[p] = d * scale;
                 mx = std::max(mx, w[p]);
             }
@@ -279,12 +297,15 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
             for (int i = 0; i < dv; i++) {
                 double o = 0;
                 for (int p = 0; p < n_kv; p++)
-                    o += w[p] * stored(vall[(((size_t)seq[t] * ctx + p) * n_head_kv + g) * dv + i]);
+                    o += w[p] * vs[(((size_t)seq[t] * ctx + p) * n_head_kv + g) * dv + i];
                 o /= sum;
                 const double got = out[((size_t)t * n_head + h) * dv + i];
                 worst = std::max(worst, std::isfinite(got) ? std::fabs(got - o) : INFINITY);
             }
         }
+    if (elem == KvElem::Q8_0)
+        report(same_bytes, "kv_store q8_0 dk=" + std::to_string(dk) + " dv=" + std::to_string(dv),
+               "cache bytes equal the CPU quantizer's");
     report(worst < 2e-5, "attention " + std::string(kv_elem_name(elem)) + " dk=" + std::to_string(dk) +
                              " dv=" + std::to_string(dv) + " heads " + std::to_string(n_head) + "/" +
                              std::to_string(n_head_kv),
@@ -347,8 +368,27 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     }
     const ModelConfig& c = m->cfg;
     const int V = c.n_vocab, n_prompt = 24, n_decode = 8, ctx = 64;
+    const std::string short_name = path.substr(path.find_last_of('/') + 1);
+    for (int l = 0; l < c.n_layer; l++)
+        if (!kv_elem_supports(elem, c.head_dim_k[l])) {  // must be refused at load, by name
+            std::string msg;
+            try {
+                CudaForwardOptions o;
+                o.kv = elem;
+                CudaForward refused(*m, o);
+            } catch (const std::exception& e) {
+                msg = e.what();
+            }
+            report(msg.find("multiples of 32") != std::string::npos,
+                   short_name + " kv " + kv_elem_name(elem) + " refused", msg.empty() ? "(accepted!)" : msg);
+            return;
+        }
     CpuForward cpu(*m, 8), cpu_f(*mf, 8);
-    DenseKvCache cache(kv_geometry(c), 2, ctx), cache_f(kv_geometry(c), 2, ctx);
+    DenseKvCache cache(kv_geometry(c), 2, ctx);
+    // the reference for a q8_0 GPU cache is the CPU's q8_0 paged cache (same bytes, read in place)
+    std::unique_ptr<KvCache> cache_f;
+    if (elem == KvElem::Q8_0) cache_f = make_paged_kv_cache(kv_geometry(c), "q8_0", "q8_0", 2, ctx);
+    else cache_f = std::make_unique<DenseKvCache>(kv_geometry(c), 2, ctx);
     CudaForwardOptions o;
     o.n_seq = 2;
     o.ctx = ctx;
@@ -365,7 +405,7 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     Diff vs_f, vs_q;
     auto step = [&](const Batch& batch) {
         cpu.forward(batch, cache, lq);
-        cpu_f.forward(batch, cache_f, lf);
+        cpu_f.forward(batch, *cache_f, lf);
         gpu.forward(batch, lg);
         for (int r = 0; r < batch.size(); r++) {
             vs_f.add(&lg[(size_t)r * V], &lf[(size_t)r * V], V);
@@ -386,8 +426,9 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     const std::string name =
         path.substr(path.find_last_of('/') + 1) + " kv " + kv_elem_name(elem) + (exact ? " exact" : " int8");
     if (exact) {
-        // f16 cache: K/V rounded to f16 (relative 2^-11) against the CPU's f32 cache.
-        const double tol = elem == KvElem::F32 ? 1e-4 : 5e-3;
+        // f16 cache: K/V rounded to f16 (relative 2^-11) against the CPU's f32 cache; q8_0: the same
+        // cache bytes on both sides except where a K/V value sits on a rounding boundary.
+        const double tol = elem == KvElem::F32 ? 1e-4 : (elem == KvElem::F16 ? 5e-3 : 2e-3);
         snprintf(buf, sizeof buf, "rel L2 %.2e (tol %.0e), same argmax %d/%d", vs_f.worst, tol, vs_f.agree, vs_f.rows);
         report(vs_f.worst <= tol, name + " vs CPU f32 weights", buf);
     } else {
@@ -473,8 +514,10 @@ int main(int argc, char** argv) {
             }
         }
         check_elementwise();
-        for (KvElem e : {KvElem::F32, KvElem::F16})
-            for (int hd : {64, 80, 96, 128, 256, 512}) check_attention(hd, hd, 8, 2, e);
+        for (KvElem e : {KvElem::F32, KvElem::F16, KvElem::Q8_0})
+            for (int hd : {64, 80, 96, 128, 256, 512})
+                if (kv_elem_supports(e, hd)) check_attention(hd, hd, 8, 2, e);
+        check_attention(192, 128, 8, 2, KvElem::Q8_0);  // q8_0 with K and V head sizes that differ
         check_attention(192, 128, 4, 4, KvElem::F16);  // different K and V head sizes
         check_attention(128, 128, 24, 2, KvElem::F16);  // 12 query heads per KV head: two blocks per group
         check_attention(512, 512, 8, 1, KvElem::F32);   // Gemma-4-like global layer, 8 per KV head
@@ -518,6 +561,7 @@ int main(int argc, char** argv) {
         for (const auto& [path, tol] : models) {
             check_model(path, tol, KvElem::F32, true);
             check_model(path, tol, KvElem::F16, true);
+            check_model(path, tol, KvElem::Q8_0, true);
             check_model(path, std::max(tol, 5e-3), KvElem::F16, false);
         }
     } catch (const std::exception& e) {
