@@ -31,8 +31,8 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
         if (!weight_type_supported(w.type))
             throw Error("tensor " + w.name + " has type " + std::string(format_info(w.type).name) +
                         ", which the CUDA backend cannot run yet (supported: " + supported_weight_types() + ")");
-        const bool is_float = w.type == GgmlType::F32 || w.type == GgmlType::F16 || w.type == GgmlType::BF16;
-        if (w.cols() % 8 && !is_float) throw Error("tensor " + w.name + ": row length not a multiple of 8");
+        if (!weight_rows_supported(w.type, w.cols()))
+            throw Error("tensor " + w.name + ": row length not a multiple of 8");
     };
     check_weight(m_.tok_embd);
     check_weight(m_.output);
@@ -140,14 +140,9 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     pos_.resize(B * 4);
     seq_.resize(B * 4);
 
-    // RoPE frequencies exactly as CpuForward computes them.
-    std::vector<float> inv((size_t)std::max(1, c.n_rot / 2));
-    const auto* factors = reinterpret_cast<const float*>(m_.rope_freqs.data);
-    for (int i = 0; i < c.n_rot / 2; i++) {
-        double f = c.rope_freq_scale / std::pow((double)c.rope_base, 2.0 * i / c.n_rot);
-        if (factors) f /= factors[i];
-        inv[i] = (float)f;
-    }
+    // RoPE frequencies: the CPU forward's own function
+    std::vector<float> inv = rope_inv_freq(m_);
+    if (inv.empty()) inv.push_back(0.0f);
     inv_freq_.resize(inv.size() * 4);
     inv_freq_.upload(inv.data(), inv.size() * 4);
 }

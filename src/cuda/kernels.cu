@@ -25,8 +25,7 @@ unsigned blocks_for(int64_t n, int per_block) { return (unsigned)((n + per_block
 
 // ---------------------------------------------------------------- mat-vec
 
-constexpr int kRowsPerBlock = 4;  // warps per block (the float fallback: one row per warp)
-constexpr int kMatvecWarps = 4;
+constexpr int kMatvecWarps = 4;  // warps per block of every mat-vec kernel
 
 // A warp computes RW rows for NT tokens: each lane takes 8-element chunks c = lane, lane + 32, ...,
 // loads the NT activation chunks once and dots them with the same chunk of its RW rows. The RW rows'
@@ -184,11 +183,11 @@ __device__ inline float float_elem(GgmlType t, const uint8_t* row, int i) {
     return t == GgmlType::F16 ? fp16_to_f32(h) : bf16_to_f32(h);
 }
 
-__global__ void __launch_bounds__(kRowsPerBlock* kWarp)
+__global__ void __launch_bounds__(kMatvecWarps* kWarp)
     matvec_float_any_kernel(GgmlType t, const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
                             int n_tok, const float* __restrict__ X, float* __restrict__ Y) {
     const int lane = threadIdx.x % kWarp;
-    const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
+    const int64_t row = (int64_t)blockIdx.x * kMatvecWarps + threadIdx.x / kWarp;
     if (row >= rows) return;
     const uint8_t* w = W + (size_t)row * row_bytes;
     for (int tk = 0; tk < n_tok; tk++) {
@@ -206,6 +205,11 @@ __global__ void get_rows_float_any_kernel(GgmlType t, const uint8_t* __restrict_
 }
 
 bool is_float_type(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
+}  // namespace
+
+bool weight_rows_supported(GgmlType t, int64_t cols) { return cols % 8 == 0 || is_float_type(t); }
+
+namespace {
 
 // ---------------------------------------------------------------- embedding rows
 
@@ -287,10 +291,6 @@ __device__ inline float load_elem<float>(const float* p) {
 template <>
 __device__ inline float load_elem<__half>(const __half* p) {
     return __half2float(*p);
-}
-template <>
-__device__ inline float load_elem<block_q8_0>(const block_q8_0* p) {  // element 0 of a block
-    return fp16_to_f32(p->d) * (float)p->qs[0];
 }
 // Elements per storage unit: a row of d elements is d / kUnitElems<E> units of E.
 template <class E>
@@ -443,10 +443,15 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
             constexpr int kU = kUnitElems<E>;
             const E* kr = K + ((base + p) * hkv + g) * (dk / kU);
             const E* vr = V + ((base + p) * hkv + g) * (dv / kU);
-            if (kU == 1 && contiguous) {
-                load_run<E, PL>(kr + lane * PL, kv[u]);
-                load_run<E, PL>(vr + lane * PL, vv[u]);
-            } else {
+            bool wide = false;
+            if constexpr (kU == 1) {
+                if (contiguous) {
+                    load_run<E, PL>(kr + lane * PL, kv[u]);
+                    load_run<E, PL>(vr + lane * PL, vv[u]);
+                    wide = true;
+                }
+            }
+            if (!wide) {
 #pragma unroll
                 for (int i = 0; i < PL; i++) {
                     kv[u][i] = elem(i) < dk ? row_elem(kr, elem(i)) : 0.0f;
@@ -630,10 +635,10 @@ void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* 
         check_launch("matvec_q8");
         return;
     }
+    if (!weight_rows_supported(t, cols))
+        throw Error("CUDA matmul: row length " + std::to_string(cols) + " is not a multiple of 8");
     if (cols % 8) {
-        if (!is_float_type(t))
-            throw Error("CUDA matmul: row length " + std::to_string(cols) + " is not a multiple of 8");
-        matvec_float_any_kernel<<<blocks_for(rows, kRowsPerBlock), kRowsPerBlock * kWarp, 0, s>>>(
+        matvec_float_any_kernel<<<blocks_for(rows, kMatvecWarps), kMatvecWarps * kWarp, 0, s>>>(
             t, static_cast<const uint8_t*>(W), row_bytes(t, (uint64_t)cols), rows, (int)cols, n_tok, X, Y);
         check_launch("matvec_float_any");
         return;
@@ -651,12 +656,13 @@ void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* 
 void get_rows(GgmlType t, const void* table, int64_t cols, const int32_t* ids, int n, float* out, cudaStream_t s) {
     if (n == 0) return;
     const size_t rb = row_bytes(t, (uint64_t)cols);
-    if (cols % 8 && is_float_type(t)) {
+    if (!weight_rows_supported(t, cols))
+        throw Error("CUDA get_rows: row length " + std::to_string(cols) + " is not a multiple of 8");
+    if (cols % 8) {
         get_rows_float_any_kernel<<<n, 128, 0, s>>>(t, static_cast<const uint8_t*>(table), rb, (int)cols, ids, out);
         check_launch("get_rows_float_any");
         return;
     }
-    if (cols % 8) throw Error("CUDA get_rows: row length " + std::to_string(cols) + " is not a multiple of 8");
     const bool ok = with_chunk_decoder(t, [&]<GgmlType T>() {
         get_rows_kernel<T><<<n, 128, 0, s>>>(static_cast<const uint8_t*>(table), rb, (int)cols, ids, out);
     });
@@ -724,10 +730,9 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
 }
 
 int attention_splits(int max_kv) { return (max_kv + kSplitPositions - 1) / kSplitPositions; }
-static int n_splits(int max_kv) { return attention_splits(max_kv); }
 
 size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv) {
-    return (size_t)n_tok * n_head * n_splits(max_kv) * (head_dim_v + 2);
+    return (size_t)n_tok * n_head * attention_splits(max_kv) * (head_dim_v + 2);
 }
 
 void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
@@ -737,7 +742,7 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         throw Error("CUDA attention: head size above 512 is not supported");
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv)
         throw Error("CUDA attention: query heads must be a multiple of KV heads");
-    const int ns = n_splits(max_kv);
+    const int ns = attention_splits(max_kv);
     if (!kv_elem_supports(kv.elem, kv.head_dim_k) || !kv_elem_supports(kv.elem, kv.head_dim_v))
         throw Error("CUDA attention: KV type q8_0 needs head sizes that are multiples of 32");
     if (kv.elem == KvElem::Q8_0)

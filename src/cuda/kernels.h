@@ -13,6 +13,8 @@ namespace rotor::cuda {
 
 // Weight formats with a CUDA mat-vec; the others are refused when a model is loaded.
 bool weight_type_supported(GgmlType t);
+// Rows of `cols` elements: multiples of 8 for every format, any length for f32/f16/bf16.
+bool weight_rows_supported(GgmlType t, int64_t cols);
 std::string supported_weight_types();
 
 // Y[t][r] = sum_c W[r][c] * X[t][c] for t < n_tok; W is `rows` rows of `cols` elements of type t.

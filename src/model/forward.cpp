@@ -61,18 +61,22 @@ KvGeometry kv_geometry(const ModelConfig& c) {
     return g;
 }
 
-CpuForward::CpuForward(const Model& model, int n_threads)
-    : m_(model), pool_(std::make_unique<ThreadPool>(std::max(1, n_threads))),
-      act_scratch_(std::make_unique<QuantizedActs>()) {
-    const ModelConfig& c = m_.cfg;
-    // inv_freq_i = freq_scale * base^(-2i/n_rot) / freq_factor_i, as llama.cpp and HF compute theta.
-    rope_inv_freq_.resize(c.n_rot / 2);
-    const auto* factors = reinterpret_cast<const float*>(m_.rope_freqs.data);
+std::vector<float> rope_inv_freq(const Model& m) {
+    const ModelConfig& c = m.cfg;
+    std::vector<float> inv((size_t)(c.n_rot / 2));
+    const auto* factors = reinterpret_cast<const float*>(m.rope_freqs.data);
     for (int i = 0; i < c.n_rot / 2; i++) {
         double f = c.rope_freq_scale / std::pow((double)c.rope_base, 2.0 * i / c.n_rot);
         if (factors) f /= factors[i];
-        rope_inv_freq_[i] = (float)f;
+        inv[i] = (float)f;
     }
+    return inv;
+}
+
+CpuForward::CpuForward(const Model& model, int n_threads)
+    : m_(model), pool_(std::make_unique<ThreadPool>(std::max(1, n_threads))),
+      act_scratch_(std::make_unique<QuantizedActs>()) {
+    rope_inv_freq_ = rope_inv_freq(m_);
 }
 
 CpuForward::~CpuForward() = default;

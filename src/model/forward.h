@@ -62,4 +62,9 @@ private:
 
 KvGeometry kv_geometry(const ModelConfig& c);
 
+// RoPE frequencies per rotated pair, n_rot / 2 of them: freq_scale * base^(-2i/n_rot), divided by
+// rope_freqs.weight's factors when the model has them (as llama.cpp and HF compute theta). The CPU
+// and CUDA forward passes both use this.
+std::vector<float> rope_inv_freq(const Model& m);
+
 }  // namespace rotor

@@ -76,7 +76,8 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
     // The group's log-probs wait in memory until the group ends: keep that under 512 MiB.
     const int64_t per_chunk = (int64_t)n_score * V * (int64_t)sizeof(float);
     const int P = (int)std::clamp<int64_t>(opt.decode_path ? opt.n_parallel : 1, 1, std::max<int64_t>(1, (512ll << 20) / per_chunk));
-    CpuForward fw(m, opt.n_threads);
+    // the CPU forward (and its thread pool) only when no other backend runs the steps
+    std::unique_ptr<CpuForward> fw = opt.step ? nullptr : std::make_unique<CpuForward>(m, opt.n_threads);
     std::vector<float> logits, lp;
     // Log-probs of a group's chunks are computed position by position across the group, but reported
     // chunk by chunk; keep them until the group is done (n_score x V floats per chunk).
@@ -90,7 +91,7 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
                                 : std::make_unique<DenseKvCache>(kv_geometry(m.cfg), np, opt.n_ctx);
         auto run = [&](const Batch& batch) {
             if (opt.step) opt.step(batch, logits);
-            else fw.forward(batch, *kv, logits);
+            else fw->forward(batch, *kv, logits);
         };
         for (int s = 0; s < np; s++) {
             const long at = (long)(c0 + s) * opt.n_ctx;
