@@ -33,9 +33,12 @@ int usage() {
             "  --api-key K               require 'Authorization: Bearer K' (or env ROTOR_API_KEY)\n"
             "  --alias NAME              model id clients see (default: file name without .gguf)\n"
             "  --chat-template-file F    use this Jinja chat template instead of the GGUF's\n"
+            "  --gpu, --gpu-id N         run the forward pass and the KV cache on CUDA GPU 0 (or N); KV types\n"
+            "                            f32, f16, q8_0 there so far (others are refused at load)\n"
+            "  --cpu                     stay on the CPU even with --profile auto\n"
             "  --profile NAME[:VARIANT]  slots, context per slot and KV types from profiles/NAME.json\n"
             "                            (VARIANT long_context or throughput; options given here win;\n"
-            "                            'auto' will pick the card's profile once the CUDA backend exists)\n");
+            "                            'auto' picks the profile of GPU 0 and implies --gpu)\n");
     return 2;
 }
 
@@ -56,7 +59,7 @@ static int cmd_serve(const Args& args) {
     int port = 8080;
     if (const char* k = getenv("ROTOR_API_KEY")) opt.api_key = k;
     std::string profile;
-    bool set_slots = false, set_ctx = false, set_kv_k = false, set_kv_v = false;
+    bool set_slots = false, set_ctx = false, set_kv_k = false, set_kv_v = false, force_cpu = false;
     for (size_t i = 0; i < args.size(); i++) {
         const std::string& a = args[i];
         auto value = [&]() -> const std::string& {
@@ -69,6 +72,9 @@ static int cmd_serve(const Args& args) {
         else if (a == "--kv-k") opt.engine.kv_k = value(), set_kv_k = true;
         else if (a == "--kv-v") opt.engine.kv_v = value(), set_kv_v = true;
         else if (a == "--profile") profile = value();
+        else if (a == "--gpu") opt.engine.gpu = true;
+        else if (a == "--gpu-id") opt.engine.gpu = true, opt.engine.gpu_index = to_int(a, value());
+        else if (a == "--cpu") force_cpu = true;
         else if (a == "--batch" || a == "-b") opt.engine.n_batch = to_int(a, value());
         else if (a == "--queue") opt.engine.n_queue = to_int(a, value());
         else if (a == "--threads" || a == "-t") opt.engine.n_threads = to_int(a, value());
@@ -93,6 +99,9 @@ static int cmd_serve(const Args& args) {
                 p.path.c_str(), p.variant.c_str(), p.model_file.c_str(), opt.engine.n_slots,
                 opt.engine.n_ctx_per_slot, opt.engine.kv_k.c_str(), opt.engine.kv_v.c_str());
     }
+    // A profile detected from the GPU is meant for that GPU.
+    if (profile.rfind("auto", 0) == 0 && !force_cpu) opt.engine.gpu = true;
+    if (force_cpu) opt.engine.gpu = false;
     if (opt.model_path.empty()) return usage();
     if (port < 0 || port > 65535) throw Error("--port must be between 0 and 65535");
 
@@ -120,9 +129,9 @@ static int cmd_serve(const Args& args) {
     const server::EngineConfig& c = api.engine()->config();
     const server::EngineMetrics m = api.engine()->metrics();
     fprintf(stderr,
-            "rotor serve: model '%s' ready: %d slots x %d positions, KV %s/%s, pool %.1f MiB, batch %d, %d threads\n",
-            api.model_id().c_str(), c.n_slots, c.n_ctx_per_slot, c.kv_k.c_str(), c.kv_v.c_str(),
-            (double)m.kv_bytes_capacity / 1048576.0, c.n_batch, c.n_threads);
+            "rotor serve: model '%s' ready on %s: %d slots x %d positions, KV %s/%s, pool %.1f MiB, batch %d, %d threads\n",
+            api.model_id().c_str(), api.engine()->device().c_str(), c.n_slots, c.n_ctx_per_slot, c.kv_k.c_str(),
+            c.kv_v.c_str(), (double)m.kv_bytes_capacity / 1048576.0, c.n_batch, c.n_threads);
     fflush(stderr);
 
     int sig = 0;

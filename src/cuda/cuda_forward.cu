@@ -25,6 +25,7 @@ KvElem parse_kv_elem(const std::string& name) {
 CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_(model), opt_(opt) {
     const ModelConfig& c = m_.cfg;
     if (opt.n_seq < 1 || opt.ctx < 1 || opt.max_batch < 1) throw Error("CUDA forward: n_seq, ctx and max_batch must be positive");
+    if (opt_.max_logit_rows <= 0 || opt_.max_logit_rows > opt.max_batch) opt_.max_logit_rows = opt.max_batch;
     // Refuse what the kernels cannot run before touching the GPU.
     auto check_weight = [&](const Weight& w) {
         if (!w.present()) return;
@@ -95,6 +96,9 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     kv_arena_.resize(std::max<size_t>(kv_total, kAlign));
     ROTOR_CUDA_CHECK(cudaMemset(kv_arena_.get(), 0, kv_total));
     kv_bytes_ = kv_total;
+    for (int l = 0; l < c.n_layer; l++)
+        kv_bytes_per_pos_ += (uint64_t)c.n_head_kv[l] *
+                             (kv_row_bytes(opt.kv, c.head_dim_k[l]) + kv_row_bytes(opt.kv, c.head_dim_v[l]));
     for (int l = 0; l < c.n_layer; l++) {
         KvLayerView& v = layers_[l].kv;
         v.k = kv_arena_.get<char>() + kv_off[l].first;
@@ -124,8 +128,9 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     attn_.resize(B * max_attn * 4);
     gate_.resize(B * max_ff * 4);
     up_.resize(B * max_ff * 4);
-    hidden_.resize(B * c.n_embd * 4);
-    logits_.resize(B * (size_t)c.n_vocab * 4);
+    const size_t R = opt_.max_logit_rows;
+    hidden_.resize(R * c.n_embd * 4);
+    logits_.resize(R * (size_t)c.n_vocab * 4);
     if (!opt.exact_matmul)
         act_q8_.resize(matmul_scratch_bytes(opt.max_batch, std::max({c.n_embd, max_attn, max_ff})));
     {
@@ -139,6 +144,10 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     tok_.resize(B * 4);
     pos_.resize(B * 4);
     seq_.resize(B * 4);
+
+    for (const DeviceBuffer* b : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &hidden_, &logits_, &partial_, &tok_,
+                                  &pos_, &seq_, &act_q8_})
+        activation_bytes_ += b->bytes();
 
     // RoPE frequencies: the CPU forward's own function
     std::vector<float> inv = rope_inv_freq(m_);
@@ -218,6 +227,9 @@ void CudaForward::run(const Batch& batch) {
     std::vector<int> out_rows;
     for (int t = 0; t < n; t++)
         if (batch.want_logits[t]) out_rows.push_back(t);
+    if ((int)out_rows.size() > opt_.max_logit_rows)
+        throw Error("batch wants logits for " + std::to_string(out_rows.size()) + " tokens; the CUDA forward holds " +
+                    std::to_string(opt_.max_logit_rows));
 
     // Small batches (decode) replay a CUDA graph of the whole step: hundreds of kernel launches
     // become one. A graph depends on the batch size, the rows that want logits and the split-K
@@ -316,6 +328,25 @@ void CudaForward::enqueue(int n, int max_kv, const std::vector<int>& out_rows) {
                                          cudaMemcpyDeviceToDevice, s));
     rms_norm(hid, static_cast<const float*>(output_norm_.data), hid, n_out, E, c.rms_eps, s);
     linear(output_, hid, n_out, logits_.get<float>());
+}
+
+void CudaForward::copy_seq_prefix(int src, int dst, int n) {
+    if (src < 0 || src >= opt_.n_seq || dst < 0 || dst >= opt_.n_seq)
+        throw Error("copy_seq_prefix: sequence outside the cache's " + std::to_string(opt_.n_seq));
+    if (n < 0 || n > opt_.ctx) throw Error("copy_seq_prefix: " + std::to_string(n) + " positions is beyond the context");
+    if (n == 0 || src == dst) return;
+    // Layout per layer: [seq][pos][head_kv][row], so a sequence's first n positions are contiguous.
+    for (const DevLayer& L : layers_) {
+        const KvLayerView& v = L.kv;
+        for (const auto& [base, dim] : {std::pair<char*, int>{static_cast<char*>(v.k), v.head_dim_k},
+                                        std::pair<char*, int>{static_cast<char*>(v.v), v.head_dim_v}}) {
+            const size_t pos_bytes = (size_t)v.n_head_kv * kv_row_bytes(v.elem, dim);
+            const size_t seq_bytes = (size_t)v.ctx * pos_bytes;
+            ROTOR_CUDA_CHECK(cudaMemcpyAsync(base + (size_t)dst * seq_bytes, base + (size_t)src * seq_bytes,
+                                             (size_t)n * pos_bytes, cudaMemcpyDeviceToDevice, stream_));
+        }
+    }
+    ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 }  // namespace rotor::cuda

@@ -23,6 +23,7 @@ struct CudaForwardOptions {
     int n_seq = 1;            // sequences the KV cache holds
     int ctx = 2048;           // positions per sequence
     int max_batch = 512;      // tokens per forward call (larger batches are refused)
+    int max_logit_rows = 0;   // rows with logits per call (0: max_batch); the server needs one per slot
     KvElem kv = KvElem::F16;  // "f32", "f16" or "q8_0"
     // f32 activations for every weight format (the dequantized-weights result, for checks); by
     // default formats with integer codes run on int8 activations (see kernels.h, matmul).
@@ -44,6 +45,14 @@ public:
 
     // Runs the batch but leaves the logits on the GPU (for benchmarks); returns after the GPU is done.
     void forward_device(const Batch& batch);
+
+    // Copies positions [0, n) of sequence src's K/V to sequence dst on the GPU (prefix reuse).
+    void copy_seq_prefix(int src, int dst, int n);
+    // K+V bytes one position of one sequence takes over all layers.
+    uint64_t kv_bytes_per_position() const { return kv_bytes_per_pos_; }
+    // Bytes of activation, logits and scratch buffers (everything but weights and KV).
+    uint64_t activation_bytes() const { return activation_bytes_; }
+    const CudaForwardOptions& options() const { return opt_; }
 
     void set_cuda_graphs(bool on) { opt_.cuda_graphs = on; }
     uint64_t weight_bytes() const { return weight_bytes_; }
@@ -76,7 +85,7 @@ private:
     size_t next_offset_ = 0;
     DevWeight tok_embd_, output_norm_, output_;
     std::vector<DevLayer> layers_;
-    uint64_t weight_bytes_ = 0, kv_bytes_ = 0;
+    uint64_t weight_bytes_ = 0, kv_bytes_ = 0, kv_bytes_per_pos_ = 0, activation_bytes_ = 0;
     // activations for max_batch tokens
     DeviceBuffer x_, xn_, q_, k_, v_, attn_, gate_, up_, hidden_, logits_, partial_;
     DeviceBuffer tok_, pos_, seq_, inv_freq_, act_q8_;

@@ -406,6 +406,7 @@ void ApiServer::props(HttpResponse& res) {
     p["n_batch"] = c.n_batch;
     p["n_queue"] = c.n_queue;
     p["n_threads"] = c.n_threads;
+    p["device"] = engine_->device();
     p["model_alias"] = model_id_;
     p["model_path"] = opt_.model_path;
     p["chat_template"] = template_source_;

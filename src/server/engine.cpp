@@ -4,9 +4,8 @@
 #include <thread>
 
 #include "common/error.h"
-#include "kv/kv_pool.h"
-#include "model/forward.h"
 #include "model/model.h"
+#include "server/backend.h"
 #include "sample/stop.h"
 #include "tokenizer/vocab.h"
 
@@ -97,15 +96,9 @@ Engine::Engine(const Model& model, const Vocab& vocab, EngineConfig cfg) : model
     if (vocab.n_tokens() != model.cfg.n_vocab)
         throw Error("the vocabulary has " + std::to_string(vocab.n_tokens()) + " tokens but the model " +
                     std::to_string(model.cfg.n_vocab));
-    // The pool holds exactly slots x ctx-per-slot positions (whole blocks), so every slot can always
-    // reach its full context; shared prefixes only ever need fewer blocks than that.
-    KvPoolLayout layout = make_kv_layout(kv_geometry(model.cfg), cfg_.kv_k, cfg_.kv_v, cfg_.block_tokens);
-    const int64_t blocks_per_slot = (cfg_.n_ctx_per_slot + cfg_.block_tokens - 1) / cfg_.block_tokens;
-    kv_ = std::make_unique<PagedKvCache>(std::move(layout), blocks_per_slot * cfg_.n_slots, cfg_.n_slots,
-                                         cfg_.n_ctx_per_slot);
-    const int threads = cfg_.n_threads > 0 ? cfg_.n_threads : (int)std::max(1u, std::thread::hardware_concurrency());
-    cfg_.n_threads = threads;
-    fwd_ = std::make_unique<CpuForward>(model, threads);
+    backend_ = cfg_.gpu ? make_gpu_backend(model, cfg_) : make_cpu_backend(model, cfg_);
+    cfg_.n_threads = backend_->n_threads();
+    device_ = backend_->device();
     for (int i = 0; i < cfg_.n_slots; i++) {
         slots_.push_back(std::make_unique<Slot>());
         slots_.back()->id = i;
@@ -128,7 +121,7 @@ void Engine::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-uint64_t Engine::kv_block_bytes() const { return rotor::kv_block_bytes(kv_->layout()); }
+uint64_t Engine::kv_block_bytes() const { return backend_->kv_usage().block_bytes; }
 
 std::shared_ptr<GenTask> Engine::submit(GenRequest req, std::string* why) {
     auto task = std::make_shared<GenTask>();
@@ -189,10 +182,11 @@ void Engine::publish_locked() {
     }
     metrics_.requests_processing = busy;
     metrics_.requests_deferred = (int)queue_.size();
-    metrics_.kv_bytes_used = kv_->bytes_used();
-    metrics_.kv_bytes_capacity = kv_->bytes_capacity();
-    metrics_.kv_blocks_total = kv_->n_blocks();
-    metrics_.kv_blocks_used = kv_->n_blocks() - kv_->free_blocks();
+    const KvUsage u = backend_->kv_usage();
+    metrics_.kv_bytes_used = u.bytes_used;
+    metrics_.kv_bytes_capacity = u.bytes_capacity;
+    metrics_.kv_blocks_total = u.blocks_total;
+    metrics_.kv_blocks_used = u.blocks_used;
     metrics_.kv_tokens = tokens;
 }
 
@@ -240,13 +234,13 @@ void Engine::start_slot(Slot& s, std::shared_ptr<GenTask> task) {
         }
     }
     if (best == &s) {
-        kv_->seq_truncate(s.id, (int)best_len);
+        backend_->seq_truncate(s.id, (int)best_len);
         s.cache.resize(best_len);
     } else {
-        kv_->seq_truncate(s.id, 0);
+        backend_->seq_truncate(s.id, 0);
         s.cache.clear();
         if (best && best_len > 0) {
-            kv_->seq_share_prefix(best->id, s.id, (int)best_len);
+            backend_->seq_share_prefix(best->id, s.id, (int)best_len);
             s.cache.assign(r.prompt.begin(), r.prompt.begin() + (ptrdiff_t)best_len);
         }
     }
@@ -361,13 +355,13 @@ void Engine::step() {
     if (batch.size() == 0) return;
 
     try {
-        fwd_->forward(batch, *kv_, logits_);
+        backend_->forward(batch, logits_);
     } catch (const std::exception& e) {
         // Not expected (requests are validated and every slot fits its context): fail the requests of
         // this batch, and forget any positions the failed pass reserved.
         for (Slot* s : fed) {
             if (!s->busy()) continue;
-            kv_->seq_truncate(s->id, (int)s->cache.size());
+            backend_->seq_truncate(s->id, (int)s->cache.size());
             finish_slot(*s, FinishReason::Error, std::string("forward pass failed: ") + e.what());
         }
         return;

@@ -1,12 +1,12 @@
-// The scheduler: one loop thread owns the model's forward pass and the paged KV pool and serves every
+// The scheduler: one loop thread owns the model's forward pass and its KV cache and serves every
 // request through a fixed number of slots (llama-server's design). Other threads only submit tasks
 // and read their events; nothing here knows about HTTP or JSON.
 //
 // Each step builds one batch: one decode token for every generating slot, then prompt tokens of the
 // slots still reading their prompts (at most n_batch prompt tokens per step, oldest request first).
-// A slot's KV sequence is its slot id. When a slot finishes, its tokens stay in the pool: a later
-// request shares the longest matching prefix from any slot (PagedKvCache::seq_share_prefix, copy on
-// write) and computes only the rest. Requests beyond the slots wait in a bounded FIFO queue.
+// A slot's KV sequence is its slot id. When a slot finishes, its tokens stay in the cache: a later
+// request shares the longest matching prefix from any slot (server/backend.h: blocks shared copy on
+// write on the CPU, a device copy on the GPU) and computes only the rest. Requests beyond the slots wait in a bounded FIFO queue.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -24,11 +24,11 @@
 namespace rotor {
 struct Model;
 class Vocab;
-class CpuForward;
-class PagedKvCache;
 }  // namespace rotor
 
 namespace rotor::server {
+
+class EngineBackend;
 
 struct EngineConfig {
     int n_slots = 4;
@@ -38,6 +38,8 @@ struct EngineConfig {
     int n_threads = 0;          // forward-pass threads (0: hardware concurrency)
     std::string kv_k = "f16", kv_v = "f16";
     int block_tokens = 16;
+    bool gpu = false;   // the CUDA forward with its KV cache on GPU gpu_index (server/backend.h)
+    int gpu_index = 0;
 };
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
@@ -156,6 +158,7 @@ public:
     EngineMetrics metrics() const;
     std::vector<SlotInfo> slots() const;
     uint64_t kv_block_bytes() const;
+    const std::string& device() const { return device_; }  // "cpu" or the GPU's name
     const std::string& kv_type_k() const { return cfg_.kv_k; }
     const std::string& kv_type_v() const { return cfg_.kv_v; }
 
@@ -172,8 +175,8 @@ private:
     const Model& model_;
     const Vocab& vocab_;
     EngineConfig cfg_;
-    std::unique_ptr<CpuForward> fwd_;
-    std::unique_ptr<PagedKvCache> kv_;
+    std::unique_ptr<EngineBackend> backend_;
+    std::string device_;
     std::vector<std::unique_ptr<Slot>> slots_;
     uint64_t use_clock_ = 0;  // for least-recently-used idle slots
 
