@@ -18,6 +18,7 @@ const char* kUsage =
     "  --kv-k T --kv-v T   KV types to plan for (default: f16, q8_0, q4_0h, tcq4, tcq3, each for K and V)\n"
     "  --slots N           largest context per slot for 1..N slots (default 8)\n"
     "  --ctx C             most slots of C tokens each (instead of --slots)\n"
+    "  --slots N --ctx C   both: the memory of exactly N slots of C tokens, part by part\n"
     "  --batch N           prompt tokens per step, sizes activation buffers (default 512)\n"
     "  --overhead MIB      runtime overhead: CUDA context, kernels, the desktop (default 512)\n"
     "  --json              machine-readable output\n";
@@ -34,7 +35,7 @@ int cmd_plan(const Args& args) {
     int max_slots_n = 8, batch = 512;
     int64_t ctx = 0;
     uint64_t overhead_mib = 512;
-    bool json_out = false;
+    bool json_out = false, slots_given = false;
     ArgReader a(args);
     while (a.next()) {
         const std::string& o = a.arg();
@@ -43,7 +44,7 @@ int cmd_plan(const Args& args) {
         else if (o == "--vram") vram_gib = a.float_value();
         else if (o == "--kv-k") k_type = a.value();
         else if (o == "--kv-v") v_type = a.value();
-        else if (o == "--slots") max_slots_n = a.int_value();
+        else if (o == "--slots") max_slots_n = a.int_value(), slots_given = true;
         else if (o == "--ctx") ctx = a.int_value();
         else if (o == "--batch") batch = a.int_value();
         else if (o == "--overhead") overhead_mib = (uint64_t)a.int_value();
@@ -102,7 +103,19 @@ int cmd_plan(const Args& args) {
         plan["kv_bytes_per_token"] = per_token;
         if (!json_out)
             printf("KV %s/%s: %.1f KiB per token of context\n", kt.c_str(), vt.c_str(), per_token / 1024);
-        if (ctx > 0) {
+        if (ctx > 0 && slots_given) {
+            const MemoryBreakdown b = plan_memory(m, s, max_slots_n, ctx);
+            plan["slots"] = max_slots_n;
+            plan["ctx_per_slot"] = ctx;
+            plan["breakdown"] = {{"weights", b.weights}, {"kv", b.kv},           {"recurrent", b.recurrent},
+                                 {"compute", b.compute}, {"overhead", b.overhead}, {"total", b.total()}};
+            plan["fits"] = b.total() <= dev.bytes;
+            if (!json_out)
+                printf("  %d slots x %lld tokens: weights %s + KV %s + recurrent %s + compute %s + overhead %s = %s (%s)\n",
+                       max_slots_n, (long long)ctx, gib(b.weights).c_str(), gib(b.kv).c_str(), gib(b.recurrent).c_str(),
+                       gib(b.compute).c_str(), gib(b.overhead).c_str(), gib(b.total()).c_str(),
+                       b.total() <= dev.bytes ? "fits" : "does not fit");
+        } else if (ctx > 0) {
             const int n = max_slots(m, s, ctx, dev.bytes);
             plan["ctx_per_slot"] = ctx;
             plan["max_slots"] = n;

@@ -44,12 +44,27 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     b.weights = m.weight_bytes;
     b.kv = kv_bytes_per_slot(m, s, ctx_per_slot) * (uint64_t)slots;
     b.recurrent = m.recurrent_bytes_per_seq * (uint64_t)slots;
-    // Activations of one step of batch_tokens tokens (residual, normed copy, q/k/v/attention output,
-    // feed-forward halves, f32) and one row of logits per slot.
-    int max_kv = 0;
-    for (const LayerMemory& l : m.layers) max_kv = std::max(max_kv, l.n_head_kv * std::max(l.head_dim_k, l.head_dim_v));
-    const uint64_t per_token = 2ull * m.n_embd + 2ull * m.max_q_dim + 2ull * max_kv + 2ull * m.max_ff;
-    b.compute = 4ull * ((uint64_t)s.batch_tokens * per_token + (uint64_t)std::max(slots, 1) * m.n_vocab);
+    // Activation buffers of one step, as the GPU forward allocates them (cuda/cuda_forward.cu): a step
+    // holds a prompt chunk of batch_tokens plus one decode token per slot. Per token, f32: residual and
+    // normed copy, q, k, v, attention output and the two feed-forward halves, plus the int8 copy of the
+    // widest input (codes and one f32 scale per 32); per slot, one row of hidden state and of logits;
+    // and the split-K attention scratch (capped at 64 MiB).
+    const uint64_t B = (uint64_t)s.batch_tokens + (uint64_t)std::max(slots, 1);
+    const uint64_t R = (uint64_t)std::max(slots, 1);
+    int max_k = 0, max_v = 0;
+    uint64_t partial_per_token = 0;
+    const uint64_t splits = ((uint64_t)std::max<int64_t>(ctx_per_slot, 1) + 255) / 256;
+    for (const LayerMemory& l : m.layers) {
+        if (!l.has_kv) continue;
+        max_k = std::max(max_k, l.n_head_kv * l.head_dim_k);
+        max_v = std::max(max_v, l.n_head_kv * l.head_dim_v);
+        const uint64_t heads = l.head_dim_k ? (uint64_t)m.max_q_dim / l.head_dim_k : 0;
+        partial_per_token = std::max<uint64_t>(partial_per_token, 4ull * heads * splits * (uint64_t)(l.head_dim_v + 2));
+    }
+    const uint64_t per_token = 2ull * m.n_embd + 2ull * m.max_q_dim + (uint64_t)max_k + (uint64_t)max_v + 2ull * m.max_ff;
+    const uint64_t widest = std::max<uint64_t>({(uint64_t)m.n_embd, (uint64_t)m.max_q_dim, (uint64_t)m.max_ff});
+    const uint64_t partial = std::max(partial_per_token, std::min<uint64_t>(partial_per_token * B, 64ull << 20));
+    b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + partial;
     b.overhead = s.overhead_bytes;
     return b;
 }
