@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one go: build the engine and the CUDA programs (CMake alone, no Debian
 # packages), run the GPU checks against the CPU reference, then the benchmark; tables last.
-#   scripts/gpu/cuda_run.sh [check|bench|tool|all]   (default all)
+#   scripts/gpu/cuda_run.sh [check|bench|tool|server|all]   (default all; server is not part of all)
 # "tool" also builds the whole rotor program there (its tokenizer needs pcre2.h and the server
 # nlohmann/json.hpp: copy /usr/include/pcre2.h and /usr/include/nlohmann into carry/include and
 # carry it; the machine has libpcre2-8.so.0) and compares `rotor run/perplexity --gpu` with the CPU.
+# "server" builds the same program and runs scripts/gpu/server_gpu.py: `rotor serve --gpu` checks against
+# the CPU server, the concurrency benchmark on a random Llama-3.1-8B-shape Q4_K_M model (tokenizer from
+# carry/gpu/ggml-vocab-llama3-from-npm.gguf, copied from ../shared/testdata/vocab), and planner versus
+# measured peak GPU memory for several configurations.
 # Models: stories260K from carry/gpu/ (copy ../shared/testdata/stories260K/stories260K.gguf there and
 # name carry/gpu in the device tool's carry), rotor-kjv-11m from models/ (tracked).
 #   ARCH=90 (default: the GPU's own, from nvidia-smi)   BENCH_ARGS="--quick ..."
@@ -35,11 +39,13 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   # the same decode with the q8_0 cache read in place (tables only)
   build-gpu/rotor-bench-cuda --kv q8_0 --shapes llama-3.1-8b,qwen2.5-32b --no-matvec ${BENCH_ARGS:-} | tee "$out/bench_cuda_q8_0.md" || status=1
 fi
-if [ "$what" = tool ] || [ "$what" = all ]; then
+if [ "$what" = tool ] || [ "$what" = all ] || [ "$what" = server ]; then
   cmake -S . -B build-gpu-tool -DCMAKE_BUILD_TYPE=Release -DROTOR_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
     -DROTOR_TESTS=OFF -DROTOR_BENCH=OFF -DPCRE2_INCLUDE_DIR="$PWD/carry/include" \
     -DCMAKE_CXX_FLAGS="-isystem $PWD/carry/include" >/dev/null
   cmake --build build-gpu-tool -j "$jobs" --target rotor 2>&1 | grep -vE "^\[|Built target|Scanning" || true
+fi
+if [ "$what" = tool ] || [ "$what" = all ]; then
   m=models/rotor-kjv-11m/rotor-kjv-11m-bf16.gguf
   {
     for dev in cpu gpu; do
@@ -53,5 +59,21 @@ if [ "$what" = tool ] || [ "$what" = all ]; then
       done
     done
   } | tee "$out/tool_gpu.txt" || status=1
+fi
+if [ "$what" = server ]; then
+  bin=build-gpu-tool/rotor
+  py=scripts/gpu/server_gpu.py
+  python3 $py check --bin $bin --model models/rotor-kjv-11m/rotor-kjv-11m-bf16.gguf | tee "$out/server_check.txt" || status=1
+  vocab=carry/gpu/ggml-vocab-llama3-from-npm.gguf
+  $bin synth --shape llama-3.1-8b --mix Q4_K_M --vocab-from $vocab -o /tmp/llama8b-q4km.gguf >/dev/null
+  $bin synth --shape llama-3.2-1b --mix Q4_K_M --vocab-from $vocab -o /tmp/llama1b-q4km.gguf >/dev/null
+  python3 $py bench --bin $bin --model /tmp/llama8b-q4km.gguf --slots 16 --ctx 2048 ${SERVER_BENCH_ARGS:-} \
+    | tee "$out/server_bench.md" || status=1
+  {
+    python3 $py memory --bin $bin --model /tmp/llama8b-q4km.gguf --kv f16 --slots 16 --ctx 4096 || status=1
+    python3 $py memory --bin $bin --model /tmp/llama8b-q4km.gguf --kv q8_0 --slots 2 --ctx 65536 || status=1
+    python3 $py memory --bin $bin --model /tmp/llama1b-q4km.gguf --kv q8_0 --slots 8 --ctx 32768 || status=1
+    python3 $py memory --bin $bin --model /tmp/llama1b-q4km.gguf --kv f32 --slots 4 --ctx 16384 || status=1
+  } | tee "$out/server_memory.txt"
 fi
 exit $status
