@@ -1,9 +1,11 @@
 # One-liners. `make run` and `make test` are scripts/start.sh and scripts/test.sh; the run-* targets
-# download a model with `rotor pull` into models/ (resumable, sha256-verified) and serve it.
-#   PROFILE=auto (default) picks the card's profile (profiles/*.json): that needs the CUDA backend's GPU
-#   detection and fails with a clear message until it lands; PROFILE=rtx-4090 names one, PROFILE= uses
-#   rotor serve's own defaults. Repository and file names follow Unsloth's naming pattern and are
-#   assumed, not checked here (no network); if one differs, run build/rotor pull ORG/REPO FILE yourself.
+# download a model with `rotor pull` into models/ (resumable, sha256-verified) and serve it on GPU 0.
+#   run-qwen / run-gemma: PROFILE=auto (default) picks the card's profile (profiles/*.json, planned for
+#   those models; --profile auto implies --gpu); PROFILE=rtx-4090 names one. Qwen3.5 and Gemma 4 need
+#   their architectures (issues 9, 10) before these serve; until then rotor says so at load.
+#   run-llama8b: the Llama-3.1-8B settings below (q8_0 KV, 4 slots x 16K: 9.5 GiB by `rotor plan`).
+# Repository and file names follow Unsloth's naming pattern and are assumed, not checked here (no
+# network); if one differs, run build/rotor pull ORG/REPO FILE yourself.
 ROTOR   ?= build/rotor
 MODELS  ?= models
 PROFILE ?= auto
@@ -33,8 +35,11 @@ run-qwen: build
 run-gemma: build
 	$(call pull_and_serve,unsloth/gemma-4-26B-A4B-it-GGUF,gemma-4-26B-A4B-it-Q4_K_M.gguf)
 
+LLAMA8B_ARGS ?= --gpu --slots 4 --ctx-per-slot 16384 --kv-k q8_0 --kv-v q8_0
+
 run-llama8b: build
-	$(call pull_and_serve,unsloth/Llama-3.1-8B-Instruct-GGUF,Llama-3.1-8B-Instruct-Q4_K_M.gguf)
+	$(ROTOR) pull unsloth/Llama-3.1-8B-Instruct-GGUF Llama-3.1-8B-Instruct-Q4_K_M.gguf -o $(MODELS)
+	$(ROTOR) serve -m $(MODELS)/Llama-3.1-8B-Instruct-Q4_K_M.gguf $(LLAMA8B_ARGS)
 
 # Regenerate the planner's outputs that are committed (tests check they are current).
 profiles:

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -34,7 +35,7 @@ int usage() {
             "  --alias NAME              model id clients see (default: file name without .gguf)\n"
             "  --chat-template-file F    use this Jinja chat template instead of the GGUF's\n"
             "  --gpu, --gpu-id N         run the forward pass and the KV cache on CUDA GPU 0 (or N); KV types\n"
-            "                            f32, f16, q8_0 there so far (others are refused at load)\n"
+            "                            f32, f16, q8_0, q4_0, q8_0h, q4_0h there so far (others refused at load)\n"
             "  --cpu                     stay on the CPU even with --profile auto\n"
             "  --profile NAME[:VARIANT]  slots, context per slot and KV types from profiles/NAME.json\n"
             "                            (VARIANT long_context or throughput; options given here win;\n"
@@ -98,6 +99,13 @@ static int cmd_serve(const Args& args) {
         fprintf(stderr, "rotor serve: profile %s (%s, planned for %s): %d slots x %d positions, KV %s/%s\n",
                 p.path.c_str(), p.variant.c_str(), p.model_file.c_str(), opt.engine.n_slots,
                 opt.engine.n_ctx_per_slot, opt.engine.kv_k.c_str(), opt.engine.kv_v.c_str());
+        // A profile's numbers hold for the model it was planned with; another model's KV cache per
+        // token differs, so they would not fit, or waste the card. Options given here take over.
+        const std::string file = std::filesystem::path(opt.model_path).filename().string();
+        if (!opt.model_path.empty() && file != p.model_file && !(set_slots && set_ctx && set_kv_k && set_kv_v))
+            throw Error("profile " + p.path + " was planned for " + p.model_file + ", not " + file +
+                        ": plan this model with `rotor plan -m " + opt.model_path +
+                        " --gpu CARD` and give --slots, --ctx-per-slot, --kv-k and --kv-v");
     }
     // A profile detected from the GPU is meant for that GPU.
     if (profile.rfind("auto", 0) == 0 && !force_cpu) opt.engine.gpu = true;

@@ -106,10 +106,22 @@ TEST(Profiles, ServeProfileOption) {
                 err.find("--profile auto: GPU 0 is") != std::string::npos)
         << err;
     const std::string profile = test::source_dir() + "/profiles/rtx-4090.json";
-    rc = test::run_cli("serve -m /nonexistent/model.gguf --port 0 --kv-v q8_0 --profile " + profile + ":throughput", &out, &err);
+    rc = test::run_cli("serve -m /nonexistent/Qwen3.5-27B-Q4_K_M.gguf --port 0 --kv-v q8_0 --profile " + profile +
+                           ":throughput",
+                       &out, &err);
     EXPECT_NE(rc, 0);  // no such model; the profile was applied first, options given win
     EXPECT_NE(err.find("(throughput, planned for Qwen3.5-27B-Q4_K_M.gguf): 11 slots x 32768 positions, KV q4_0h/q8_0"),
               std::string::npos) << err;
+    EXPECT_NE(err.find("cannot open"), std::string::npos) << err;
+    // Another model: the profile's numbers do not hold for it, unless every one of them is overridden.
+    rc = test::run_cli("serve -m /nonexistent/other.gguf --port 0 --profile " + profile, &out, &err);
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(err.find("was planned for Qwen3.5-27B-Q4_K_M.gguf, not other.gguf"), std::string::npos) << err;
+    rc = test::run_cli("serve -m /nonexistent/other.gguf --port 0 --slots 1 --ctx-per-slot 512 --kv-k f16 --kv-v f16 "
+                       "--profile " + profile,
+                       &out, &err);
+    EXPECT_NE(rc, 0);
+    EXPECT_EQ(err.find("was planned for"), std::string::npos) << err;
     rc = test::run_cli("serve -m x.gguf --profile no-such-card", &out, &err);
     EXPECT_NE(rc, 0);
     EXPECT_NE(err.find("no profile 'no-such-card'"), std::string::npos) << err;
