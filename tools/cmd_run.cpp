@@ -86,17 +86,19 @@ int cmd_run(const Args& args) {
         fprintf(stderr, "warning: context %d is longer than the model was trained for (%d)\n", n_ctx, model->cfg.n_ctx_train);
 
     std::unique_ptr<KvCache> kv;
+    std::unique_ptr<RecurrentState> rs;  // hybrid models (qwen35): Gated DeltaNet state beside the cache
     std::unique_ptr<CpuForward> cpu;
     std::unique_ptr<GpuBackend> backend;
     if (gpu) {
         backend = std::make_unique<GpuBackend>(*model, 1, n_ctx, (int)tokens.size(), k_type, v_type);
     } else {
         kv = make_paged_kv_cache(kv_geometry(model->cfg), k_type, v_type, 1, n_ctx);
+        if (model->cfg.hybrid()) rs = std::make_unique<RecurrentState>(recurrent_geometry(model->cfg), 1);
         cpu = std::make_unique<CpuForward>(*model, threads);
     }
     auto forward = [&](const Batch& batch, std::vector<float>& out) {
         if (backend) backend->step(batch, out);
-        else cpu->forward(batch, *kv, out);
+        else cpu->forward(batch, *kv, rs.get(), out);
     };
     Sampler sampler(sp);
     StopMatcher stop(stops);

@@ -17,6 +17,9 @@ constexpr ArchEntry kArchs[] = {
     {"llama", Arch::Llama, RopeStyle::Norm, false, false},
     {"qwen2", Arch::Qwen2, RopeStyle::Neox, true, false},
     {"qwen3", Arch::Qwen3, RopeStyle::Neox, false, true},
+    // IMROPE: for text every section gets the same position, which is partial NeoX RoPE (gguf-conventions 2.3)
+    {"qwen35", Arch::Qwen35, RopeStyle::Neox, false, true},
+    {"qwen35moe", Arch::Qwen35Moe, RopeStyle::Neox, false, true},
 };
 
 // A per-layer key that may be a scalar or an array of n_layer integers.
@@ -50,6 +53,42 @@ int get_dim(const gguf::File& f, const std::string& key, bool required, int fall
     }
     if (*v == 0 || *v > (1u << 24)) f.fail("key '" + key + "' is out of range (" + std::to_string(*v) + ")");
     return (int)*v;
+}
+
+// qwen35 / qwen35moe keys (gguf-conventions.md 3.5, 3.6).
+void read_hybrid(const gguf::File& f, ModelConfig& c) {
+    const std::string p = c.arch_name + ".";
+    const int nextn = (int)f.get_uint(p + "nextn_predict_layers").value_or(0);
+    if (nextn < 0 || nextn >= c.n_layer) f.fail("nextn_predict_layers is out of range");
+    c.n_layer_main = c.n_layer - nextn;  // the MTP block(s) at the end are not run
+    c.recurrent.assign(c.n_layer, 0);
+    if (const gguf::Value* v = f.find(p + "attention.recurrent_layers")) {
+        if (v->type != gguf::ValueType::ARRAY || v->raw == nullptr || v->count != (uint64_t)c.n_layer)
+            f.fail("key '" + p + "attention.recurrent_layers' must be an array of " + std::to_string(c.n_layer) + " flags");
+        for (int l = 0; l < c.n_layer; l++) c.recurrent[l] = v->array_int(l) != 0 && l < c.n_layer_main;
+    } else {
+        const int interval = get_dim(f, p + "full_attention_interval", false, 4);
+        for (int l = 0; l < c.n_layer_main; l++) c.recurrent[l] = (l + 1) % interval != 0;
+    }
+    c.attn_output_gate = true;
+    c.ssm_conv_kernel = get_dim(f, p + "ssm.conv_kernel", true);
+    c.ssm_d_k = get_dim(f, p + "ssm.state_size", true);
+    c.ssm_n_k_heads = get_dim(f, p + "ssm.group_count", true);
+    c.ssm_n_v_heads = get_dim(f, p + "ssm.time_step_rank", true);
+    const int inner = get_dim(f, p + "ssm.inner_size", true);
+    if (inner % c.ssm_n_v_heads) f.fail("ssm.inner_size is not a multiple of ssm.time_step_rank");
+    c.ssm_d_v = inner / c.ssm_n_v_heads;
+    if (c.ssm_n_v_heads % c.ssm_n_k_heads)
+        f.fail("ssm.time_step_rank " + std::to_string(c.ssm_n_v_heads) + " is not a multiple of ssm.group_count " +
+               std::to_string(c.ssm_n_k_heads));
+    if (c.ssm_conv_kernel > 64) f.fail("ssm.conv_kernel is out of range");
+    if (c.arch == Arch::Qwen35Moe) {
+        c.n_expert = get_dim(f, p + "expert_count", true);
+        c.n_expert_used = get_dim(f, p + "expert_used_count", true);
+        c.n_ff_exp = get_dim(f, p + "expert_feed_forward_length", true);
+        c.n_ff_shexp = get_dim(f, p + "expert_shared_feed_forward_length", false, 0);
+        if (c.n_expert_used > c.n_expert) f.fail("expert_used_count exceeds expert_count");
+    }
 }
 
 }  // namespace
@@ -100,7 +139,8 @@ ModelConfig read_model_config(const gguf::File& f) {
     const int hv = get_dim(f, p + "attention.value_length", false, hk);
     c.head_dim_k.assign(c.n_layer, hk);
     c.head_dim_v.assign(c.n_layer, hv);
-    c.n_ff = per_layer(f, p + "feed_forward_length", c.n_layer, 0, true);
+    // qwen35moe has no dense FFN (and no feed_forward_length key in real files)
+    c.n_ff = per_layer(f, p + "feed_forward_length", c.n_layer, 0, c.arch != Arch::Qwen35Moe);
 
     auto eps = f.get_float(p + "attention.layer_norm_rms_epsilon");
     if (!eps) f.fail("missing required key '" + p + "attention.layer_norm_rms_epsilon'");
@@ -129,6 +169,8 @@ ModelConfig read_model_config(const gguf::File& f) {
         f.fail(p + "vocab_size " + std::to_string(*vs) + " does not match token_embd rows " + std::to_string(c.n_vocab));
     c.tied_output = f.tensor("output.weight") == nullptr;
     c.has_rope_freqs = f.tensor("rope_freqs.weight") != nullptr;
+    c.n_layer_main = c.n_layer;
+    if (c.hybrid()) read_hybrid(f, c);
     return c;
 }
 

@@ -10,10 +10,10 @@
 
 namespace rotor {
 
-enum class Arch { Llama, Qwen2, Qwen3 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen35, Qwen35Moe };
 enum class RopeStyle {
     Norm,  // rotate adjacent pairs (2i, 2i+1); llama (the converter permutes Q/K rows to match HF)
-    Neox,  // rotate pairs (i, i + n_rot/2) on HF's layout; qwen2, qwen3, gemma
+    Neox,  // rotate pairs (i, i + n_rot/2) on HF's layout; qwen2, qwen3, gemma; qwen35's IMROPE for text
 };
 
 struct ModelConfig {
@@ -38,6 +38,20 @@ struct ModelConfig {
     bool qkv_bias = false;   // qwen2
     bool qk_norm = false;    // qwen3: RMSNorm over each q/k head before RoPE
     bool tied_output = false;
+
+    // qwen35 / qwen35moe: hybrid models. Gated DeltaNet layers (recurrent state, no KV cache) and
+    // gated full-attention layers (attn_q yields the query and a per-head sigmoid gate on the output).
+    int n_layer_main = 0;              // layers the forward pass runs (block_count minus MTP layers)
+    std::vector<uint8_t> recurrent;    // per layer: 1 = Gated DeltaNet layer
+    bool attn_output_gate = false;
+    int ssm_conv_kernel = 0;           // K of the causal conv1d
+    int ssm_n_k_heads = 0, ssm_n_v_heads = 0, ssm_d_k = 0, ssm_d_v = 0;
+    // Mixture of experts (qwen35moe): routed experts plus one sigmoid-gated shared expert.
+    int n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
+
+    bool is_recurrent(int layer) const { return !recurrent.empty() && recurrent[layer] != 0; }
+    bool hybrid() const { return arch == Arch::Qwen35 || arch == Arch::Qwen35Moe; }
+    int ssm_conv_dim() const { return 2 * ssm_n_k_heads * ssm_d_k + ssm_n_v_heads * ssm_d_v; }
 
     int max_head_dim() const;
     int q_dim(int layer) const { return n_head[layer] * head_dim_k[layer]; }

@@ -1,12 +1,14 @@
 // The CPU forward pass: one function per architecture family, over a batch of tokens from any number
-// of sequences (continuous batching), with the KV cache behind its interface. This is the reference
-// that every GPU kernel and KV format is checked against, so it computes in f32 throughout.
+// of sequences (continuous batching), with the KV cache behind its interface (and, for the hybrid
+// qwen35 models, the per-sequence recurrent state beside it). This is the reference that every GPU
+// kernel and KV format is checked against, so it computes in f32 throughout.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "kv/kv_cache.h"
+#include "kv/recurrent_state.h"
 #include "model/model.h"
 
 namespace rotor {
@@ -45,22 +47,40 @@ public:
     // Runs the batch and writes n_vocab logits for every token with want_logits, in batch order.
     // Throws rotor::Error for invalid tokens/positions and KvCacheFull when a sequence cannot grow
     // (the cache is unchanged for that sequence's new positions then).
-    void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits);
+    // Hybrid models (ModelConfig::hybrid(), qwen35) also need `rs` (from recurrent_geometry(), with as
+    // many sequences as the cache); their batches must continue each sequence's recurrent state (see
+    // kv/recurrent_state.h), which is checked before anything changes. Other models ignore `rs`.
+    void forward(const Batch& batch, KvCache& kv, RecurrentState* rs, std::vector<float>& logits);
+    void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits) { forward(batch, kv, nullptr, logits); }
 
     // Hidden state after the final norm for each output row (for tests and embeddings).
     const std::vector<float>& last_hidden() const { return out_hidden_; }
     int n_threads() const;
 
 private:
+    void embed(const Batch& batch, KvCache& kv);
+    void attention(int l, const Batch& batch, KvCache& kv);  // q_, k_, v_ -> attn_ (norms, RoPE, cache)
+    void swiglu(const Weight& gate, const Weight& up, const Weight& down, int n, float* out);
+    void output(const Batch& batch, std::vector<float>& logits);
+    // forward_qwen35.cpp
+    void forward_hybrid(const Batch& batch, KvCache& kv, RecurrentState& rs, std::vector<float>& logits);
+    void delta_net(int l, const Batch& batch, const std::vector<std::vector<int>>& seq_tokens, RecurrentState& rs);
+    void gated_attention(int l, const Batch& batch, KvCache& kv);
+    void moe(int l, int n);
+
     const Model& m_;
     std::unique_ptr<ThreadPool> pool_;
     std::unique_ptr<QuantizedActs> act_scratch_;
     // scratch, grown as needed
     std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, out_hidden_;
+    std::vector<float> qg_, z_, ba_, moe_in_, moe_out_;
     std::vector<float> rope_inv_freq_;
 };
 
+// KV cache shapes: layers without a cache (Gated DeltaNet layers, MTP layers) have n_head_kv == 0.
 KvGeometry kv_geometry(const ModelConfig& c);
+// Recurrent state shapes (no layer has any for non-hybrid models).
+RecurrentGeometry recurrent_geometry(const ModelConfig& c);
 
 // RoPE frequencies per rotated pair, n_rot / 2 of them: freq_scale * base^(-2i/n_rot), divided by
 // rope_freqs.weight's factors when the model has them (as llama.cpp and HF compute theta). The CPU

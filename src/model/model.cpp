@@ -48,9 +48,69 @@ public:
         return w;
     }
 
+    bool has(const std::string& name) const { return f_.tensor(name) != nullptr; }
+    [[noreturn]] void fail(const std::string& msg) const { f_.fail(msg); }
+
 private:
     const gguf::File& f_;
 };
+
+// qwen35 / qwen35moe (gguf-conventions.md 3.5, 3.6). MTP layers (index >= n_layer_main) stay unbound.
+void bind_hybrid(const Binder& b, const ModelConfig& c, std::vector<LayerWeights>& layers) {
+    const int64_t E = c.n_embd;
+    for (int l = 0; l < c.n_layer_main; l++) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LayerWeights& L = layers[l];
+        L.attn_norm = b.vec(p + "attn_norm.weight", E);
+        L.ffn_norm = b.vec(p + "post_attention_norm.weight", E);
+        if (c.is_recurrent(l)) {
+            const int64_t vdim = (int64_t)c.ssm_n_v_heads * c.ssm_d_v, hv = c.ssm_n_v_heads;
+            L.ssm_in = b.get(p + "attn_qkv.weight", {E, c.ssm_conv_dim()});
+            L.ssm_z = b.get(p + "attn_gate.weight", {E, vdim});
+            L.ssm_conv1d = b.get(p + "ssm_conv1d.weight", {c.ssm_conv_kernel, c.ssm_conv_dim()});
+            if (L.ssm_conv1d.type != GgmlType::F32)
+                b.fail("tensor '" + p + "ssm_conv1d.weight' must be f32");
+            L.ssm_dt = b.vec(p + "ssm_dt.bias", hv);
+            L.ssm_a = b.vec(p + "ssm_a", hv);
+            L.ssm_beta = b.get(p + "ssm_beta.weight", {E, hv});
+            L.ssm_alpha = b.get(p + "ssm_alpha.weight", {E, hv});
+            L.ssm_norm = b.vec(p + "ssm_norm.weight", c.ssm_d_v);
+            L.ssm_out = b.get(p + "ssm_out.weight", {vdim, E});
+        } else {
+            const int64_t hd = c.head_dim_k[l], q = c.q_dim(l);
+            if (c.head_dim_v[l] != hd) b.fail("qwen35: key and value head sizes must be equal");
+            L.wq = b.get(p + "attn_q.weight", {E, 2 * q});
+            L.wk = b.get(p + "attn_k.weight", {E, c.kv_dim_k(l)});
+            L.wv = b.get(p + "attn_v.weight", {E, c.kv_dim_v(l)});
+            L.wo = b.get(p + "attn_output.weight", {q, E});
+            L.q_norm = b.vec(p + "attn_q_norm.weight", hd);
+            L.k_norm = b.vec(p + "attn_k_norm.weight", hd);
+        }
+        if (c.arch == Arch::Qwen35Moe) {
+            const int64_t n = c.n_expert, fe = c.n_ff_exp;
+            L.ffn_gate_inp = b.get(p + "ffn_gate_inp.weight", {E, n});
+            if (L.ffn_gate_inp.type != GgmlType::F32) b.fail("tensor '" + p + "ffn_gate_inp.weight' must be f32");
+            if (b.has(p + "ffn_gate_up_exps.weight")) {
+                L.ffn_gate_up_exps = b.get(p + "ffn_gate_up_exps.weight", {E, 2 * fe, n});
+            } else {
+                L.ffn_gate_exps = b.get(p + "ffn_gate_exps.weight", {E, fe, n});
+                L.ffn_up_exps = b.get(p + "ffn_up_exps.weight", {E, fe, n});
+            }
+            L.ffn_down_exps = b.get(p + "ffn_down_exps.weight", {fe, E, n});
+            if (c.n_ff_shexp > 0) {
+                L.ffn_gate_inp_shexp = b.vec(p + "ffn_gate_inp_shexp.weight", E);
+                L.ffn_gate_shexp = b.get(p + "ffn_gate_shexp.weight", {E, c.n_ff_shexp});
+                L.ffn_up_shexp = b.get(p + "ffn_up_shexp.weight", {E, c.n_ff_shexp});
+                L.ffn_down_shexp = b.get(p + "ffn_down_shexp.weight", {c.n_ff_shexp, E});
+            }
+        } else {
+            const int64_t ff = c.n_ff[l];
+            L.ffn_gate = b.get(p + "ffn_gate.weight", {E, ff});
+            L.ffn_up = b.get(p + "ffn_up.weight", {E, ff});
+            L.ffn_down = b.get(p + "ffn_down.weight", {ff, E});
+        }
+    }
+}
 
 }  // namespace
 
@@ -68,6 +128,10 @@ std::unique_ptr<Model> Model::from_file(gguf::File file) {
     m->output = c.tied_output ? m->tok_embd : b.get("output.weight", {E, V});
     if (c.has_rope_freqs) m->rope_freqs = b.vec("rope_freqs.weight", c.n_rot / 2);
     m->layers.resize(c.n_layer);
+    if (c.hybrid()) {
+        bind_hybrid(b, c, m->layers);
+        return m;
+    }
     for (int l = 0; l < c.n_layer; l++) {
         const std::string p = "blk." + std::to_string(l) + ".";
         LayerWeights& L = m->layers[l];
@@ -96,10 +160,16 @@ std::unique_ptr<Model> Model::from_file(gguf::File file) {
 
 uint64_t Model::weight_bytes() const {
     uint64_t b = output.bytes();  // token_embd: one row per token, negligible
-    for (const auto& L : layers)
+    for (const auto& L : layers) {
         for (const Weight* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm,
-                                &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+                                &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.ssm_in, &L.ssm_z, &L.ssm_conv1d,
+                                &L.ssm_dt, &L.ssm_a, &L.ssm_beta, &L.ssm_alpha, &L.ssm_norm, &L.ssm_out, &L.ffn_gate_inp,
+                                &L.ffn_gate_inp_shexp, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp})
             if (w->present()) b += w->bytes();
+        // routed experts: only n_expert_used of them are read per token
+        for (const Weight* w : {&L.ffn_gate_exps, &L.ffn_up_exps, &L.ffn_down_exps, &L.ffn_gate_up_exps})
+            if (w->present()) b += w->bytes() / (uint64_t)cfg.n_expert * (uint64_t)cfg.n_expert_used;
+    }
     return b;
 }
 

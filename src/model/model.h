@@ -27,8 +27,22 @@ struct Weight {
 struct LayerWeights {
     Weight attn_norm, wq, wk, wv, wo;
     Weight bq, bk, bv;          // qwen2
-    Weight q_norm, k_norm;      // qwen3
-    Weight ffn_norm, ffn_gate, ffn_up, ffn_down;
+    Weight q_norm, k_norm;      // qwen3, qwen35 (qwen35's attn_q is {E, 2*H*D}: per head query then gate)
+    Weight ffn_norm, ffn_gate, ffn_up, ffn_down;  // qwen35: ffn_norm is post_attention_norm
+    // qwen35 Gated DeltaNet layers
+    Weight ssm_in;              // attn_qkv {E, conv_dim}: q, k, v rows (V heads in tiled order)
+    Weight ssm_z;               // attn_gate {E, H_v*d_v}: the gated norm's SiLU gate
+    Weight ssm_conv1d;          // {K, conv_dim} f32
+    Weight ssm_dt, ssm_a;       // {H_v} f32: dt bias, -exp(A_log)
+    Weight ssm_beta, ssm_alpha; // {E, H_v}
+    Weight ssm_norm;            // {d_v} f32, shared by the heads
+    Weight ssm_out;             // {H_v*d_v, E}
+    // qwen35moe: routed experts (3-D, one {in, out} matrix per expert) and the shared expert
+    Weight ffn_gate_inp;                           // router {E, n_expert} f32
+    Weight ffn_gate_exps, ffn_up_exps, ffn_down_exps;
+    Weight ffn_gate_up_exps;                       // fused alternative: per expert gate rows then up rows
+    Weight ffn_gate_inp_shexp;                     // {E} f32
+    Weight ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp;
 };
 
 struct Model {

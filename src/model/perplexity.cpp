@@ -86,12 +86,15 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
     for (int c0 = 0; c0 < n_chunks; c0 += P) {
         const int np = std::min(P, n_chunks - c0);
         std::unique_ptr<KvCache> kv;
-        if (!opt.step)
+        std::unique_ptr<RecurrentState> rs;  // hybrid models: every chunk starts at position 0 (a fresh state)
+        if (!opt.step) {
             kv = opt.make_cache ? opt.make_cache(m.cfg, np, opt.n_ctx)
                                 : std::make_unique<DenseKvCache>(kv_geometry(m.cfg), np, opt.n_ctx);
+            if (m.cfg.hybrid()) rs = std::make_unique<RecurrentState>(recurrent_geometry(m.cfg), np);
+        }
         auto run = [&](const Batch& batch) {
             if (opt.step) opt.step(batch, logits);
-            else fw->forward(batch, *kv, logits);
+            else fw->forward(batch, *kv, rs.get(), logits);
         };
         for (int s = 0; s < np; s++) {
             const long at = (long)(c0 + s) * opt.n_ctx;

@@ -1,0 +1,52 @@
+// Small f32 building blocks shared by the CPU forward passes (forward.cpp, forward_qwen35.cpp).
+// Internal to src/model.
+#pragma once
+#include <cmath>
+
+#include "cpu/matmul.h"
+#include "cpu/thread_pool.h"
+#include "model/model.h"
+
+namespace rotor::ops {
+
+inline void rms_norm(const float* x, const float* w, float* y, int n, float eps) {
+    double ss = 0;  // double: the reference must not depend on summation order at large n
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / std::sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+// y[t] = W x[t] for every token t of the batch.
+inline void linear(const WeightMatrix& wm, const float* x, int n_tok, float* y, ThreadPool& pool,
+                   QuantizedActs& scratch) {
+    matmul(wm, x, (size_t)wm.cols, n_tok, y, (size_t)wm.rows, &pool, cpu_isa_default(), &scratch);
+}
+inline void linear(const Weight& w, const float* x, int n_tok, float* y, ThreadPool& pool, QuantizedActs& scratch) {
+    linear(WeightMatrix{w.type, w.rows(), w.cols(), w.data}, x, n_tok, y, pool, scratch);
+}
+
+inline const float* f32(const Weight& w) { return reinterpret_cast<const float*>(w.data); }
+
+// Rotates the first n_rot dims of each head in place. Norm style pairs (2i, 2i+1); Neox pairs (i, i+n_rot/2).
+inline void rope(float* x, int n_head, int head_dim, int n_rot, RopeStyle style, int pos, const float* inv_freq) {
+    const int half = n_rot / 2;
+    for (int h = 0; h < n_head; h++) {
+        float* v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            const float theta = (float)pos * inv_freq[i];
+            const float c = std::cos(theta), s = std::sin(theta);
+            const int a = style == RopeStyle::Norm ? 2 * i : i;
+            const int b = style == RopeStyle::Norm ? 2 * i + 1 : i + half;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * c - x1 * s;
+            v[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// torch.nn.functional.softplus (beta 1, threshold 20)
+inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+}  // namespace rotor::ops
