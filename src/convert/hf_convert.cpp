@@ -101,6 +101,273 @@ void convert_tokenizer_json(const fs::path& path, const json& config, const HfCo
     w.set_bool("tokenizer.ggml.add_eos_token", false);
 }
 
+uint32_t file_type(GgmlType t) {
+    return t == GgmlType::F32 ? 0 : t == GgmlType::F16 ? 1 : t == GgmlType::BF16 ? 32 : t == GgmlType::Q8_0 ? 7 : 1024;
+}
+
+// Converted tensors: quantized to their type and kept alive until the writer has written them.
+struct TensorSink {
+    gguf::Writer& w;
+    std::vector<std::vector<uint8_t>> store;
+    void add(const std::string& name, const std::vector<float>& v, std::vector<int64_t> dims, GgmlType t) {
+        const FormatInfo& fi = format_info(t);
+        if (dims[0] % fi.block_elems != 0) t = GgmlType::F16;  // llama.cpp's fallback for odd widths
+        store.emplace_back(row_bytes(t, (uint64_t)dims[0]) * (v.size() / (size_t)dims[0]));
+        const int64_t rows = (int64_t)v.size() / dims[0];
+        for (int64_t r = 0; r < rows; r++)
+            quantize_row(t, v.data() + r * dims[0], store.back().data() + r * row_bytes(t, (uint64_t)dims[0]), dims[0]);
+        w.add_tensor(name, t, dims, store.back().data());
+    }
+};
+
+// The tokenizer keys: copied from opt.vocab_from, or converted from the folder's tokenizer.json.
+void add_vocab(gguf::Writer& w, const fs::path& dir, const json& c, const HfConvertOptions& opt, int64_t V) {
+    if (!opt.vocab_from.empty()) {
+        gguf::File vf = gguf::File::open(opt.vocab_from, gguf::OpenOptions{true});
+        for (const auto& kv : vf.kvs())
+            if (kv.key.substr(0, 10) == "tokenizer.") w.set_value(kv.key, kv.value);
+        if (const gguf::Value* toks = vf.get_array("tokenizer.ggml.tokens"); toks && (int64_t)toks->count > V)
+            throw Error("vocabulary in '" + opt.vocab_from + "' has " + std::to_string(toks->count) +
+                        " tokens, more than the model's " + std::to_string(V) + " embedding rows");
+    } else if (fs::exists(dir / "tokenizer.json")) {
+        convert_tokenizer_json(dir / "tokenizer.json", c, opt, V, w);
+    }
+    if (!opt.chat_template.empty()) w.set_string("tokenizer.chat_template", opt.chat_template);
+}
+
+// llama.cpp's V-head reorder for Gated DeltaNet weights (conversion/qwen.py, _LinearAttentionVReorderBase):
+// HF groups the value heads by key head (g0v0..g0v(r-1), g1v0, ...); GGUF files tile them
+// (g0v0, g1v0, ..., g0v1, g1v1, ...), so value head h reads key head h mod H_k. Reorders `n_heads * d`
+// consecutive rows of `cols` floats starting at row `row0`: new head j*H_k + g <- old head g*r + j.
+void reorder_v_rows(std::vector<float>& w, int64_t row0, int64_t n_k, int64_t n_v, int64_t d, int64_t cols) {
+    const int64_t r = n_v / n_k;
+    if (r == 1) return;
+    const std::vector<float> old(w.begin() + row0 * cols, w.begin() + (row0 + n_v * d) * cols);
+    for (int64_t g = 0; g < n_k; g++)
+        for (int64_t j = 0; j < r; j++)
+            std::copy(old.begin() + (g * r + j) * d * cols, old.begin() + (g * r + j + 1) * d * cols,
+                      w.begin() + (row0 + (j * n_k + g) * d) * cols);
+}
+
+// The same reorder on the columns of a [rows, n_v * d] matrix (out_proj's input features).
+void reorder_v_cols(std::vector<float>& w, int64_t rows, int64_t n_k, int64_t n_v, int64_t d) {
+    const int64_t r = n_v / n_k, cols = n_v * d;
+    if (r == 1) return;
+    std::vector<float> row((size_t)cols);
+    for (int64_t i = 0; i < rows; i++) {
+        float* p = w.data() + i * cols;
+        std::copy(p, p + cols, row.begin());
+        for (int64_t g = 0; g < n_k; g++)
+            for (int64_t j = 0; j < r; j++)
+                std::copy(row.begin() + (g * r + j) * d, row.begin() + (g * r + j + 1) * d, p + (j * n_k + g) * d);
+    }
+}
+
+// Qwen3.5 (qwen3_5 / qwen3_5_moe, text or the text part of the VL checkpoint) -> qwen35 / qwen35moe with
+// llama.cpp's conventions (gguf-conventions.md 2.5, 3.5, 3.6): norm weights +1 except linear_attn.norm,
+// A_log -> -exp(A_log), conv1d squeezed to {K, conv_dim}, V heads tiled, attn_q left interleaved
+// (query then gate per head), experts stacked {in, out, n_expert}. The MTP block is not exported.
+std::string convert_qwen35(const fs::path& dir, const json& c, const std::string& mt, const HfModel& hf,
+                           const HfConvertOptions& opt, const std::string& out_path) {
+    const bool moe = mt.rfind("qwen3_5_moe", 0) == 0;
+    const std::string arch = moe ? "qwen35moe" : "qwen35";
+    const json& tc = c.contains("text_config") && c["text_config"].is_object() ? c["text_config"] : c;
+    const std::string pre = hf.find("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
+    auto need = [&](const char* key) {
+        const int64_t v = cfg_get<int64_t>(tc, key, 0);
+        if (v <= 0) throw Error("config.json lacks '" + std::string(key) + "'");
+        return v;
+    };
+    const int64_t E = need("hidden_size"), L = need("num_hidden_layers"), H = need("num_attention_heads");
+    const int64_t Hkv = cfg_get<int64_t>(tc, "num_key_value_heads", H), hd = cfg_get<int64_t>(tc, "head_dim", 256);
+    const int64_t K = need("linear_conv_kernel_dim"), dk = need("linear_key_head_dim"), dv = need("linear_value_head_dim");
+    const int64_t Hk = need("linear_num_key_heads"), Hv = need("linear_num_value_heads");
+    if (Hv % Hk) throw Error("linear_num_value_heads must be a multiple of linear_num_key_heads");
+    if (!cfg_get<bool>(tc, "attn_output_gate", true)) throw Error("Qwen3.5 without attn_output_gate is not supported");
+    if (cfg_get<bool>(tc, "attention_bias", false)) throw Error("Qwen3.5 with attention biases is not supported");
+    const json rope = rope_params(tc);
+    const std::string rope_type = cfg_get<std::string>(rope, "rope_type", cfg_get<std::string>(rope, "type", "default"));
+    if (rope_type != "default") throw Error("RoPE type '" + rope_type + "' is not supported by the converter");
+    const double partial = cfg_get<double>(rope, "partial_rotary_factor", cfg_get<double>(tc, "partial_rotary_factor", 0.25));
+    std::vector<int32_t> sections = {11, 11, 10, 0};
+    if (rope.contains("mrope_section") && rope["mrope_section"].is_array()) {
+        sections.assign(4, 0);
+        for (size_t i = 0; i < rope["mrope_section"].size() && i < 4; i++) sections[i] = rope["mrope_section"][i].get<int32_t>();
+    }
+    // layer_types as transformers keeps them; without them, full attention every full_attention_interval
+    const int64_t interval = cfg_get<int64_t>(tc, "full_attention_interval", 4);
+    std::vector<bool> recurrent((size_t)L);
+    const bool have_types = tc.contains("layer_types") && tc["layer_types"].is_array();
+    for (int64_t l = 0; l < L; l++) {
+        if (!have_types) {
+            recurrent[l] = (l + 1) % interval != 0;
+            continue;
+        }
+        if ((int64_t)tc["layer_types"].size() != L) throw Error("layer_types must have num_hidden_layers entries");
+        const std::string t = tc["layer_types"][l].get<std::string>();
+        if (t != "linear_attention" && t != "full_attention") throw Error("layer type '" + t + "' is not supported");
+        recurrent[l] = t == "linear_attention";
+    }
+
+    gguf::Writer w;
+    TensorSink sink{w, {}};
+    const std::string p = arch + ".";
+    w.set_string("general.architecture", arch);
+    w.set_string("general.name", opt.name.empty() ? dir.filename().string() : opt.name);
+    w.set_u32(p + "context_length", cfg_get<uint32_t>(tc, "max_position_embeddings", 262144));
+    w.set_u32(p + "embedding_length", (uint32_t)E);
+    w.set_u32(p + "block_count", (uint32_t)L);
+    if (!moe) w.set_u32(p + "feed_forward_length", (uint32_t)need("intermediate_size"));
+    w.set_u32(p + "attention.head_count", (uint32_t)H);
+    w.set_u32(p + "attention.head_count_kv", (uint32_t)Hkv);
+    w.set_u32(p + "attention.key_length", (uint32_t)hd);
+    w.set_u32(p + "attention.value_length", (uint32_t)hd);
+    w.set_f32(p + "attention.layer_norm_rms_epsilon", cfg_get<float>(tc, "rms_norm_eps", 1e-6f));
+    w.set_f32(p + "rope.freq_base", cfg_get<float>(rope, "rope_theta", 10000000.0f));
+    w.set_u32(p + "rope.dimension_count", (uint32_t)(hd * partial));
+    w.set_array_i32(p + "rope.dimension_sections", sections);
+    w.set_u32(p + "ssm.conv_kernel", (uint32_t)K);
+    w.set_u32(p + "ssm.state_size", (uint32_t)dk);
+    w.set_u32(p + "ssm.group_count", (uint32_t)Hk);
+    w.set_u32(p + "ssm.time_step_rank", (uint32_t)Hv);
+    w.set_u32(p + "ssm.inner_size", (uint32_t)(dv * Hv));
+    if (have_types) w.set_array_bool(p + "attention.recurrent_layers", recurrent);
+    w.set_u32(p + "full_attention_interval", (uint32_t)interval);
+    int64_t NE = 0, FE = 0, FS = 0;
+    if (moe) {
+        NE = need("num_experts");
+        FE = need("moe_intermediate_size");
+        FS = cfg_get<int64_t>(tc, "shared_expert_intermediate_size", 0);
+        w.set_u32(p + "expert_count", (uint32_t)NE);
+        w.set_u32(p + "expert_used_count", (uint32_t)need("num_experts_per_tok"));
+        w.set_u32(p + "expert_feed_forward_length", (uint32_t)FE);
+        if (FS > 0) w.set_u32(p + "expert_shared_feed_forward_length", (uint32_t)FS);
+    }
+    w.set_u32("general.file_type", file_type(opt.outtype));
+
+    auto tensor = [&](const std::string& name, bool required = true) -> const SafeTensor* {
+        const SafeTensor* t = hf.find(name);
+        if (!t && required) throw Error("checkpoint in '" + dir.string() + "' lacks tensor '" + name + "'");
+        return t;
+    };
+    auto data = [&](const std::string& name, std::vector<int64_t> shape) {
+        const SafeTensor* t = tensor(name);
+        if (t->shape != shape) {
+            std::string want;
+            for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+            throw Error("'" + name + "' does not have the shape [" + want + "] its config implies");
+        }
+        return t->to_f32();
+    };
+    // HF [out, in] -> ggml {in, out}
+    auto matrix = [&](const std::string& name, std::vector<float> v, int64_t out, int64_t in, GgmlType t) {
+        sink.add(name, v, {in, out}, t);
+    };
+    auto norm = [&](const std::string& hf_name, const std::string& name, int64_t n, bool plus_one) {
+        std::vector<float> v = data(hf_name, {n});
+        if (plus_one)
+            for (float& x : v) x += 1.0f;  // HF computes x * (1 + w)
+        sink.add(name, v, {n}, GgmlType::F32);
+    };
+
+    const SafeTensor* emb = tensor(pre + "embed_tokens.weight");
+    if (emb->shape.size() != 2 || emb->shape[1] != E) throw Error("embed_tokens has an unexpected shape");
+    const int64_t V = emb->shape[0];
+    w.set_u32(p + "vocab_size", (uint32_t)V);
+    matrix("token_embd.weight", emb->to_f32(), V, E, opt.outtype);
+    norm(pre + "norm.weight", "output_norm.weight", E, true);
+    const bool tied = cfg_get<bool>(c, "tie_word_embeddings", cfg_get<bool>(tc, "tie_word_embeddings", false)) ||
+                      !hf.find("lm_head.weight");
+    if (!tied) matrix("output.weight", data("lm_head.weight", {V, E}), V, E, opt.outtype);
+
+    const int64_t kdim = Hk * dk, vdim = Hv * dv, conv_dim = 2 * kdim + vdim;
+    for (int64_t l = 0; l < L; l++) {
+        const std::string hp = pre + "layers." + std::to_string(l) + ".", gp = "blk." + std::to_string(l) + ".";
+        norm(hp + "input_layernorm.weight", gp + "attn_norm.weight", E, true);
+        norm(hp + "post_attention_layernorm.weight", gp + "post_attention_norm.weight", E, true);
+        if (recurrent[l]) {
+            const std::string a = hp + "linear_attn.";
+            std::vector<float> qkv = data(a + "in_proj_qkv.weight", {conv_dim, E});
+            reorder_v_rows(qkv, 2 * kdim, Hk, Hv, dv, E);
+            matrix(gp + "attn_qkv.weight", qkv, conv_dim, E, opt.outtype);
+            std::vector<float> z = data(a + "in_proj_z.weight", {vdim, E});
+            reorder_v_rows(z, 0, Hk, Hv, dv, E);
+            matrix(gp + "attn_gate.weight", z, vdim, E, opt.outtype);
+            std::vector<float> conv = data(a + "conv1d.weight", {conv_dim, 1, K});  // [C][K] = ggml {K, C}
+            reorder_v_rows(conv, 2 * kdim, Hk, Hv, dv, K);
+            sink.add(gp + "ssm_conv1d.weight", conv, {K, conv_dim}, GgmlType::F32);
+            std::vector<float> dt = data(a + "dt_bias", {Hv});
+            reorder_v_rows(dt, 0, Hk, Hv, 1, 1);
+            sink.add(gp + "ssm_dt.bias", dt, {Hv}, GgmlType::F32);
+            std::vector<float> A = data(a + "A_log", {Hv});
+            reorder_v_rows(A, 0, Hk, Hv, 1, 1);
+            for (float& x : A) x = -std::exp(x);
+            sink.add(gp + "ssm_a", A, {Hv}, GgmlType::F32);
+            std::vector<float> b = data(a + "in_proj_b.weight", {Hv, E});
+            reorder_v_rows(b, 0, Hk, Hv, 1, E);
+            matrix(gp + "ssm_beta.weight", b, Hv, E, opt.outtype);
+            std::vector<float> al = data(a + "in_proj_a.weight", {Hv, E});
+            reorder_v_rows(al, 0, Hk, Hv, 1, E);
+            matrix(gp + "ssm_alpha.weight", al, Hv, E, opt.outtype);
+            norm(a + "norm.weight", gp + "ssm_norm.weight", dv, false);  // the gated norm: used as-is
+            std::vector<float> out = data(a + "out_proj.weight", {E, vdim});
+            reorder_v_cols(out, E, Hk, Hv, dv);
+            matrix(gp + "ssm_out.weight", out, E, vdim, opt.outtype);
+        } else {
+            const std::string a = hp + "self_attn.";
+            matrix(gp + "attn_q.weight", data(a + "q_proj.weight", {2 * H * hd, E}), 2 * H * hd, E, opt.outtype);
+            matrix(gp + "attn_k.weight", data(a + "k_proj.weight", {Hkv * hd, E}), Hkv * hd, E, opt.outtype);
+            matrix(gp + "attn_v.weight", data(a + "v_proj.weight", {Hkv * hd, E}), Hkv * hd, E, opt.outtype);
+            matrix(gp + "attn_output.weight", data(a + "o_proj.weight", {E, H * hd}), E, H * hd, opt.outtype);
+            norm(a + "q_norm.weight", gp + "attn_q_norm.weight", hd, true);
+            norm(a + "k_norm.weight", gp + "attn_k_norm.weight", hd, true);
+        }
+        const std::string m = hp + "mlp.";
+        if (!moe) {
+            const int64_t FF = need("intermediate_size");
+            matrix(gp + "ffn_gate.weight", data(m + "gate_proj.weight", {FF, E}), FF, E, opt.outtype);
+            matrix(gp + "ffn_up.weight", data(m + "up_proj.weight", {FF, E}), FF, E, opt.outtype);
+            matrix(gp + "ffn_down.weight", data(m + "down_proj.weight", {E, FF}), E, FF, opt.outtype);
+            continue;
+        }
+        sink.add(gp + "ffn_gate_inp.weight", data(m + "gate.weight", {NE, E}), {E, NE}, GgmlType::F32);
+        // Experts: transformers' fused [n_exp, 2F, E] gate_up_proj (gate rows first) and [n_exp, E, F]
+        // down_proj, or one module per expert; stacked as {E, F, n_exp} and {F, E, n_exp}.
+        std::vector<float> gate, up, down;
+        if (hf.find(m + "experts.gate_up_proj")) {
+            const std::vector<float> gu = data(m + "experts.gate_up_proj", {NE, 2 * FE, E});
+            for (int64_t e = 0; e < NE; e++) {
+                const auto base = gu.begin() + e * 2 * FE * E;
+                gate.insert(gate.end(), base, base + FE * E);
+                up.insert(up.end(), base + FE * E, base + 2 * FE * E);
+            }
+            down = data(m + "experts.down_proj", {NE, E, FE});
+        } else {
+            for (int64_t e = 0; e < NE; e++) {
+                const std::string x = m + "experts." + std::to_string(e) + ".";
+                const std::vector<float> g = data(x + "gate_proj.weight", {FE, E}), u = data(x + "up_proj.weight", {FE, E});
+                const std::vector<float> d = data(x + "down_proj.weight", {E, FE});
+                gate.insert(gate.end(), g.begin(), g.end());
+                up.insert(up.end(), u.begin(), u.end());
+                down.insert(down.end(), d.begin(), d.end());
+            }
+        }
+        sink.add(gp + "ffn_gate_exps.weight", gate, {E, FE, NE}, opt.outtype);
+        sink.add(gp + "ffn_up_exps.weight", up, {E, FE, NE}, opt.outtype);
+        sink.add(gp + "ffn_down_exps.weight", down, {FE, E, NE}, opt.outtype);
+        if (FS > 0) {
+            sink.add(gp + "ffn_gate_inp_shexp.weight", data(m + "shared_expert_gate.weight", {1, E}), {E, 1}, GgmlType::F32);
+            matrix(gp + "ffn_gate_shexp.weight", data(m + "shared_expert.gate_proj.weight", {FS, E}), FS, E, opt.outtype);
+            matrix(gp + "ffn_up_shexp.weight", data(m + "shared_expert.up_proj.weight", {FS, E}), FS, E, opt.outtype);
+            matrix(gp + "ffn_down_shexp.weight", data(m + "shared_expert.down_proj.weight", {E, FS}), E, FS, opt.outtype);
+        }
+    }
+    add_vocab(w, dir, tc, opt, V);
+    w.write(out_path);
+    return arch + " model, " + std::to_string(L) + " layers, " + std::to_string(E) + " wide, " +
+           std::string(format_info(opt.outtype).name) + " -> " + out_path;
+}
+
 }  // namespace
 
 std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path, const HfConvertOptions& opt) {
@@ -118,12 +385,14 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
     if (mt == "llama" || mt == "mistral") arch = "llama";
     else if (mt == "qwen2") arch = "qwen2";
     else if (mt == "qwen3") arch = "qwen3";
-    else throw Error("model_type '" + mt + "' is not supported by the converter (llama, mistral, qwen2, qwen3)");
+    else if (mt == "qwen3_5" || mt == "qwen3_5_text" || mt == "qwen3_5_moe" || mt == "qwen3_5_moe_text") arch = "qwen35";
+    else throw Error("model_type '" + mt + "' is not supported by the converter (llama, mistral, qwen2, qwen3, qwen3_5, qwen3_5_moe)");
 
     HfModel hf;
     for (const auto& e : fs::directory_iterator(dir))
         if (e.path().extension() == ".safetensors") hf.files.push_back(std::make_unique<SafeTensorsFile>(e.path().string()));
     if (hf.files.empty()) throw Error("no .safetensors files in '" + hf_dir + "'");
+    if (arch == "qwen35") return convert_qwen35(dir, c, mt, hf, opt, out_path);
 
     const int64_t E = cfg_get<int64_t>(c, "hidden_size", 0);
     const int64_t L = cfg_get<int64_t>(c, "num_hidden_layers", 0);
@@ -152,19 +421,12 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
         w.set_u32(p + "attention.key_length", (uint32_t)hd);
         w.set_u32(p + "attention.value_length", (uint32_t)hd);
     }
-    w.set_u32("general.file_type", opt.outtype == GgmlType::F32 ? 0 : opt.outtype == GgmlType::F16 ? 1
-                                   : opt.outtype == GgmlType::BF16 ? 32 : opt.outtype == GgmlType::Q8_0 ? 7 : 1024);
+    w.set_u32("general.file_type", file_type(opt.outtype));
 
-    // Tensor bytes must outlive the writer's write(); keep every converted buffer here.
-    std::vector<std::vector<uint8_t>> store;
+    // Tensor bytes must outlive the writer's write(); the sink keeps every converted buffer.
+    TensorSink sink{w, {}};
     auto add = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> dims, GgmlType t) {
-        const FormatInfo& fi = format_info(t);
-        if (dims[0] % fi.block_elems != 0) t = GgmlType::F16;  // llama.cpp's fallback for odd widths
-        store.emplace_back(row_bytes(t, (uint64_t)dims[0]) * (v.size() / (size_t)dims[0]));
-        const int64_t rows = (int64_t)v.size() / dims[0];
-        for (int64_t r = 0; r < rows; r++)
-            quantize_row(t, v.data() + r * dims[0], store.back().data() + r * row_bytes(t, (uint64_t)dims[0]), dims[0]);
-        w.add_tensor(name, t, dims, store.back().data());
+        sink.add(name, v, std::move(dims), t);
     };
     auto tensor = [&](const std::string& hf_name, bool required = true) -> const SafeTensor* {
         const SafeTensor* t = hf.find(hf_name);
@@ -242,17 +504,7 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
         matrix(hp + "mlp.down_proj.weight", gp + "ffn_down.weight");
     }
 
-    if (!opt.vocab_from.empty()) {
-        gguf::File vf = gguf::File::open(opt.vocab_from, gguf::OpenOptions{true});
-        for (const auto& kv : vf.kvs())
-            if (kv.key.substr(0, 10) == "tokenizer.") w.set_value(kv.key, kv.value);
-        if (const gguf::Value* toks = vf.get_array("tokenizer.ggml.tokens"); toks && (int64_t)toks->count > V)
-            throw Error("vocabulary in '" + opt.vocab_from + "' has " + std::to_string(toks->count) +
-                        " tokens, more than the model's " + std::to_string(V) + " embedding rows");
-    } else if (fs::exists(dir / "tokenizer.json")) {
-        convert_tokenizer_json(dir / "tokenizer.json", c, opt, V, w);
-    }
-    if (!opt.chat_template.empty()) w.set_string("tokenizer.chat_template", opt.chat_template);
+    add_vocab(w, dir, c, opt, V);
     w.write(out_path);
     return arch + " model, " + std::to_string(L) + " layers, " + std::to_string(E) + " wide, " +
            std::string(format_info(opt.outtype).name) + " -> " + out_path;
