@@ -1,10 +1,12 @@
 // Parity with Hugging Face transformers. The fixtures in tests/fixtures/hf_parity were made on the GPU
-// machine by scripts/gpu/hf_parity_fixtures.py: small random llama / qwen2 / qwen3 models (safetensors),
+// machine by scripts/gpu/hf_parity_fixtures.py (llama / qwen2 / qwen3) and
+// scripts/gpu/hf_parity_fixtures_qwen35.py (qwen35 / qwen35moe): small random models (safetensors),
 // input ids, and float64 reference logits for the float32 weights and for the weights rounded to BF16
 // and to Q8_0. Here rotor's converter writes each model as a GGUF with rotor's writer, the CPU forward
 // pass runs it, and every position's logits are compared by relative L2 error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -24,8 +26,9 @@ namespace {
 struct Case {
     std::string arch;
     GgmlType type;
-    std::string ref;    // logits file
-    double tolerance;   // max relative L2 per position
+    std::string ref;      // logits file
+    double tolerance;     // max relative L2 per position
+    bool median = false;  // bound the median position instead (see the Qwen3.5 Q8_0 cases)
 };
 
 std::string fixture(const std::string& rel) { return test::source_dir() + "/tests/fixtures/hf_parity/" + rel; }
@@ -41,25 +44,32 @@ std::vector<float> read_f32(const std::string& path) {
 // Runs the prompt either as one batch (prefill) or one token at a time (decode path).
 std::vector<float> run(const Model& m, const std::vector<int>& ids, bool batched, int threads) {
     DenseKvCache kv(kv_geometry(m.cfg), 1, (int)ids.size());
+    RecurrentState rs(recurrent_geometry(m.cfg), 1);  // empty for the llama family
     CpuForward fw(m, threads);
     std::vector<float> all, logits;
     Batch b;
     if (batched) {
         for (size_t i = 0; i < ids.size(); i++) b.add(ids[i], (int)i, 0, true);
-        fw.forward(b, kv, all);
+        fw.forward(b, kv, &rs, all);
         return all;
     }
     for (size_t i = 0; i < ids.size(); i++) {
         b.clear();
         b.add(ids[i], (int)i, 0, true);
-        fw.forward(b, kv, logits);
+        fw.forward(b, kv, &rs, logits);
         all.insert(all.end(), logits.begin(), logits.end());
     }
     return all;
 }
 
-double worst_rel_l2(const std::vector<float>& got, const std::vector<float>& want, int n_vocab) {
-    double worst = 0;
+double max_abs_diff(const std::vector<float>& got, const std::vector<float>& want) {
+    double m = 0;
+    for (size_t i = 0; i < want.size(); i++) m = std::max(m, std::fabs((double)got[i] - want[i]));
+    return m;
+}
+
+std::vector<double> rel_l2_per_position(const std::vector<float>& got, const std::vector<float>& want, int n_vocab) {
+    std::vector<double> out;
     for (size_t p = 0; p < want.size() / n_vocab; p++) {
         double e = 0, n = 0;
         for (int i = 0; i < n_vocab; i++) {
@@ -67,9 +77,20 @@ double worst_rel_l2(const std::vector<float>& got, const std::vector<float>& wan
             e += d * d;
             n += (double)want[p * n_vocab + i] * want[p * n_vocab + i];
         }
-        worst = std::max(worst, std::sqrt(e / n));
+        out.push_back(std::sqrt(e / n));
     }
-    return worst;
+    return out;
+}
+
+double worst_rel_l2(const std::vector<float>& got, const std::vector<float>& want, int n_vocab) {
+    const std::vector<double> r = rel_l2_per_position(got, want, n_vocab);
+    return *std::max_element(r.begin(), r.end());
+}
+
+double median_rel_l2(const std::vector<float>& got, const std::vector<float>& want, int n_vocab) {
+    std::vector<double> r = rel_l2_per_position(got, want, n_vocab);
+    std::nth_element(r.begin(), r.begin() + r.size() / 2, r.end());
+    return r[r.size() / 2];
 }
 
 // The same model with every tensor dequantized to F32: isolates the weights from activation rounding.
@@ -111,15 +132,25 @@ TEST_P(HfParity, LogitsMatchTransformers) {
     const int V = model->cfg.n_vocab;
     ASSERT_EQ(want.size(), ids.size() * (size_t)V);
 
-    const double prefill = worst_rel_l2(run(*model, ids, true, 2), want, V);
-    const double decode = worst_rel_l2(run(*model, ids, false, 1), want, V);
+    const std::vector<float> got_prefill = run(*model, ids, true, 2), got_decode = run(*model, ids, false, 1);
+    const double prefill = worst_rel_l2(got_prefill, want, V);
+    const double decode = worst_rel_l2(got_decode, want, V);
     RecordProperty("prefill_rel_l2", std::to_string(prefill));
     RecordProperty("decode_rel_l2", std::to_string(decode));
-    printf("    %s %s: worst relative L2 per position: prefill %.3g, decode %.3g (bound %.0e)\n", c.arch.c_str(),
-           std::string(format_info(c.type).name).c_str(), prefill, decode, c.tolerance);
-    EXPECT_LT(prefill, c.tolerance);
-    EXPECT_LT(decode, c.tolerance);
-    if (c.type == GgmlType::Q8_0) {
+    printf("    %s %s: worst relative L2 per position: prefill %.3g, decode %.3g (bound %.0e); max abs %.3g / %.3g\n",
+           c.arch.c_str(), std::string(format_info(c.type).name).c_str(), prefill, decode, c.tolerance,
+           max_abs_diff(got_prefill, want), max_abs_diff(got_decode, want));
+    if (c.median) {
+        const double mp = median_rel_l2(got_prefill, want, V), md = median_rel_l2(got_decode, want, V);
+        printf("    %s %s: median relative L2 per position: prefill %.3g, decode %.3g (bound %.0e)\n", c.arch.c_str(),
+               std::string(format_info(c.type).name).c_str(), mp, md, c.tolerance);
+        EXPECT_LT(mp, c.tolerance);
+        EXPECT_LT(md, c.tolerance);
+    } else {
+        EXPECT_LT(prefill, c.tolerance);
+        EXPECT_LT(decode, c.tolerance);
+    }
+    if (c.type == GgmlType::Q8_0 && fs::exists(fixture(c.arch + "/logits_q8_0_act.bin"))) {
         // The whole quantized path against a reference that also rounds every Linear's input to Q8_0
         // (as rotor and llama.cpp do before their integer dot products). The arithmetic is then the
         // same, and positions agree to ~1e-7 until the first activation lands within float rounding
@@ -157,6 +188,13 @@ TEST_P(HfParity, LogitsMatchTransformers) {
 // these random-weight models (weights 1.5/sqrt(n), sharp attention) amplify it through 3 layers to the
 // measured 4-8% relative L2 on the logits. Bound 0.15: twice the worst measured, and still far below the
 // O(1) error of a wrong scale, block layout or row permutation.
+// Qwen3.5 (random hybrid models, more chaotic still): Q8_0 weights alone already move single positions by
+// up to 0.29 (dense) / 0.50 (MoE, where a rounding can flip an expert choice) against the F32 weights,
+// so for the quantized path against the weights-only reference the bound holds for the median position
+// (measured 0.059 / 0.047; worst 0.34 / 0.78). The exact checks carry the weight: dequantized weights
+// within 1e-4 (measured 1.7e-5 / 5.8e-6) and, for the dense model, the whole Q8_0 path against
+// transformers with Q8_0-rounded activations at 7.8e-8 over all 72 positions (the MoE experts are not
+// nn.Linear modules, so transformers' hooks cannot round their inputs: no such reference there).
 INSTANTIATE_TEST_SUITE_P(
     Transformers, HfParity,
     ::testing::Values(Case{"llama", GgmlType::F32, "logits_f32.bin", 1e-4},
@@ -167,7 +205,14 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"qwen3", GgmlType::BF16, "logits_bf16.bin", 1e-4},
                       Case{"llama", GgmlType::Q8_0, "logits_q8_0.bin", 0.15},
                       Case{"qwen2", GgmlType::Q8_0, "logits_q8_0.bin", 0.15},
-                      Case{"qwen3", GgmlType::Q8_0, "logits_q8_0.bin", 0.15}),
+                      Case{"qwen3", GgmlType::Q8_0, "logits_q8_0.bin", 0.15},
+                      // Qwen3.5: the checkpoints are stored in BF16, so the F32 reference holds for BF16 too.
+                      Case{"qwen35", GgmlType::F32, "logits_f32.bin", 1e-4},
+                      Case{"qwen35moe", GgmlType::F32, "logits_f32.bin", 1e-4},
+                      Case{"qwen35", GgmlType::BF16, "logits_f32.bin", 1e-4},
+                      Case{"qwen35moe", GgmlType::BF16, "logits_f32.bin", 1e-4},
+                      Case{"qwen35", GgmlType::Q8_0, "logits_q8_0.bin", 0.15, true},
+                      Case{"qwen35moe", GgmlType::Q8_0, "logits_q8_0.bin", 0.15, true}),
     [](const auto& info) { return info.param.arch + "_" + std::string(format_info(info.param.type).name); });
 
 TEST(HfConvert, RejectsWhatItCannotConvert) {
