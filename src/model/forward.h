@@ -53,6 +53,11 @@ public:
     void forward(const Batch& batch, KvCache& kv, RecurrentState* rs, std::vector<float>& logits);
     void forward(const Batch& batch, KvCache& kv, std::vector<float>& logits) { forward(batch, kv, nullptr, logits); }
 
+    // Gated DeltaNet layers: 0 (the default) runs the delta rule in its recurrent form everywhere; n > 0
+    // runs each sequence's consecutive tokens of a batch (prefill) in the chunked form with n-token chunks
+    // (model/delta_rule.h). Both are exact up to float rounding.
+    void set_delta_rule_chunk(int n_tokens) { delta_chunk_ = n_tokens; }
+
     // Hidden state after the final norm for each output row (for tests and embeddings).
     const std::vector<float>& last_hidden() const { return out_hidden_; }
     int n_threads() const;
@@ -75,6 +80,7 @@ private:
     std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, out_hidden_;
     std::vector<float> qg_, z_, ba_, moe_in_, moe_out_;
     std::vector<float> rope_inv_freq_;
+    int delta_chunk_ = 0;
 };
 
 // KV cache shapes: layers without a cache (Gated DeltaNet layers, MTP layers) have n_head_kv == 0.

@@ -3,8 +3,8 @@
 //   x += mixer(RMSNorm(x)); x += FFN(RMSNorm(x)), the norm weights already +1 (folded by the converter).
 // mixer = a Gated DeltaNet layer (recurrent state per sequence) or a gated full-attention layer (KV cache);
 // FFN = SwiGLU (qwen35) or routed experts plus a sigmoid-gated shared expert (qwen35moe).
-// The delta rule runs in its recurrent form, token by token, for prefill and decode alike: exact, and
-// parallel over (sequence, value head).
+// The delta rule runs in its recurrent form, token by token, for prefill and decode alike (exact, and
+// parallel over (sequence, value head)); the chunked form is there for prefill (set_delta_rule_chunk).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -12,6 +12,7 @@
 
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
+#include "model/delta_rule.h"
 #include "model/forward.h"
 #include "model/forward_ops.h"
 
@@ -89,12 +90,12 @@ void CpuForward::delta_net(int l, const Batch& batch, const std::vector<std::vec
     z_.resize((size_t)n * vdim);
     ba_.resize((size_t)n * 2 * Hv);
     float* mix = qg_.data();
-    float* beta = ba_.data();                 // [n][Hv]
-    float* decay = ba_.data() + (size_t)n * Hv;  // [n][Hv]
+    float* beta = ba_.data();                // [n][Hv]: b, then beta
+    float* g = ba_.data() + (size_t)n * Hv;  // [n][Hv]: a, then the log decay
     linear(L.ssm_in, xn_.data(), n, mix, *pool_, *act_scratch_);
     linear(L.ssm_z, xn_.data(), n, z_.data(), *pool_, *act_scratch_);
     linear(L.ssm_beta, xn_.data(), n, beta, *pool_, *act_scratch_);
-    linear(L.ssm_alpha, xn_.data(), n, decay, *pool_, *act_scratch_);
+    linear(L.ssm_alpha, xn_.data(), n, g, *pool_, *act_scratch_);
 
     // Causal depthwise conv1d + SiLU over each sequence's tokens in order: w[c][j] multiplies the input
     // K-1-j steps back (j = K-1: the current token); the state holds the previous K-1 inputs, oldest first.
@@ -118,7 +119,7 @@ void CpuForward::delta_net(int l, const Batch& batch, const std::vector<std::vec
     }
 
     // q, k: L2-normalized per head (x * rsqrt(sum x^2 + 1e-6), as transformers/FLA compute it), q also
-    // scaled by 1/sqrt(d_k). beta = sigmoid(b); decay = exp(-exp(A_log) * softplus(a + dt_bias)).
+    // scaled by 1/sqrt(d_k). beta = sigmoid(b); g = -exp(A_log) * softplus(a + dt_bias), the log decay.
     const float qscale = 1.0f / std::sqrt((float)dk);
     const float* ssm_a = f32(L.ssm_a);
     const float* dt = f32(L.ssm_dt);
@@ -133,46 +134,40 @@ void CpuForward::delta_net(int l, const Batch& batch, const std::vector<std::vec
             }
         for (int h = 0; h < Hv; h++) {
             beta[(size_t)t * Hv + h] = sigmoid(beta[(size_t)t * Hv + h]);
-            decay[(size_t)t * Hv + h] = std::exp(ssm_a[h] * softplus(decay[(size_t)t * Hv + h] + dt[h]));
+            g[(size_t)t * Hv + h] = ssm_a[h] * softplus(g[(size_t)t * Hv + h] + dt[h]);
         }
     }
 
-    // The gated delta rule, per (sequence, value head), tokens in order. State S[i][j] (i: key dim,
-    // j: value dim), as transformers keeps it:
-    //   S *= decay;  u = beta * (v - S^T k);  S += k u^T;  o = S^T q.
-    // Value head h reads q/k head h mod H_k: the converter stored V heads in tiled order.
+    // The gated delta rule per (sequence, value head), over each run of the sequence's tokens that are
+    // consecutive in the batch (all of them in a prefill), in order. Value head h reads q/k head
+    // h mod H_k: the converter stored the V heads in tiled order.
     attn_.resize((size_t)n * vdim);
     const int n_items = (int)seq_tokens.size() * Hv;
     pool_->parallel_for(n_items, 1, [&](int64_t begin, int64_t end, int) {
-        std::vector<float> u((size_t)dv);
         for (int64_t item = begin; item < end; item++) {
             const int s = (int)(item / Hv), h = (int)(item % Hv), kh = h % Hk;
-            float* S = rs.ssm(l, batch.seq[seq_tokens[s][0]]) + (size_t)h * dk * dv;
-            for (int t : seq_tokens[s]) {
-                const float* q = mix + (size_t)t * C + (size_t)kh * dk;
-                const float* k = q + kdim;
-                const float* v = mix + (size_t)t * C + 2 * (size_t)kdim + (size_t)h * dv;
-                const float a = decay[(size_t)t * Hv + h], b = beta[(size_t)t * Hv + h];
-                std::fill(u.begin(), u.end(), 0.0f);
-                for (int i = 0; i < dk; i++) {
-                    float* row = S + (size_t)i * dv;
-                    const float ki = k[i];
-                    for (int j = 0; j < dv; j++) {
-                        row[j] *= a;
-                        u[j] += row[j] * ki;
-                    }
-                }
-                for (int j = 0; j < dv; j++) u[j] = (v[j] - u[j]) * b;
-                float* o = &attn_[(size_t)t * vdim + (size_t)h * dv];
-                std::fill(o, o + dv, 0.0f);
-                for (int i = 0; i < dk; i++) {
-                    float* row = S + (size_t)i * dv;
-                    const float ki = k[i], qi = q[i];
-                    for (int j = 0; j < dv; j++) {
-                        row[j] += ki * u[j];
-                        o[j] += row[j] * qi;
-                    }
-                }
+            const std::vector<int>& toks = seq_tokens[s];
+            float* S = rs.ssm(l, batch.seq[toks[0]]) + (size_t)h * dk * dv;
+            for (size_t i0 = 0; i0 < toks.size();) {
+                size_t i1 = i0 + 1;
+                while (i1 < toks.size() && toks[i1] == toks[i1 - 1] + 1) i1++;
+                const int t0 = toks[i0];
+                DeltaRuleRun run;
+                run.n_tok = (int)(i1 - i0);
+                run.d_k = dk;
+                run.d_v = dv;
+                run.q = mix + (size_t)t0 * C + (size_t)kh * dk;
+                run.k = run.q + kdim;
+                run.v = mix + (size_t)t0 * C + 2 * (size_t)kdim + (size_t)h * dv;
+                run.stride_qk = run.stride_v = (size_t)C;
+                run.g = g + (size_t)t0 * Hv + h;
+                run.beta = beta + (size_t)t0 * Hv + h;
+                run.stride_g = (size_t)Hv;
+                run.out = &attn_[(size_t)t0 * vdim + (size_t)h * dv];
+                run.stride_o = (size_t)vdim;
+                if (delta_chunk_ > 0 && run.n_tok > 1) delta_rule_chunked(run, S, delta_chunk_);
+                else delta_rule_recurrent(run, S);
+                i0 = i1;
             }
         }
     });

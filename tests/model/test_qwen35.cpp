@@ -7,10 +7,12 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <random>
 
 #include "convert/synthetic.h"
 #include "kv/dense_kv_cache.h"
 #include "kv/kv_pool.h"
+#include "model/delta_rule.h"
 #include "model/forward.h"
 
 using namespace rotor;
@@ -259,4 +261,66 @@ TEST(RecurrentState, CopyResetSnapshotAndBounds) {
     bad.data.pop_back();
     EXPECT_THROW(rs.restore(0, bad), Error);
     EXPECT_THROW(RecurrentState(g, 0), Error);
+}
+
+TEST(DeltaRule, ChunkedFormEqualsRecurrentForm) {
+    const int T = 37, dk = 8, dv = 6;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+    // q, k rows L2-normalized (q also scaled) as the forward pass gives them; v, g, beta per token
+    std::vector<float> q((size_t)T * dk), k((size_t)T * dk), v((size_t)T * dv), g(T), beta(T), S0((size_t)dk * dv);
+    for (int t = 0; t < T; t++) {
+        for (float* x : {&q[(size_t)t * dk], &k[(size_t)t * dk]}) {
+            double ss = 0;
+            for (int i = 0; i < dk; i++) {
+                x[i] = nd(rng);
+                ss += (double)x[i] * x[i];
+            }
+            for (int i = 0; i < dk; i++) x[i] /= (float)std::sqrt(ss);
+        }
+        for (int i = 0; i < dk; i++) q[(size_t)t * dk + i] /= std::sqrt((float)dk);
+        for (int i = 0; i < dv; i++) v[(size_t)t * dv + i] = nd(rng);
+        g[t] = -3.0f * ud(rng) * ud(rng);  // decays from 1 down to e^-3
+        beta[t] = ud(rng);
+    }
+    for (float& x : S0) x = 0.3f * nd(rng);
+    auto make = [&](std::vector<float>& out) {
+        DeltaRuleRun r;
+        r.n_tok = T, r.d_k = dk, r.d_v = dv;
+        r.q = q.data(), r.k = k.data(), r.v = v.data(), r.stride_qk = dk, r.stride_v = dv;
+        r.g = g.data(), r.beta = beta.data(), r.stride_g = 1;
+        out.assign((size_t)T * dv, 0.0f);
+        r.out = out.data(), r.stride_o = dv;
+        return r;
+    };
+    std::vector<float> want, S_want = S0;
+    delta_rule_recurrent(make(want), S_want.data());
+    for (int chunk : {1, 4, 16, 64}) {
+        std::vector<float> got, S = S0;
+        delta_rule_chunked(make(got), S.data(), chunk);
+        EXPECT_LT(rel_diff(got.data(), want.data(), (int)want.size()), 1e-5) << "chunk " << chunk;
+        EXPECT_LT(rel_diff(S.data(), S_want.data(), (int)S.size()), 1e-5) << "chunk " << chunk;
+    }
+}
+
+TEST_P(Qwen35Shapes, ChunkedPrefillMatchesRecurrentPrefill) {
+    auto m = tiny(GetParam(), "f32");
+    const int V = m->cfg.n_vocab;
+    const std::vector<int> a = tokens(21, 6);
+    const std::vector<float> ref = alone(*m, a);
+    DenseKvCache kv(kv_geometry(m->cfg), 1, 64);
+    RecurrentState rs(recurrent_geometry(m->cfg), 1);
+    CpuForward fw(*m, 2);
+    fw.set_delta_rule_chunk(8);
+    std::vector<float> out;
+    Batch b;
+    for (int i = 0; i < 17; i++) b.add(a[i], i, 0, true);  // chunks of 8, 8, 1
+    fw.forward(b, kv, &rs, out);
+    b.clear();
+    for (int i = 17; i < 21; i++) b.add(a[i], i, 0, true);  // continues from the chunked state
+    std::vector<float> rest;
+    fw.forward(b, kv, &rs, rest);
+    out.insert(out.end(), rest.begin(), rest.end());
+    for (int i = 0; i < 21; i++) EXPECT_LT(rel_diff(&out[(size_t)i * V], &ref[(size_t)i * V], V), 1e-5) << "position " << i;
 }
