@@ -203,11 +203,12 @@ const std::vector<ModelShape>& known_shapes() {
         moe.conv_kernel = 4, moe.n_rot = 64, moe.n_expert = 256, moe.n_expert_used = 8, moe.ff_expert = 512;
         moe.ff_shared = 512;
         v.push_back(moe);
-        // small hybrids that run in tests: full attention every second layer, 2 key / 4 or 6 value heads
-        ModelShape tq{"tiny-qwen35", "qwen35", 4, 256, 512, 4, 2, 64, 1024, 4096, 1e7f, false, false};
+        // small hybrids that run in tests: full attention every second layer, 2 key / 4 or 6 value heads;
+        // vocabulary 4096 so that rotor-kjv-11m's tokenizer fits (--vocab-from)
+        ModelShape tq{"tiny-qwen35", "qwen35", 4, 256, 512, 4, 2, 64, 4096, 4096, 1e7f, false, false};
         tq.full_interval = 2, tq.gdn_k_heads = 2, tq.gdn_v_heads = 4, tq.gdn_head_dim = 32, tq.conv_kernel = 4, tq.n_rot = 16;
         v.push_back(tq);
-        ModelShape tm{"tiny-qwen35moe", "qwen35moe", 4, 256, 0, 4, 2, 64, 1024, 4096, 1e7f, true, false};
+        ModelShape tm{"tiny-qwen35moe", "qwen35moe", 4, 256, 0, 4, 2, 64, 4096, 4096, 1e7f, true, false};
         tm.full_interval = 2, tm.gdn_k_heads = 2, tm.gdn_v_heads = 6, tm.gdn_head_dim = 32, tm.conv_kernel = 4, tm.n_rot = 16;
         tm.n_expert = 8, tm.n_expert_used = 2, tm.ff_expert = 128, tm.ff_shared = 128;
         v.push_back(tm);
