@@ -31,8 +31,15 @@ public:
     virtual void forward(const Batch& batch, std::vector<float>& logits) = 0;
     // Forget positions >= n of seq.
     virtual void seq_truncate(int seq, int n) = 0;
-    // dst (empty) gets src's first n positions.
+    // dst (empty) gets src's first n positions; n must be a reusable_prefix of src.
     virtual void seq_share_prefix(int src, int dst, int n) = 0;
+    // The longest length <= n at which src's first positions can be kept (seq_truncate) or shared:
+    // any n for a KV cache; on hybrid models only lengths where the recurrent state is known (src's
+    // current length, or its checkpoint), since that state cannot be rolled back.
+    virtual int reusable_prefix(int src, int n) const { return n; }
+    // seq has just consumed its whole prompt: hybrid models keep a copy of the recurrent state here,
+    // so a later request that shares the prompt but not the reply can still reuse it.
+    virtual void checkpoint(int seq) { (void)seq; }
     virtual KvUsage kv_usage() const = 0;
     virtual int n_threads() const = 0;         // CPU threads of the forward pass (0 on the GPU)
     virtual std::string device() const = 0;    // "cpu" or the GPU's name

@@ -227,7 +227,8 @@ void Engine::start_slot(Slot& s, std::shared_ptr<GenTask> task) {
     size_t best_len = 0;
     Slot* best = nullptr;
     for (auto& o : slots_) {
-        const size_t n = std::min(common_prefix(o->cache, r.prompt), max_reuse);
+        const size_t n =
+            (size_t)backend_->reusable_prefix(o->id, (int)std::min(common_prefix(o->cache, r.prompt), max_reuse));
         if (n > best_len) {
             best_len = n;
             best = o.get();
@@ -361,7 +362,9 @@ void Engine::step() {
         // this batch, and forget any positions the failed pass reserved.
         for (Slot* s : fed) {
             if (!s->busy()) continue;
-            backend_->seq_truncate(s->id, (int)s->cache.size());
+            const int keep = backend_->reusable_prefix(s->id, (int)s->cache.size());
+            backend_->seq_truncate(s->id, keep);
+            s->cache.resize((size_t)keep);
             finish_slot(*s, FinishReason::Error, std::string("forward pass failed: ") + e.what());
         }
         return;
@@ -376,6 +379,7 @@ void Engine::step() {
         if (s.pending < 0) {
             s.n_prompt_done++;
             prompt_computed++;
+            if (s.n_prompt_done == s.task->req_.prompt.size()) backend_->checkpoint(s.id);
         }
     }
     {
