@@ -14,6 +14,7 @@
 #include "kv/kv_pool.h"
 #include "model/delta_rule.h"
 #include "model/forward.h"
+#include "plan/model_memory.h"
 
 using namespace rotor;
 namespace fs = std::filesystem;
@@ -323,4 +324,18 @@ TEST_P(Qwen35Shapes, ChunkedPrefillMatchesRecurrentPrefill) {
     fw.forward(b, kv, &rs, rest);
     out.insert(out.end(), rest.begin(), rest.end());
     for (int i = 0; i < 21; i++) EXPECT_LT(rel_diff(&out[(size_t)i * V], &ref[(size_t)i * V], V), 1e-5) << "position " << i;
+}
+
+// The planner sizes the recurrent state from metadata alone; the store the forward pass uses must agree.
+TEST(RecurrentState, SizeEqualsThePlannersAccounting) {
+    for (const char* shape : {"qwen3.5-27b", "qwen3.5-35b-a3b", "tiny-qwen35moe"}) {
+        const std::string path =
+            (fs::temp_directory_path() / ("rotor_meta_" + std::string(shape) + std::to_string(getpid()) + ".gguf")).string();
+        write_synthetic_model(find_shape(shape), parse_quant_mix("q4_k_m"), path, 1, "", false);
+        const gguf::File f = gguf::File::open(path, gguf::OpenOptions{true});
+        const ModelConfig c = read_model_config(f);
+        EXPECT_EQ(RecurrentState(recurrent_geometry(c), 1).bytes_per_seq(), read_model_memory(f).recurrent_bytes_per_seq)
+            << shape;
+        fs::remove(path);
+    }
 }
