@@ -3,7 +3,8 @@
 //  - raw weight bytes arrive in slabs of whole blocks (about 256 bytes of each row: one K-quant
 //    super-block, four 32-element blocks, 64 floats or halves) by cp.async, 16 bytes at a time, as
 //    the 16-byte aligned superset of each row's slab (any block size, any row alignment; segments
-//    that would leave the tensor are copied byte by byte instead), two slabs in flight;
+//    that would leave the tensor are copied byte by byte instead), double-buffered: the next slab
+//    is requested when the decode of the current one starts;
 //  - each k-tile of those rows is decoded by the format's ChunkDecoder (formats/chunk_decode.h)
 //    into an f16 tile in shared memory, one k-tile ahead of the tensor cores;
 //  - the token tile comes from the f16 copy of X that matmul_tc_prepare wrote (scaled per token by
@@ -13,6 +14,13 @@
 //    in the same phase, so warps overlap the two.
 // When rows x n_tok gives too few blocks to fill the GPU, the columns are split (split-K) into
 // slab ranges whose partial sums go to scratch and are added by a second kernel (deterministic).
+//
+// Measured on H200 (bench/gpu/results/2026-11-28-h200-matmul_tc.md): 85-160 TFLOP/s at 512 tokens,
+// 3-18x the mat-vec path from 64 tokens up, about equal to it at 16. The time is per-k-tile
+// overhead rather than tensor-core or memory throughput: leaving out the decode saves ~40%,
+// leaving out the products ~30%, and the copies + barriers + index arithmetic alone are ~40% of
+// the total (ablation table there). Next steps: k-tiles of 64 columns (half the barriers),
+// wgmma on sm_90 behind the same decode.
 #include "cuda/matmul_tc.h"
 
 #include <cuda_fp16.h>
@@ -34,7 +42,7 @@ constexpr int kThreads = 256;  // 8 warps
 constexpr int kBM = 128;       // weight rows per block
 constexpr int kBK = 32;        // columns per k-tile: two m16n8k16 steps
 constexpr int kLds = kBK + 8;  // f16 row stride of the W and X tiles: 80 bytes, so ldmatrix's 8 rows hit distinct banks
-constexpr int kMaxSplit = 8;
+constexpr int kMaxSplit = 16;
 
 template <GgmlType T>
 struct Geo {
@@ -65,14 +73,10 @@ __device__ inline void cp_async_wait_all_but_one() { asm volatile("cp.async.wait
 __device__ inline void ldsm_x4(uint32_t* r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
+                 : "r"(addr));
 }
 __device__ inline void ldsm_x2(uint32_t* r, uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-                 : "=r"(r[0]), "=r"(r[1])
-                 : "r"(addr)
-                 : "memory");
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
 }
 // c += a (16x16, row) * b (16x8, col), f16 inputs, f32 accumulators
 __device__ inline void mma_16816(float* c, const uint32_t* a, const uint32_t* b) {
@@ -88,12 +92,15 @@ __device__ inline uint32_t pack_half2(float lo, float hi) {
     return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// Benchmark ablations (matmul_tc_set_ablation): leave out the decode or the products.
+constexpr int kSkipDecode = 1, kSkipProducts = 2;
+
 // out (gridDim.z == 1: Y, scaled per token; else partial sums of slice blockIdx.z, unscaled)
 template <GgmlType T, int BN>
-__global__ void __launch_bounds__(kThreads, 2)
+__global__ void __launch_bounds__(kThreads, BN == 32 ? 3 : 2)
     matmul_tc_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int rows, int cols,
                      const __half* __restrict__ X16, const float* __restrict__ inv_scale, int n_tok,
-                     int slabs_per_split, float* __restrict__ out) {
+                     int slabs_per_split, int ablation, float* __restrict__ out) {
     using G = Geo<T>;
     using D = ChunkDecoder<T>;
     constexpr int WN = BN / 4;   // tokens per warp
@@ -114,7 +121,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     const uintptr_t w_begin = (uintptr_t)W, w_end = w_begin + (size_t)rows * row_bytes;
 
     // Group g of cp.async copies (g = -3, -2, ...; one commit each, possibly empty): the X tile of
-    // local k-tile g + 2 and, when local k-tile g + 3 starts a slab, that slab's raw bytes.
+    // local k-tile g + 2 and raw bytes: slab 0 in group -3, then, when local k-tile g + 1 starts a
+    // slab (its decode runs in iteration g), the next slab, into the buffer whose last k-tile was
+    // decoded in iteration g - 1: a whole slab of iterations ahead of its first decode.
     auto issue = [&](int g) {
         const int jx = g + 2;
         if (jx >= 0 && jx < nkl) {
@@ -127,8 +136,8 @@ __global__ void __launch_bounds__(kThreads, 2)
                 cp_async16(smem_u32(dst + t * kLds + seg * 8), src, tok < n_tok ? 16 : 0);
             }
         }
-        const int jr = g + 3;
-        if (jr >= 0 && jr < nkl && jr % G::kTilesPerSlab == 0) {
+        const int jr = g == -3 ? 0 : ((g + 1 >= 0 && (g + 1) % G::kTilesPerSlab == 0) ? g + 1 + G::kTilesPerSlab : -1);
+        if (jr >= 0 && jr < nkl) {
             const int slab = (kt0 + jr) / G::kTilesPerSlab;
             const int nbytes = min(G::kSlabCols, cols - slab * G::kSlabCols) / D::kBlockElems * D::kBlockBytes;
             uint8_t* dst = raw + (slab & 1) * kBM * G::kSlot;
@@ -150,27 +159,37 @@ __global__ void __launch_bounds__(kThreads, 2)
         cp_async_commit();
     };
 
+    // This thread's decode tasks: chunk dch of rows drow[it]; a row's bytes sit in its slot at
+    // the offset mod 16 of their global address (the copies keep it).
+    constexpr int kDecIt = kBM * (kBK / 8) / kThreads;
+    static_assert(kBM * (kBK / 8) % kThreads == 0 && kThreads % (kBK / 8) == 0);
+    const int dch = tid % (kBK / 8);
+    int drow[kDecIt], doff[kDecIt];
+#pragma unroll
+    for (int it = 0; it < kDecIt; it++) {
+        drow[it] = (tid + it * kThreads) / (kBK / 8);
+        doff[it] = (int)(((uintptr_t)W + (size_t)(m0 + drow[it]) * row_bytes) & 15);
+    }
+
     // local k-tile j: 128 rows x 32 columns decoded from its slab into ws[j % 2] as f16
     auto decode = [&](int j) {
         const int kt = kt0 + j, slab = kt / G::kTilesPerSlab;
         const uint8_t* src = raw + (slab & 1) * kBM * G::kSlot;
         __half* dst = ws + (j & 1) * kBM * kLds;
-        const int e_base = (kt % G::kTilesPerSlab) * kBK;
-        static_assert(kBM * (kBK / 8) % kThreads == 0);
+        const int e = (kt % G::kTilesPerSlab) * kBK + dch * 8;
+        const int slab_off = (int)(((unsigned)slab * (unsigned)G::kSlabBytes) & 15u);
 #pragma unroll
-        for (int it = 0; it < kBM * (kBK / 8) / kThreads; it++) {
-            const int i = tid + it * kThreads;
-            const int r = i / (kBK / 8), ch = i % (kBK / 8);
+        for (int it = 0; it < kDecIt; it++) {
+            const int r = drow[it];
             uint4 q = make_uint4(0, 0, 0, 0);
             if (m0 + r < rows) {
-                const int off = (int)(((uintptr_t)W + (size_t)(m0 + r) * row_bytes + (size_t)slab * G::kSlabBytes) & 15);
-                const int e = e_base + ch * 8;
+                const int off = (doff[it] + slab_off) & 15;
                 float v[8];
                 D::decode8(src + r * G::kSlot + off + (e / D::kBlockElems) * D::kBlockBytes, (e % D::kBlockElems) / 8, v);
                 q = make_uint4(pack_half2(v[0], v[1]), pack_half2(v[2], v[3]), pack_half2(v[4], v[5]),
                                pack_half2(v[6], v[7]));
             }
-            *reinterpret_cast<uint4*>(dst + r * kLds + ch * 8) = q;
+            *reinterpret_cast<uint4*>(dst + r * kLds + dch * 8) = q;
         }
     };
 
@@ -215,14 +234,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 
     // Iteration j: groups up to j - 2 have landed (X tile j, raw slab of tile j + 1); the barrier
     // also ends iteration j - 1's reads of the buffers that group j and decode(j + 1) overwrite.
+    // The products come first: the decode's instructions issue while the mma.sync run.
     issue(-3);
     issue(-2);
     for (int j = -1; j < nkl; j++) {
         cp_async_wait_all_but_one();
         __syncthreads();
         issue(j);
-        if (j + 1 < nkl) decode(j + 1);
-        if (j >= 0) products(j);
+        if (j >= 0 && !(ablation & kSkipProducts)) products(j);
+        if (j + 1 < nkl && !(ablation & kSkipDecode)) decode(j + 1);
     }
 
     const bool final_out = gridDim.z == 1;
@@ -330,7 +350,7 @@ int kernel_occupancy(int dev) {
     return occ[dev];
 }
 
-int g_force_tile = 0, g_force_split = 0;
+int g_force_tile = 0, g_force_split = 0, g_ablation = 0;
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
@@ -363,12 +383,14 @@ void launch(const Problem& p, int dev, const DeviceLimits& lim) {
     const unsigned gx = (unsigned)((p.n_tok + BN - 1) / BN), gy = (unsigned)((p.rows + kBM - 1) / kBM);
     const int64_t tiles = (int64_t)gx * gy;
     const int n_slabs = (p.cols + G::kSlabCols - 1) / G::kSlabCols;
+    // split-K to about one full wave of blocks (the kernel is bound by each block's latency, so
+    // resident blocks are what counts; measured on H200: up to 1.8x for 4096 rows x 512 tokens)
     int split = 1;
     if (g_force_split > 0) {
         split = g_force_split;
     } else {
-        const int64_t target = (int64_t)lim.sms * occ;  // one full wave
-        if (tiles < target) split = (int)std::min<int64_t>(kMaxSplit, (target + tiles - 1) / tiles);
+        const int64_t target = (int64_t)lim.sms * occ;
+        if (tiles < target) split = (int)std::clamp<int64_t>((target + tiles / 2) / tiles, 1, kMaxSplit);
     }
     const size_t per_split = (size_t)p.n_tok * p.rows * sizeof(float);
     if (split > 1) split = (int)std::min<size_t>((size_t)split, p.part_bytes / per_split);
@@ -378,7 +400,7 @@ void launch(const Problem& p, int dev, const DeviceLimits& lim) {
     if (gy > 65535u) throw Error("matmul_tc: too many rows");
     const dim3 grid(gx, gy, (unsigned)split);
     matmul_tc_kernel<T, BN><<<grid, kThreads, smem_bytes<T>(BN), p.s>>>(
-        p.W, p.row_bytes, p.rows, p.cols, p.x16, p.inv, p.n_tok, sps, split > 1 ? p.part : p.Y);
+        p.W, p.row_bytes, p.rows, p.cols, p.x16, p.inv, p.n_tok, sps, g_ablation, split > 1 ? p.part : p.Y);
     check_launch("matmul_tc");
     if (split > 1) {
         const size_t n = (size_t)p.n_tok * p.rows;
@@ -398,8 +420,6 @@ void run(const Problem& p) {
     int bn = g_force_tile ? g_force_tile : (p.n_tok <= 32 ? 32 : (p.n_tok <= 64 ? 64 : 128));
     while (bn > 32 && !fits(bn)) bn /= 2;
     if (!fits(bn)) throw Error("matmul_tc: not enough shared memory on this GPU");
-    // a tile of 128 tokens that leaves SMs idle: twice the blocks with 64
-    if (!g_force_tile && bn == 128 && (int64_t)((p.n_tok + 127) / 128) * ((p.rows + kBM - 1) / kBM) < lim.sms) bn = 64;
     switch (bn) {
         case 32: launch<T, 32>(p, dev, lim); break;
         case 64: launch<T, 64>(p, dev, lim); break;
@@ -427,6 +447,8 @@ void matmul_tc_force_config(int tile_tokens, int split) {
     g_force_tile = tile_tokens;
     g_force_split = split;
 }
+
+void matmul_tc_set_ablation(int flags) { g_ablation = flags; }
 
 void matmul_tc_prepare(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s) {
     if (n_tok <= 0) return;

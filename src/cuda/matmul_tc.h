@@ -36,7 +36,7 @@ bool matmul_tc_supported(GgmlType t, int64_t cols);
 // (needed), plus kMatmulTcSplitBytes for split-K partial sums. Less than the full size still works
 // (fewer split-K slices, which only matter when rows x n_tok is too small to fill the GPU); less
 // than matmul_tc_min_scratch_bytes is an error.
-constexpr size_t kMatmulTcSplitBytes = size_t(16) << 20;
+constexpr size_t kMatmulTcSplitBytes = size_t(32) << 20;
 size_t matmul_tc_min_scratch_bytes(int n_tok, int64_t cols);
 size_t matmul_tc_scratch_bytes(int n_tok, int64_t cols);
 
@@ -54,5 +54,7 @@ void matmul_tc_prepared(GgmlType t, const void* W, int64_t rows, int64_t cols, i
 // Tests and benchmarks: force the token tile (32, 64 or 128 tokens; 0 = automatic) and the split-K
 // slices (>= 1; 0 = automatic). Not thread-safe; for the check program.
 void matmul_tc_force_config(int tile_tokens, int split);
+// Benchmarks only (wrong results): 1 leaves out the weight decode, 2 the tensor-core products.
+void matmul_tc_set_ablation(int flags);
 
 }  // namespace rotor::cuda

@@ -254,8 +254,9 @@ struct BenchShape {
     const char* what;
     int64_t rows, cols;
 };
-const BenchShape kShapes[] = {
-    {"8B wq / wo", 4096, 4096}, {"8B gate / up", 14336, 4096}, {"8B down", 4096, 14336}, {"8B output", 128256, 4096}};
+const BenchShape kShapes[] = {{"8B wq / wo", 4096, 4096},     {"8B gate / up", 14336, 4096},
+                               {"8B down", 4096, 14336},        {"8B output", 128256, 4096},
+                               {"8B wk / wv", 1024, 4096}};
 const GgmlType kBenchTypes[] = {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16};
 
 void bench(bool quick, bool sweep) {
@@ -302,12 +303,37 @@ void bench(bool quick, bool sweep) {
         }
 
     if (!sweep) return;
-    printf("\nsweep: token tile x split-K (us; auto = the heuristic's choice)\n\n");
-    printf("| matrix | type | n_tok | auto | t32 s1 | t32 s2 | t32 s4 | t32 s8 | t64 s1 | t64 s2 | t64 s4 | t64 s8 | t128 s1 | t128 s2 | t128 s4 | t128 s8 |\n");
+    // where the time goes: the kernel without the decode, without the products, without both
+    // (wrong results; timing only), activations prepared beforehand
+    printf("\nablation (us, prepared activations): full / no decode / no products / neither\n\n");
+    printf("| matrix | type | n_tok | full | no decode | no products | neither |\n|---|---|---|---|---|---|---|\n");
+    for (int si = 0; si < 3; si++) {
+        const BenchShape& sh = kShapes[si];
+        for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::F16}) {
+            BenchWeights w(t, sh.rows, sh.cols);
+            const int copies = (int)w.bufs.size();
+            matmul_tc_prepare(dx.get<float>(), 512, sh.cols, scratch.get(), nullptr);
+            for (int nt : {16, 512}) {
+                printf("| %s | %s | %d", sh.what, type_name(t).c_str(), nt);
+                for (int ab : {0, 1, 2, 3}) {
+                    matmul_tc_set_ablation(ab);
+                    printf(" | %.1f", time_us(copies, [&](int i) {
+                               matmul_tc_prepared(t, w.bufs[i].get(), sh.rows, sh.cols, nt, dy.get<float>(), nullptr,
+                                                  scratch.get(), sb);
+                           }, 3.0));
+                    matmul_tc_set_ablation(0);
+                }
+                printf(" |\n");
+                fflush(stdout);
+            }
+        }
+    }
+    printf("\nsweep: token tile x split-K (us, prepared activations; auto = the heuristic's choice)\n\n");
+    printf("| matrix | type | n_tok | auto | t32 s1 | t32 s4 | t32 s8 | t32 s16 | t64 s1 | t64 s2 | t64 s4 | t64 s8 | t128 s1 | t128 s2 | t128 s4 | t128 s8 |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int si = 0; si < 3; si++) {
         const BenchShape& sh = kShapes[si];
-        for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16}) {
+        for (GgmlType t : {GgmlType::Q4_K, GgmlType::F16}) {
             BenchWeights w(t, sh.rows, sh.cols);
             const int copies = (int)w.bufs.size();
             matmul_tc_prepare(dx.get<float>(), 512, sh.cols, scratch.get(), nullptr);
@@ -322,7 +348,8 @@ void bench(bool quick, bool sweep) {
                     return us;
                 };
                 printf("| %s | %s | %d | %.1f", sh.what, type_name(t).c_str(), nt, run(0, 0));
-                for (int tile : {32, 64, 128})
+                for (int split : {1, 4, 8, 16}) printf(" | %.1f", run(32, split));
+                for (int tile : {64, 128})
                     for (int split : {1, 2, 4, 8}) printf(" | %.1f", run(tile, split));
                 printf(" |\n");
                 fflush(stdout);
@@ -369,6 +396,7 @@ int main(int argc, char** argv) {
             for (int tile : {32, 64, 128})
                 for (int split : {1, 4}) check(t, 200, 1536, 100, forced(tile, split));
             check(t, 140, 1280, 40, forced(64, 3));  // slices of unequal length
+            check(t, 129, 4096, 20, forced(32, 16));
             // weights not 16-byte aligned: rows straddle 16-byte boundaries; the first and last bytes
             // of the tensor are copied without reading outside it
             CheckOpts mis;
