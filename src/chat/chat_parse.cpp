@@ -1,5 +1,6 @@
 #include "chat/chat_parse.h"
 
+#include <algorithm>
 #include <random>
 
 namespace rotor::chat {
@@ -137,9 +138,12 @@ bool xml_call(std::string_view body, const json* tools, ToolCall& call) {
     return true;
 }
 
-// Text with <tool_call>...</tool_call> blocks (Hermes JSON or Qwen XML bodies).
-void parse_tagged_calls(std::string_view text, bool xml, const ParseOptions& opts, ParsedOutput& out) {
-    static constexpr std::string_view open_tag = "<tool_call>", close_tag = "</tool_call>";
+// Text with open_tag ... close_tag blocks (Hermes JSON, Qwen XML or Gemma 4 bodies); body_call parses
+// one body.
+using BodyParser = std::function<bool(std::string_view body, ToolCall& call)>;
+
+void parse_tagged_calls(std::string_view text, std::string_view open_tag, std::string_view close_tag,
+                        const BodyParser& body_call, ParsedOutput& out) {
     size_t p = 0;
     std::string content;
     while (p < text.size()) {
@@ -156,14 +160,7 @@ void parse_tagged_calls(std::string_view text, bool xml, const ParseOptions& opt
         std::string_view body = text.substr(body_start, body_end - body_start);
         size_t next = close == std::string_view::npos ? text.size() : close + close_tag.size();
         ToolCall call;
-        bool ok;
-        if (xml) {
-            ok = xml_call(body, opts.tools, call);
-        } else {
-            json j = json::parse(trim(body), nullptr, false);
-            ok = !j.is_discarded() && json_call(j, call);
-        }
-        if (ok) {
+        if (body_call(body, call)) {
             out.tool_calls.push_back(std::move(call));
         } else {
             add_content(content, text.substr(open, next - open));  // malformed: keep it visible
@@ -171,6 +168,11 @@ void parse_tagged_calls(std::string_view text, bool xml, const ParseOptions& opt
         p = next;
     }
     out.content = content;
+}
+
+bool hermes_call(std::string_view body, ToolCall& call) {
+    json j = json::parse(trim(body), nullptr, false);
+    return !j.is_discarded() && json_call(j, call);
 }
 
 // Qwen3.5 sometimes drops the <tool_call> wrapper: bare <function=...>...</function> blocks.
@@ -305,17 +307,227 @@ bool parse_llama3(std::string_view text, ParsedOutput& out) {
     return true;
 }
 
+// ---- Gemma 4
+
+constexpr std::string_view kGemmaQuote = "<|\"|>";  // one token: Gemma 4's string delimiter
+constexpr std::string_view kChannelOpen = "<|channel>", kChannelClose = "<channel|>";
+constexpr std::string_view kGemmaCallOpen = "<|tool_call>", kGemmaCallClose = "<tool_call|>";
+constexpr std::string_view kGemmaTurnStart = "<|turn>model\n";
+
+// Gemma 4's argument syntax, as its template's format_argument writes it: strings between <|"|>
+// tokens (raw, no escapes), numbers and true/false bare, {key:value,...} with bare keys, [a,b,...].
+// Also accepted, as models drift: JSON strings (values and keys), null / None, True / False, and
+// whitespace between items. Recursive descent with a depth limit; false on anything else.
+class GemmaArgs {
+public:
+    explicit GemmaArgs(std::string_view s) : s_(s) {}
+
+    bool dict(json& out, int depth) {
+        if (depth > kMaxDepth || !eat('{')) return false;
+        out = json::object();
+        skip_ws();
+        if (eat('}')) return true;
+        for (;;) {
+            std::string k;
+            json v;
+            if (!key(k)) return false;
+            skip_ws();
+            if (!eat(':') || !value(v, depth + 1)) return false;
+            out[k] = std::move(v);
+            skip_ws();
+            if (eat('}')) return true;
+            if (!eat(',')) return false;
+            skip_ws();
+        }
+    }
+
+    bool at_end() {
+        skip_ws();
+        return i_ == s_.size();
+    }
+
+private:
+    static constexpr int kMaxDepth = 64;
+
+    void skip_ws() {
+        while (i_ < s_.size() && is_ws(s_[i_])) i_++;
+    }
+    bool starts(std::string_view p) const { return s_.substr(i_, p.size()) == p; }
+    bool eat(char c) {
+        if (i_ >= s_.size() || s_[i_] != c) return false;
+        i_++;
+        return true;
+    }
+
+    bool value(json& out, int depth) {
+        if (depth > kMaxDepth) return false;
+        skip_ws();
+        if (i_ >= s_.size()) return false;
+        if (starts(kGemmaQuote) || s_[i_] == '"') {
+            std::string str;
+            if (!text(str)) return false;
+            out = std::move(str);
+            return true;
+        }
+        if (s_[i_] == '{') return dict(out, depth + 1);
+        if (s_[i_] == '[') return array(out, depth + 1);
+        return scalar(out);
+    }
+
+    bool array(json& out, int depth) {
+        if (depth > kMaxDepth || !eat('[')) return false;
+        out = json::array();
+        skip_ws();
+        if (eat(']')) return true;
+        for (;;) {
+            json v;
+            if (!value(v, depth + 1)) return false;
+            out.push_back(std::move(v));
+            skip_ws();
+            if (eat(']')) return true;
+            if (!eat(',')) return false;
+        }
+    }
+
+    // <|"|>text<|"|> or a JSON string literal.
+    bool text(std::string& out) {
+        if (starts(kGemmaQuote)) {
+            size_t b = i_ + kGemmaQuote.size();
+            size_t e = s_.find(kGemmaQuote, b);
+            if (e == std::string_view::npos) return false;
+            out = std::string(s_.substr(b, e - b));
+            i_ = e + kGemmaQuote.size();
+            return true;
+        }
+        if (!starts("\"")) return false;
+        size_t k = i_ + 1;
+        while (k < s_.size() && s_[k] != '"') k += s_[k] == '\\' ? 2 : 1;
+        if (k >= s_.size()) return false;
+        json j = json::parse(s_.substr(i_, k + 1 - i_), nullptr, false);
+        if (j.is_discarded() || !j.is_string()) return false;
+        out = j.get<std::string>();
+        i_ = k + 1;
+        return true;
+    }
+
+    // A bare key runs to the ':' (the template writes keys unquoted).
+    bool key(std::string& out) {
+        skip_ws();
+        if (starts(kGemmaQuote) || starts("\"")) return text(out);
+        size_t b = i_;
+        while (i_ < s_.size() && s_[i_] != ':') {
+            if (std::string_view("{}[],").find(s_[i_]) != std::string_view::npos || starts(kGemmaQuote)) return false;
+            i_++;
+        }
+        out = std::string(trim(s_.substr(b, i_ - b)));
+        return !out.empty();
+    }
+
+    // true / false / null (and Python's spellings, which the template's {{ value }} prints for None)
+    // or a JSON number.
+    bool scalar(json& out) {
+        size_t b = i_;
+        while (i_ < s_.size() && std::string_view(",}] \t\n\r").find(s_[i_]) == std::string_view::npos && !starts(kGemmaQuote))
+            i_++;
+        std::string_view tok = s_.substr(b, i_ - b);
+        if (tok == "true" || tok == "True") out = true;
+        else if (tok == "false" || tok == "False") out = false;
+        else if (tok == "null" || tok == "None") out = nullptr;
+        else {
+            if (tok.empty() || !(tok[0] == '-' || (tok[0] >= '0' && tok[0] <= '9'))) return false;
+            json n = json::parse(tok, nullptr, false);
+            if (n.is_discarded() || !n.is_number()) return false;
+            out = std::move(n);
+        }
+        return true;
+    }
+
+    std::string_view s_;
+    size_t i_ = 0;
+};
+
+// The body of <|tool_call>...<tool_call|>: call:NAME{arguments}.
+bool gemma_call(std::string_view body, ToolCall& call) {
+    body = trim(body);
+    if (body.substr(0, 5) != "call:") return false;
+    body.remove_prefix(5);
+    size_t brace = body.find('{');
+    if (brace == std::string_view::npos) return false;
+    std::string_view name = trim(body.substr(0, brace));
+    if (name.empty()) return false;
+    for (char c : name)
+        if (is_ws(c) || std::string_view("<>{}[]:,\"'|").find(c) != std::string_view::npos) return false;
+    GemmaArgs p(body.substr(brace));
+    json args;
+    if (!p.dict(args, 0) || !p.at_end()) return false;
+    call.name = std::string(name);
+    call.arguments = dump(args);
+    return true;
+}
+
+// Gemma 4's channels after the leading reasoning: every <|channel>thought...<channel|> block joins the
+// reasoning (an unclosed one takes the rest of the text), other <|channel> and unmatched <channel|>
+// tokens are dropped (llama.cpp's parser does the same). Returns the remaining text.
+std::string strip_channels(std::string_view s, const ChatFormat& fmt, std::string& reasoning) {
+    std::string out;
+    size_t p = 0;
+    while (p < s.size()) {
+        const size_t a = s.find(kChannelOpen, p), b = s.find(kChannelClose, p);
+        const size_t m = std::min(a, b);
+        if (m == std::string_view::npos) {
+            out += s.substr(p);
+            break;
+        }
+        out += s.substr(p, m - p);
+        if (m == b) {  // a close without an open
+            p = b + kChannelClose.size();
+            continue;
+        }
+        if (s.substr(a, fmt.think_open.size()) != fmt.think_open) {  // an empty or unknown channel
+            p = a + kChannelOpen.size();
+            continue;
+        }
+        const size_t body = a + fmt.think_open.size();
+        const size_t end = s.find(kChannelClose, body);
+        std::string_view piece = trim(s.substr(body, end == std::string_view::npos ? std::string_view::npos : end - body));
+        if (!piece.empty()) {
+            if (!reasoning.empty()) reasoning += "\n\n";
+            reasoning += piece;
+        }
+        if (end == std::string_view::npos) break;  // cut off while thinking
+        p = end + kChannelClose.size();
+        // Nothing but whitespace before the block: the answer starts after it.
+        if (trim(out).empty()) {
+            out.clear();
+            while (p < s.size() && is_ws(s[p])) p++;
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 ChatFormat detect_chat_format(std::string_view src) {
     ChatFormat f;
-    if (contains(src, "<function=") && contains(src, "<parameter="))
+    if (contains(src, "<|tool_call>call:"))  // llama.cpp detects Gemma 4 by the same literal
+        f.tool_calls = ToolCallStyle::Gemma4;
+    else if (contains(src, "<function=") && contains(src, "<parameter="))
         f.tool_calls = ToolCallStyle::QwenXml;
     else if (contains(src, "<tool_call>"))
         f.tool_calls = ToolCallStyle::Hermes;
     else if (contains(src, "<|python_tag|>") || (contains(src, "<|start_header_id|>") && contains(src, "\"parameters\"")))
         f.tool_calls = ToolCallStyle::Llama3;
-    f.reasoning = contains(src, "<think>") && contains(src, "</think>");
+    if (contains(src, kChannelOpen) && contains(src, kChannelClose)) {
+        f.reasoning = true;
+        f.channels = true;
+        f.think_open = std::string(kChannelOpen) + "thought";
+        f.think_close = std::string(kChannelClose);
+    } else {
+        f.reasoning = contains(src, "<think>") && contains(src, "</think>");
+    }
+    if (f.channels || f.tool_calls == ToolCallStyle::Gemma4)
+        f.preserved_tokens = {std::string(kChannelOpen),   std::string(kChannelClose), std::string(kGemmaCallOpen),
+                              std::string(kGemmaCallClose), std::string(kGemmaQuote),   "<|turn>"};
     return f;
 }
 
@@ -345,6 +557,11 @@ ParsedOutput parse_model_output(std::string_view text, const ChatFormat& fmt, co
     ParsedOutput out;
     std::string_view rest = text;
     bool after_reasoning = false;
+    if (fmt.channels) {  // the model may open its turn itself
+        std::string_view lead = rest;
+        while (!lead.empty() && is_ws(lead.front())) lead.remove_prefix(1);
+        if (lead.substr(0, kGemmaTurnStart.size()) == kGemmaTurnStart) rest = lead.substr(kGemmaTurnStart.size());
+    }
     if (fmt.reasoning) {
         std::string_view lead = trim(rest);
         bool open = opts.reasoning_open;
@@ -363,6 +580,11 @@ ParsedOutput parse_model_output(std::string_view text, const ChatFormat& fmt, co
             after_reasoning = true;
         }
     }
+    std::string cleaned;
+    if (fmt.channels) {
+        cleaned = strip_channels(rest, fmt, out.reasoning_content);
+        rest = cleaned;
+    }
     // Plain replies keep their text as generated (only the gap after </think> is dropped).
     auto plain = [&]() {
         std::string_view r = rest;
@@ -372,15 +594,21 @@ ParsedOutput parse_model_output(std::string_view text, const ChatFormat& fmt, co
     };
     switch (fmt.tool_calls) {
         case ToolCallStyle::Hermes:
-            if (contains(rest, "<tool_call>")) parse_tagged_calls(rest, false, opts, out);
+            if (contains(rest, "<tool_call>")) parse_tagged_calls(rest, "<tool_call>", "</tool_call>", hermes_call, out);
             else plain();
             break;
         case ToolCallStyle::QwenXml:
-            if (contains(rest, "<tool_call>")) parse_tagged_calls(rest, true, opts, out);
+            if (contains(rest, "<tool_call>"))
+                parse_tagged_calls(rest, "<tool_call>", "</tool_call>",
+                                   [&](std::string_view body, ToolCall& c) { return xml_call(body, opts.tools, c); }, out);
             else if (!contains(rest, "<function=") || !parse_bare_functions(rest, opts, out)) plain();
             break;
         case ToolCallStyle::Llama3:
             if (!parse_llama3(rest, out)) plain();
+            break;
+        case ToolCallStyle::Gemma4:
+            if (contains(rest, kGemmaCallOpen)) parse_tagged_calls(rest, kGemmaCallOpen, kGemmaCallClose, gemma_call, out);
+            else plain();
             break;
         case ToolCallStyle::None: plain(); break;
     }

@@ -16,12 +16,21 @@ enum class ToolCallStyle {
     Hermes,   // <tool_call>{"name": ..., "arguments": {...}}</tool_call> (Qwen2.5/Qwen3, Hermes 2/3)
     QwenXml,  // <tool_call><function=name><parameter=x>v</parameter></function></tool_call> (Qwen3.5, Qwen3-Coder)
     Llama3,   // {"name": ..., "parameters": {...}} or <|python_tag|>... (Llama 3.1/3.2/3.3)
+    Gemma4,   // <|tool_call>call:name{key:<|"|>text<|"|>,n:1,xs:[...]}<tool_call|> (Gemma 4)
 };
 
 struct ChatFormat {
     ToolCallStyle tool_calls = ToolCallStyle::None;
     bool reasoning = false;  // the model writes <think>...</think> before its answer
     std::string think_open = "<think>", think_close = "</think>";
+    // Gemma 4: reasoning is the "thought" channel, <|channel>thought\n...<channel|>, and such a block
+    // may also come later in the reply (an empty one is often written after the answer); every block
+    // goes to the reasoning, stray <|channel> / <channel|> tokens are dropped, and a leading
+    // "<|turn>model\n" is skipped.
+    bool channels = false;
+    // Control tokens the parser must see in the generated text (a detokenizer drops control tokens):
+    // the reply renders these where the model sampled them (llama.cpp's "preserved tokens").
+    std::vector<std::string> preserved_tokens;
 };
 
 ChatFormat detect_chat_format(std::string_view template_source);

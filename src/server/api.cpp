@@ -423,6 +423,7 @@ void ApiServer::props(HttpResponse& res) {
         const char* style = f.tool_calls == chat::ToolCallStyle::Hermes    ? "hermes"
                             : f.tool_calls == chat::ToolCallStyle::QwenXml ? "qwen-xml"
                             : f.tool_calls == chat::ToolCallStyle::Llama3  ? "llama3"
+                            : f.tool_calls == chat::ToolCallStyle::Gemma4  ? "gemma4"
                                                                            : "none";
         p["chat_format"] = {{"tool_calls", style}, {"reasoning", f.reasoning}};
     }

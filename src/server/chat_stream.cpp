@@ -20,6 +20,7 @@ std::vector<std::string> tool_markers(chat::ToolCallStyle s) {
         case chat::ToolCallStyle::Hermes: return {"<tool_call>"};
         case chat::ToolCallStyle::QwenXml: return {"<tool_call>", "<function="};
         case chat::ToolCallStyle::Llama3: return {"<|python_tag|>"};
+        case chat::ToolCallStyle::Gemma4: return {"<|tool_call>"};
         case chat::ToolCallStyle::None: break;
     }
     return {};
@@ -37,6 +38,7 @@ ChatStreamParser::ChatStreamParser(const chat::ChatFormat& fmt, bool reasoning_o
         markers_.push_back(fmt_.think_open);
         markers_.push_back(fmt_.think_close);
     }
+    if (fmt_.channels) markers_.push_back("<|turn>model\n");  // skipped at the start (see ChatFormat)
     for (auto& m : tool_markers(fmt_.tool_calls)) markers_.push_back(m);
 }
 

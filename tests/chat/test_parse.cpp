@@ -65,6 +65,9 @@ TEST(ChatFormat, DetectedFromTemplates) {
         {"npm-lenml/llama3.jinja", ToolCallStyle::None, false},
         {"npm-lenml/gemma3.jinja", ToolCallStyle::None, false},
         {"llama.cpp/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", ToolCallStyle::None, true},
+        {"llama.cpp/google-gemma-4-31B-it.jinja", ToolCallStyle::Gemma4, true},
+        {"llama.cpp/google-gemma-4-31B-it-interleaved.jinja", ToolCallStyle::Gemma4, true},
+        {"llama.cpp/google-gemma-2-2b-it.jinja", ToolCallStyle::None, false},
     };
     for (auto& w : wants) {
         ChatFormat f = detect_chat_format(read_template(w.name));
@@ -352,6 +355,258 @@ TEST(ChatParse, RoundTripThroughTemplates) {
     }
 }
 
+
+// ---------------------------------------------------------------------------------------------- Gemma 4
+
+// The format detected from Gemma 4's template (tests using it first require the test data).
+ChatFormat gemma4() { return detect_chat_format(read_template("llama.cpp/google-gemma-4-31B-it.jinja")); }
+
+#define REQUIRE_TEMPLATES() ROTOR_REQUIRE_TESTDATA(test::testdata("templates"))
+
+TEST(ChatFormat, Gemma4ChannelsAndPreservedTokens) {
+    ROTOR_REQUIRE_TESTDATA(test::testdata("templates"));
+    for (const char* name : {"llama.cpp/google-gemma-4-31B-it.jinja", "llama.cpp/google-gemma-4-31B-it-interleaved.jinja"}) {
+        ChatFormat f = detect_chat_format(read_template(name));
+        EXPECT_TRUE(f.channels) << name;
+        EXPECT_EQ(f.think_open, "<|channel>thought") << name;
+        EXPECT_EQ(f.think_close, "<channel|>") << name;
+        // the control tokens the output must keep for parsing (llama.cpp's preserved tokens + the quote)
+        for (const char* tok : {"<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", "<|\"|>"})
+            EXPECT_NE(std::find(f.preserved_tokens.begin(), f.preserved_tokens.end(), tok), f.preserved_tokens.end()) << tok;
+    }
+    EXPECT_TRUE(detect_chat_format(read_template("llama.cpp/Qwen3.5-4B.jinja")).preserved_tokens.empty());
+    EXPECT_FALSE(detect_chat_format(read_template("llama.cpp/Qwen3.5-4B.jinja")).channels);
+}
+
+// With thinking off the generation prompt writes an empty thought channel; with it on, the model opens
+// the channel itself. Either way the prompt leaves no channel open.
+TEST(ChatFormat, Gemma4GenerationPromptNeverOpensReasoning) {
+    ROTOR_REQUIRE_TESTDATA(test::testdata("templates"));
+    json msgs = json::parse(R"([{"role": "user", "content": "Hi"}])");
+    for (const char* name : {"llama.cpp/google-gemma-4-31B-it.jinja", "llama.cpp/google-gemma-4-31B-it-interleaved.jinja"}) {
+        ChatTemplate t(read_template(name), "<bos>", "<eos>");
+        std::string off = t.render(msgs, json(), true);
+        std::string on = t.render(msgs, json(), true, json{{"enable_thinking", true}});
+        auto ends_with = [](const std::string& s, std::string_view e) { return s.size() >= e.size() && s.substr(s.size() - e.size()) == e; };
+        EXPECT_TRUE(ends_with(off, "<|turn>model\n<|channel>thought\n<channel|>")) << name;
+        EXPECT_TRUE(ends_with(on, "<|turn>model\n")) << name;
+        EXPECT_NE(on.find("<|think|>"), std::string::npos) << name;
+        EXPECT_FALSE(prompt_opens_reasoning(off, t.format())) << name;
+        EXPECT_FALSE(prompt_opens_reasoning(on, t.format())) << name;
+    }
+}
+
+TEST(ChatParse, Gemma4ThoughtChannelThenAnswer) {
+    REQUIRE_TEMPLATES();
+    ChatFormat f = gemma4();
+    auto r = parse_model_output("<|channel>thought\nThe user asks for 12*13 = 156.<channel|>12 x 13 = 156.", f);
+    EXPECT_EQ(r.reasoning_content, "The user asks for 12*13 = 156.");
+    EXPECT_EQ(r.content, "12 x 13 = 156.");
+    // thinking off: the prompt wrote the empty channel, the model just answers
+    EXPECT_EQ(parse_model_output("Hello! How can I help?", f).content, "Hello! How can I help?");
+    // an empty thought block (written even with thinking off), before or after the answer
+    auto e = parse_model_output("<|channel>thought\n<channel|>Hi.", f);
+    EXPECT_EQ(e.reasoning_content, "");
+    EXPECT_EQ(e.content, "Hi.");
+    auto t = parse_model_output("Hi.<|channel>thought\n<channel|>", f);
+    EXPECT_EQ(t.content, "Hi.");
+    EXPECT_EQ(t.reasoning_content, "");
+    // a stray closing token, an empty channel, the model opening its own turn
+    EXPECT_EQ(parse_model_output("Hi.<channel|>", f).content, "Hi.");
+    EXPECT_EQ(parse_model_output("<|channel><|channel>thought\nx<channel|>Hi.", f).content, "Hi.");
+    EXPECT_EQ(parse_model_output("<|channel><|channel>thought\nx<channel|>Hi.", f).reasoning_content, "x");
+    EXPECT_EQ(parse_model_output("<|turn>model\nHi.", f).content, "Hi.");
+    // cut off while thinking
+    auto c = parse_model_output("<|channel>thought\nStill going", f);
+    EXPECT_EQ(c.reasoning_content, "Still going");
+    EXPECT_EQ(c.content, "");
+    // a second thought block later in the reply joins the reasoning
+    auto two = parse_model_output("<|channel>thought\nA<channel|>First. <|channel>thought\nB<channel|>Second.", f);
+    EXPECT_EQ(two.reasoning_content, "A\n\nB");
+    EXPECT_EQ(two.content, "First. Second.");
+}
+
+TEST(ChatParse, Gemma4ToolCalls) {
+    REQUIRE_TEMPLATES();
+    ChatFormat f = gemma4();
+    ParseOptions o = numbered_ids();
+    auto r = parse_model_output(
+        "<|channel>thought\nNeed the weather and news.<channel|>Let me check both."
+        "<|tool_call>call:get_weather{city:<|\"|>Oslo<|\"|>}<tool_call|>"
+        "<|tool_call>call:search_web{filters:{site:<|\"|>nrk.no<|\"|>},max_results:3,query:<|\"|>Oslo news<|\"|>,"
+        "safe:true,tags:[<|\"|>news<|\"|>,<|\"|>oslo<|\"|>]}<tool_call|>",
+        f, o);
+    EXPECT_EQ(r.reasoning_content, "Need the weather and news.");
+    EXPECT_EQ(r.content, "Let me check both.");
+    ASSERT_EQ(r.tool_calls.size(), 2u);
+    EXPECT_EQ(r.tool_calls[0].id, "call_1");
+    EXPECT_EQ(r.tool_calls[0].name, "get_weather");
+    EXPECT_EQ(r.tool_calls[0].arguments, R"({"city":"Oslo"})");
+    EXPECT_EQ(r.tool_calls[1].name, "search_web");
+    EXPECT_EQ(r.tool_calls[1].arguments,
+              R"({"filters":{"site":"nrk.no"},"max_results":3,"query":"Oslo news","safe":true,"tags":["news","oslo"]})");
+}
+
+TEST(ChatParse, Gemma4ArgumentValues) {
+    REQUIRE_TEMPLATES();
+    ChatFormat f = gemma4();
+    auto one = [&](const std::string& body) {
+        auto r = parse_model_output("<|tool_call>call:f" + body + "<tool_call|>", f);
+        return r.tool_calls.size() == 1 ? r.tool_calls[0].arguments : "not a call: " + r.content;
+    };
+    // strings are raw between the quote tokens: commas, braces, colons, quotes, newlines, Unicode
+    EXPECT_EQ(one("{s:<|\"|>a, b: {c} [d] \"e\"\nf \xc3\xa9<|\"|>}"), R"({"s":"a, b: {c} [d] \"e\"\nf é"})");
+    EXPECT_EQ(one("{}"), "{}");
+    EXPECT_EQ(nlohmann::json::parse(one("{n:-1.25e-07,i:0,big:12345678901,t:true,u:false,z:None,y:null}")),
+              nlohmann::json::parse(R"({"n":-1.25e-7,"i":0,"big":12345678901,"t":true,"u":false,"z":null,"y":null})"));
+    EXPECT_EQ(one("{a:[],o:{},nested:{deep:[{k:[1,2]},<|\"|><|\"|>]}}"), R"({"a":[],"o":{},"nested":{"deep":[{"k":[1,2]},""]}})");
+    // drift the parser tolerates: JSON strings and keys, spaces, Python booleans
+    EXPECT_EQ(one("{\"city\": \"Paris\", days: 2, ok: True}"), R"({"city":"Paris","days":2,"ok":true})");
+    EXPECT_EQ(one(" {\n  city : <|\"|>Rome<|\"|> ,\n  days : 3\n}\n"), R"({"city":"Rome","days":3})");
+}
+
+TEST(ChatParse, Gemma4UnclosedCallAtEndOfGeneration) {
+    REQUIRE_TEMPLATES();
+    auto r = parse_model_output("<|tool_call>call:get_weather{city:<|\"|>Rome<|\"|>}", gemma4());
+    ASSERT_EQ(r.tool_calls.size(), 1u);
+    EXPECT_EQ(r.tool_calls[0].arguments, R"({"city":"Rome"})");
+}
+
+TEST(ChatParse, Gemma4MalformedCallsStayInContent) {
+    REQUIRE_TEMPLATES();
+    ChatFormat f = gemma4();
+    const char* bad[] = {
+        "<|tool_call>get_weather{city:<|\"|>Paris<|\"|>}<tool_call|>",    // no call:
+        "<|tool_call>call:{city:<|\"|>Paris<|\"|>}<tool_call|>",           // no name
+        "<|tool_call>call:get weather{}<tool_call|>",                       // space in the name
+        "<|tool_call>call:f{city:<|\"|>Paris}<tool_call|>",                 // unterminated string
+        "<|tool_call>call:f{city:Paris}<tool_call|>",                       // bare word
+        "<|tool_call>call:f{a:1,}<tool_call|>",                             // trailing comma
+        "<|tool_call>call:f{a:1} and more<tool_call|>",                     // text after the arguments
+        "<|tool_call>call:f[1]<tool_call|>",                                // not a dict
+        "<|tool_call>call:f{a 1}<tool_call|>",                              // no colon
+        "<|tool_call>call:f{{\"city\": \"Rome\"}}<tool_call|>",             // JSON text in braces
+        "<|tool_call>call:f{a:[1,2}<tool_call|>",                           // unbalanced
+        "<|tool_call>",
+    };
+    for (const char* text : bad) {
+        auto r = parse_model_output(text, f);
+        EXPECT_TRUE(r.tool_calls.empty()) << text;
+        EXPECT_EQ(r.content, text);
+    }
+    // one good, one bad
+    auto r = parse_model_output("<|tool_call>call:a{}<tool_call|><|tool_call>call:b{oops}<tool_call|>", f);
+    ASSERT_EQ(r.tool_calls.size(), 1u);
+    EXPECT_EQ(r.tool_calls[0].name, "a");
+    EXPECT_EQ(r.content, "<|tool_call>call:b{oops}<tool_call|>");
+    // deep nesting is refused, not a stack overflow
+    std::string deep = "<|tool_call>call:f{a:" + std::string(100000, '[') + std::string(100000, ']') + "}<tool_call|>";
+    EXPECT_TRUE(parse_model_output(deep, f).tool_calls.empty());
+}
+
+TEST(ChatParse, Gemma4ToolCallsInsideTheThoughtAreNotCalls) {
+    REQUIRE_TEMPLATES();
+    auto r = parse_model_output(
+        "<|channel>thought\nI could write <|tool_call>call:f{}<tool_call|> but won't.<channel|>No call.", gemma4());
+    EXPECT_TRUE(r.tool_calls.empty());
+    EXPECT_EQ(r.content, "No call.");
+    EXPECT_EQ(r.reasoning_content, "I could write <|tool_call>call:f{}<tool_call|> but won't.");
+}
+
+// The tool calls Python's jinja2 wrote with Gemma 4's templates (the shared expectations and our
+// fixtures, both rendered by jinja2, not by us) parse back to the conversation's calls.
+TEST(ChatParse, Gemma4ParsesPythonRenders) {
+    ROTOR_REQUIRE_TESTDATA(test::testdata("templates/expected_renders.json"));
+    auto load = [](const std::string& path) {
+        std::ifstream f(path, std::ios::binary);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        return json::parse(ss.str());
+    };
+    const json expected = load(test::testdata("templates/expected_renders.json"));
+    const json fixture = load(test::source_dir() + "/tests/chat/fixtures/renders.json");
+    struct Case {
+        const json* file;
+        const char* tmpl;
+        const char* name;
+    } cases[] = {
+        {&expected, "llama.cpp/google-gemma-4-31B-it.jinja", "tool_call_roundtrip"},
+        {&fixture, "llama.cpp/google-gemma-4-31B-it.jinja", "tool_call_roundtrip"},
+        {&fixture, "llama.cpp/google-gemma-4-31B-it.jinja", "parallel_tool_calls"},
+        {&fixture, "llama.cpp/google-gemma-4-31B-it-interleaved.jinja", "tool_call_roundtrip"},
+        {&fixture, "llama.cpp/google-gemma-4-31B-it-interleaved.jinja", "parallel_tool_calls"},
+    };
+    json t = tools();
+    int checked = 0;
+    for (auto& c : cases) {
+        const json& file = *c.file;
+        const std::string text = file["results"][c.tmpl]["renders"][c.name]["text"].get<std::string>();
+        // the conversation's assistant message with tool calls
+        json want;
+        for (auto& m : file["cases"][c.name]["messages"])
+            if (m.contains("tool_calls")) want = m;
+        ASSERT_FALSE(want.is_null()) << c.name;
+        // the model turn holding the calls: to the tool responses (or the end of the turn)
+        size_t b = text.find("<|turn>model\n<|tool_call>");
+        ASSERT_NE(b, std::string::npos) << c.tmpl << " " << c.name;
+        b += strlen("<|turn>model\n");
+        size_t e = std::min(text.find("<|tool_response>", b), text.find("<turn|>", b));
+        std::string turn = text.substr(b, e - b);
+        ParseOptions o;
+        o.tools = &t;
+        ChatFormat f = detect_chat_format(read_template(c.tmpl));
+        auto r = parse_model_output(turn, f, o);
+        ASSERT_EQ(r.tool_calls.size(), want["tool_calls"].size()) << c.tmpl << " " << c.name << "\n" << turn;
+        for (size_t k = 0; k < r.tool_calls.size(); k++) {
+            EXPECT_EQ(r.tool_calls[k].name, want["tool_calls"][k]["function"]["name"]) << c.name;
+            EXPECT_EQ(nlohmann::json::parse(r.tool_calls[k].arguments),
+                      nlohmann::json::parse(want["tool_calls"][k]["function"]["arguments"].dump()))
+                << c.tmpl << " " << c.name;
+        }
+        // the interleaved template writes the message's content right after its calls
+        if (turn.rfind("<tool_call|>") + 12 < turn.size()) EXPECT_EQ(r.content, want["content"]) << c.name;
+        else EXPECT_EQ(r.content, "") << c.name;
+        checked++;
+    }
+    EXPECT_EQ(checked, 5);
+}
+
+// Our renders of assistant tool calls (with every kind of argument value, and reasoning) parse back.
+TEST(ChatParse, Gemma4RoundTripThroughTemplates) {
+    ROTOR_REQUIRE_TESTDATA(test::testdata("templates"));
+    json t = tools();
+    json msgs = json::parse(R"([
+      {"role": "user", "content": "Weather and news for Oslo?"},
+      {"role": "assistant", "content": "", "reasoning_content": "Two tools: weather, then a search.",
+       "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo, Norway: {\"the\" [capital]}\nline 2 \u00e6\u00f8\u00e5"}}},
+        {"id": "c2", "type": "function", "function": {"name": "search_web", "arguments":
+          {"query": "", "max_results": -3, "safe": false, "ratio": 0.125, "filters": {"site": "nrk.no", "lang": ["no", "en"], "none": null},
+           "tags": [], "nested": [[1, 2.5e-9], {"k": true}]}}}]}
+    ])");
+    for (const char* name : {"llama.cpp/google-gemma-4-31B-it.jinja", "llama.cpp/google-gemma-4-31B-it-interleaved.jinja"}) {
+        ChatTemplate tmpl(read_template(name), "<bos>", "<eos>");
+        std::string prompt = tmpl.render(msgs, t, false);
+        size_t b = prompt.rfind("<|turn>model\n");
+        ASSERT_NE(b, std::string::npos) << name;
+        b += strlen("<|turn>model\n");
+        size_t e = std::min(prompt.find("<|tool_response>", b), prompt.find("<turn|>", b));
+        std::string turn = prompt.substr(b, e - b);
+        ParseOptions o;
+        o.tools = &t;
+        auto r = parse_model_output(turn, tmpl.format(), o);
+        ASSERT_EQ(r.tool_calls.size(), 2u) << name << "\n" << turn;
+        EXPECT_EQ(r.reasoning_content, "Two tools: weather, then a search.") << name << "\n" << turn;
+        EXPECT_EQ(r.content, "") << name;
+        for (size_t k = 0; k < 2; k++) {
+            EXPECT_EQ(r.tool_calls[k].name, msgs[1]["tool_calls"][k]["function"]["name"]) << name;
+            EXPECT_EQ(nlohmann::json::parse(r.tool_calls[k].arguments),
+                      nlohmann::json::parse(msgs[1]["tool_calls"][k]["function"]["arguments"].dump()))
+                << name << "\n" << turn;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------- ids and shape
 
 TEST(ChatParse, DefaultIdsAreOpenAiStyleAndUnique) {
@@ -391,12 +646,14 @@ TEST(ChatParse, NeverThrowsOnGarbage) {
         "<think>a</think><tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": [1, {\"y\": \"z\"}]}}\n</tool_call>",
         "<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>",
         "<|python_tag|>{\"name\": \"a\", \"parameters\": {}}; x.call(q=\"v\", n=1)",
+        "<|turn>model\n<|channel>thought\nhm<channel|>Ok.<|tool_call>call:f{a:<|\"|>x, y<|\"|>,b:[1,{c:None}],d:-2.5}<tool_call|>"
+        "<|channel>thought\n<channel|>",
     };
     const std::string alphabet = "<>{}[]\"\\:,;=/\n tool_call function parameter think python_tag|.()";
     std::mt19937 rng(42);
     json t = tools();
     for (int iter = 0; iter < 20000; iter++) {
-        std::string s = seeds[size_t(iter) % 3];
+        std::string s = seeds[size_t(iter) % 4];
         int edits = 1 + int(rng() % 8);
         for (int e = 0; e < edits && !s.empty(); e++) {
             size_t pos = rng() % s.size();
@@ -406,12 +663,19 @@ TEST(ChatParse, NeverThrowsOnGarbage) {
                 default: s[pos] = char(rng() % 256); break;
             }
         }
-        for (auto style : {ToolCallStyle::Hermes, ToolCallStyle::QwenXml, ToolCallStyle::Llama3, ToolCallStyle::None}) {
+        for (auto style : {ToolCallStyle::Hermes, ToolCallStyle::QwenXml, ToolCallStyle::Llama3, ToolCallStyle::Gemma4,
+                           ToolCallStyle::None}) {
             ParseOptions o;
             o.tools = &t;
             o.reasoning_open = iter % 2;
             ParsedOutput r;
-            EXPECT_NO_THROW(r = parse_model_output(s, fmt(style, true), o)) << s;
+            ChatFormat f = fmt(style, true);
+            if (style == ToolCallStyle::Gemma4) {
+                f.channels = true;
+                f.think_open = "<|channel>thought";
+                f.think_close = "<channel|>";
+            }
+            EXPECT_NO_THROW(r = parse_model_output(s, f, o)) << s;
             EXPECT_NO_THROW(r.to_message().dump(-1, ' ', false, json::error_handler_t::replace));
         }
     }
