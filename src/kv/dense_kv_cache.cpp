@@ -69,12 +69,14 @@ void DenseKvCache::attend(int layer, int seq, int n_kv, const float* q, float* o
     const int hkv = geo_.n_head_kv[layer], dk = geo_.head_dim_k[layer], dv = geo_.head_dim_v[layer];
     const int group = p.n_head / hkv;
     const Slab& s = slab(layer, seq);
+    const int w_len = geo_.window_of(layer);
+    const int t0 = w_len > 0 ? std::max(0, n_kv - w_len) : 0;  // sliding window: the last w_len positions
     std::vector<float> w((size_t)n_kv);
     for (int h = 0; h < p.n_head; h++) {
         const int g = h / group;
         const float* qh = q + (size_t)h * dk;
         float mx = -INFINITY;
-        for (int t = 0; t < n_kv; t++) {
+        for (int t = t0; t < n_kv; t++) {
             const float* kt = s.k.data() + ((size_t)t * hkv + g) * dk;
             float d = 0;
             for (int i = 0; i < dk; i++) d += qh[i] * kt[i];
@@ -82,13 +84,13 @@ void DenseKvCache::attend(int layer, int seq, int n_kv, const float* q, float* o
             mx = std::max(mx, w[t]);
         }
         float sum = 0;
-        for (int t = 0; t < n_kv; t++) {
+        for (int t = t0; t < n_kv; t++) {
             w[t] = std::exp(w[t] - mx);
             sum += w[t];
         }
         float* oh = out + (size_t)h * dv;
         std::fill(oh, oh + dv, 0.0f);
-        for (int t = 0; t < n_kv; t++) {
+        for (int t = t0; t < n_kv; t++) {
             const float a = w[t] / sum;
             const float* vt = s.v.data() + ((size_t)t * hkv + g) * dv;
             for (int i = 0; i < dv; i++) oh[i] += a * vt[i];

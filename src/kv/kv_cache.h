@@ -15,7 +15,12 @@ struct KvGeometry {
     std::vector<int> n_head_kv;
     std::vector<int> head_dim_k;
     std::vector<int> head_dim_v;
+    // Sliding-window layers: a query at position p sees only positions (p - window, p], the last
+    // `window` positions including itself (transformers' sliding_window, llama.cpp's n_swa). Empty or
+    // 0 = the whole context.
+    std::vector<int> window;
     int n_layer() const { return (int)n_head_kv.size(); }
+    int window_of(int layer) const { return window.empty() ? 0 : window[layer]; }
 };
 
 // Thrown when a sequence cannot grow: the pool is full or the sequence reached its context limit.
@@ -43,9 +48,38 @@ public:
     // k: n_head_kv * head_dim_k floats, v: n_head_kv * head_dim_v floats, for position pos of seq.
     virtual void store(int layer, int seq, int pos, const float* k, const float* v) = 0;
     // out[h] = sum_p softmax_p(scale * q[h] . k[p]) v[p] over positions p in [0, n_kv) of seq, where
-    // q holds n_head * head_dim_k floats and out n_head * head_dim_v. Safe to call concurrently for
-    // different (seq, query) pairs once every store of the step is done.
+    // q holds n_head * head_dim_k floats and out n_head * head_dim_v; on a sliding-window layer over
+    // [max(0, n_kv - window), n_kv) only. Safe to call concurrently for different (seq, query) pairs
+    // once every store of the step is done.
     virtual void attend(int layer, int seq, int n_kv, const float* q, float* out, const AttnParams& p) const = 0;
+
+    // Sliding-window layers may keep only a ring of recent positions (the paged pool does). The rules a
+    // forward pass follows then, both 0 for caches that keep every position:
+    // - max_step_tokens(): the most positions one sequence may store in one step (all stored before any
+    //   of them attends) without overwriting a position an earlier query of the step still sees;
+    // - seq_window_floor(seq, layer): positions of seq below this may be gone from the layer's ring, so
+    //   a step whose first position is p needs max(0, p - window + 1) >= it (after a rollback or a
+    //   shared prefix further back than the ring reaches, the positions are lost: recompute them).
+    virtual int max_step_tokens() const { return 0; }
+    virtual int seq_window_floor(int seq, int layer) const {
+        (void)seq;
+        (void)layer;
+        return 0;
+    }
+    // The longest n' <= n at which seq can be cut back (seq_truncate) or shared and continued: n unless
+    // a sliding-window ring no longer holds the positions a query at n' would see.
+    int seq_reusable(int seq, int n) const;
 };
+
+inline int KvCache::seq_reusable(int seq, int n) const {
+    const KvGeometry& g = geometry();
+    for (int l = 0; l < g.n_layer(); l++) {
+        const int w = g.window_of(l);
+        if (w <= 0 || g.n_head_kv[l] == 0) continue;
+        const int floor = seq_window_floor(seq, l);
+        if (floor > 0 && n > 0 && n - w + 1 < floor) return 0;  // only a fresh start is safe
+    }
+    return n;
+}
 
 }  // namespace rotor

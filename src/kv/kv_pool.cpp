@@ -7,11 +7,13 @@
 namespace rotor {
 
 KvPoolLayout make_kv_layout(const KvGeometry& geo, const std::string& k_type, const std::string& v_type,
-                            int block_tokens) {
+                            int block_tokens, int batch_tokens) {
     if (block_tokens <= 0) throw Error("KV block size must be positive");
+    if (batch_tokens <= 0) throw Error("KV pool: batch size must be positive");
     KvPoolLayout L;
     L.geo = geo;
     L.block_tokens = block_tokens;
+    L.batch_tokens = batch_tokens;
     for (int l = 0; l < geo.n_layer(); l++) {
         const bool has_kv = geo.n_head_kv[l] > 0;
         L.k_fmt.push_back(has_kv ? &require_kv_format(k_type, geo.head_dim_k[l]) : nullptr);
@@ -20,23 +22,41 @@ KvPoolLayout make_kv_layout(const KvGeometry& geo, const std::string& k_type, co
     return L;
 }
 
+namespace {
+uint64_t position_bytes(const KvPoolLayout& L, int l) {  // one position of layer l, K and V, every KV head
+    return (uint64_t)L.geo.n_head_kv[l] *
+           (L.k_fmt[l]->row_bytes(L.geo.head_dim_k[l]) + L.v_fmt[l]->row_bytes(L.geo.head_dim_v[l]));
+}
+}  // namespace
+
 uint64_t kv_block_bytes(const KvPoolLayout& L) {
     uint64_t per_token = 0;
-    for (int l = 0; l < L.geo.n_layer(); l++) {
-        if (!L.k_fmt[l]) continue;
-        per_token += (uint64_t)L.geo.n_head_kv[l] *
-                     (L.k_fmt[l]->row_bytes(L.geo.head_dim_k[l]) + L.v_fmt[l]->row_bytes(L.geo.head_dim_v[l]));
-    }
+    for (int l = 0; l < L.geo.n_layer(); l++)
+        if (L.k_fmt[l] && !L.ring(l)) per_token += position_bytes(L, l);
     return per_token * (uint64_t)L.block_tokens;
+}
+
+int kv_ring_tokens(const KvPoolLayout& L, int l, int n_ctx) {
+    if (!L.ring(l)) return 0;
+    const int64_t tokens = std::min<int64_t>(n_ctx, (int64_t)L.geo.window_of(l) + L.batch_tokens);
+    return (int)((tokens + L.block_tokens - 1) / L.block_tokens * L.block_tokens);
+}
+
+uint64_t kv_ring_bytes_per_seq(const KvPoolLayout& L, int n_ctx) {
+    uint64_t b = 0;
+    for (int l = 0; l < L.geo.n_layer(); l++)
+        if (L.ring(l)) b += (uint64_t)kv_ring_tokens(L, l, n_ctx) * position_bytes(L, l);
+    return b;
 }
 
 double kv_bytes_per_token(const KvPoolLayout& L) { return (double)kv_block_bytes(L) / L.block_tokens; }
 
 std::unique_ptr<PagedKvCache> make_paged_kv_cache(const KvGeometry& geo, const std::string& k_type,
-                                                  const std::string& v_type, int n_seq, int n_ctx, int block_tokens) {
+                                                  const std::string& v_type, int n_seq, int n_ctx, int block_tokens,
+                                                  int batch_tokens) {
     const int64_t blocks_per_seq = (n_ctx + block_tokens - 1) / block_tokens;
-    return std::make_unique<PagedKvCache>(make_kv_layout(geo, k_type, v_type, block_tokens), blocks_per_seq * n_seq,
-                                          n_seq, n_ctx);
+    return std::make_unique<PagedKvCache>(make_kv_layout(geo, k_type, v_type, block_tokens, batch_tokens),
+                                          blocks_per_seq * n_seq, n_seq, n_ctx);
 }
 
 PagedKvCache::PagedKvCache(KvPoolLayout layout, int64_t n_blocks, int n_seq, int n_ctx_max)
@@ -48,16 +68,27 @@ PagedKvCache::PagedKvCache(KvPoolLayout layout, int64_t n_blocks, int n_seq, int
     v_row_bytes_.resize(nl);
     k_arena_.resize(nl);
     v_arena_.resize(nl);
+    ring_tokens_.assign(nl, 0);
+    ring_bytes_ = kv_ring_bytes_per_seq(layout_, n_ctx_max);
     for (int l = 0; l < nl; l++) {
         if (!layout_.k_fmt[l]) continue;
         k_row_bytes_[l] = layout_.k_fmt[l]->row_bytes(layout_.geo.head_dim_k[l]);
         v_row_bytes_[l] = layout_.v_fmt[l]->row_bytes(layout_.geo.head_dim_v[l]);
-        const uint64_t per_block = (uint64_t)layout_.block_tokens * layout_.geo.n_head_kv[l];
+        ring_tokens_[l] = kv_ring_tokens(layout_, l, n_ctx_max);
+        // rows: n_blocks blocks of block_tokens positions, or n_seq rings of ring_tokens positions
+        const uint64_t positions = ring_tokens_[l] ? (uint64_t)n_seq * ring_tokens_[l]
+                                                   : (uint64_t)n_blocks * layout_.block_tokens;
+        const uint64_t rows = positions * layout_.geo.n_head_kv[l];
         try {
-            k_arena_[l].reset(new uint8_t[(size_t)(n_blocks * per_block * k_row_bytes_[l])]);
-            v_arena_[l].reset(new uint8_t[(size_t)(n_blocks * per_block * v_row_bytes_[l])]);
+            k_arena_[l].reset(new uint8_t[(size_t)(rows * k_row_bytes_[l])]);
+            v_arena_[l].reset(new uint8_t[(size_t)(rows * v_row_bytes_[l])]);
         } catch (const std::bad_alloc&) {
-            throw Error("KV pool: cannot allocate " + std::to_string(n_blocks * kv_block_bytes(layout_)) + " bytes");
+            throw Error("KV pool: cannot allocate " + std::to_string(bytes_capacity()) + " bytes");
+        }
+        // A ring that can wrap within a sequence bounds the positions one step may store.
+        if (ring_tokens_[l] && ring_tokens_[l] < n_ctx_max) {
+            const int step = ring_tokens_[l] - layout_.geo.window_of(l) + 1;
+            max_step_ = max_step_ == 0 ? step : std::min(max_step_, step);
         }
     }
     refs_.assign((size_t)n_blocks, 0);
@@ -79,6 +110,37 @@ uint8_t* PagedKvCache::k_row(int layer, int block, int slot, int head) const {
 uint8_t* PagedKvCache::v_row(int layer, int block, int slot, int head) const {
     const uint64_t idx = ((uint64_t)block * layout_.block_tokens + slot) * layout_.geo.n_head_kv[layer] + head;
     return v_arena_[layer].get() + idx * v_row_bytes_[layer];
+}
+
+uint8_t* PagedKvCache::k_at(int layer, int seq, int pos, int head) const {
+    if (const int R = ring_tokens_[layer]) {
+        const uint64_t idx = ((uint64_t)seq * R + (uint64_t)(pos % R)) * layout_.geo.n_head_kv[layer] + head;
+        return k_arena_[layer].get() + idx * k_row_bytes_[layer];
+    }
+    const int B = layout_.block_tokens;
+    return k_row(layer, seqs_[seq].blocks[pos / B], pos % B, head);
+}
+uint8_t* PagedKvCache::v_at(int layer, int seq, int pos, int head) const {
+    if (const int R = ring_tokens_[layer]) {
+        const uint64_t idx = ((uint64_t)seq * R + (uint64_t)(pos % R)) * layout_.geo.n_head_kv[layer] + head;
+        return v_arena_[layer].get() + idx * v_row_bytes_[layer];
+    }
+    const int B = layout_.block_tokens;
+    return v_row(layer, seqs_[seq].blocks[pos / B], pos % B, head);
+}
+
+int PagedKvCache::seq_window_floor(int seq, int layer) const {
+    check_seq(seq);
+    const int R = ring_tokens_[layer];
+    if (R == 0) return 0;
+    return std::max(0, seqs_[seq].hi - R + 1);  // a ring slot holds the latest position stored into it
+}
+
+uint64_t PagedKvCache::bytes_used() const {
+    uint64_t rings = 0;
+    for (const Seq& s : seqs_)
+        if (s.n_tokens > 0) rings += ring_bytes_;
+    return (uint64_t)(n_blocks_ - free_blocks()) * kv_block_bytes(layout_) + rings;
 }
 
 int PagedKvCache::alloc_block() {
@@ -117,6 +179,7 @@ void PagedKvCache::seq_truncate(int seq, int n_tokens) {
         s.blocks.pop_back();
     }
     s.n_tokens = n_tokens;
+    if (n_tokens == 0) s.hi = -1;  // an empty sequence starts its rings afresh
 }
 
 int PagedKvCache::seq_tokens(int seq) const {
@@ -137,6 +200,15 @@ void PagedKvCache::seq_share_prefix(int src, int dst, int n_tokens) {
         seqs_[dst].blocks.push_back(b);
     }
     seqs_[dst].n_tokens = n_tokens;
+    seqs_[dst].hi = n_tokens > 0 ? seqs_[src].hi : -1;
+    if (n_tokens > 0)
+        for (int l = 0; l < layout_.geo.n_layer(); l++) {
+            const int R = ring_tokens_[l];
+            if (!R) continue;
+            const uint64_t rows = (uint64_t)R * layout_.geo.n_head_kv[l];
+            memcpy(k_at(l, dst, 0, 0), k_at(l, src, 0, 0), rows * k_row_bytes_[l]);
+            memcpy(v_at(l, dst, 0, 0), v_at(l, src, 0, 0), rows * v_row_bytes_[l]);
+        }
 }
 
 void PagedKvCache::make_block_private(int seq, int bi) {
@@ -145,7 +217,7 @@ void PagedKvCache::make_block_private(int seq, int bi) {
     if (free_.empty()) throw KvCacheFull("KV pool is full: no block left to copy a shared block into");
     const int fresh = alloc_block();
     for (int l = 0; l < layout_.geo.n_layer(); l++) {
-        if (!layout_.k_fmt[l]) continue;
+        if (!layout_.k_fmt[l] || ring_tokens_[l]) continue;
         const uint64_t rows = (uint64_t)layout_.block_tokens * layout_.geo.n_head_kv[l];
         memcpy(k_row(l, fresh, 0, 0), k_row(l, b, 0, 0), rows * k_row_bytes_[l]);
         memcpy(v_row(l, fresh, 0, 0), v_row(l, b, 0, 0), rows * v_row_bytes_[l]);
@@ -159,12 +231,12 @@ void PagedKvCache::store(int layer, int seq, int pos, const float* k, const floa
     if (layer < 0 || layer >= layout_.geo.n_layer() || !layout_.k_fmt[layer]) throw Error("KV cache: bad layer");
     Seq& s = seqs_[seq];
     if (pos < 0 || pos >= s.n_tokens) throw Error("KV cache: store outside the reserved positions");
-    const int bi = pos / layout_.block_tokens, slot = pos % layout_.block_tokens;
-    make_block_private(seq, bi);
+    if (ring_tokens_[layer]) s.hi = std::max(s.hi, pos);
+    else make_block_private(seq, pos / layout_.block_tokens);
     const int hkv = layout_.geo.n_head_kv[layer], dk = layout_.geo.head_dim_k[layer], dv = layout_.geo.head_dim_v[layer];
     for (int h = 0; h < hkv; h++) {
-        layout_.k_fmt[layer]->quantize(k + (size_t)h * dk, k_row(layer, s.blocks[bi], slot, h), dk);
-        layout_.v_fmt[layer]->quantize(v + (size_t)h * dv, v_row(layer, s.blocks[bi], slot, h), dv);
+        layout_.k_fmt[layer]->quantize(k + (size_t)h * dk, k_at(layer, seq, pos, h), dk);
+        layout_.v_fmt[layer]->quantize(v + (size_t)h * dv, v_at(layer, seq, pos, h), dv);
     }
 }
 
@@ -175,7 +247,11 @@ void PagedKvCache::attend(int layer, int seq, int n_kv, const float* q, float* o
     const KvFormat& kf = *layout_.k_fmt[layer];
     const KvFormat& vf = *layout_.v_fmt[layer];
     const int hkv = layout_.geo.n_head_kv[layer], dk = layout_.geo.head_dim_k[layer], dv = layout_.geo.head_dim_v[layer];
-    const int group = p.n_head / hkv, B = layout_.block_tokens;
+    const int group = p.n_head / hkv;
+    const int w_len = layout_.geo.window_of(layer);
+    const int t0 = w_len > 0 ? std::max(0, n_kv - w_len) : 0;  // sliding window: the last w_len positions
+    if (ring_tokens_[layer] && t0 < seq_window_floor(seq, layer))
+        throw Error("KV cache: the sliding-window ring no longer holds position " + std::to_string(t0));
     thread_local std::vector<float> scores, q_rot;
     scores.resize((size_t)n_kv);
     q_rot.resize((size_t)dk);
@@ -184,19 +260,19 @@ void PagedKvCache::attend(int layer, int seq, int n_kv, const float* q, float* o
         memcpy(q_rot.data(), q + (size_t)h * dk, (size_t)dk * sizeof(float));
         kf.rotate(q_rot.data(), dk);  // once per query head, never per key
         float mx = -INFINITY;
-        for (int t = 0; t < n_kv; t++) {
-            scores[t] = kf.dot(k_row(layer, s.blocks[t / B], t % B, g), q_rot.data(), dk) * p.scale;
+        for (int t = t0; t < n_kv; t++) {
+            scores[t] = kf.dot(k_at(layer, seq, t, g), q_rot.data(), dk) * p.scale;
             mx = std::max(mx, scores[t]);
         }
         double sum = 0;
-        for (int t = 0; t < n_kv; t++) {
+        for (int t = t0; t < n_kv; t++) {
             scores[t] = std::exp(scores[t] - mx);
             sum += scores[t];
         }
         float* oh = out + (size_t)h * dv;
         std::fill(oh, oh + dv, 0.0f);
         const float inv = (float)(1.0 / sum);
-        for (int t = 0; t < n_kv; t++) vf.axpy(v_row(layer, s.blocks[t / B], t % B, g), scores[t] * inv, oh, dv);
+        for (int t = t0; t < n_kv; t++) vf.axpy(v_at(layer, seq, t, g), scores[t] * inv, oh, dv);
         vf.unrotate(oh, dv);  // once per output head
     }
 }
