@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace rotor {
 
@@ -20,6 +21,7 @@ constexpr ArchEntry kArchs[] = {
     // IMROPE: for text every section gets the same position, which is partial NeoX RoPE (gguf-conventions 2.3)
     {"qwen35", Arch::Qwen35, RopeStyle::Neox, false, true},
     {"qwen35moe", Arch::Qwen35Moe, RopeStyle::Neox, false, true},
+    {"gemma4", Arch::Gemma4, RopeStyle::Neox, false, true},
 };
 
 // A per-layer key that may be a scalar or an array of n_layer integers.
@@ -87,6 +89,47 @@ void read_hybrid(const gguf::File& f, ModelConfig& c) {
         c.n_expert_used = get_dim(f, p + "expert_used_count", true);
         c.n_ff_exp = get_dim(f, p + "expert_feed_forward_length", true);
         c.n_ff_shexp = get_dim(f, p + "expert_shared_feed_forward_length", false, 0);
+        if (c.n_expert_used > c.n_expert) f.fail("expert_used_count exceeds expert_count");
+    }
+}
+
+// gemma4 keys (gguf-conventions.md 3.8): the generic keys describe the global layers (key_length,
+// rope.dimension_count, rope.freq_base); the *_swa keys and the per-layer pattern the sliding ones.
+void read_gemma4(const gguf::File& f, ModelConfig& c) {
+    const std::string p = c.arch_name + ".";
+    if (f.get_uint(p + "attention.shared_kv_layers").value_or(0) != 0)
+        f.fail("gemma4 with shared KV layers (attention.shared_kv_layers > 0, Gemma 4 E2B/E4B) is not supported");
+    if (f.get_uint(p + "embedding_length_per_layer_input").value_or(0) != 0)
+        f.fail("gemma4 with per-layer input embeddings (Gemma 4 E2B/E4B) is not supported");
+    const int window = get_dim(f, p + "attention.sliding_window", true);
+    const gguf::Value* pat = f.find(p + "attention.sliding_window_pattern");
+    if (!pat || pat->type != gguf::ValueType::ARRAY || pat->raw == nullptr || pat->count != (uint64_t)c.n_layer)
+        f.fail("key '" + p + "attention.sliding_window_pattern' must be an array of " + std::to_string(c.n_layer) + " flags");
+    const int hk_swa = get_dim(f, p + "attention.key_length_swa", true);
+    const int hv_swa = get_dim(f, p + "attention.value_length_swa", false, hk_swa);
+    c.n_rot_swa = get_dim(f, p + "rope.dimension_count_swa", false, hk_swa);
+    if (c.n_rot_swa > hk_swa || c.n_rot_swa % 2) f.fail("rope.dimension_count_swa is invalid for head size " + std::to_string(hk_swa));
+    c.rope_base_swa = (float)f.get_float(p + "rope.freq_base_swa").value_or(10000.0);
+    if (!(c.rope_base_swa > 1.0f)) f.fail("rope.freq_base_swa out of range");
+    c.final_logit_softcap = (float)f.get_float(p + "final_logit_softcapping").value_or(0.0);
+    if (c.final_logit_softcap < 0) f.fail("final_logit_softcapping out of range");
+    c.embd_scale = std::sqrt((float)c.n_embd);
+    c.window.assign(c.n_layer, 0);
+    c.v_is_k.assign(c.n_layer, 0);
+    for (int l = 0; l < c.n_layer; l++) {
+        if (pat->array_int(l) != 0) {
+            c.window[l] = window;
+            c.head_dim_k[l] = hk_swa;
+            c.head_dim_v[l] = hv_swa;
+        }
+        if (c.head_dim_k[l] != c.head_dim_v[l]) f.fail("gemma4: key and value head sizes must be equal");
+        c.v_is_k[l] = f.tensor("blk." + std::to_string(l) + ".attn_v.weight") == nullptr;
+        if (c.v_is_k[l] && c.is_swa(l)) f.fail("gemma4: sliding-window layer " + std::to_string(l) + " has no attn_v");
+    }
+    c.n_expert = get_dim(f, p + "expert_count", false, 0);
+    if (c.n_expert > 0) {
+        c.n_expert_used = get_dim(f, p + "expert_used_count", true);
+        c.n_ff_exp = get_dim(f, p + "expert_feed_forward_length", true);
         if (c.n_expert_used > c.n_expert) f.fail("expert_used_count exceeds expert_count");
     }
 }
@@ -171,6 +214,7 @@ ModelConfig read_model_config(const gguf::File& f) {
     c.has_rope_freqs = f.tensor("rope_freqs.weight") != nullptr;
     c.n_layer_main = c.n_layer;
     if (c.hybrid()) read_hybrid(f, c);
+    if (c.arch == Arch::Gemma4) read_gemma4(f, c);
     return c;
 }
 

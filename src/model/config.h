@@ -10,10 +10,10 @@
 
 namespace rotor {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen35, Qwen35Moe };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen35, Qwen35Moe, Gemma4 };
 enum class RopeStyle {
     Norm,  // rotate adjacent pairs (2i, 2i+1); llama (the converter permutes Q/K rows to match HF)
-    Neox,  // rotate pairs (i, i + n_rot/2) on HF's layout; qwen2, qwen3, gemma; qwen35's IMROPE for text
+    Neox,  // rotate pairs (i, i + n_rot/2) on HF's layout; qwen2, qwen3, gemma4; qwen35's IMROPE for text
 };
 
 struct ModelConfig {
@@ -49,7 +49,20 @@ struct ModelConfig {
     // Mixture of experts (qwen35moe): routed experts plus one sigmoid-gated shared expert.
     int n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
 
+    // gemma4 (gguf-conventions.md 3.8): sliding-window layers (their own head size, KV heads, RoPE base
+    // and rotated dims, no rope_freqs) and global layers (rope_freqs' proportional RoPE, K = V where the
+    // layer has no attn_v); sandwich norms, GELU MLP beside the routed experts, a per-layer output scale,
+    // embeddings scaled by sqrt(n_embd), final logits soft-capped.
+    std::vector<int> window;          // per layer: sliding-window length in tokens, 0 = whole context
+    std::vector<uint8_t> v_is_k;      // per layer: no attn_v, the value is the raw key projection
+    int n_rot_swa = 0;
+    float rope_base_swa = 10000.0f;
+    float final_logit_softcap = 0.0f; // 0 = none
+    float embd_scale = 1.0f;          // token embeddings are multiplied by this (gemma: sqrt(n_embd))
+
     bool is_recurrent(int layer) const { return !recurrent.empty() && recurrent[layer] != 0; }
+    int window_of(int layer) const { return window.empty() ? 0 : window[layer]; }
+    bool is_swa(int layer) const { return window_of(layer) > 0; }
     bool hybrid() const { return arch == Arch::Qwen35 || arch == Arch::Qwen35Moe; }
     int ssm_conv_dim() const { return 2 * ssm_n_k_heads * ssm_d_k + ssm_n_v_heads * ssm_d_v; }
 

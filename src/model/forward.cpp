@@ -29,6 +29,7 @@ KvGeometry kv_geometry(const ModelConfig& c) {
     g.n_head_kv = c.n_head_kv;
     g.head_dim_k = c.head_dim_k;
     g.head_dim_v = c.head_dim_v;
+    g.window = c.window;
     for (int l = 0; l < c.n_layer; l++)
         if (c.is_recurrent(l) || l >= c.n_layer_main) g.n_head_kv[l] = 0;
     return g;
@@ -62,10 +63,18 @@ std::vector<float> rope_inv_freq(const Model& m) {
     return inv;
 }
 
+std::vector<float> rope_inv_freq_swa(const Model& m) {
+    const ModelConfig& c = m.cfg;
+    std::vector<float> inv((size_t)(c.n_rot_swa / 2));
+    for (int i = 0; i < c.n_rot_swa / 2; i++) inv[i] = (float)(1.0 / std::pow((double)c.rope_base_swa, 2.0 * i / c.n_rot_swa));
+    return inv;
+}
+
 CpuForward::CpuForward(const Model& model, int n_threads)
     : m_(model), pool_(std::make_unique<ThreadPool>(std::max(1, n_threads))),
       act_scratch_(std::make_unique<QuantizedActs>()) {
     rope_inv_freq_ = rope_inv_freq(m_);
+    rope_inv_freq_swa_ = rope_inv_freq_swa(m_);
 }
 
 CpuForward::~CpuForward() = default;
@@ -162,6 +171,10 @@ void CpuForward::forward(const Batch& batch, KvCache& kv, RecurrentState* rs, st
     if (c.hybrid()) {
         if (!rs) throw Error("model '" + c.arch_name + "' has recurrent layers: the forward pass needs a RecurrentState");
         forward_hybrid(batch, kv, *rs, logits);
+        return;
+    }
+    if (c.arch == Arch::Gemma4) {
+        forward_gemma4(batch, kv, logits);
         return;
     }
     embed(batch, kv);

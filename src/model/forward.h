@@ -72,6 +72,12 @@ private:
     void delta_net(int l, const Batch& batch, const std::vector<std::vector<int>>& seq_tokens, RecurrentState& rs);
     void gated_attention(int l, const Batch& batch, KvCache& kv);
     void moe(int l, int n);
+    // forward_gemma4.cpp
+    void forward_gemma4(const Batch& batch, KvCache& kv, std::vector<float>& logits);
+    void gemma4_step(const Batch& batch, KvCache& kv, std::vector<float>& logits);
+    void gemma4_attention(int l, const Batch& batch, KvCache& kv);
+    void gemma4_experts(int l, int n, float* out);
+    void gelu_ffn(const Weight& gate, const Weight& up, const Weight& down, int n, float* out);
 
     const Model& m_;
     std::unique_ptr<ThreadPool> pool_;
@@ -80,6 +86,7 @@ private:
     std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, out_hidden_;
     std::vector<float> qg_, z_, ba_, moe_in_, moe_out_;
     std::vector<float> rope_inv_freq_;
+    std::vector<float> rope_inv_freq_swa_, ffn_out_, moe_x_;  // gemma4
     int delta_chunk_ = 0;
 };
 
@@ -92,5 +99,7 @@ RecurrentGeometry recurrent_geometry(const ModelConfig& c);
 // rope_freqs.weight's factors when the model has them (as llama.cpp and HF compute theta). The CPU
 // and CUDA forward passes both use this.
 std::vector<float> rope_inv_freq(const Model& m);
+// gemma4's sliding-window layers: n_rot_swa / 2 frequencies base_swa^(-2i/n_rot_swa) (no rope_freqs).
+std::vector<float> rope_inv_freq_swa(const Model& m);
 
 }  // namespace rotor

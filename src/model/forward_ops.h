@@ -16,6 +16,14 @@ inline void rms_norm(const float* x, const float* w, float* y, int n, float eps)
     for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
+// RMS norm without a weight (gemma4's value norm and router input).
+inline void rms_norm_plain(const float* x, float* y, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / std::sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale;
+}
+
 // y[t] = W x[t] for every token t of the batch.
 inline void linear(const WeightMatrix& wm, const float* x, int n_tok, float* y, ThreadPool& pool,
                    QuantizedActs& scratch) {
@@ -45,6 +53,11 @@ inline void rope(float* x, int n_head, int head_dim, int n_rot, RopeStyle style,
 }
 
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+// transformers' gelu_pytorch_tanh (llama.cpp's ggml_gelu): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+inline float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + std::tanh(k * (x + 0.044715f * x * x * x)));
+}
 inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 // torch.nn.functional.softplus (beta 1, threshold 20)
 inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }

@@ -112,6 +112,48 @@ void bind_hybrid(const Binder& b, const ModelConfig& c, std::vector<LayerWeights
     }
 }
 
+// gemma4 (gguf-conventions.md 3.8). Every layer: attention with q/k norms (no attn_v on K = V layers),
+// sandwich norms, the dense GELU MLP; MoE layers (ffn_gate_inp present) add the routed experts.
+void bind_gemma4(const Binder& b, const ModelConfig& c, std::vector<LayerWeights>& layers) {
+    const int64_t E = c.n_embd;
+    for (int l = 0; l < c.n_layer; l++) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LayerWeights& L = layers[l];
+        const int64_t hd = c.head_dim_k[l], q = c.q_dim(l), kv = c.kv_dim_k(l), ff = c.n_ff[l];
+        L.attn_norm = b.vec(p + "attn_norm.weight", E);
+        L.wq = b.get(p + "attn_q.weight", {E, q});
+        L.wk = b.get(p + "attn_k.weight", {E, kv});
+        if (!c.v_is_k[l]) L.wv = b.get(p + "attn_v.weight", {E, c.kv_dim_v(l)});
+        L.wo = b.get(p + "attn_output.weight", {q, E});
+        L.q_norm = b.vec(p + "attn_q_norm.weight", hd);
+        L.k_norm = b.vec(p + "attn_k_norm.weight", hd);
+        L.post_attn_norm = b.vec(p + "post_attention_norm.weight", E);
+        L.ffn_norm = b.vec(p + "ffn_norm.weight", E);
+        L.ffn_gate = b.get(p + "ffn_gate.weight", {E, ff});
+        L.ffn_up = b.get(p + "ffn_up.weight", {E, ff});
+        L.ffn_down = b.get(p + "ffn_down.weight", {ff, E});
+        L.post_ffw_norm = b.vec(p + "post_ffw_norm.weight", E);
+        L.out_scale = b.vec(p + "layer_output_scale.weight", 1, false);
+        if (c.n_expert > 0 && b.has(p + "ffn_gate_inp.weight")) {
+            const int64_t n = c.n_expert, fe = c.n_ff_exp;
+            L.ffn_gate_inp = b.get(p + "ffn_gate_inp.weight", {E, n});
+            if (L.ffn_gate_inp.type != GgmlType::F32) b.fail("tensor '" + p + "ffn_gate_inp.weight' must be f32");
+            L.ffn_gate_inp_scale = b.vec(p + "ffn_gate_inp.scale", E);
+            L.pre_ffw_norm_2 = b.vec(p + "pre_ffw_norm_2.weight", E);
+            L.post_ffw_norm_1 = b.vec(p + "post_ffw_norm_1.weight", E);
+            L.post_ffw_norm_2 = b.vec(p + "post_ffw_norm_2.weight", E);
+            if (b.has(p + "ffn_gate_up_exps.weight")) {
+                L.ffn_gate_up_exps = b.get(p + "ffn_gate_up_exps.weight", {E, 2 * fe, n});
+            } else {
+                L.ffn_gate_exps = b.get(p + "ffn_gate_exps.weight", {E, fe, n});
+                L.ffn_up_exps = b.get(p + "ffn_up_exps.weight", {E, fe, n});
+            }
+            L.ffn_down_exps = b.get(p + "ffn_down_exps.weight", {fe, E, n});
+            L.ffn_down_exps_scale = b.vec(p + "ffn_down_exps.scale", n, false);
+        }
+    }
+}
+
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& path) { return from_file(gguf::File::open(path)); }
@@ -130,6 +172,11 @@ std::unique_ptr<Model> Model::from_file(gguf::File file) {
     m->layers.resize(c.n_layer);
     if (c.hybrid()) {
         bind_hybrid(b, c, m->layers);
+        return m;
+    }
+    if (c.arch == Arch::Gemma4) {
+        if (!c.has_rope_freqs) b.fail("gemma4: missing tensor 'rope_freqs.weight' (the global layers' proportional RoPE)");
+        bind_gemma4(b, c, m->layers);
         return m;
     }
     for (int l = 0; l < c.n_layer; l++) {
@@ -164,7 +211,9 @@ uint64_t Model::weight_bytes() const {
         for (const Weight* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm,
                                 &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.ssm_in, &L.ssm_z, &L.ssm_conv1d,
                                 &L.ssm_dt, &L.ssm_a, &L.ssm_beta, &L.ssm_alpha, &L.ssm_norm, &L.ssm_out, &L.ffn_gate_inp,
-                                &L.ffn_gate_inp_shexp, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp})
+                                &L.ffn_gate_inp_shexp, &L.ffn_gate_shexp, &L.ffn_up_shexp, &L.ffn_down_shexp,
+                                &L.post_attn_norm, &L.post_ffw_norm, &L.pre_ffw_norm_2, &L.post_ffw_norm_1,
+                                &L.post_ffw_norm_2, &L.ffn_gate_inp_scale, &L.ffn_down_exps_scale, &L.out_scale})
             if (w->present()) b += w->bytes();
         // routed experts: only n_expert_used of them are read per token
         for (const Weight* w : {&L.ffn_gate_exps, &L.ffn_up_exps, &L.ffn_down_exps, &L.ffn_gate_up_exps})

@@ -43,6 +43,11 @@ struct LayerWeights {
     Weight ffn_gate_up_exps;                       // fused alternative: per expert gate rows then up rows
     Weight ffn_gate_inp_shexp;                     // {E} f32
     Weight ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp;
+    // gemma4: sandwich norms around attention and the feed-forward block (ffn_norm is the pre-norm of
+    // the dense MLP), the experts' own pre/post norms, the router's input scale {E}, the per-expert
+    // output scale {n_expert}, and the layer's output scale {1}. wv is absent on K = V layers.
+    Weight post_attn_norm, post_ffw_norm, pre_ffw_norm_2, post_ffw_norm_1, post_ffw_norm_2;
+    Weight ffn_gate_inp_scale, ffn_down_exps_scale, out_scale;
 };
 
 struct Model {
