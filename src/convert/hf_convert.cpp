@@ -1,5 +1,6 @@
 #include "convert/hf_convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -368,6 +369,198 @@ std::string convert_qwen35(const fs::path& dir, const json& c, const std::string
            std::string(format_info(opt.outtype).name) + " -> " + out_path;
 }
 
+// Gemma 4 (gemma4 with a text_config, or gemma4_text) -> gemma4 with llama.cpp's conventions
+// (gguf-conventions.md 3.8, conversion/gemma.py Gemma4Model): norms as stored (no +1), the generic keys
+// for the global layers and *_swa keys for the sliding ones, head_count_kv per layer, the layer pattern
+// as booleans, rope_freqs for the global layers' proportional RoPE (1 for the rotated pairs, 1e30 for
+// the rest), router.scale -> ffn_gate_inp.scale, per_expert_scale -> ffn_down_exps.scale, the fused
+// experts as {E, 2F, n} / {F, E, n}, layer_scalar -> layer_output_scale. Head sizes and KV heads per
+// layer come from the tensors (q_norm, k_proj), since transformers 5.17 may keep them in per_layer_config.
+std::string convert_gemma4(const fs::path& dir, const json& c, const HfModel& hf, const HfConvertOptions& opt,
+                           const std::string& out_path) {
+    const std::string arch = "gemma4";
+    const json& tc = c.contains("text_config") && c["text_config"].is_object() ? c["text_config"] : c;
+    const std::string pre = hf.find("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
+    auto need = [&](const char* key) {
+        const int64_t v = cfg_get<int64_t>(tc, key, 0);
+        if (v <= 0) throw Error("config.json lacks '" + std::string(key) + "'");
+        return v;
+    };
+    const int64_t E = need("hidden_size"), L = need("num_hidden_layers"), H = need("num_attention_heads");
+    const int64_t FF = need("intermediate_size"), window = need("sliding_window");
+    if (cfg_get<int64_t>(tc, "num_kv_shared_layers", 0) != 0)
+        throw Error("Gemma 4 with shared KV layers (E2B/E4B) is not supported");
+    if (cfg_get<int64_t>(tc, "hidden_size_per_layer_input", 0) != 0)
+        throw Error("Gemma 4 with per-layer input embeddings (E2B/E4B) is not supported");
+    if (cfg_get<bool>(tc, "attention_bias", false)) throw Error("Gemma 4 with attention biases is not supported");
+    if (tc.contains("use_bidirectional_attention") && !tc["use_bidirectional_attention"].is_null())
+        throw Error("Gemma 4 with bidirectional attention is not supported");
+    const std::string act = cfg_get<std::string>(tc, "hidden_activation", "gelu_pytorch_tanh");
+    if (act != "gelu_pytorch_tanh") throw Error("Gemma 4 activation '" + act + "' is not supported");
+    // layer types as transformers keeps them; by default every sixth layer is global, and the last one always
+    std::vector<bool> swa((size_t)L);
+    const bool have_types = tc.contains("layer_types") && tc["layer_types"].is_array();
+    if (have_types && (int64_t)tc["layer_types"].size() != L) throw Error("layer_types must have num_hidden_layers entries");
+    for (int64_t l = 0; l < L; l++) {
+        if (!have_types) {
+            swa[l] = (l + 1) % 6 != 0 && l != L - 1;
+            continue;
+        }
+        const std::string t = tc["layer_types"][l].get<std::string>();
+        if (t != "sliding_attention" && t != "full_attention") throw Error("layer type '" + t + "' is not supported");
+        swa[l] = t == "sliding_attention";
+    }
+    // per layer: head size from q_norm, KV heads from k_proj; V only where the layer has v_proj
+    std::vector<int64_t> hd((size_t)L), hkv((size_t)L);
+    std::vector<bool> has_v((size_t)L);
+    int64_t hd_swa = 0, hd_full = 0;
+    for (int64_t l = 0; l < L; l++) {
+        const std::string a = pre + "layers." + std::to_string(l) + ".self_attn.";
+        const SafeTensor* qn = hf.find(a + "q_norm.weight");
+        const SafeTensor* k = hf.find(a + "k_proj.weight");
+        if (!qn || qn->shape.size() != 1 || !k || k->shape.size() != 2)
+            throw Error("checkpoint in '" + dir.string() + "' lacks layer " + std::to_string(l) + "'s q_norm or k_proj");
+        hd[l] = qn->shape[0];
+        if (k->shape[0] % hd[l]) throw Error("layer " + std::to_string(l) + ": k_proj rows are not whole heads");
+        hkv[l] = k->shape[0] / hd[l];
+        if (H % hkv[l]) throw Error("layer " + std::to_string(l) + ": attention heads are not a multiple of KV heads");
+        has_v[l] = hf.find(a + "v_proj.weight") != nullptr;
+        if (!has_v[l] && swa[l]) throw Error("sliding-window layer " + std::to_string(l) + " has no v_proj");
+        int64_t& want = swa[l] ? hd_swa : hd_full;
+        if (want && want != hd[l]) throw Error("Gemma 4 layers of one type must share one head size");
+        want = hd[l];
+    }
+    if (!hd_full) throw Error("Gemma 4 without a full-attention layer is not supported");
+    if (!hd_swa) hd_swa = hd_full;
+    // RoPE per layer type (transformers: rope_parameters keyed by layer type)
+    json rp = tc.contains("rope_parameters") && tc["rope_parameters"].is_object() ? tc["rope_parameters"] : json::object();
+    const json rope_swa = rp.contains("sliding_attention") && rp["sliding_attention"].is_object() ? rp["sliding_attention"] : json::object();
+    const json rope_full = rp.contains("full_attention") && rp["full_attention"].is_object()
+                               ? rp["full_attention"]
+                               : json{{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1000000.0}};
+    const std::string type_swa = cfg_get<std::string>(rope_swa, "rope_type", "default");
+    const std::string type_full = cfg_get<std::string>(rope_full, "rope_type", "default");
+    if (type_swa != "default") throw Error("sliding-window RoPE type '" + type_swa + "' is not supported");
+    if (type_full != "proportional" && type_full != "default")
+        throw Error("global RoPE type '" + type_full + "' is not supported (proportional or default)");
+    if (cfg_get<double>(rope_full, "factor", 1.0) != 1.0) throw Error("Gemma 4 RoPE scaling factors are not supported");
+    const double theta_swa = cfg_get<double>(rope_swa, "rope_theta", 10000.0);
+    const double theta_full = cfg_get<double>(rope_full, "rope_theta", 1000000.0);
+    const double partial_full = type_full == "proportional" ? cfg_get<double>(rope_full, "partial_rotary_factor", 1.0) : 1.0;
+    const int64_t n_rot_swa = (int64_t)((double)hd_swa * cfg_get<double>(rope_swa, "partial_rotary_factor", 1.0));
+    const int64_t rotated_pairs = (int64_t)(partial_full * (double)hd_full / 2);  // transformers' rope_angles
+
+    gguf::Writer w;
+    TensorSink sink{w, {}};
+    const std::string p = arch + ".";
+    w.set_string("general.architecture", arch);
+    w.set_string("general.name", opt.name.empty() ? dir.filename().string() : opt.name);
+    w.set_u32(p + "context_length", cfg_get<uint32_t>(tc, "max_position_embeddings", 131072));
+    w.set_u32(p + "embedding_length", (uint32_t)E);
+    w.set_u32(p + "block_count", (uint32_t)L);
+    w.set_u32(p + "feed_forward_length", (uint32_t)FF);
+    w.set_u32(p + "attention.head_count", (uint32_t)H);
+    if (std::all_of(hkv.begin(), hkv.end(), [&](int64_t v) { return v == hkv[0]; })) {
+        w.set_u32(p + "attention.head_count_kv", (uint32_t)hkv[0]);
+    } else {
+        std::vector<int32_t> arr(hkv.begin(), hkv.end());
+        w.set_array_i32(p + "attention.head_count_kv", arr);
+    }
+    w.set_f32(p + "attention.layer_norm_rms_epsilon", cfg_get<float>(tc, "rms_norm_eps", 1e-6f));
+    w.set_u32(p + "attention.key_length", (uint32_t)hd_full);
+    w.set_u32(p + "attention.value_length", (uint32_t)hd_full);
+    w.set_u32(p + "attention.key_length_swa", (uint32_t)hd_swa);
+    w.set_u32(p + "attention.value_length_swa", (uint32_t)hd_swa);
+    w.set_f32(p + "rope.freq_base", (float)theta_full);
+    w.set_f32(p + "rope.freq_base_swa", (float)theta_swa);
+    w.set_u32(p + "rope.dimension_count", (uint32_t)hd_full);  // all pairs; rope_freqs stops the rest
+    w.set_u32(p + "rope.dimension_count_swa", (uint32_t)n_rot_swa);
+    w.set_u32(p + "attention.sliding_window", (uint32_t)window);
+    w.set_array_bool(p + "attention.sliding_window_pattern", swa);
+    w.set_u32(p + "attention.shared_kv_layers", 0);
+    w.set_u32(p + "embedding_length_per_layer_input", 0);
+    if (tc.contains("final_logit_softcapping") && tc["final_logit_softcapping"].is_number())
+        w.set_f32(p + "final_logit_softcapping", tc["final_logit_softcapping"].get<float>());
+    const bool moe = cfg_get<bool>(tc, "enable_moe_block", false);
+    int64_t NE = 0, FE = 0;
+    if (moe) {
+        NE = need("num_experts");
+        FE = need("moe_intermediate_size");
+        w.set_u32(p + "expert_count", (uint32_t)NE);
+        w.set_u32(p + "expert_used_count", (uint32_t)need("top_k_experts"));
+        w.set_u32(p + "expert_feed_forward_length", (uint32_t)FE);
+    }
+    w.set_u32("general.file_type", file_type(opt.outtype));
+
+    auto tensor = [&](const std::string& name, bool required = true) -> const SafeTensor* {
+        const SafeTensor* t = hf.find(name);
+        if (!t && required) throw Error("checkpoint in '" + dir.string() + "' lacks tensor '" + name + "'");
+        return t;
+    };
+    auto data = [&](const std::string& name, std::vector<int64_t> shape) {
+        const SafeTensor* t = tensor(name);
+        if (t->shape != shape) {
+            std::string want;
+            for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+            throw Error("'" + name + "' does not have the shape [" + want + "] its config implies");
+        }
+        return t->to_f32();
+    };
+    auto matrix = [&](const std::string& hf_name, const std::string& name, int64_t out, int64_t in) {
+        sink.add(name, data(hf_name, {out, in}), {in, out}, opt.outtype);  // HF [out, in] -> ggml {in, out}
+    };
+    auto f32 = [&](const std::string& hf_name, const std::string& name, int64_t n) {
+        sink.add(name, data(hf_name, {n}), {n}, GgmlType::F32);
+    };
+
+    const SafeTensor* emb = tensor(pre + "embed_tokens.weight");
+    if (emb->shape.size() != 2 || emb->shape[1] != E) throw Error("embed_tokens has an unexpected shape");
+    const int64_t V = emb->shape[0];
+    w.set_u32(p + "vocab_size", (uint32_t)V);
+    sink.add("token_embd.weight", emb->to_f32(), {E, V}, opt.outtype);
+    f32(pre + "norm.weight", "output_norm.weight", E);
+    const bool tied = cfg_get<bool>(c, "tie_word_embeddings", cfg_get<bool>(tc, "tie_word_embeddings", true)) ||
+                      !hf.find("lm_head.weight");
+    if (!tied) matrix("lm_head.weight", "output.weight", V, E);
+    std::vector<float> freqs((size_t)(hd_full / 2), 1e30f);
+    for (int64_t i = 0; i < rotated_pairs && i < hd_full / 2; i++) freqs[(size_t)i] = 1.0f;
+    sink.add("rope_freqs.weight", freqs, {hd_full / 2}, GgmlType::F32);
+
+    for (int64_t l = 0; l < L; l++) {
+        const std::string hp = pre + "layers." + std::to_string(l) + ".", gp = "blk." + std::to_string(l) + ".";
+        const std::string a = hp + "self_attn.";
+        const int64_t q = H * hd[l], kv = hkv[l] * hd[l];
+        f32(hp + "input_layernorm.weight", gp + "attn_norm.weight", E);
+        matrix(a + "q_proj.weight", gp + "attn_q.weight", q, E);
+        matrix(a + "k_proj.weight", gp + "attn_k.weight", kv, E);
+        if (has_v[l]) matrix(a + "v_proj.weight", gp + "attn_v.weight", kv, E);
+        matrix(a + "o_proj.weight", gp + "attn_output.weight", E, q);
+        f32(a + "q_norm.weight", gp + "attn_q_norm.weight", hd[l]);
+        f32(a + "k_norm.weight", gp + "attn_k_norm.weight", hd[l]);
+        f32(hp + "post_attention_layernorm.weight", gp + "post_attention_norm.weight", E);
+        f32(hp + "pre_feedforward_layernorm.weight", gp + "ffn_norm.weight", E);
+        matrix(hp + "mlp.gate_proj.weight", gp + "ffn_gate.weight", FF, E);
+        matrix(hp + "mlp.up_proj.weight", gp + "ffn_up.weight", FF, E);
+        matrix(hp + "mlp.down_proj.weight", gp + "ffn_down.weight", E, FF);
+        f32(hp + "post_feedforward_layernorm.weight", gp + "post_ffw_norm.weight", E);
+        if (hf.find(hp + "layer_scalar")) f32(hp + "layer_scalar", gp + "layer_output_scale.weight", 1);
+        if (!moe) continue;
+        sink.add(gp + "ffn_gate_inp.weight", data(hp + "router.proj.weight", {NE, E}), {E, NE}, GgmlType::F32);
+        f32(hp + "router.scale", gp + "ffn_gate_inp.scale", E);
+        f32(hp + "pre_feedforward_layernorm_2.weight", gp + "pre_ffw_norm_2.weight", E);
+        f32(hp + "post_feedforward_layernorm_1.weight", gp + "post_ffw_norm_1.weight", E);
+        f32(hp + "post_feedforward_layernorm_2.weight", gp + "post_ffw_norm_2.weight", E);
+        // transformers' [n, 2F, E] (gate rows, then up rows) and [n, E, F]: ggml {E, 2F, n} and {F, E, n}
+        sink.add(gp + "ffn_gate_up_exps.weight", data(hp + "experts.gate_up_proj", {NE, 2 * FE, E}), {E, 2 * FE, NE}, opt.outtype);
+        sink.add(gp + "ffn_down_exps.weight", data(hp + "experts.down_proj", {NE, E, FE}), {FE, E, NE}, opt.outtype);
+        f32(hp + "router.per_expert_scale", gp + "ffn_down_exps.scale", NE);
+    }
+    add_vocab(w, dir, tc, opt, V);
+    w.write(out_path);
+    return arch + " model, " + std::to_string(L) + " layers, " + std::to_string(E) + " wide, " +
+           std::string(format_info(opt.outtype).name) + " -> " + out_path;
+}
+
 }  // namespace
 
 std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out_path, const HfConvertOptions& opt) {
@@ -386,13 +579,15 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
     else if (mt == "qwen2") arch = "qwen2";
     else if (mt == "qwen3") arch = "qwen3";
     else if (mt == "qwen3_5" || mt == "qwen3_5_text" || mt == "qwen3_5_moe" || mt == "qwen3_5_moe_text") arch = "qwen35";
-    else throw Error("model_type '" + mt + "' is not supported by the converter (llama, mistral, qwen2, qwen3, qwen3_5, qwen3_5_moe)");
+    else if (mt == "gemma4" || mt == "gemma4_text") arch = "gemma4";
+    else throw Error("model_type '" + mt + "' is not supported by the converter (llama, mistral, qwen2, qwen3, qwen3_5, qwen3_5_moe, gemma4)");
 
     HfModel hf;
     for (const auto& e : fs::directory_iterator(dir))
         if (e.path().extension() == ".safetensors") hf.files.push_back(std::make_unique<SafeTensorsFile>(e.path().string()));
     if (hf.files.empty()) throw Error("no .safetensors files in '" + hf_dir + "'");
     if (arch == "qwen35") return convert_qwen35(dir, c, mt, hf, opt, out_path);
+    if (arch == "gemma4") return convert_gemma4(dir, c, hf, opt, out_path);
 
     const int64_t E = cfg_get<int64_t>(c, "hidden_size", 0);
     const int64_t L = cfg_get<int64_t>(c, "num_hidden_layers", 0);
