@@ -216,6 +216,13 @@ const std::vector<ModelShape>& known_shapes() {
         g4.window = 1024, g4.swa_period = 6, g4.head_dim_full = 512, g4.n_head_kv_full = 2;
         g4.n_expert = 128, g4.n_expert_used = 8, g4.ff_expert = 704;
         v.push_back(g4);
+        // a small Gemma 4 that runs in tests: window 32, every third layer global with head size 512 (the
+        // real global head size) and one KV head, K = V there; 8 experts, top 2; vocabulary 4096 so that
+        // rotor-kjv-11m's tokenizer fits (--vocab-from)
+        ModelShape tg{"tiny-gemma4", "gemma4", 6, 256, 512, 4, 2, 256, 4096, 4096, 1e6f, true, false};
+        tg.window = 32, tg.swa_period = 3, tg.head_dim_full = 512, tg.n_head_kv_full = 1;
+        tg.n_expert = 8, tg.n_expert_used = 2, tg.ff_expert = 128;
+        v.push_back(tg);
         return v;
     }();
     return all;
@@ -353,10 +360,26 @@ uint64_t write_synthetic_model(const ModelShape& s, const QuantMix& mix, const s
             auto* f = reinterpret_cast<float*>(dst);
             const uint64_t n = n_bytes / 4;  // for the f32 kinds
             switch (t.kind) {
-                case PlannedTensor::Norm:
-                    for (uint64_t i = 0; i < n; i++) f[i] = 1.0f + 0.01f * (float)((i * 37 + salt) % 17) / 17;
+                case PlannedTensor::Norm: {
+                    // Gemma 4 attends with scale 1 (its q/k norms set the scale): weights of D^-1/4 keep the
+                    // scores of unit-RMS random heads near unit variance instead of sqrt(D)
+                    const bool qk = shape.arch == "gemma4" && (t.name.find("attn_q_norm") != std::string::npos ||
+                                                                t.name.find("attn_k_norm") != std::string::npos);
+                    const float base = qk ? std::pow((float)n, -0.25f) : 1.0f;
+                    for (uint64_t i = 0; i < n; i++) f[i] = base * (1.0f + 0.01f * (float)((i * 37 + salt) % 17) / 17);
                     return;
+                }
                 case PlannedTensor::Bias:
+                    if (shape.arch == "gemma4" && t.name.find("ffn_gate_inp.weight") != std::string::npos) {
+                        // Gemma 4's router reads rms_norm(x) / sqrt(E): unit-variance weights make decisive
+                        // expert choices (near-uniform ones would flip on any rounding)
+                        uint64_t h = salt * 0x9E3779B97F4A7C15ull + 1;
+                        for (uint64_t i = 0; i < n; i++) {
+                            h = h * 6364136223846793005ull + 1442695040888963407ull;
+                            f[i] = ((float)(h >> 40) / (float)(1ull << 24) - 0.5f) * 3.4641016f;  // uniform, variance 1
+                        }
+                        return;
+                    }
                     for (uint64_t i = 0; i < n; i++) f[i] = 0.01f * (float)((i * 13 + salt) % 11) - 0.05f;
                     return;
                 case PlannedTensor::Scale:
