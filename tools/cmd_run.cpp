@@ -90,8 +90,8 @@ int cmd_run(const Args& args) {
     std::unique_ptr<CpuForward> cpu;
     std::unique_ptr<GpuBackend> backend;
     if (gpu) {
-        // the CUDA forward does not run Gated DeltaNet layers yet (and does not check for them itself)
-        if (model->cfg.hybrid())
+        // the CUDA forward runs the llama family only (and does not check the architecture itself)
+        if (!model->cfg.runs_on_gpu())
             throw Error("architecture '" + model->cfg.arch_name + "' does not run on the GPU yet (drop --gpu to run it on the CPU)");
         backend = std::make_unique<GpuBackend>(*model, 1, n_ctx, (int)tokens.size(), k_type, v_type);
     } else {
