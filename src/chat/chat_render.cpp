@@ -42,6 +42,13 @@ std::string ChatTemplate::render(const json& messages, const json& tools, bool a
     return tmpl_.render(template_vars(messages, tools, add_generation_prompt, extra_kwargs, bos_, eos_), opts);
 }
 
+void complete_generation_prompt(std::string& prompt, const ChatFormat& fmt) {
+    static constexpr std::string_view turn_end = "<turn|>\n";
+    if (fmt.tool_calls != ToolCallStyle::Gemma4 || !fmt.channels) return;
+    if (prompt.size() >= turn_end.size() && std::string_view(prompt).substr(prompt.size() - turn_end.size()) == turn_end)
+        prompt += "<|turn>model\n";
+}
+
 json normalize_tool_call_arguments(const json& messages) {
     json out = messages;
     if (!out.is_array()) return out;

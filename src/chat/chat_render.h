@@ -38,6 +38,11 @@ private:
     ChatFormat format_;
 };
 
+// A generation prompt the template forgot, added as llama.cpp adds it: Gemma 4's template leaves the
+// prompt at the end of a turn ("<turn|>\n") when an assistant message with tool calls, their results
+// and content comes last; the model's turn is then opened ("<|turn>model\n"). Other formats: as is.
+void complete_generation_prompt(std::string& prompt, const ChatFormat& fmt);
+
 // OpenAI clients send tool-call `arguments` as JSON text; Hugging Face templates expect an object
 // (they iterate it or tojson it). Returns messages with every parseable arguments string replaced
 // by the object it encodes; anything else is left as it was.

@@ -99,6 +99,11 @@ void ApiServer::load() {
     } else {
         fprintf(stderr, "rotor serve: warning: the model has no chat template; /v1/chat/completions is disabled\n");
     }
+    {
+        std::vector<std::string> warnings;
+        default_sampling(model_->file, template_ ? &template_->format() : nullptr, &warnings);
+        for (const std::string& w : warnings) fprintf(stderr, "rotor serve: warning: %s\n", w.c_str());
+    }
     EngineConfig ec = opt_.engine;
     if (ec.n_ctx_per_slot <= 0) ec.n_ctx_per_slot = std::min(model_->cfg.n_ctx_train > 0 ? model_->cfg.n_ctx_train : 4096, 4096);
     if (ec.n_ctx_per_slot > model_->cfg.n_ctx_train && model_->cfg.n_ctx_train > 0)
@@ -115,6 +120,8 @@ RequestLimits ApiServer::limits() const {
     const std::string base = opt_.model_path.substr(opt_.model_path.find_last_of('/') + 1);
     if (base != model_id_) l.model_names.push_back(base);
     if (opt_.model_path != base) l.model_names.push_back(opt_.model_path);
+    // A few key lookups per request (checked, with warnings, once at load).
+    l.sampling = default_sampling(model_->file, template_ ? &template_->format() : nullptr);
     return l;
 }
 
@@ -267,6 +274,7 @@ void ApiServer::chat_completions(const HttpRequest& req, HttpResponse& res) {
     try {
         const json msgs = chat::normalize_tool_call_arguments(r.messages);
         prompt = template_->render(msgs, r.tools, true, r.chat_template_kwargs);
+        chat::complete_generation_prompt(prompt, template_->format());
     } catch (const std::exception& e) {
         return send_error(res, error(400, std::string("the chat template failed on these messages: ") + e.what(),
                                      "invalid_request_error", "messages"));
@@ -394,7 +402,7 @@ void ApiServer::models(HttpResponse& res) {
 
 void ApiServer::props(HttpResponse& res) {
     const EngineConfig& c = engine_->config();
-    const SamplerParams d;
+    const SamplerParams d = limits().sampling;
     json params = {{"temperature", d.temperature}, {"top_k", d.top_k},       {"top_p", d.top_p},
                    {"min_p", d.min_p},             {"typical_p", d.typical_p}, {"repeat_penalty", d.repetition_penalty},
                    {"repeat_last_n", d.penalty_last_n}, {"presence_penalty", d.presence_penalty},

@@ -1,5 +1,6 @@
 #include "server/reply.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "tokenizer/vocab.h"
@@ -72,7 +73,22 @@ std::string stream_error(const std::string& message) {
 ChatReply::ChatReply(const Vocab& vocab, ReplyOptions opt, const chat::ChatFormat& fmt, bool reasoning_open,
                      const json* tools)
     : vocab_(vocab), opt_(std::move(opt)), fmt_(fmt), reasoning_open_(reasoning_open),
-      tools_(tools && tools->is_array() ? tools : nullptr), parser_(fmt, reasoning_open, tools_) {}
+      tools_(tools && tools->is_array() ? tools : nullptr), parser_(fmt, reasoning_open, tools_) {
+    for (const std::string& t : fmt.preserved_tokens) {
+        const int32_t id = vocab.find(t);
+        if (id >= 0 && !vocab.is_eog(id) && vocab.token_to_piece(id).empty()) shown_.push_back(id);
+    }
+}
+
+// One token per event, and a control token adds no text of its own: what the event carries came
+// before it. (Text the stop-string matcher still holds comes out after it; the parsers skip
+// whitespace around tool-call bodies, but a held piece can still split "<|channel>" from "thought".)
+std::string ChatReply::text_of(const GenEvent& ev) const {
+    std::string t = ev.text;
+    for (const GenToken& k : ev.tokens)
+        if (std::find(shown_.begin(), shown_.end(), k.id) != shown_.end()) t += vocab_.token(k.id).text;
+    return t;
+}
 
 void ChatReply::take_logprobs(const GenEvent& ev) {
     if (!opt_.logprobs) return;
@@ -105,7 +121,7 @@ std::string ChatReply::stream(const GenEvent& ev) {
     }
     if (ev.done && ev.finish == FinishReason::Error) return out + stream_error(ev.error);
     take_logprobs(ev);
-    ChatDelta d = parser_.push(ev.text);
+    ChatDelta d = parser_.push(text_of(ev));
     auto delta_json = [](const ChatDelta& x) {
         json j = json::object();
         if (!x.reasoning.empty()) j["reasoning_content"] = x.reasoning;
@@ -156,7 +172,7 @@ std::string ChatReply::stream(const GenEvent& ev) {
 }
 
 void ChatReply::add(const GenEvent& ev) {
-    text_ += ev.text;
+    text_ += text_of(ev);
     take_logprobs(ev);
     if (ev.done) last_ = ev;
 }

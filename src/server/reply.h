@@ -45,6 +45,8 @@ public:
 private:
     json chunk(json delta, json logprobs, json finish) const;
     void take_logprobs(const GenEvent& ev);
+    // The event's text with the format's preserved control tokens written where they were sampled.
+    std::string text_of(const GenEvent& ev) const;
 
     const Vocab& vocab_;
     ReplyOptions opt_;
@@ -52,6 +54,7 @@ private:
     bool reasoning_open_;
     const json* tools_;
     ChatStreamParser parser_;
+    std::vector<int32_t> shown_;  // control tokens the detokenizer drops but the parser needs (Gemma 4's)
     bool started_ = false;
     std::string text_;
     json logprobs_ = json::array();  // pending (streaming) or all (not streaming)

@@ -1,9 +1,13 @@
 #include "server/request.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <optional>
 
+#include "chat/chat_parse.h"
 #include "common/utf8.h"
+#include "gguf/gguf.h"
 
 namespace rotor::server {
 
@@ -268,6 +272,7 @@ void parse_prompt(const json& body, const RequestLimits& lim, ParsedRequest& r) 
 
 void parse_sampling(const json& b, const RequestLimits& lim, ParsedRequest& r) {
     SamplerParams& s = r.sampling;
+    s = lim.sampling;  // the model's defaults; each field the request gives replaces one
     s.temperature = (float)get_number(b, "temperature", s.temperature, 0.0, 100.0);
     s.top_p = (float)get_number(b, "top_p", s.top_p, 0.0, 1.0);
     s.top_k = (int32_t)get_int(b, "top_k", s.top_k, 0, 1 << 30);
@@ -385,6 +390,64 @@ void parse_body(Endpoint ep, const json& b, const RequestLimits& lim, ParsedRequ
 }
 
 }  // namespace
+
+// ---- the model's default sampling
+
+namespace {
+
+// A general.sampling.* value as llama.cpp reads it (the value's text, parsed as a number).
+std::optional<double> gguf_number(const gguf::File& f, const std::string& key, std::vector<std::string>* warnings) {
+    try {
+        if (const auto v = f.get_float(key)) return *v;
+        return std::nullopt;
+    } catch (const std::exception&) {
+    }
+    try {
+        if (const auto t = f.get_string(key)) {
+            const std::string text(*t);
+            char* end = nullptr;
+            const double v = std::strtod(text.c_str(), &end);
+            if (end != text.c_str() && *end == '\0') return v;
+        }
+    } catch (const std::exception&) {
+    }
+    if (warnings) warnings->push_back("the GGUF key " + key + " is not a number; ignored");
+    return std::nullopt;
+}
+
+}  // namespace
+
+SamplerParams default_sampling(const gguf::File& f, const chat::ChatFormat* fmt, std::vector<std::string>* warnings) {
+    SamplerParams s;
+    if (fmt && fmt->tool_calls == chat::ToolCallStyle::Gemma4 && fmt->channels) {
+        // Google's recommended sampling for Gemma 4 (its model card; Gemma 4 GGUFs carry the same keys)
+        s.temperature = 1.0f;
+        s.top_p = 0.95f;
+        s.top_k = 64;
+    }
+    auto take = [&](const char* name, double lo, double hi, bool integer, auto set) {
+        const std::string key = std::string("general.sampling.") + name;
+        const std::optional<double> v = gguf_number(f, key, warnings);
+        if (!v) return;
+        if (!std::isfinite(*v) || *v < lo || *v > hi || (integer && *v != std::floor(*v))) {
+            if (warnings) {
+                char buf[200];
+                snprintf(buf, sizeof buf, "the GGUF key %s = %g is out of range (%g..%g%s); ignored", key.c_str(), *v, lo, hi,
+                         integer ? ", an integer" : "");
+                warnings->push_back(buf);
+            }
+            return;
+        }
+        set(*v);
+    };
+    take("temp", 0.0, 100.0, false, [&](double v) { s.temperature = (float)v; });
+    take("top_k", 0.0, double(1 << 30), true, [&](double v) { s.top_k = (int32_t)v; });
+    take("top_p", 0.0, 1.0, false, [&](double v) { s.top_p = (float)v; });
+    take("min_p", 0.0, 1.0, false, [&](double v) { s.min_p = (float)v; });
+    take("penalty_last_n", -1.0, double(1 << 30), true, [&](double v) { s.penalty_last_n = (int32_t)v; });
+    take("penalty_repeat", 1e-3, 100.0, false, [&](double v) { s.repetition_penalty = (float)v; });
+    return s;
+}
 
 bool parse_request(Endpoint ep, std::string_view body, const RequestLimits& limits, ParsedRequest* out, ApiError* err) {
     *out = ParsedRequest{};

@@ -10,6 +10,15 @@
 
 #include "sample/sampler.h"
 
+namespace rotor {
+namespace gguf {
+class File;
+}
+namespace chat {
+struct ChatFormat;
+}
+}  // namespace rotor
+
 namespace rotor::server {
 
 using json = nlohmann::ordered_json;  // chat templates print dicts in insertion order
@@ -32,7 +41,16 @@ struct RequestLimits {
     std::vector<std::string> model_names;  // accepted "model" values; empty: any
     int max_stop = 16;                     // stop strings per request
     int max_top_logprobs = 20;
+    SamplerParams sampling;                // what a request gets for the sampling fields it leaves out
 };
+
+// The model's default sampling (RequestLimits::sampling), per field: the GGUF's recommendation where it
+// has one (llama.cpp's keys general.sampling.temp, .top_k, .top_p, .min_p, .penalty_last_n,
+// .penalty_repeat, a number of any type or a numeric string, as llama.cpp reads them); else, for
+// temperature / top_p / top_k, Gemma 4's documented 1.0 / 0.95 / 64 when the chat template is
+// Gemma 4's (fmt may be null: no template); else SamplerParams' defaults (llama.cpp's). A key of
+// another type or out of range is skipped with a line in *warnings (when given). Never throws.
+SamplerParams default_sampling(const gguf::File& f, const chat::ChatFormat* fmt, std::vector<std::string>* warnings = nullptr);
 
 struct ParsedRequest {
     Endpoint endpoint = Endpoint::Chat;

@@ -396,6 +396,33 @@ TEST(ChatFormat, Gemma4GenerationPromptNeverOpensReasoning) {
     }
 }
 
+// Gemma 4's template opens no model turn after an assistant message whose content follows its tool
+// results (it ends the prompt with "<turn|>\n"); the server opens it, as llama.cpp does.
+TEST(ChatFormat, Gemma4GenerationPromptAfterContentAndToolResults) {
+    ROTOR_REQUIRE_TESTDATA(test::testdata("templates"));
+    json msgs = json::parse(R"([
+      {"role": "user", "content": "Weather in Oslo?"},
+      {"role": "assistant", "content": "Let me check.", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "-2C, snow"}
+    ])");
+    ChatTemplate t(read_template("llama.cpp/google-gemma-4-31B-it.jinja"), "<bos>", "<eos>");
+    std::string p = t.render(msgs, tools(), true);
+    ASSERT_GE(p.size(), 8u);
+    EXPECT_EQ(p.substr(p.size() - 8), "<turn|>\n") << p;  // the template's gap
+    complete_generation_prompt(p, t.format());
+    EXPECT_EQ(p.substr(p.size() - 21), "<turn|>\n<|turn>model\n");
+    // the usual case, and other families: untouched
+    std::string q = t.render(json::parse(R"([{"role": "user", "content": "Hi"}])"), json(), true);
+    std::string q0 = q;
+    complete_generation_prompt(q, t.format());
+    EXPECT_EQ(q, q0);
+    ChatTemplate qwen(read_template("llama.cpp/Qwen-Qwen3-0.6B.jinja"), "", "<|im_end|>");
+    std::string r = "x<turn|>\n";
+    complete_generation_prompt(r, qwen.format());
+    EXPECT_EQ(r, "x<turn|>\n");
+}
+
 TEST(ChatParse, Gemma4ThoughtChannelThenAnswer) {
     REQUIRE_TEMPLATES();
     ChatFormat f = gemma4();

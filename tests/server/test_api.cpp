@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -262,6 +263,9 @@ TEST(Api, InfoEndpoints) {
     EXPECT_EQ(p["n_ctx_per_slot"], 128);
     EXPECT_EQ(p["default_generation_settings"]["n_ctx"], 128);
     EXPECT_EQ(p["kv_cache"]["type_k"], "q8_0");
+    // no recommendations in this model and a plain template: llama.cpp's sampling defaults
+    EXPECT_FLOAT_EQ(p["default_generation_settings"]["params"]["temperature"].get<float>(), 0.8f);
+    EXPECT_EQ(p["default_generation_settings"]["params"]["top_k"], 40);
     EXPECT_EQ(p["kv_cache"]["bytes_capacity"], 3 * 8 * p["kv_cache"]["block_bytes"].get<uint64_t>());
     ojson sl = js(s.get("/slots"));
     ASSERT_EQ(sl.size(), 3u);
@@ -364,8 +368,9 @@ std::string read_file(const std::string& p) {
     return ss.str();
 }
 
-// The small model's tensors and vocabulary with another model's chat template.
-std::string gguf_with_template(const std::string& tmpl_file, const std::string& tag) {
+// The small model's tensors and vocabulary with another model's chat template (and `extra` keys).
+std::string gguf_with_template(const std::string& tmpl_file, const std::string& tag,
+                               const std::function<void(gguf::Writer&)>& extra = {}) {
     const std::string out = (std::filesystem::temp_directory_path() /
                              ("rotor_srv_" + tag + "_" + std::to_string(getpid()) + ".gguf")).string();
     const gguf::File f = gguf::File::open(small_model_path());
@@ -373,6 +378,7 @@ std::string gguf_with_template(const std::string& tmpl_file, const std::string& 
     for (const auto& kv : f.kvs())
         if (kv.key != "tokenizer.chat_template") w.set_value(kv.key, kv.value);
     w.set_string("tokenizer.chat_template", read_file(tmpl_file));
+    if (extra) extra(w);
     for (const auto& t : f.tensors()) w.add_tensor(t.name, t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data);
     w.write(out);
     return out;
@@ -439,6 +445,80 @@ TEST(Api, Llama31TemplateWithTools) {
             {"function":{"name":"f","arguments":"{}"}},{"function":{"name":"g","arguments":"{}"}}]}])");
         Reply bad = s.post("/v1/chat/completions", {{"messages", calls}, {"max_tokens", 2}});
         EXPECT_TRUE(bad.status == 200 || bad.status == 400) << bad.body;
+    }
+    std::filesystem::remove(path);
+}
+
+// Gemma 4's template: its format is detected, its recommended sampling (temperature 1.0, top_p 0.95,
+// top_k 64) is the default, and requests that leave sampling out get exactly that.
+TEST(Api, Gemma4TemplateFormatAndSamplingDefaults) {
+    ROTOR_REQUIRE_SMALL_MODEL();
+    const std::string tmpl = testdata("templates/llama.cpp/google-gemma-4-31B-it.jinja");
+    ROTOR_REQUIRE_TESTDATA(tmpl);
+    const std::string path = gguf_with_template(tmpl, "gemma4");
+    {
+        LiveApi s(opts(2, 1024, path));
+        ojson p = js(s.get("/props"));
+        EXPECT_EQ(p["chat_format"]["tool_calls"], "gemma4");
+        EXPECT_EQ(p["chat_format"]["reasoning"], true);
+        const ojson& d = p["default_generation_settings"]["params"];
+        EXPECT_FLOAT_EQ(d["temperature"].get<float>(), 1.0f);
+        EXPECT_FLOAT_EQ(d["top_p"].get<float>(), 0.95f);
+        EXPECT_EQ(d["top_k"], 64);
+        EXPECT_FLOAT_EQ(d["min_p"].get<float>(), 0.05f);
+        const ojson ask = ojson::parse(R"([{"role":"user","content":"What is the weather in Paris?"}])");
+        auto text = [&](ojson body) {
+            body["messages"] = ask;
+            body["max_tokens"] = 16;
+            body["seed"] = 7;
+            Reply r = s.post("/v1/chat/completions", body);
+            EXPECT_EQ(r.status, 200) << r.body;
+            return js(r)["choices"][0]["message"]["content"].get<std::string>();
+        };
+        const std::string implicit = text(ojson::object());
+        EXPECT_EQ(implicit, text({{"temperature", 1.0}, {"top_p", 0.95}, {"top_k", 64}}));
+        // a tool-call round trip renders (the calls in Gemma 4's syntax), with thinking on or off
+        const ojson msgs = ojson::parse(R"([{"role":"user","content":"What is the weather in Paris?"},
+            {"role":"assistant","content":"Let me check.","tool_calls":[{"id":"call_1","type":"function",
+              "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+            {"role":"tool","tool_call_id":"call_1","content":"sunny"}])");
+        for (bool think : {false, true}) {
+            Reply r = s.post("/v1/chat/completions", {{"messages", msgs}, {"tools", kWeatherTools}, {"max_tokens", 4},
+                                                      {"temperature", 0}, {"chat_template_kwargs", {{"enable_thinking", think}}}});
+            EXPECT_EQ(r.status, 200) << r.body;
+        }
+    }
+    std::filesystem::remove(path);
+}
+
+// Recommendations in the GGUF (llama.cpp's general.sampling.* keys) win over the template's family.
+TEST(Api, SamplingDefaultsFromGgufKeys) {
+    ROTOR_REQUIRE_SMALL_MODEL();
+    const std::string tmpl = testdata("templates/llama.cpp/google-gemma-4-31B-it.jinja");
+    ROTOR_REQUIRE_TESTDATA(tmpl);
+    const std::string path = gguf_with_template(tmpl, "sampling", [](gguf::Writer& w) {
+        w.set_f32("general.sampling.temp", 0.6f);
+        w.set_i32("general.sampling.top_k", 20);
+        w.set_f32("general.sampling.min_p", 0.0f);
+        w.set_bool("general.sampling.top_p", true);  // unusable: skipped with a warning
+    });
+    {
+        LiveApi s(opts(1, 512, path));
+        const ojson d = js(s.get("/props"))["default_generation_settings"]["params"];
+        EXPECT_FLOAT_EQ(d["temperature"].get<float>(), 0.6f);
+        EXPECT_EQ(d["top_k"], 20);
+        EXPECT_FLOAT_EQ(d["min_p"].get<float>(), 0.0f);
+        EXPECT_FLOAT_EQ(d["top_p"].get<float>(), 0.95f);
+        // completions take the model's defaults too
+        auto text = [&](ojson body) {
+            body["prompt"] = "In the beginning";
+            body["max_tokens"] = 16;
+            body["seed"] = 11;
+            Reply r = s.post("/v1/completions", body);
+            EXPECT_EQ(r.status, 200) << r.body;
+            return js(r)["choices"][0]["text"].get<std::string>();
+        };
+        EXPECT_EQ(text(ojson::object()), text({{"temperature", 0.6}, {"top_k", 20}, {"min_p", 0.0}, {"top_p", 0.95}}));
     }
     std::filesystem::remove(path);
 }

@@ -2,10 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 #include <string>
 
+#include "chat/chat_parse.h"
 #include "common/utf8.h"
+#include "gguf/gguf.h"
 #include "server/request.h"
 
 namespace rotor::server {
@@ -110,6 +113,120 @@ TEST(Request, Completions) {
     r = ok(P, R"({"prompt":"x","logprobs":0})");
     EXPECT_TRUE(r.logprobs);
     EXPECT_EQ(r.top_logprobs, 0);
+}
+
+// ---- the model's default sampling
+
+// A metadata-only GGUF with the given keys (set by `fill`).
+gguf::File gguf_with(const std::function<void(gguf::Writer&)>& fill) {
+    gguf::Writer w;
+    w.set_string("general.architecture", "llama");
+    fill(w);
+    const std::vector<uint8_t> bytes = w.to_bytes();
+    return gguf::File::parse(bytes.data(), bytes.size(), "test.gguf");
+}
+
+chat::ChatFormat gemma4_format() {
+    chat::ChatFormat f;  // as detect_chat_format makes it from Gemma 4's template (tests/chat checks that)
+    f.tool_calls = chat::ToolCallStyle::Gemma4;
+    f.reasoning = f.channels = true;
+    f.think_open = "<|channel>thought";
+    f.think_close = "<channel|>";
+    return f;
+}
+
+TEST(Request, DefaultSamplingWithoutHintsIsLlamaCpps) {
+    const gguf::File f = gguf_with([](gguf::Writer&) {});
+    chat::ChatFormat qwen;
+    qwen.tool_calls = chat::ToolCallStyle::Hermes;
+    for (const chat::ChatFormat* fmt : {(const chat::ChatFormat*)nullptr, (const chat::ChatFormat*)&qwen}) {
+        std::vector<std::string> w;
+        const SamplerParams s = default_sampling(f, fmt, &w);
+        EXPECT_FLOAT_EQ(s.temperature, 0.8f);  // llama.cpp's common_params_sampling
+        EXPECT_EQ(s.top_k, 40);
+        EXPECT_FLOAT_EQ(s.top_p, 0.95f);
+        EXPECT_FLOAT_EQ(s.min_p, 0.05f);
+        EXPECT_FLOAT_EQ(s.repetition_penalty, 1.0f);
+        EXPECT_EQ(s.penalty_last_n, 64);
+        EXPECT_TRUE(w.empty());
+    }
+}
+
+TEST(Request, DefaultSamplingOfGemma4) {
+    const chat::ChatFormat g = gemma4_format();
+    const SamplerParams s = default_sampling(gguf_with([](gguf::Writer&) {}), &g);
+    EXPECT_FLOAT_EQ(s.temperature, 1.0f);  // Google's recommendation for Gemma 4
+    EXPECT_FLOAT_EQ(s.top_p, 0.95f);
+    EXPECT_EQ(s.top_k, 64);
+    EXPECT_FLOAT_EQ(s.min_p, 0.05f);  // not part of it: llama.cpp's default stays
+}
+
+TEST(Request, DefaultSamplingFromGgufKeys) {
+    // llama.cpp's keys, in the types converters write (f32, i32/u32) and as text
+    const gguf::File f = gguf_with([](gguf::Writer& w) {
+        w.set_f32("general.sampling.temp", 0.6f);
+        w.set_u32("general.sampling.top_k", 20);
+        w.set_string("general.sampling.top_p", "0.9");
+        w.set_f64("general.sampling.min_p", 0.0);
+        w.set_i32("general.sampling.penalty_last_n", -1);
+        w.set_f32("general.sampling.penalty_repeat", 1.1f);
+    });
+    const chat::ChatFormat g = gemma4_format();
+    for (const chat::ChatFormat* fmt : {(const chat::ChatFormat*)nullptr, &g}) {  // the file wins over Gemma 4's
+        std::vector<std::string> w;
+        const SamplerParams s = default_sampling(f, fmt, &w);
+        EXPECT_FLOAT_EQ(s.temperature, 0.6f);
+        EXPECT_EQ(s.top_k, 20);
+        EXPECT_FLOAT_EQ(s.top_p, 0.9f);
+        EXPECT_FLOAT_EQ(s.min_p, 0.0f);
+        EXPECT_EQ(s.penalty_last_n, -1);
+        EXPECT_FLOAT_EQ(s.repetition_penalty, 1.1f);
+        EXPECT_TRUE(w.empty()) << w[0];
+    }
+    // one key given: the others come from Gemma 4's recommendation
+    const gguf::File one = gguf_with([](gguf::Writer& w) { w.set_f32("general.sampling.temp", 0.3f); });
+    const SamplerParams s = default_sampling(one, &g);
+    EXPECT_FLOAT_EQ(s.temperature, 0.3f);
+    EXPECT_EQ(s.top_k, 64);
+}
+
+TEST(Request, DefaultSamplingSkipsUnusableKeys) {
+    const gguf::File f = gguf_with([](gguf::Writer& w) {
+        w.set_bool("general.sampling.temp", true);
+        w.set_f32("general.sampling.top_p", 1.5f);
+        w.set_f32("general.sampling.top_k", 12.5f);
+        w.set_string("general.sampling.min_p", "a lot");
+        w.set_f32("general.sampling.penalty_repeat", 0.0f);
+    });
+    std::vector<std::string> w;
+    const SamplerParams s = default_sampling(f, nullptr, &w);
+    EXPECT_FLOAT_EQ(s.temperature, 0.8f);
+    EXPECT_FLOAT_EQ(s.top_p, 0.95f);
+    EXPECT_EQ(s.top_k, 40);
+    EXPECT_FLOAT_EQ(s.min_p, 0.05f);
+    EXPECT_FLOAT_EQ(s.repetition_penalty, 1.0f);
+    ASSERT_EQ(w.size(), 5u);
+    EXPECT_NE(w[0].find("general.sampling.temp"), std::string::npos) << w[0];
+}
+
+TEST(Request, ModelDefaultsFillWhatTheRequestLeavesOut) {
+    RequestLimits l = lim();
+    l.sampling.temperature = 1.0f;
+    l.sampling.top_p = 0.95f;
+    l.sampling.top_k = 64;
+    ParsedRequest r;
+    ApiError e;
+    ASSERT_TRUE(parse_request(C, R"({"messages":[{"role":"user","content":"hi"}]})", l, &r, &e)) << e.message;
+    EXPECT_FLOAT_EQ(r.sampling.temperature, 1.0f);
+    EXPECT_FLOAT_EQ(r.sampling.top_p, 0.95f);
+    EXPECT_EQ(r.sampling.top_k, 64);
+    ASSERT_TRUE(parse_request(C, R"({"messages":[{"role":"user","content":"hi"}],"temperature":0.2,"top_k":0})", l, &r, &e));
+    EXPECT_FLOAT_EQ(r.sampling.temperature, 0.2f);
+    EXPECT_EQ(r.sampling.top_k, 0);
+    EXPECT_FLOAT_EQ(r.sampling.top_p, 0.95f);
+    ASSERT_TRUE(parse_request(P, R"({"prompt":"x"})", l, &r, &e));  // completions too: they are the model's defaults
+    EXPECT_FLOAT_EQ(r.sampling.temperature, 1.0f);
+    EXPECT_EQ(r.sampling.top_k, 64);
 }
 
 TEST(Request, InvalidJson) {
