@@ -18,7 +18,9 @@ public:
     CpuBackend(const Model& model, const EngineConfig& cfg) {
         // The pool holds exactly slots x ctx-per-slot positions (whole blocks), so every slot can
         // always reach its full context; shared prefixes only ever need fewer blocks than that.
-        KvPoolLayout layout = make_kv_layout(kv_geometry(model.cfg), cfg.kv_k, cfg.kv_v, cfg.block_tokens);
+        // Sliding-window layers keep rings of window + the most positions a slot adds in one step.
+        KvPoolLayout layout =
+            make_kv_layout(kv_geometry(model.cfg), cfg.kv_k, cfg.kv_v, cfg.block_tokens, std::max(cfg.n_batch, 1));
         const int64_t blocks_per_slot = (cfg.n_ctx_per_slot + cfg.block_tokens - 1) / cfg.block_tokens;
         kv_ = std::make_unique<PagedKvCache>(std::move(layout), blocks_per_slot * cfg.n_slots, cfg.n_slots,
                                              cfg.n_ctx_per_slot);
@@ -42,6 +44,7 @@ public:
         kv_->seq_share_prefix(src, dst, n);
     }
     int reusable_prefix(int src, int n) const override {
+        n = kv_->seq_reusable(src, n);  // sliding-window rings may have lost what a query at n sees
         if (!rs_) return n;
         int best = 0;
         if (rs_->seq_pos(src) <= n) best = rs_->seq_pos(src);

@@ -24,20 +24,27 @@ struct Hybrid {
     std::unique_ptr<Vocab> vocab;
 };
 
+std::unique_ptr<Hybrid> load_synthetic(const std::string& shape) {
+    std::unique_ptr<Hybrid> out;
+    if (!std::filesystem::exists(small_model_path())) return out;
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("rotor_" + shape + "_" + std::to_string(getpid()) + ".gguf")).string();
+    write_synthetic_model(find_shape(shape), parse_quant_mix("f32"), path, 7, small_model_path());
+    out = std::make_unique<Hybrid>();
+    out->model = Model::load(path);
+    out->vocab = std::make_unique<Vocab>(Vocab::from_gguf(out->model->file));
+    std::filesystem::remove(path);  // the mapping stays valid
+    return out;
+}
+
 const Hybrid* hybrid() {
-    static std::unique_ptr<Hybrid> h = [] {
-        std::unique_ptr<Hybrid> out;
-        if (!std::filesystem::exists(small_model_path())) return out;
-        const std::string path = (std::filesystem::temp_directory_path() /
-                                  ("rotor_tiny_qwen35_" + std::to_string(getpid()) + ".gguf"))
-                                     .string();
-        write_synthetic_model(find_shape("tiny-qwen35"), parse_quant_mix("f32"), path, 7, small_model_path());
-        out = std::make_unique<Hybrid>();
-        out->model = Model::load(path);
-        out->vocab = std::make_unique<Vocab>(Vocab::from_gguf(out->model->file));
-        std::filesystem::remove(path);  // the mapping stays valid
-        return out;
-    }();
+    static std::unique_ptr<Hybrid> h = load_synthetic("tiny-qwen35");
+    return h.get();
+}
+
+// Gemma 4's layout: sliding-window layers (window 32 in tiny-gemma4) whose KV lives in rings.
+const Hybrid* windowed() {
+    static std::unique_ptr<Hybrid> h = load_synthetic("tiny-gemma4");
     return h.get();
 }
 
@@ -102,6 +109,45 @@ TEST(EngineHybrid, PrefixReuseKeepsTheRecurrentStateRight) {
     // 4. Two slots, each one's state restored or replaced several times: the first prompt still gives
     //    its first reply.
     EXPECT_EQ(collect(*e.submit(greedy_request(p1, 8))).tokens, a.tokens);
+}
+
+// Sliding-window rings: concurrent slots, prompts longer than the window read in chunks, and prefix
+// reuse of a cached conversation far beyond the window (the ring still holds what the next query sees).
+TEST(EngineWindowed, SlotsChunksAndReuseAcrossTheWindow) {
+    const Hybrid* h = windowed();
+    if (!h) GTEST_SKIP() << "model not found: " << small_model_path();
+    std::string text;
+    for (int i = 0; i < 4; i++) text += "And the LORD spake unto Moses, saying, Speak unto the children of Israel. ";
+    const auto p1 = tokens(*h, text);
+    ASSERT_GT(p1.size(), 64u);  // twice the window
+    const auto p2 = tokens(*h, "In the beginning God created the heaven and the earth.");
+    const Collected a1 = run_alone(*h, p1, 40), a2 = run_alone(*h, p2, 40);  // replies cross the window too
+
+    server::EngineConfig c = small_engine(3);
+    c.n_batch = 20;  // prompts in chunks smaller than the window, slots interleaved
+    Engine e(*h->model, *h->vocab, c);
+    auto t1 = e.submit(greedy_request(p1, 40));
+    auto t2 = e.submit(greedy_request(p2, 40));
+    const Collected b1 = collect(*t1), b2 = collect(*t2);
+    EXPECT_EQ(b1.tokens, a1.tokens);
+    EXPECT_EQ(b2.tokens, a2.tokens);
+
+    // The conversation continues: everything cached is reused, and the reply equals a fresh run's.
+    std::vector<int32_t> p3 = p1;
+    p3.insert(p3.end(), b1.tokens.begin(), b1.tokens.end() - 1);
+    const auto more = tokens(*h, " And Moses said");
+    p3.insert(p3.end(), more.begin() + 1, more.end());
+    const Collected b3 = collect(*e.submit(greedy_request(p3, 12)));
+    EXPECT_EQ(b3.last.stats.n_cached, (int)(p1.size() + b1.tokens.size() - 1));
+    EXPECT_EQ(b3.tokens, run_alone(*h, p3, 12).tokens);
+
+    // A prompt that shares only the start of p1: the rings of p1's slot no longer hold those
+    // positions, so its 19 tokens cannot be reused (at most the BOS, from a slot whose ring still holds
+    // it), and the reply is still right.
+    const std::vector<int32_t> p4(p1.begin(), p1.begin() + 20);
+    const Collected b4 = collect(*e.submit(greedy_request(p4, 12)));
+    EXPECT_LE(b4.last.stats.n_cached, 1);
+    EXPECT_EQ(b4.tokens, run_alone(*h, p4, 12).tokens);
 }
 
 }  // namespace
