@@ -1,0 +1,188 @@
+// The int8 mat-vec's units (cuda/mmvq_units.h, the code the CUDA kernel runs per lane), checked on
+// the CPU: a row is copied span by span into 16-byte aligned buffers as the kernel's shared memory
+// holds it, every lane's unit is dotted with int8 activations, and the sum must equal the
+// dequantized weights times the same activations (in double) to float rounding. Quantized Gaussian
+// rows and random bytes (every scale pattern a file may hold), rows that end inside a span.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cuda/mmvq_units.h"
+
+namespace rotor {
+namespace {
+
+struct Act {
+    std::vector<int8_t> codes;
+    std::vector<float> d, s;
+};
+
+// As the GPU's quantize kernel (and the CPU's Q8_0 codes): d = max|x| / 127, codes round(x * (1 / d)).
+Act quantize_act(const std::vector<float>& x) {
+    Act a;
+    const size_t nb = x.size() / 32;
+    a.codes.assign((size_t)mmvq::act_row_codes((int64_t)x.size()), 0x55);
+    a.d.resize(nb);
+    a.s.resize(nb);
+    for (size_t b = 0; b < nb; b++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(x[32 * b + i]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < 32; i++) {
+            const int8_t q = (int8_t)std::roundf(x[32 * b + i] * id);
+            a.codes[(size_t)mmvq::act_code_index((int64_t)(32 * b + i))] = q;
+            sum += q;
+        }
+        a.d[b] = d;
+        a.s[b] = d * (float)sum;
+    }
+    return a;
+}
+
+// The kernel's walk over one row: spans of kSpanBlocks blocks, lane = unit.
+template <GgmlType T>
+double unit_row_dot(const uint8_t* row, int64_t n, const Act& a) {
+    using U = mmvq::Unit<T>;
+    const int64_t nb = n / U::kBlockElems;
+    constexpr int kSpan = U::kSpanBlocks * U::kBlockBytes;
+    static_assert(U::kSpanBlocks * U::kUnitsPerBlock == 32, "one unit per lane");
+    static_assert(kSpan % 16 == 0, "spans start 16-byte aligned");
+    alignas(16) uint8_t span[kSpan + 16];
+    const mmvq::ActRow x{a.codes.data(), a.d.data(), a.s.data()};
+    double sum = 0;
+    for (int64_t sp = 0; sp * U::kSpanBlocks < nb; sp++) {
+        memset(span, 0xA5, sizeof span);
+        const int64_t blocks = std::min<int64_t>(U::kSpanBlocks, nb - sp * U::kSpanBlocks);
+        memcpy(span, row + sp * kSpan, (size_t)blocks * U::kBlockBytes);
+        for (int lane = 0; lane < 32; lane++) {
+            const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
+            const int64_t blk = sp * U::kSpanBlocks + jb;
+            if (blk >= nb) continue;
+            typename U::W w;
+            U::load(span + jb * U::kBlockBytes, sub, w);
+            mmvq::UnitAct<T> xa;
+            mmvq::load_unit_act<T>(x, sub, blk * U::kBlockElems, xa);
+            sum += mmvq::unit_dot<T>(w, xa);
+        }
+    }
+    return sum;
+}
+
+double unit_row_dot(GgmlType t, const uint8_t* row, int64_t n, const Act& a) {
+    switch (t) {
+        case GgmlType::Q8_0:
+            return unit_row_dot<GgmlType::Q8_0>(row, n, a);
+        case GgmlType::Q4_0:
+            return unit_row_dot<GgmlType::Q4_0>(row, n, a);
+        case GgmlType::Q4_K:
+            return unit_row_dot<GgmlType::Q4_K>(row, n, a);
+        case GgmlType::Q5_K:
+            return unit_row_dot<GgmlType::Q5_K>(row, n, a);
+        case GgmlType::Q6_K:
+            return unit_row_dot<GgmlType::Q6_K>(row, n, a);
+        default:
+            ADD_FAILURE() << "no unit for " << format_info(t).name;
+            return 0;
+    }
+}
+
+const GgmlType kUnitTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q5_K,
+                               GgmlType::Q6_K};
+
+void check_row(GgmlType t, const std::vector<uint8_t>& q, int64_t n, const std::vector<float>& x,
+               const char* what) {
+    const Act a = quantize_act(x);
+    std::vector<float> w((size_t)n);
+    dequantize_row(t, q.data(), w.data(), n);
+    double ref = 0, mag = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double xr = (double)a.d[i / 32] * a.codes[(size_t)mmvq::act_code_index(i)];
+        ref += (double)w[i] * xr;
+        mag += std::fabs((double)w[i] * xr);
+    }
+    if (!std::isfinite(ref)) return;  // random bytes may hold inf/nan scales
+    const double got = unit_row_dot(t, q.data(), n, a);
+    EXPECT_LE(std::fabs(got - ref), 1e-6 * mag + 1e-30) << format_info(t).name << " " << what << " n=" << n;
+}
+
+TEST(MmvqUnits, MatchDequantizedWeightsOnQuantizedRows) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    for (GgmlType t : kUnitTypes) {
+        // whole spans, a row ending inside a span, one block
+        for (int64_t n : {int64_t(4096), int64_t(256 * 11), int64_t(256), int64_t(5120)}) {
+            std::vector<float> wf((size_t)n), x((size_t)n);
+            for (auto& v : wf) v = g(rng) * (1.0f + 3.0f * (g(rng) > 2.0f));
+            for (auto& v : x) v = g(rng);
+            std::vector<uint8_t> q(row_bytes(t, n));
+            quantize_row(t, wf.data(), q.data(), n);
+            check_row(t, q, n, x, "quantized");
+        }
+    }
+}
+
+TEST(MmvqUnits, MatchDequantizedWeightsOnRandomBytes) {
+    std::mt19937 rng(12);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (GgmlType t : kUnitTypes) {
+        const int64_t n = 256 * 9;
+        for (int rep = 0; rep < 20; rep++) {
+            std::vector<uint8_t> q(row_bytes(t, n));
+            for (auto& b : q) b = (uint8_t)byte(rng);
+            // keep the f16 scales finite and moderate: clear the top exponent bits
+            const FormatInfo& f = format_info(t);
+            for (int64_t b = 0; b < n / f.block_elems; b++) {
+                uint8_t* blk = q.data() + b * f.block_bytes;
+                auto tame = [](uint8_t* h) { h[1] &= 0x3F; };  // |value| < 2
+                if (t == GgmlType::Q6_K)
+                    tame(blk + 208);
+                else if (t == GgmlType::Q4_K || t == GgmlType::Q5_K)
+                    tame(blk), tame(blk + 2);
+                else
+                    tame(blk);
+            }
+            std::vector<float> x((size_t)n);
+            for (auto& v : x) v = g(rng);
+            check_row(t, q, n, x, "random bytes");
+        }
+    }
+}
+
+TEST(MmvqUnits, ActivationCodesAreTheCpuQ8_0Codes) {
+    std::mt19937 rng(13);
+    std::normal_distribution<float> g(0.0f, 2.0f);
+    std::vector<float> x(4096);
+    for (auto& v : x) v = g(rng);
+    for (int i = 64; i < 96; i++) x[i] = 0.0f;  // an all-zero block
+    const Act a = quantize_act(x);
+    std::vector<block_q8_0> ref(x.size() / 32);
+    quantize_row(GgmlType::Q8_0, x.data(), ref.data(), (int64_t)x.size());
+    for (size_t b = 0; b < ref.size(); b++) {
+        EXPECT_EQ(f32_to_fp16(a.d[b]), ref[b].d) << "block " << b;
+        for (int i = 0; i < 32; i++)
+            ASSERT_EQ(a.codes[(size_t)mmvq::act_code_index((int64_t)(32 * b + i))], ref[b].qs[i])
+                << "block " << b << " code " << i;
+    }
+}
+
+// The activation code order is a permutation of each 2048-code span, in 16-code chunks.
+TEST(MmvqUnits, ActivationCodeOrderIsAPermutation) {
+    std::vector<int> hits(3 * mmvq::kActSpan, 0);
+    for (int64_t e = 0; e < 3 * mmvq::kActSpan; e++) {
+        const int64_t p = mmvq::act_code_index(e);
+        ASSERT_EQ(p / mmvq::kActSpan, e / mmvq::kActSpan);
+        ASSERT_EQ(p % 16, e % 16);
+        hits[(size_t)p]++;
+    }
+    for (int h : hits) EXPECT_EQ(h, 1);
+    EXPECT_EQ(mmvq::act_row_codes(4096), 4096);
+    EXPECT_EQ(mmvq::act_row_codes(5120), 6144);
+}
+
+}  // namespace
+}  // namespace rotor
