@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "common/half.h"
 #include "cuda/cuda_util.h"
 #include "cuda/kernels.h"
+#include "cuda/matvec_q8.h"
+#include "cuda/pdl.cuh"
 #include "formats/chunk_decode.h"
 
 namespace rotor::cuda {
@@ -99,82 +102,6 @@ void launch_matvec(const void* W, int64_t rows, int64_t cols, const float* X, in
     }
 }
 
-// ---------------------------------------------------------------- int8 path
-
-// One warp per 32-element block of activations: d = max|x| / 127, codes = round(x / d), and per
-// 8-element chunk d * sum(codes) (for the formats' offsets m).
-__global__ void quantize_act_q8_kernel(const float* __restrict__ X, int64_t n_blocks, int8_t* __restrict__ q,
-                                       float* __restrict__ scales, float* __restrict__ sums) {
-    const int64_t blk = (int64_t)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
-    if (blk >= n_blocks) return;
-    const int lane = threadIdx.x % kWarp;
-    const float v = X[blk * 32 + lane];
-    float amax = fabsf(v);
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f;
-    const int code = d > 0.0f ? __float2int_rn(v / d) : 0;
-    q[blk * 32 + lane] = (int8_t)code;
-    int sum = code;
-    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane % 8 == 0) sums[blk * 4 + lane / 8] = d * (float)sum;
-    if (lane == 0) scales[blk] = d;
-}
-
-template <GgmlType T, int NT>
-__global__ void __launch_bounds__(kMatvecWarps* kWarp)
-    matvec_q8_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
-                     const int8_t* __restrict__ xq, const float* __restrict__ xd, const float* __restrict__ xs,
-                     float* __restrict__ Y) {
-    using D = ChunkDecoder<T>;
-    constexpr int kChunksPerBlock = D::kBlockElems / 8;
-    const int lane = threadIdx.x % kWarp;
-    const int64_t row = (int64_t)blockIdx.x * kMatvecWarps + threadIdx.x / kWarp;
-    if (row >= rows) return;
-    const uint8_t* w = W + (size_t)row * row_bytes;
-    float acc[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
-    const int chunks = cols / 8;
-#pragma unroll 2
-    for (int c = lane; c < chunks; c += kWarp) {
-        uint32_t q[2];
-        float d, m;
-        D::codes8(w + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, q, d, m);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const int2 xv = __ldg(reinterpret_cast<const int2*>(xq + (size_t)t * cols + 8 * (size_t)c));
-            const int dot = __dp4a((int)q[0], xv.x, __dp4a((int)q[1], xv.y, 0));
-            acc[t] += d * (__ldg(xd + (size_t)t * (cols / 32) + c / 4) * (float)dot) +
-                      m * __ldg(xs + (size_t)t * (cols / 8) + c);
-        }
-    }
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        const float sum = warp_sum(acc[t]);
-        if (lane == 0) Y[(size_t)t * rows + row] = sum;
-    }
-}
-
-template <GgmlType T>
-void launch_matvec_q8(const void* W, int64_t rows, int64_t cols, const ActQ8Layout& L, const char* scratch, int t0,
-                      int nt, float* Y, cudaStream_t s) {
-    const size_t rb = row_bytes(T, (uint64_t)cols);
-    const auto* w = static_cast<const uint8_t*>(W);
-    const int8_t* xq = reinterpret_cast<const int8_t*>(scratch + L.codes) + (size_t)t0 * cols;
-    const float* xd = reinterpret_cast<const float*>(scratch + L.scales) + (size_t)t0 * (cols / 32);
-    const float* xs = reinterpret_cast<const float*>(scratch + L.sums) + (size_t)t0 * (cols / 8);
-    const unsigned grid = blocks_for(rows, kMatvecWarps);
-    switch (nt) {
-#define ROTOR_NT(N)                                                                                          \
-    case N:                                                                                                  \
-        matvec_q8_kernel<T, N><<<grid, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, xq, xd, xs, Y); \
-        break;
-        ROTOR_NT(1) ROTOR_NT(2) ROTOR_NT(3) ROTOR_NT(4) ROTOR_NT(5) ROTOR_NT(6) ROTOR_NT(7) ROTOR_NT(8)
-#undef ROTOR_NT
-        default: throw Error("matvec: bad token group");
-    }
-}
-
 // Float weights whose rows are not a multiple of 8 (small models: stories260K's n_ff is 172):
 // element by element, no vector loads.
 __device__ inline float float_elem(GgmlType t, const uint8_t* row, int i) {
@@ -227,6 +154,7 @@ __global__ void get_rows_kernel(const uint8_t* __restrict__ table, size_t row_by
 // ---------------------------------------------------------------- element-wise
 
 __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* y, int n, float eps) {
+    pdl_trigger();  // the mat-vec after it may start copying its weights
     const float* xr = x + (size_t)blockIdx.x * n;
     float* yr = y + (size_t)blockIdx.x * n;
     __shared__ float part[32];
@@ -256,6 +184,7 @@ __global__ void add_kernel(float* x, const float* __restrict__ y, int64_t n) {
 }
 
 __global__ void swiglu_kernel(float* gate, const float* __restrict__ up, int64_t n) {
+    pdl_trigger();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         const float g = gate[i];
@@ -579,62 +508,11 @@ std::string supported_weight_types() {
     return s;
 }
 
-ActQ8Layout act_q8_layout(int n_tok, int64_t cols) {
-    auto up = [](size_t n) { return (n + 255) / 256 * 256; };
-    ActQ8Layout L;
-    const size_t n = (size_t)n_tok * cols;
-    L.codes = 0;
-    L.scales = up(n);
-    L.sums = L.scales + up(n / 32 * 4);
-    L.bytes = L.sums + up(n / 8 * 4);
-    return L;
-}
-
-size_t matmul_scratch_bytes(int n_tok, int64_t cols) { return act_q8_layout(n_tok, cols).bytes; }
-
-void quantize_act_q8(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s) {
-    if (cols % 32) throw Error("int8 activations need rows of a multiple of 32");
-    const ActQ8Layout L = act_q8_layout(n_tok, cols);
-    char* base = static_cast<char*>(scratch);
-    const int64_t n_blocks = (int64_t)n_tok * cols / 32;
-    quantize_act_q8_kernel<<<blocks_for(n_blocks, 4), 4 * kWarp, 0, s>>>(
-        X, n_blocks, reinterpret_cast<int8_t*>(base + L.codes), reinterpret_cast<float*>(base + L.scales),
-        reinterpret_cast<float*>(base + L.sums));
-    check_launch("quantize_act_q8");
-}
-
 namespace {
-struct HasInt8 {
-    bool* out;
-    template <GgmlType T>
-    void operator()() const {
-        *out = kHasCodes8<T>;
-    }
-};
-}  // namespace
 
-bool matmul_has_int8_path(GgmlType t) {
-    bool yes = false;
-    with_chunk_decoder(t, HasInt8{&yes});
-    return yes;
-}
-
-void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
-            cudaStream_t s, void* act_scratch) {
-    if (act_scratch && cols % 32 == 0 && matmul_has_int8_path(t)) {
-        quantize_act_q8(X, n_tok, cols, act_scratch, s);
-        const ActQ8Layout L = act_q8_layout(n_tok, cols);
-        for (int t0 = 0; t0 < n_tok; t0 += 8) {
-            const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
-            float* y = Y + (size_t)t0 * rows;
-            with_chunk_decoder(t, [&]<GgmlType T>() {
-                if constexpr (kHasCodes8<T>)
-                    launch_matvec_q8<T>(W, rows, cols, L, static_cast<const char*>(act_scratch), t0, nt, y, s);
-            });
-        }
-        check_launch("matvec_q8");
-        return;
-    }
+// The exact path: f32 activations, groups of 8 tokens.
+void matmul_exact(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
+                  cudaStream_t s) {
     if (!weight_rows_supported(t, cols))
         throw Error("CUDA matmul: row length " + std::to_string(cols) + " is not a multiple of 8");
     if (cols % 8) {
@@ -651,6 +529,79 @@ void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* 
         if (!ok) throw Error("CUDA matmul: no kernel for weight type " + std::string(format_info(t).name));
     }
     check_launch("matvec");
+}
+
+// int8 path over groups of 8 tokens; jobs all of type t with int8_applies.
+void matmul_int8(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const void* act_q8, int n_tok,
+                 cudaStream_t s) {
+    const mmvq::ActView x = mmvq::act_view(act_q8, n_tok, cols);
+    for (int t0 = 0; t0 < n_tok; t0 += 8) {
+        const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+        mmvq::Job g[mmvq::kMaxJobs];
+        for (int i = 0; i < n_jobs; i++) g[i] = {jobs[i].W, jobs[i].rows, jobs[i].Y + (size_t)t0 * jobs[i].rows};
+        mmvq::launch(t, g, n_jobs, cols, x.tokens_from(t0), nt, s);
+    }
+}
+}  // namespace
+
+bool matmul_has_int8_path(GgmlType t) { return mmvq::supported(t); }
+
+bool matmul_int8_applies(GgmlType t, const void* W, int64_t cols) { return mmvq::can_run(t, W, cols); }
+
+void set_matvec_tuning(int rows_per_warp, bool persistent, bool pdl) {
+    mmvq::set_tuning({rows_per_warp == 1 || rows_per_warp == 2 ? rows_per_warp : 0, persistent ? 1 : 0, pdl ? 1 : 0});
+}
+
+void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
+            cudaStream_t s, void* act_scratch) {
+    if (n_tok <= 0 || rows <= 0) return;
+    if (act_scratch && matmul_int8_applies(t, W, cols)) {
+        quantize_act_q8(X, n_tok, cols, act_scratch, s);
+        const mmvq::Job job{W, rows, Y};
+        matmul_int8(t, &job, 1, cols, act_scratch, n_tok, s);
+        return;
+    }
+    matmul_exact(t, W, rows, cols, X, n_tok, Y, s);
+}
+
+void matmul_q8(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, const void* act_q8, int n_tok,
+               float* Y, cudaStream_t s) {
+    if (n_tok <= 0 || rows <= 0) return;
+    if (matmul_int8_applies(t, W, cols)) {
+        const mmvq::Job job{W, rows, Y};
+        matmul_int8(t, &job, 1, cols, act_q8, n_tok, s);
+        return;
+    }
+    matmul_exact(t, W, rows, cols, X, n_tok, Y, s);
+}
+
+void matmul_multi(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* X, int n_tok, cudaStream_t s,
+                  void* act_scratch) {
+    if (n_tok <= 0) return;
+    std::vector<bool> int8(n_jobs, false);
+    bool any = false;
+    for (int i = 0; i < n_jobs; i++) {
+        int8[i] = act_scratch && jobs[i].rows > 0 && matmul_int8_applies(jobs[i].type, jobs[i].W, cols);
+        any = any || int8[i];
+    }
+    if (any) quantize_act_q8(X, n_tok, cols, act_scratch, s);
+    std::vector<bool> done(n_jobs, false);
+    for (int i = 0; i < n_jobs; i++) {
+        if (done[i]) continue;
+        if (!int8[i]) {
+            matmul_exact(jobs[i].type, jobs[i].W, jobs[i].rows, cols, X, n_tok, jobs[i].Y, s);
+            continue;
+        }
+        // this job and the later int8 jobs of its type: one launch
+        mmvq::Job group[mmvq::kMaxJobs];
+        int n = 0;
+        for (int k = i; k < n_jobs && n < mmvq::kMaxJobs; k++)
+            if (!done[k] && int8[k] && jobs[k].type == jobs[i].type) {
+                group[n++] = {jobs[k].W, jobs[k].rows, jobs[k].Y};
+                done[k] = true;
+            }
+        matmul_int8(jobs[i].type, group, n, cols, act_scratch, n_tok, s);
+    }
 }
 
 void get_rows(GgmlType t, const void* table, int64_t cols, const int32_t* ids, int n, float* out, cudaStream_t s) {

@@ -18,25 +18,53 @@ bool weight_rows_supported(GgmlType t, int64_t cols);
 std::string supported_weight_types();
 
 // Y[t][r] = sum_c W[r][c] * X[t][c] for t < n_tok; W is `rows` rows of `cols` elements of type t.
-// One warp per row; up to 8 tokens share each decoded weight chunk (decode of several slots).
+// Up to 8 tokens share each pass over the weights (decode of several slots); larger batches run in
+// groups of 8.
 //
 // Two paths. Exact: weights decoded to f32 and dotted with f32 activations (the CPU's
-// dequantized-weights result to float rounding). Int8 (when `act_scratch` is given and the format
-// has integer codes: q8_0, q4_0, q4_K, q5_K, q6_K): activations rounded to int8 per 32 elements
-// (scale max|x|/127, as the CPU's Q8_0 activations) and dotted four at a time with dp4a, which
-// is what makes a decode mat-vec memory-bound rather than instruction-bound.
+// dequantized-weights result to float rounding), one warp per row. Int8 (when `act_scratch` is
+// given and the format has one: q8_0, q4_0, q4_K, q5_K, q6_K): activations quantized once per
+// call to int8 per 32 elements (the CPU's Q8_0 codes, with an f32 scale) and dotted four at a time
+// with dp4a by a kernel that streams whole blocks through shared memory (matvec_q8.cu), which is
+// what makes a decode mat-vec memory-bound rather than instruction-bound. Weights whose rows are
+// not aligned for it (never the case for the GPU's own arena) take the exact path.
 size_t matmul_scratch_bytes(int n_tok, int64_t cols);
 bool matmul_has_int8_path(GgmlType t);
+// Whether matmul with act_scratch takes the int8 path for these weights.
+bool matmul_int8_applies(GgmlType t, const void* W, int64_t cols);
 void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,
             cudaStream_t s, void* act_scratch = nullptr);
 
-// The int8 activations of the fast path, exposed for the kernel checks: codes (n_tok * cols int8),
-// scales per 32 (float) and d * (sum of codes) per 8 (float), at the offsets below in `scratch`.
+// The int8 activations: codes (code_stride int8 per token, code e at mmvq_units.h's
+// act_code_index(e)), and per 32 elements the scale d and d * (sum of the codes), ds_stride floats
+// per token, at these offsets in the scratch.
 struct ActQ8Layout {
-    size_t codes = 0, scales = 0, sums = 0, bytes = 0;
+    size_t codes = 0, d = 0, s = 0, bytes = 0;
+    int64_t code_stride = 0, ds_stride = 0;
 };
 ActQ8Layout act_q8_layout(int n_tok, int64_t cols);
 void quantize_act_q8(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s);
+
+// Y = W X with X already quantized into `act_q8` by quantize_act_q8(X, n_tok, cols, ...). Formats
+// without an int8 path (or misaligned weights) run the exact path on X.
+void matmul_q8(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, const void* act_q8, int n_tok,
+               float* Y, cudaStream_t s);
+
+// Several weights applied to one activation (Q, K, V; gate, up): X is quantized once when any of
+// them has an int8 path and act_scratch is given, and matrices of one type share a launch.
+struct MatmulJob {
+    GgmlType type = GgmlType::F32;
+    const void* W = nullptr;
+    int64_t rows = 0;
+    float* Y = nullptr;
+};
+void matmul_multi(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* X, int n_tok, cudaStream_t s,
+                  void* act_scratch);
+
+// Benchmarks and checks: the int8 kernel's variant (matvec_q8.h, Tuning): rows per warp (1 or 2;
+// 0 = its own choice), persistent grid, programmatic dependent launch. The defaults are the variant
+// measured in bench/RESULTS.md (the others were within noise of it for decode).
+void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl = true);
 
 // out[i][:] = row ids[i] of `table` (cols elements of type t), decoded to f32.
 void get_rows(GgmlType t, const void* table, int64_t cols, const int32_t* ids, int n, float* out, cudaStream_t s);

@@ -1,0 +1,436 @@
+// The int8-activation mat-vec of the decode path (q8_0, q4_0, q4_K, q5_K, q6_K weights), built to
+// keep HBM busy rather than the instruction issue:
+//  - a warp owns RW rows (1 or 2) at a time and streams them through shared memory in spans of
+//    whole blocks (32 units, one per lane: mmvq_units.h) with cp.async: ST - 1 spans in flight
+//    ahead of the one being dotted, the next row group's included (a persistent grid strides the
+//    row groups over the warps), 16-byte copies that are coalesced whatever the block size (q6_K's
+//    210 bytes, q8_0's 34);
+//  - each lane decodes its unit once (scales and mins once per 32 / 64 elements, codes as int8
+//    words) and dots it with every token's activations (dp4a), so the weights are read once per
+//    call for up to 8 tokens; the activations are quantized once per call (or once for several
+//    matrices: kernels.h, matmul_multi) and are reused by the RW rows of a warp;
+//  - up to three matrices of one type and row length share a launch (Q/K/V, gate/up);
+//  - the mat-vec and quantize kernels use programmatic dependent launch (pdl.cuh): the weight
+//    copies may start while the previous kernel of the stream still runs.
+#include <algorithm>
+#include <utility>
+
+#include "cuda/cuda_util.h"
+#include "cuda/kernels.h"
+#include "cuda/matvec_q8.h"
+#include "cuda/mmvq_units.h"
+#include "cuda/pdl.cuh"
+
+namespace rotor::cuda {
+
+namespace mmvq {
+
+namespace {
+
+using namespace ::rotor::mmvq;
+
+constexpr int kWarp = 32;
+constexpr int kWarps = 4;  // warps per block
+
+Tuning g_tuning;  // benchmarks and checks may change it
+
+template <int RW>
+inline constexpr int kStages = RW == 1 ? 4 : 3;  // spans per warp in the pipeline (<= 48 KB static smem)
+
+// The matrices of a launch: rows of all of them are cut into groups of RW rows, numbered through
+// the jobs in order (group_end: groups of jobs 0..j).
+struct Jobs {
+    const uint8_t* W[kMaxJobs];
+    float* Y[kMaxJobs];
+    int rows[kMaxJobs];
+    int group_end[kMaxJobs];
+    int n;
+};
+
+// Element j of a job array with constant indices only (a run-time index would copy the kernel
+// parameters to local memory).
+template <class A>
+__device__ inline A pick(const A (&a)[kMaxJobs], int j) {
+    return j == 0 ? a[0] : (j == 1 ? a[1] : a[2]);
+}
+
+__device__ inline float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// 16 bytes global -> shared without a register round trip; only `bytes` (<= 16) are read, the
+// rest of the destination is zeroed (the last vector of a matrix).
+__device__ inline void cp_async16(uint8_t* dst, const uint8_t* src, int bytes) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(bytes)
+                 : "memory");
+}
+__device__ inline void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ inline void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// A warp's work is a sequence of items (row group, span): groups g0, g0 + stride, ... (one group
+// per warp when the grid is large, several when it is persistent), each cut into spans of whole
+// blocks. Items stream through ST shared-memory slots with cp.async, so the copies of the next
+// items (next rows included) are in flight while a span is dotted.
+template <GgmlType T, int NT, int RW>
+__global__ void __launch_bounds__(kWarps* kWarp)
+    mmvq_kernel(Jobs jobs, int64_t row_bytes, int nb, ActView x) {
+    using U = Unit<T>;
+    constexpr int ST = kStages<RW>;
+    constexpr int kSpan = U::kSpanBlocks * U::kBlockBytes;
+    // a span copy starts at the 16-byte boundary at or before the span (up to 14 bytes earlier), and
+    // load_words<N, 2> reads one word past a block: 32 bytes of room
+    constexpr int kSlot = kSpan + 32;
+    static_assert(kSpan % 16 == 0 && U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
+    __shared__ __align__(16) uint8_t smem[kWarps][ST][RW][kSlot];
+    pdl_trigger();
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int n_groups =
+        jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
+    const int stride = gridDim.x * kWarps, g0 = blockIdx.x * kWarps + warp;
+    if (g0 >= n_groups) return;  // whole warps only: no block-wide barrier below
+    const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
+    const int n_items = (n_groups - g0 + stride - 1) / stride * n_spans;
+
+    struct Where {
+        const uint8_t* w;    // the group's first row
+        const uint8_t* end;  // the end of its matrix
+        float* y;
+        int rows, row0, nr, sp;
+    };
+    auto where = [&](int k) {
+        const int gi = g0 + k / n_spans * stride;
+        const int j = (jobs.n > 1 && gi >= jobs.group_end[0]) + (jobs.n > 2 && gi >= jobs.group_end[1]);
+        const int first = j == 0 ? 0 : (j == 1 ? jobs.group_end[0] : jobs.group_end[1]);
+        Where o;
+        o.rows = pick(jobs.rows, j);
+        o.row0 = (gi - first) * RW;
+        o.nr = min(RW, o.rows - o.row0);
+        o.w = pick(jobs.W, j) + (size_t)o.row0 * row_bytes;
+        o.end = pick(jobs.W, j) + (size_t)o.rows * row_bytes;
+        o.y = pick(jobs.Y, j);
+        o.sp = k % n_spans;
+        return o;
+    };
+    // item k's span of each row -> slot k % ST, one commit group per item
+    auto issue = [&](int k) {
+        if (k < n_items) {
+            const Where o = where(k);
+            const int64_t off = (int64_t)o.sp * kSpan;
+            const int64_t len = min((int64_t)kSpan, row_bytes - off);
+#pragma unroll
+            for (int r = 0; r < RW; r++) {
+                if (r >= o.nr) break;
+                const uint8_t* a = o.w + (size_t)r * row_bytes + off;
+                const uint8_t* a16 = a - (reinterpret_cast<uintptr_t>(a) & 15);
+                const int n16 = (int)((a + len - a16 + 15) / 16);
+                uint8_t* dst = &smem[warp][k % ST][r][0];
+                for (int i = lane; i < n16; i += kWarp) {
+                    const uint8_t* src = a16 + 16 * i;
+                    cp_async16(dst + 16 * i, src, o.end - src >= 16 ? 16 : (int)(o.end - src));
+                }
+            }
+        }
+        cp_async_commit();
+    };
+
+    for (int k = 0; k < ST - 1; k++) issue(k);
+    pdl_wait();  // the activations (and our output) belong to earlier kernels
+
+    float acc[RW][NT];
+#pragma unroll
+    for (int r = 0; r < RW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+    const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
+    for (int k = 0; k < n_items; k++) {
+        issue(k + ST - 1);        // into the slot computed in the previous iteration
+        cp_async_wait<ST - 1>();  // item k has landed (this lane's copies)
+        __syncwarp();             // ... and the other lanes'
+        const Where o = where(k);
+        const int blk = o.sp * U::kSpanBlocks + jb;
+        if (blk < nb) {
+            typename U::W wu[RW];
+#pragma unroll
+            for (int r = 0; r < RW; r++) {
+                // where the span starts inside its copy (0 for q4_K / q5_K: rows are 16-byte multiples)
+                const int shift =
+                    (int)(reinterpret_cast<uintptr_t>(o.w + (size_t)r * row_bytes + (size_t)o.sp * kSpan) &
+                          15);
+                U::load(&smem[warp][k % ST][r][shift + jb * U::kBlockBytes], sub, wu[r]);
+            }
+            const int64_t e0 = (int64_t)blk * U::kBlockElems;
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const ActRow xr{x.codes + (size_t)t * x.code_stride, x.d + (size_t)t * x.ds_stride,
+                                x.s + (size_t)t * x.ds_stride};
+                UnitAct<T> xa;
+                load_unit_act<T>(xr, sub, e0, xa);
+#pragma unroll
+                for (int r = 0; r < RW; r++) acc[r][t] += unit_dot<T>(wu[r], xa);
+            }
+        }
+        if (o.sp == n_spans - 1) {  // the group's last span: its rows are done
+#pragma unroll
+            for (int r = 0; r < RW; r++)
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    const float v = warp_sum(acc[r][t]);
+                    if (lane == 0 && r < o.nr) o.y[(size_t)t * o.rows + o.row0 + r] = v;
+                    acc[r][t] = 0.0f;
+                }
+        }
+        __syncwarp();  // every lane is done with slot k % ST before it is refilled
+    }
+    cp_async_wait<0>();
+}
+
+// Launch with programmatic stream serialization where the GPU has it (sm_90+), so that the kernel
+// is scheduled while the previous kernel of the stream still runs.
+bool pdl_available() {
+    static int cc[64];
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev < 0 || dev >= 64) return false;
+    if (cc[dev] == 0) check(cudaDeviceGetAttribute(&cc[dev], cudaDevAttrComputeCapabilityMajor, dev), "cc");
+    return cc[dev] >= 9;
+}
+
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), unsigned grid, unsigned block, cudaStream_t s, A&&... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(grid);
+    cfg.blockDim = dim3(block);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs =
+        g_tuning.pdl && s != nullptr && pdl_available() ? 1 : 0;  // not on the legacy default stream
+    check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), "cudaLaunchKernelEx");
+}
+
+// Blocks of a kernel that fit on the GPU at once (the persistent grid).
+template <class K>
+unsigned resident_blocks(K kernel) {
+    int dev = 0, sms = 0, per_sm = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "sm count");
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * kWarp, 0), "occupancy");
+    return (unsigned)std::max(1, per_sm * sms);
+}
+
+template <GgmlType T, int NT, int RW>
+void launch_one(const Jobs& jobs, int64_t rb, int nb, const ActView& x, bool persistent, cudaStream_t s) {
+    static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
+    if (!resident) resident = resident_blocks(mmvq_kernel<T, NT, RW>);
+    const int groups = jobs.group_end[jobs.n - 1];
+    unsigned grid = (unsigned)((groups + kWarps - 1) / kWarps);
+    if (persistent) grid = std::min(grid, resident);
+    launch_pdl(mmvq_kernel<T, NT, RW>, grid, kWarps * kWarp, s, jobs, rb, nb, x);
+}
+
+// Instantiated: 1 row per warp for 1-4 tokens, 2 rows per warp for 1-8 tokens.
+template <GgmlType T, int RW>
+void launch_nt(const Jobs& jobs, int64_t rb, int nb, const ActView& x, int nt, bool persistent,
+               cudaStream_t s) {
+    switch (nt) {
+        case 1:
+            launch_one<T, 1, RW>(jobs, rb, nb, x, persistent, s);
+            return;
+        case 2:
+            launch_one<T, 2, RW>(jobs, rb, nb, x, persistent, s);
+            return;
+        case 3:
+            launch_one<T, 3, RW>(jobs, rb, nb, x, persistent, s);
+            return;
+        case 4:
+            launch_one<T, 4, RW>(jobs, rb, nb, x, persistent, s);
+            return;
+        default:
+            break;
+    }
+    if constexpr (RW == 2) {
+        switch (nt) {
+            case 5:
+                launch_one<T, 5, RW>(jobs, rb, nb, x, persistent, s);
+                return;
+            case 6:
+                launch_one<T, 6, RW>(jobs, rb, nb, x, persistent, s);
+                return;
+            case 7:
+                launch_one<T, 7, RW>(jobs, rb, nb, x, persistent, s);
+                return;
+            case 8:
+                launch_one<T, 8, RW>(jobs, rb, nb, x, persistent, s);
+                return;
+            default:
+                break;
+        }
+    }
+    throw Error("int8 mat-vec: bad token group");
+}
+
+template <GgmlType T>
+void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
+    using U = Unit<T>;
+    const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
+    const int nb = (int)(cols / U::kBlockElems);
+    // rows per warp: two share each activation load (measured on an H200, bench/RESULTS.md: faster
+    // for all but the 1024-row matrices at 1 token, up to 2x at 4 tokens)
+    const int rw = nt > 4 ? 2 : (g_tuning.rows_per_warp ? g_tuning.rows_per_warp : 2);
+    const bool persistent = g_tuning.persistent != 0;
+    Jobs jobs{};
+    jobs.n = n_jobs;
+    int total = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
+        jobs.Y[i] = job[i].Y;
+        jobs.rows[i] = (int)job[i].rows;
+        total += (int)((job[i].rows + rw - 1) / rw);
+        jobs.group_end[i] = total;
+    }
+    if (total == 0) return;
+    if (rw == 1)
+        launch_nt<T, 1>(jobs, rb, nb, x, nt, persistent, s);
+    else
+        launch_nt<T, 2>(jobs, rb, nb, x, nt, persistent, s);
+}
+
+// ---------------------------------------------------------------- activations
+
+// One warp per 32 activations: d = max|x| / 127, codes round(x * (1 / d)) (the CPU's Q8_0 codes,
+// bit for bit) stored in act_code_index order, s = d * sum(codes).
+__global__ void quantize_kernel(const float* __restrict__ X, int64_t cols, int64_t n_blocks, int nbr,
+                                int8_t* q, int64_t code_stride, float* d_out, float* s_out,
+                                int64_t ds_stride) {
+    pdl_trigger();
+    pdl_wait();
+    const int64_t blk = (int64_t)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+    if (blk >= n_blocks) return;
+    const int lane = threadIdx.x % kWarp;
+    const int64_t t = blk / nbr, b = blk % nbr;
+    const float v = X[t * cols + b * 32 + lane];
+    float amax = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int code = (int)roundf(__fmul_rn(v, id));
+    q[t * code_stride + act_code_index(b * 32 + lane)] = (int8_t)code;
+    int sum = code;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) {
+        d_out[t * ds_stride + b] = d;
+        s_out[t * ds_stride + b] = d * (float)sum;
+    }
+}
+
+int64_t ds_stride_for(int64_t cols) {
+    return (cols / 32 + 3) / 4 * 4;
+}  // float4-aligned rows
+
+}  // namespace
+
+bool supported(GgmlType t) {
+    return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q4_K || t == GgmlType::Q5_K ||
+           t == GgmlType::Q6_K;
+}
+
+bool can_run(GgmlType t, const void* W, int64_t cols) {
+    if (!supported(t) || cols % 32 || cols % format_info(t).block_elems) return false;
+    // spans are copied in 16-byte pieces from the 16-byte boundary at or before them: the matrix must
+    // start on one (the GPU's allocations do), and q4_K / q5_K rows must be whole pieces
+    if (reinterpret_cast<uintptr_t>(W) % 16) return false;
+    const bool k16 = t == GgmlType::Q4_K || t == GgmlType::Q5_K;
+    return !k16 || row_bytes(t, (uint64_t)cols) % 16 == 0;
+}
+
+void set_tuning(const Tuning& t) {
+    g_tuning = t;
+}
+
+void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView& x, int n_tok,
+            cudaStream_t s) {
+    if (n_jobs < 1 || n_jobs > kMaxJobs || n_tok < 1 || n_tok > 8) throw Error("int8 mat-vec: bad launch");
+    switch (t) {
+        case GgmlType::Q8_0:
+            launch_type<GgmlType::Q8_0>(jobs, n_jobs, cols, x, n_tok, s);
+            break;
+        case GgmlType::Q4_0:
+            launch_type<GgmlType::Q4_0>(jobs, n_jobs, cols, x, n_tok, s);
+            break;
+        case GgmlType::Q4_K:
+            launch_type<GgmlType::Q4_K>(jobs, n_jobs, cols, x, n_tok, s);
+            break;
+        case GgmlType::Q5_K:
+            launch_type<GgmlType::Q5_K>(jobs, n_jobs, cols, x, n_tok, s);
+            break;
+        case GgmlType::Q6_K:
+            launch_type<GgmlType::Q6_K>(jobs, n_jobs, cols, x, n_tok, s);
+            break;
+        default:
+            throw Error("int8 mat-vec: unsupported type " + std::string(format_info(t).name));
+    }
+    check(cudaGetLastError(), "int8 mat-vec launch");
+}
+
+void quantize(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s) {
+    const ActQ8Layout L = act_q8_layout(n_tok, cols);
+    char* base = static_cast<char*>(scratch);
+    const int64_t n_blocks = (int64_t)n_tok * (cols / 32);
+    constexpr int kPerBlock = 4;
+    launch_pdl(quantize_kernel, (unsigned)((n_blocks + kPerBlock - 1) / kPerBlock), kPerBlock * 32, s, X,
+               cols, n_blocks, (int)(cols / 32), reinterpret_cast<int8_t*>(base + L.codes), L.code_stride,
+               reinterpret_cast<float*>(base + L.d), reinterpret_cast<float*>(base + L.s), L.ds_stride);
+}
+
+ActView act_view(const void* scratch, int n_tok, int64_t cols) {
+    const ActQ8Layout L = act_q8_layout(n_tok, cols);
+    const char* base = static_cast<const char*>(scratch);
+    ActView v;
+    v.codes = reinterpret_cast<const int8_t*>(base + L.codes);
+    v.d = reinterpret_cast<const float*>(base + L.d);
+    v.s = reinterpret_cast<const float*>(base + L.s);
+    v.code_stride = L.code_stride;
+    v.ds_stride = L.ds_stride;
+    return v;
+}
+
+}  // namespace mmvq
+
+ActQ8Layout act_q8_layout(int n_tok, int64_t cols) {
+    auto up = [](size_t n) { return (n + 255) / 256 * 256; };
+    ActQ8Layout L;
+    const size_t ds = (size_t)n_tok * mmvq::ds_stride_for(cols) * sizeof(float);
+    L.code_stride = ::rotor::mmvq::act_row_codes(cols);
+    L.ds_stride = mmvq::ds_stride_for(cols);
+    L.codes = 0;
+    L.d = up((size_t)n_tok * L.code_stride);
+    L.s = L.d + up(ds);
+    L.bytes = L.s + up(ds);
+    return L;
+}
+
+size_t matmul_scratch_bytes(int n_tok, int64_t cols) {
+    return act_q8_layout(n_tok, cols).bytes;
+}
+
+void quantize_act_q8(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s) {
+    if (cols % 32) throw Error("int8 activations need rows of a multiple of 32");
+    if (n_tok == 0) return;
+    mmvq::quantize(X, n_tok, cols, scratch, s);
+    check(cudaGetLastError(), "quantize_act_q8");
+}
+
+}  // namespace rotor::cuda

@@ -1,0 +1,59 @@
+// Internal to the CUDA backend: the int8-activation mat-vec (matvec_q8.cu) that kernels.cu's matmul
+// runs for q8_0, q4_0, q4_K, q5_K and q6_K weights. See mmvq_units.h for the arithmetic.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "formats/formats.h"
+
+namespace rotor::cuda::mmvq {
+
+// Activations of n_tok tokens quantized once (quantize_act_q8): token t's codes at
+// codes + t * code_stride (in mmvq_units.h's act_code_index order), its per-32 scales and scaled
+// sums at d / s + t * ds_stride.
+struct ActView {
+    const int8_t* codes = nullptr;
+    const float* d = nullptr;
+    const float* s = nullptr;
+    int64_t code_stride = 0, ds_stride = 0;
+    ActView tokens_from(int t0) const {
+        ActView v = *this;
+        v.codes += (size_t)t0 * code_stride;
+        v.d += (size_t)t0 * ds_stride;
+        v.s += (size_t)t0 * ds_stride;
+        return v;
+    }
+};
+
+// The view of quantize_act_q8's scratch for n_tok tokens of cols activations.
+ActView act_view(const void* scratch, int n_tok, int64_t cols);
+
+// One weight matrix of a launch (several matrices of one type and row length can share a launch).
+struct Job {
+    const void* W = nullptr;
+    int64_t rows = 0;
+    float* Y = nullptr;  // [n_tok][rows]
+};
+constexpr int kMaxJobs = 3;
+
+bool supported(GgmlType t);
+// Whether the int8 kernel can read W (16-byte aligned; q4_K / q5_K rows of whole 16-byte pieces).
+bool can_run(GgmlType t, const void* W, int64_t cols);
+// Y_j = W_j X for n_jobs <= kMaxJobs jobs of type t, n_tok <= 8 tokens; can_run must hold for each W.
+void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView& x, int n_tok,
+            cudaStream_t s);
+// quantize_act_q8's kernel
+void quantize(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s);
+
+// Kernel variants, for benchmarks and checks: rows per warp (1 or 2; 0 = automatic: 2), a
+// persistent grid (one block per resident slot, rows strided over the warps) or one row group per
+// warp, and programmatic dependent launch.
+struct Tuning {
+    int rows_per_warp = 0;
+    int persistent = 1;
+    int pdl = 1;  // programmatic dependent launch of the mat-vec and quantize kernels (sm_90+)
+};
+void set_tuning(const Tuning& t);
+
+}  // namespace rotor::cuda::mmvq
