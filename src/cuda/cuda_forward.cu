@@ -285,9 +285,12 @@ void CudaForward::enqueue(int n, int max_kv, const std::vector<int>& out_rows) {
         float* k = k_.get<float>();
         float* v = v_.get<float>();
         rms_norm(x, static_cast<const float*>(L.attn_norm.data), xn, n, E, c.rms_eps, s);
-        linear(L.wq, xn, n, q);
-        linear(L.wk, xn, n, k);
-        linear(L.wv, xn, n, v);
+        {  // Q, K, V: xn quantized to int8 once, matrices of one type in one launch
+            const MatmulJob qkv[] = {{L.wq.type, L.wq.data, L.wq.rows, q},
+                                     {L.wk.type, L.wk.data, L.wk.rows, k},
+                                     {L.wv.type, L.wv.data, L.wv.rows, v}};
+            matmul_multi(qkv, 3, L.wq.cols, xn, n, s, opt_.exact_matmul ? nullptr : act_q8_.get());
+        }
         if (L.bq.data) add_bias(q, static_cast<const float*>(L.bq.data), n, H * dk, s);
         if (L.bk.data) add_bias(k, static_cast<const float*>(L.bk.data), n, Hkv * dk, s);
         if (L.bv.data) add_bias(v, static_cast<const float*>(L.bv.data), n, Hkv * dv, s);
@@ -313,8 +316,11 @@ void CudaForward::enqueue(int n, int max_kv, const std::vector<int>& out_rows) {
 
         const int ff = c.n_ff[l];
         rms_norm(x, static_cast<const float*>(L.ffn_norm.data), xn, n, E, c.rms_eps, s);
-        linear(L.ffn_gate, xn, n, gate_.get<float>());
-        linear(L.ffn_up, xn, n, up_.get<float>());
+        {  // gate and up: as Q, K, V
+            const MatmulJob gate_up[] = {{L.ffn_gate.type, L.ffn_gate.data, L.ffn_gate.rows, gate_.get<float>()},
+                                         {L.ffn_up.type, L.ffn_up.data, L.ffn_up.rows, up_.get<float>()}};
+            matmul_multi(gate_up, 2, L.ffn_gate.cols, xn, n, s, opt_.exact_matmul ? nullptr : act_q8_.get());
+        }
         swiglu(gate_.get<float>(), up_.get<float>(), (int64_t)n * ff, s);
         linear(L.ffn_down, gate_.get<float>(), n, xn);
         add(x, xn, (int64_t)n * E, s);
