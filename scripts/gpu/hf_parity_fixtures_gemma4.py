@@ -41,6 +41,7 @@ import numpy as np
 
 SEED = 20261214
 N_TOKENS = 72
+ROUTER_GAIN = 8.0
 
 ROPE = {"sliding_attention": {"rope_type": "default", "rope_theta": 5000.0},
         "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 200000.0}}
@@ -106,13 +107,21 @@ def main():
     def randomize(model, gen):
         """Weights large enough that every path matters. Gemma 4's RMSNorm multiplies by w (no 1 + w), so the
         norm weights sit near 1; the router scales and per-expert scales too; the layer output scales
-        (buffers) between 0.5 and 1.5."""
+        (buffers) between 0.5 and 1.5. Attention has no 1/sqrt(D): the q/k norm weights sit near D^-1/4 so that
+        scores of unit-RMS heads have unit variance (with weights near 1 every attention would be nearly
+        one-hot and every rounding would move it). The router reads rms_norm(x) / sqrt(E): its projection gets ROUTER_GAIN
+        more so that the expert scores spread (std ~2) and float rounding does not flip expert choices."""
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if p.dim() == 1:
+                if p.dim() == 1 and (name.endswith("q_norm.weight") or name.endswith("k_norm.weight")):
+                    # attention runs with scale 1: q/k norms of D^-1/4 keep the scores near unit variance
+                    p.copy_((1.0 + 0.25 * torch.randn(p.shape, generator=gen)) * p.shape[0] ** -0.25)
+                elif p.dim() == 1:
                     p.copy_(1.0 + 0.25 * torch.randn(p.shape, generator=gen))
                 else:
                     p.copy_(torch.randn(p.shape, generator=gen) / np.sqrt(p.shape[-1]) * 1.5)
+                if name.endswith("router.proj.weight"):
+                    p.mul_(ROUTER_GAIN)
                 p.copy_(p.to(torch.bfloat16).to(torch.float32))
             for name, b in model.named_buffers():
                 if name.endswith("layer_scalar"):
