@@ -1,14 +1,18 @@
 // The Gemma 4 forward pass beyond single-sequence parity (test_hf_parity.cpp): random models of the
 // synthetic tiny-gemma4 shape (window 32, global layers with head size 512 and K = V, experts), several
 // sequences interleaved against each sequence alone through the paged pool's sliding-window rings, the
-// ring rules (rollback and prefix sharing), compressed KV types at head size 512, and the pool's bytes
-// against the memory planner's.
+// ring rules (rollback and prefix sharing), compressed KV types at head size 512, the pool's bytes
+// against the memory planner's, and the converter's llama.cpp conventions for both checkpoint layouts.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <cstring>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
+#include "convert/hf_convert.h"
 #include "convert/synthetic.h"
 #include "kv/dense_kv_cache.h"
 #include "kv/kv_format.h"
@@ -252,4 +256,173 @@ TEST(Gemma4, PoolBytesEqualThePlannersKvBytes) {
         EXPECT_EQ(b->bytes_capacity() - a->bytes_capacity(), (uint64_t)(8192 - 4096) / 16 * kv_block_bytes(a->layout()));
         fs::remove(path);
     }
+}
+
+namespace {
+
+// A minimal safetensors writer (F32) for converter tests.
+void write_safetensors(const fs::path& path, const std::vector<std::pair<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>>& ts) {
+    nlohmann::json h = nlohmann::json::object();
+    uint64_t off = 0;
+    for (const auto& [name, t] : ts) {
+        h[name] = {{"dtype", "F32"}, {"shape", t.first}, {"data_offsets", {off, off + t.second.size() * 4}}};
+        off += t.second.size() * 4;
+    }
+    std::string header = h.dump();
+    while (header.size() % 8) header += ' ';
+    std::ofstream f(path, std::ios::binary);
+    const uint64_t n = header.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f.write(header.data(), (std::streamsize)header.size());
+    for (const auto& [name, t] : ts) f.write(reinterpret_cast<const char*>(t.second.data()), (std::streamsize)(t.second.size() * 4));
+}
+
+std::vector<float> f32_of(const gguf::TensorInfo* t) {
+    std::vector<float> v(t->n_elements);
+    memcpy(v.data(), t->data, v.size() * 4);
+    return v;
+}
+
+}  // namespace
+
+// llama.cpp's gemma4 conventions (gguf-conventions.md 3.8, conversion/gemma.py) for a checkpoint written
+// both ways transformers writes Gemma 4: the multimodal Gemma4ForConditionalGeneration (model_type gemma4,
+// text_config, model.language_model.*, vision tensors to skip) and the text-only Gemma4ForCausalLM.
+TEST(Gemma4Convert, LlamaCppConventionsForBothCheckpointLayouts) {
+    const int64_t E = 32, FF = 32, H = 2, L = 3, V = 64, NE = 3, FE = 32, hd_swa = 32, hd_full = 64;
+    nlohmann::json text = {{"model_type", "gemma4_text"}, {"hidden_size", E}, {"intermediate_size", FF},
+                           {"num_hidden_layers", L}, {"num_attention_heads", H}, {"num_key_value_heads", 2},
+                           {"num_global_key_value_heads", 1}, {"head_dim", hd_swa}, {"global_head_dim", hd_full},
+                           {"sliding_window", 16}, {"vocab_size", V}, {"rms_norm_eps", 1e-6},
+                           {"layer_types", {"sliding_attention", "sliding_attention", "full_attention"}},
+                           {"rope_parameters", {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
+                                                {"full_attention", {{"rope_type", "proportional"}, {"partial_rotary_factor", 0.25}, {"rope_theta", 1000000.0}}}}},
+                           {"attention_k_eq_v", true}, {"enable_moe_block", true}, {"num_experts", NE},
+                           {"top_k_experts", 2}, {"moe_intermediate_size", FE}, {"final_logit_softcapping", 30.0},
+                           {"hidden_size_per_layer_input", 0}, {"num_kv_shared_layers", 0}, {"tie_word_embeddings", true}};
+    uint64_t seed = 1;
+    auto rnd = [&](size_t n, float scale, float shift = 0.0f) {
+        std::vector<float> v(n);
+        for (auto& x : v) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            x = shift + scale * ((float)(seed >> 40) / (float)(1ull << 24) - 0.5f);
+        }
+        return v;
+    };
+    std::vector<std::pair<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>> ts;
+    auto add = [&](const std::string& n, std::vector<int64_t> shape, std::vector<float> v) { ts.push_back({n, {shape, v}}); };
+    add("embed_tokens.weight", {V, E}, rnd(V * E, 1.0f));
+    add("norm.weight", {E}, rnd(E, 0.2f, 1.0f));
+    for (int l = 0; l < L; l++) {
+        const std::string p = "layers." + std::to_string(l) + ".";
+        const bool swa = l < 2;
+        const int64_t hd = swa ? hd_swa : hd_full, hkv = swa ? 2 : 1;
+        add(p + "input_layernorm.weight", {E}, rnd(E, 0.2f, 1.0f));
+        add(p + "self_attn.q_proj.weight", {H * hd, E}, rnd(H * hd * E, 0.5f));
+        add(p + "self_attn.k_proj.weight", {hkv * hd, E}, rnd(hkv * hd * E, 0.5f));
+        if (swa) add(p + "self_attn.v_proj.weight", {hkv * hd, E}, rnd(hkv * hd * E, 0.5f));
+        add(p + "self_attn.o_proj.weight", {E, H * hd}, rnd(E * H * hd, 0.5f));
+        add(p + "self_attn.q_norm.weight", {hd}, rnd(hd, 0.2f, 0.5f));
+        add(p + "self_attn.k_norm.weight", {hd}, rnd(hd, 0.2f, 0.5f));
+        for (const char* n : {"post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm",
+                              "pre_feedforward_layernorm_2", "post_feedforward_layernorm_1", "post_feedforward_layernorm_2"})
+            add(p + n + ".weight", {E}, rnd(E, 0.2f, 1.0f));
+        add(p + "mlp.gate_proj.weight", {FF, E}, rnd(FF * E, 0.5f));
+        add(p + "mlp.up_proj.weight", {FF, E}, rnd(FF * E, 0.5f));
+        add(p + "mlp.down_proj.weight", {E, FF}, rnd(E * FF, 0.5f));
+        add(p + "layer_scalar", {1}, {0.75f + 0.1f * l});
+        add(p + "router.proj.weight", {NE, E}, rnd(NE * E, 1.0f));
+        add(p + "router.scale", {E}, rnd(E, 0.2f, 1.0f));
+        add(p + "router.per_expert_scale", {NE}, rnd(NE, 0.2f, 1.0f));
+        add(p + "experts.gate_up_proj", {NE, 2 * FE, E}, rnd(NE * 2 * FE * E, 0.5f));
+        add(p + "experts.down_proj", {NE, E, FE}, rnd(NE * E * FE, 0.5f));
+    }
+    const fs::path root = fs::temp_directory_path() / ("rotor_g4conv_" + std::to_string(getpid()));
+    const fs::path mm = root / "mm", tx = root / "text";
+    fs::create_directories(mm);
+    fs::create_directories(tx);
+    auto prefixed = [&](const std::string& pre, bool vision) {
+        auto out = ts;
+        for (auto& t : out) t.first = pre + t.first;
+        if (vision) out.push_back({"model.vision_tower.encoder.layers.0.mlp.up_proj.linear.weight", {{4, 4}, rnd(16, 1.0f)}});
+        return out;
+    };
+    write_safetensors(mm / "model.safetensors", prefixed("model.language_model.", true));
+    write_safetensors(tx / "model.safetensors", prefixed("model.", false));
+    std::ofstream(mm / "config.json") << nlohmann::json{{"model_type", "gemma4"}, {"text_config", text}, {"tie_word_embeddings", true}}.dump();
+    std::ofstream(tx / "config.json") << text.dump();
+    HfConvertOptions opt;
+    opt.outtype = GgmlType::F32;
+    convert_hf_to_gguf(mm.string(), (root / "mm.gguf").string(), opt);
+    convert_hf_to_gguf(tx.string(), (root / "text.gguf").string(), opt);
+    const gguf::File a = gguf::File::open((root / "mm.gguf").string()), b = gguf::File::open((root / "text.gguf").string());
+
+    // both layouts give the same file (but for the name)
+    ASSERT_EQ(a.tensors().size(), b.tensors().size());
+    for (const auto& t : a.tensors()) {
+        const gguf::TensorInfo* u = b.tensor(t.name);
+        ASSERT_NE(u, nullptr) << t.name;
+        ASSERT_EQ(t.n_bytes, u->n_bytes) << t.name;
+        EXPECT_EQ(memcmp(t.data, u->data, t.n_bytes), 0) << t.name;
+    }
+    EXPECT_EQ(a.architecture(), "gemma4");
+    EXPECT_EQ(*a.get_uint("gemma4.attention.key_length"), 64u);
+    EXPECT_EQ(*a.get_uint("gemma4.attention.key_length_swa"), 32u);
+    EXPECT_EQ(*a.get_uint("gemma4.rope.dimension_count"), 64u);
+    EXPECT_EQ(*a.get_uint("gemma4.rope.dimension_count_swa"), 32u);
+    EXPECT_EQ(*a.get_uint("gemma4.attention.sliding_window"), 16u);
+    EXPECT_DOUBLE_EQ(*a.get_float("gemma4.rope.freq_base"), 1e6);
+    EXPECT_DOUBLE_EQ(*a.get_float("gemma4.rope.freq_base_swa"), 1e4);
+    EXPECT_DOUBLE_EQ(*a.get_float("gemma4.final_logit_softcapping"), 30.0);
+    EXPECT_EQ(*a.get_uint("gemma4.expert_count"), 3u);
+    EXPECT_EQ(*a.get_uint("gemma4.expert_used_count"), 2u);
+    EXPECT_EQ(*a.get_uint("gemma4.expert_feed_forward_length"), 32u);
+    const gguf::Value* kvh = a.get_array("gemma4.attention.head_count_kv");
+    ASSERT_NE(kvh, nullptr);
+    EXPECT_EQ(kvh->array_int(0), 2);
+    EXPECT_EQ(kvh->array_int(2), 1);
+    const gguf::Value* pat = a.get_array("gemma4.attention.sliding_window_pattern");
+    ASSERT_NE(pat, nullptr);
+    EXPECT_EQ(pat->elem_type, gguf::ValueType::BOOL);
+    EXPECT_EQ(pat->array_int(0), 1);
+    EXPECT_EQ(pat->array_int(2), 0);
+    // proportional RoPE: rope_angles = int(0.25 * 64 / 2) = 8 pairs rotate, 24 stopped by 1e30
+    const std::vector<float> freqs = f32_of(a.tensor("rope_freqs.weight"));
+    ASSERT_EQ(freqs.size(), 32u);
+    for (size_t i = 0; i < freqs.size(); i++) EXPECT_EQ(freqs[i], i < 8 ? 1.0f : 1e30f) << i;
+    // tensors: names, shapes, values as stored (no +1 on norms), K = V layer without attn_v
+    EXPECT_NE(a.tensor("blk.0.attn_v.weight"), nullptr);
+    EXPECT_EQ(a.tensor("blk.2.attn_v.weight"), nullptr);
+    EXPECT_EQ(a.tensor("output.weight"), nullptr);  // tied
+    auto hf = [&](const std::string& n) {
+        for (const auto& t : ts)
+            if (t.first == n) return t.second.second;
+        return std::vector<float>();
+    };
+    EXPECT_EQ(f32_of(a.tensor("blk.1.attn_norm.weight")), hf("layers.1.input_layernorm.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.ffn_norm.weight")), hf("layers.1.pre_feedforward_layernorm.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.post_ffw_norm.weight")), hf("layers.1.post_feedforward_layernorm.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.pre_ffw_norm_2.weight")), hf("layers.1.pre_feedforward_layernorm_2.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.post_ffw_norm_1.weight")), hf("layers.1.post_feedforward_layernorm_1.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.post_ffw_norm_2.weight")), hf("layers.1.post_feedforward_layernorm_2.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.attn_q_norm.weight")), hf("layers.1.self_attn.q_norm.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.ffn_gate_inp.scale")), hf("layers.1.router.scale"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.ffn_down_exps.scale")), hf("layers.1.router.per_expert_scale"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.layer_output_scale.weight")), hf("layers.1.layer_scalar"));
+    EXPECT_EQ(f32_of(a.tensor("blk.1.ffn_gate_inp.weight")), hf("layers.1.router.proj.weight"));
+    EXPECT_EQ(f32_of(a.tensor("blk.2.ffn_gate_up_exps.weight")), hf("layers.2.experts.gate_up_proj"));
+    EXPECT_EQ(f32_of(a.tensor("blk.2.ffn_down_exps.weight")), hf("layers.2.experts.down_proj"));
+    const gguf::TensorInfo* gu = a.tensor("blk.2.ffn_gate_up_exps.weight");
+    EXPECT_EQ(gu->ne[0], E);
+    EXPECT_EQ(gu->ne[1], 2 * FE);
+    EXPECT_EQ(gu->ne[2], NE);
+    const gguf::TensorInfo* q = a.tensor("blk.2.attn_q.weight");
+    EXPECT_EQ(q->ne[0], E);
+    EXPECT_EQ(q->ne[1], H * hd_full);
+    // and it runs
+    auto m = Model::load((root / "mm.gguf").string());
+    EXPECT_EQ(m->cfg.v_is_k, (std::vector<uint8_t>{0, 0, 1}));
+    const std::vector<float> out = alone(*m, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20});
+    for (float v : out) ASSERT_TRUE(std::isfinite(v));
+    fs::remove_all(root);
 }
