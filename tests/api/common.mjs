@@ -7,11 +7,12 @@ function need(name) {
   return v;
 }
 
-// The main server: 8 slots, an API key. The tight one: 1 slot, no queue, no key. The qwen3 one: the
-// small model's weights with Qwen3's chat template (tools, thinking).
+// The main server: 8 slots, an API key. The tight one: 1 slot, no queue, no key. The qwen3 and gemma4
+// ones: the small model's weights with Qwen3's / Gemma 4's chat template (tools, thinking).
 export const MAIN = process.env.ROTOR_URL_MAIN ?? need('ROTOR_URL_MAIN');
 export const TIGHT = process.env.ROTOR_URL_TIGHT ?? need('ROTOR_URL_TIGHT');
 export const QWEN3 = process.env.ROTOR_URL_QWEN3 ?? need('ROTOR_URL_QWEN3');
+export const GEMMA4 = process.env.ROTOR_URL_GEMMA4 ?? need('ROTOR_URL_GEMMA4');
 export const KEY = process.env.ROTOR_API_KEY_TEST ?? need('ROTOR_API_KEY_TEST');
 export const MODEL = process.env.ROTOR_MODEL_ID ?? 'rotor-kjv-11m-q8_0';
 
