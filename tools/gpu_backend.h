@@ -1,6 +1,6 @@
 // `--gpu` for the sub-commands: the CUDA forward pass as a step function (batch -> logits), or a
-// clear error when this rotor was built without the CUDA backend. The GPU cache holds f32, f16 or
-// q8_0 K/V (the other compressed KV types run on the CPU only so far); others are refused at load.
+// clear error when this rotor was built without the CUDA backend. The GPU cache holds f32, f16, q8_0,
+// q4_0, q8_0h or q4_0h K/V (cuda/attention.h); other KV types are refused at load, by name.
 #pragma once
 #include <functional>
 #include <memory>

@@ -38,6 +38,10 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   build-gpu/rotor-bench-cuda ${BENCH_ARGS:-} | tee "$out/bench_cuda.md" || status=1
   # the same decode with the q8_0 cache read in place (tables only)
   build-gpu/rotor-bench-cuda --kv q8_0 --shapes llama-3.1-8b,qwen2.5-32b --no-matvec ${BENCH_ARGS:-} | tee "$out/bench_cuda_q8_0.md" || status=1
+  # and with the 4-bit Hadamard-rotated cache (q4_0h), and plain q4_0
+  for kv in q4_0h q4_0; do
+    build-gpu/rotor-bench-cuda --kv $kv --shapes llama-3.1-8b,qwen2.5-32b --no-matvec ${BENCH_ARGS:-} | tee "$out/bench_cuda_$kv.md" || status=1
+  done
 fi
 if [ "$what" = tool ] || [ "$what" = all ] || [ "$what" = server ]; then
   cmake -S . -B build-gpu-tool -DCMAKE_BUILD_TYPE=Release -DROTOR_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \

@@ -1,6 +1,6 @@
 // The CUDA forward pass for the llama / qwen2 / qwen3 family: the same computation as CpuForward
 // (model/forward.cpp), over a batch of tokens from any number of sequences, with the weights copied
-// to the GPU in their GGUF formats and a dense per-sequence KV cache (f32, f16 or q8_0) on the GPU.
+// to the GPU in their GGUF formats and a dense per-sequence KV cache on the GPU (cuda/attention.h).
 // Everything unsupported (a weight type without a kernel, a head size above 512, a GPU this build
 // has no kernels for) is refused in the constructor with a rotor::Error.
 #pragma once
@@ -24,7 +24,7 @@ struct CudaForwardOptions {
     int ctx = 2048;           // positions per sequence
     int max_batch = 512;      // tokens per forward call (larger batches are refused)
     int max_logit_rows = 0;   // rows with logits per call (0: max_batch); the server needs one per slot
-    KvElem kv = KvElem::F16;  // "f32", "f16" or "q8_0"
+    KvElem kv = KvElem::F16;  // parse_kv_elem: f32, f16, q8_0, q4_0, q8_0h, q4_0h
     // f32 activations for every weight format (the dequantized-weights result, for checks); by
     // default formats with integer codes run on int8 activations (see kernels.h, matmul).
     bool exact_matmul = false;
@@ -75,6 +75,10 @@ private:
     void enqueue(int n, int max_kv, const std::vector<int>& out_rows);  // the step's launches
     void clear_graphs();
     void linear(const DevWeight& w, const float* x, int n_tok, float* y);
+    // Several weights applied to the same x (Q/K/V, gate/up): its conversion is shared.
+    void linear_multi(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* x, int n_tok);
+    bool use_tensor_cores(const MatmulJob* jobs, int n_jobs, int64_t cols, int n_tok) const;
+    static constexpr int kTcMinTokens = 32;  // batches from this size run on the tensor cores
 
     const Model& m_;
     CudaForwardOptions opt_;
@@ -88,7 +92,7 @@ private:
     uint64_t weight_bytes_ = 0, kv_bytes_ = 0, kv_bytes_per_pos_ = 0, activation_bytes_ = 0;
     // activations for max_batch tokens
     DeviceBuffer x_, xn_, q_, k_, v_, attn_, gate_, up_, hidden_, logits_, partial_;
-    DeviceBuffer tok_, pos_, seq_, inv_freq_, act_q8_;
+    DeviceBuffer tok_, pos_, seq_, inv_freq_, act_q8_, tc_scratch_;
     int* staging_ = nullptr;  // pinned: tokens, positions, sequences of the step
 
     struct GraphKey {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/attention.h"  // the KV cache and attention, declared apart
 #include "formats/formats.h"
 
 namespace rotor::cuda {
@@ -81,35 +82,5 @@ void swiglu(float* gate, const float* up, int64_t n, cudaStream_t s);
 // neox: pairs (i, i + n_rot/2), else adjacent pairs. inv_freq: n_rot/2 floats.
 void rope(float* x, int n_tok, int n_head, int head_dim, int n_rot, bool neox, const int32_t* pos,
           const float* inv_freq, cudaStream_t s);
-
-// ---- KV cache (dense per sequence: [seq][pos][head_kv][dim] per layer) and attention
-
-// How K and V are stored: floats, or llama.cpp's q8_0 blocks (34 bytes per 32 elements, quantized
-// on write exactly as the CPU's q8_0 cache does, read in place by the attention kernel).
-enum class KvElem { F32, F16, Q8_0 };
-const char* kv_elem_name(KvElem e);
-size_t kv_row_bytes(KvElem e, int head_dim);  // one head's row
-bool kv_elem_supports(KvElem e, int head_dim);  // q8_0: head sizes that are multiples of 32
-
-struct KvLayerView {
-    void* k = nullptr;
-    void* v = nullptr;
-    KvElem elem = KvElem::F16;
-    int n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
-    int ctx = 0;  // positions per sequence
-};
-
-// Stores k[t], v[t] at (seq[t], pos[t]).
-void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
-              cudaStream_t s);
-
-// out[t][h] = softmax(scale * q[t][h] . K[seq[t]][0..pos[t]]) V, for n_head query heads sharing KV
-// heads in groups. Split-K (flash-decoding): each (token, head) is cut into position ranges that
-// run in parallel and are merged by a second kernel. `partial` is scratch of
-// attention_partial_floats(...) floats.
-size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv);
-int attention_splits(int max_kv);  // split-K parts for max_kv positions
-void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
-               int n_head, float scale, int max_kv, float* partial, cudaStream_t s);
 
 }  // namespace rotor::cuda

@@ -1,0 +1,508 @@
+// The KV cache on the GPU and attention over it: quantize-on-write stores (with the Hadamard rotation
+// of the *h types) and split-K flash-decoding attention that reads every stored type in place.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "common/half.h"
+#include "cuda/device_common.cuh"
+#include "cuda/attention.h"
+#include "formats/blocks.h"
+
+namespace rotor::cuda {
+
+namespace {
+
+
+template <class E>
+__device__ inline float load_elem(const E* p);
+template <>
+__device__ inline float load_elem<float>(const float* p) {
+    return *p;
+}
+template <>
+__device__ inline float load_elem<__half>(const __half* p) {
+    return __half2float(*p);
+}
+// Elements per storage unit: a row of d elements is d / kUnitElems<E> units of E.
+template <class E>
+inline constexpr int kUnitElems = 1;
+template <>
+inline constexpr int kUnitElems<block_q8_0> = QK8_0;
+template <>
+inline constexpr int kUnitElems<block_q4_0> = QK4_0;
+
+// Code of element e (0..31) of a block, as the float it stands for before the scale.
+__device__ inline float block_code(const block_q8_0& b, int e) { return (float)b.qs[e]; }
+__device__ inline float block_code(const block_q4_0& b, int e) {
+    const int c = e < QK4_0 / 2 ? (b.qs[e] & 0x0F) : (b.qs[e - QK4_0 / 2] >> 4);
+    return (float)(c - 8);
+}
+
+// Element e of a row of units.
+template <class E>
+__device__ inline float row_elem(const E* row, int e) {
+    if constexpr (kUnitElems<E> == 1) {
+        return load_elem(row + e);
+    } else {
+        const E& b = row[e / kUnitElems<E>];
+        return fp16_to_f32(b.d) * block_code(b, e % kUnitElems<E>);
+    }
+}
+
+// PL consecutive elements starting at e0 (a multiple of PL; PL divides 32, so they lie in one block)
+// of a row of blocks: the scale once, the codes with 2-byte loads (blocks are 2-byte aligned).
+template <int PL>
+__device__ inline void load_block_run(const block_q8_0* row, int e0, float* out) {
+    const block_q8_0& b = row[e0 / QK8_0];
+    const float d = fp16_to_f32(b.d);
+    const uint16_t* c = reinterpret_cast<const uint16_t*>(b.qs + e0 % QK8_0);
+#pragma unroll
+    for (int i = 0; i < PL / 2; i++) {
+        const uint16_t w = c[i];
+        out[2 * i] = d * (float)(int8_t)(w & 0xFF);
+        out[2 * i + 1] = d * (float)(int8_t)(w >> 8);
+    }
+}
+template <int PL>
+__device__ inline void load_block_run(const block_q4_0* row, int e0, float* out) {
+    const block_q4_0& b = row[e0 / QK4_0];
+    const float d = fp16_to_f32(b.d);
+    const int off = e0 % QK4_0, shift = off < QK4_0 / 2 ? 0 : 4;
+    const uint16_t* c = reinterpret_cast<const uint16_t*>(b.qs + off % (QK4_0 / 2));
+#pragma unroll
+    for (int i = 0; i < PL / 2; i++) {
+        const uint16_t w = c[i];
+        out[2 * i] = d * (float)((int)((w >> shift) & 0x0F) - 8);
+        out[2 * i + 1] = d * (float)((int)((w >> (8 + shift)) & 0x0F) - 8);
+    }
+}
+
+constexpr int kMaxHeadDim = 512;
+
+template <class E>
+__device__ inline E store_elem(float v);
+template <>
+__device__ inline float store_elem<float>(float v) {
+    return v;
+}
+template <>
+__device__ inline __half store_elem<__half>(float v) {
+    return __float2half_rn(v);
+}
+
+template <class E>
+__global__ void kv_store_kernel(E* K, E* V, int hkv, int dk, int dv, int ctx, const float* __restrict__ k,
+                                const float* __restrict__ v, const int32_t* __restrict__ seq,
+                                const int32_t* __restrict__ pos) {
+    const int t = blockIdx.x;
+    const size_t slot = (size_t)seq[t] * ctx + pos[t];
+    for (int i = threadIdx.x; i < hkv * dk; i += blockDim.x) K[slot * hkv * dk + i] = store_elem<E>(k[(size_t)t * hkv * dk + i]);
+    for (int i = threadIdx.x; i < hkv * dv; i += blockDim.x) V[slot * hkv * dv + i] = store_elem<E>(v[(size_t)t * hkv * dv + i]);
+}
+
+// Quantizes 32 values (one per lane) into a block with the same float operations as the CPU's
+// formats (q_q8_0, q_q4_0), so an unrotated cache holds the CPU cache's exact bytes.
+__device__ inline void quantize_block(float x, int lane, block_q8_0& dst) {
+    float amax = fabsf(x);
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    dst.qs[lane] = (int8_t)fminf(fmaxf(roundf(x * id), -128.0f), 127.0f);
+    if (lane == 0) dst.d = f32_to_fp16(d);
+}
+__device__ inline int trunc_clamp15(float v) { return !(v > 0.0f) ? 0 : (!(v < 15.0f) ? 15 : (int)v); }
+__device__ inline void quantize_block(float x, int lane, block_q4_0& dst) {
+    // the signed value of largest magnitude (the first one on ties, as the CPU's loop keeps)
+    float amax = fabsf(x), mx = x;
+    int at = lane;
+    for (int o = 16; o > 0; o >>= 1) {
+        const float a2 = __shfl_xor_sync(0xffffffffu, amax, o), m2 = __shfl_xor_sync(0xffffffffu, mx, o);
+        const int at2 = __shfl_xor_sync(0xffffffffu, at, o);
+        if (a2 > amax || (a2 == amax && at2 < at)) amax = a2, mx = m2, at = at2;
+    }
+    const float d = mx / -8;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int q = trunc_clamp15(__fadd_rn(__fmul_rn(x, id), 8.5f));  // no FMA: the CPU rounds the product
+    const int hi = __shfl_down_sync(0xffffffffu, q, QK4_0 / 2);
+    if (lane < QK4_0 / 2) dst.qs[lane] = (uint8_t)(q | (hi << 4));
+    if (lane == 0) dst.d = f32_to_fp16(d);
+}
+
+// In-place orthonormal Walsh-Hadamard transform of n = 2^m floats in shared memory (Sylvester
+// order, H_ij = (-1)^popcount(i & j) / sqrt(n), no signs: the CPU's *h formats); all threads of the
+// block take part.
+__device__ inline void hadamard_shared(float* x, int n) {
+    for (int h = 1; h < n; h <<= 1) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < n / 2; i += blockDim.x) {
+            const int j = (i / h) * 2 * h + i % h;
+            const float a = x[j], b = x[j + h];
+            x[j] = a + b;
+            x[j + h] = a - b;
+        }
+    }
+    __syncthreads();
+    const float s = rsqrtf((float)n);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) x[i] *= s;
+    __syncthreads();
+}
+
+// Quantize on write, one thread block per token, one warp per block of 32; with Rotate, each head's
+// row is first rotated by the Hadamard matrix of its size in shared memory.
+template <class B, bool Rotate>
+__global__ void kv_store_blocks_kernel(B* K, B* V, int hkv, int dk, int dv, int ctx, const float* __restrict__ k,
+                                       const float* __restrict__ v, const int32_t* __restrict__ seq,
+                                       const int32_t* __restrict__ pos) {
+    __shared__ float row[kMaxHeadDim];
+    const int t = blockIdx.x, warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int warps = blockDim.x / kWarp;
+    const size_t slot = (size_t)seq[t] * ctx + pos[t];
+    for (int which = 0; which < 2; which++) {
+        const int d = which == 0 ? dk : dv;
+        const float* src = (which == 0 ? k : v) + (size_t)t * hkv * d;
+        B* dst = (which == 0 ? K : V) + slot * hkv * (d / 32);
+        for (int h = 0; h < hkv; h++) {
+            const float* x = src + (size_t)h * d;
+            if constexpr (Rotate) {
+                __syncthreads();
+                for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = x[i];
+                hadamard_shared(row, d);
+                x = row;
+            }
+            for (int b = warp; b < d / 32; b += warps) quantize_block(x[32 * b + lane], lane, dst[h * (d / 32) + b]);
+        }
+    }
+}
+
+// Rotates n_rows rows of d floats in place by the Hadamard matrix (its own inverse).
+__global__ void hadamard_rows_kernel(float* x, int d) {
+    __shared__ float row[kMaxHeadDim];
+    float* r = x + (size_t)blockIdx.x * d;
+    for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = r[i];
+    hadamard_shared(row, d);
+    for (int i = threadIdx.x; i < d; i += blockDim.x) r[i] = row[i];
+}
+
+constexpr int kSplitPositions = 256;  // positions per split-K part
+constexpr int kAttnWarps = 4;
+
+// Loads PL consecutive elements to floats with the widest aligned loads (16, 8 or 4 bytes).
+template <class E, int PL>
+__device__ inline void load_run(const E* p, float* out) {
+    constexpr int kBytes = PL * (int)sizeof(E);
+    if constexpr (kBytes % 16 == 0 || kBytes % 8 == 0 || kBytes % 4 == 0) {
+        constexpr int kWord = kBytes % 16 == 0 ? 16 : (kBytes % 8 == 0 ? 8 : 4);
+        constexpr int kWords = kBytes / kWord;
+        constexpr int kPerWord = kWord / 4;  // 32-bit pieces per load
+        const uint32_t* src = reinterpret_cast<const uint32_t*>(p);
+#pragma unroll
+        for (int wd = 0; wd < kWords; wd++) {
+            uint32_t piece[kPerWord];
+            if constexpr (kWord == 16) {
+                const uint4 u = reinterpret_cast<const uint4*>(src)[wd];
+                piece[0] = u.x, piece[1] = u.y, piece[2] = u.z, piece[3] = u.w;
+            } else if constexpr (kWord == 8) {
+                const uint2 u = reinterpret_cast<const uint2*>(src)[wd];
+                piece[0] = u.x, piece[1] = u.y;
+            } else {
+                piece[0] = src[wd];
+            }
+#pragma unroll
+            for (int k = 0; k < kPerWord; k++) {
+                if constexpr (sizeof(E) == 4) {
+                    out[wd * kPerWord + k] = __uint_as_float(piece[k]);
+                } else {
+                    const __half2 h = *reinterpret_cast<const __half2*>(&piece[k]);
+                    const float2 f = __half22float2(h);
+                    out[(wd * kPerWord + k) * 2] = f.x;
+                    out[(wd * kPerWord + k) * 2 + 1] = f.y;
+                }
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < PL; i++) out[i] = load_elem(p + i);
+    }
+}
+
+// One block per (KV head, query-head group, token, split): the query heads that share a KV head
+// (GQA) are served together, so each K/V row is read once per group, not once per query head.
+// Each warp runs an online softmax over its positions (two at a time, loads first), with the
+// rows spread over its lanes: PL consecutive elements per lane when the head size is 32 * PL (wide
+// loads), else elements lane + 32 i. The block merges its warps and writes (max, sum, acc[dv]) per
+// query head and split.
+template <class E, int PL, int GB>
+__global__ void __launch_bounds__(kAttnWarps* kWarp)
+    attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
+                           const float* __restrict__ q, const int32_t* __restrict__ seq,
+                           const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
+                           float* __restrict__ partial) {
+    const int group = n_head / hkv, blocks_per_kv = (group + GB - 1) / GB;
+    const int g = blockIdx.x / blocks_per_kv, h0 = g * group + (blockIdx.x % blocks_per_kv) * GB;
+    const int nh = min(GB, g * group + group - h0);
+    const int t = blockIdx.y, split = blockIdx.z;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int n_kv = pos[t] + 1;
+    const int begin = split * kSplitPositions, end = min(n_kv, begin + kSplitPositions);
+    const bool contiguous = dk == kWarp * PL && dv == kWarp * PL;
+    auto elem = [&](int i) { return contiguous ? lane * PL + i : lane + kWarp * i; };
+
+    float qr[GB][PL], acc[GB][PL], m[GB], l[GB];
+#pragma unroll
+    for (int j = 0; j < GB; j++) {
+        const float* qh = q + ((size_t)t * n_head + h0 + j) * dk;
+#pragma unroll
+        for (int i = 0; i < PL; i++) {
+            qr[j][i] = (j < nh && elem(i) < dk) ? qh[elem(i)] * scale : 0.0f;
+            acc[j][i] = 0.0f;
+        }
+        m[j] = -INFINITY;
+        l[j] = 0.0f;
+    }
+
+    const size_t base = (size_t)seq[t] * ctx;
+    constexpr int U = 2;  // positions in flight per warp
+    for (int p0 = begin + warp; p0 < end; p0 += kAttnWarps * U) {
+        float kv[U][PL], vv[U][PL];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int p = p0 + u * kAttnWarps;
+            if (p >= end) break;
+            constexpr int kU = kUnitElems<E>;
+            const E* kr = K + ((base + p) * hkv + g) * (dk / kU);
+            const E* vr = V + ((base + p) * hkv + g) * (dv / kU);
+            bool wide = false;
+            if constexpr (kU == 1) {
+                if (contiguous) {
+                    load_run<E, PL>(kr + lane * PL, kv[u]);
+                    load_run<E, PL>(vr + lane * PL, vv[u]);
+                    wide = true;
+                }
+            } else if constexpr (PL % 2 == 0 && kU % PL == 0) {
+                if (contiguous) {
+                    load_block_run<PL>(kr, lane * PL, kv[u]);
+                    load_block_run<PL>(vr, lane * PL, vv[u]);
+                    wide = true;
+                }
+            }
+            if (!wide) {
+#pragma unroll
+                for (int i = 0; i < PL; i++) {
+                    kv[u][i] = elem(i) < dk ? row_elem(kr, elem(i)) : 0.0f;
+                    vv[u][i] = elem(i) < dv ? row_elem(vr, elem(i)) : 0.0f;
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (p0 + u * kAttnWarps >= end) break;
+#pragma unroll
+            for (int j = 0; j < GB; j++) {
+                float d = 0.0f;
+#pragma unroll
+                for (int i = 0; i < PL; i++) d += qr[j][i] * kv[u][i];
+                d = warp_sum(d);
+                const float m_new = fmaxf(m[j], d);
+                const float corr = expf(m[j] - m_new), w = expf(d - m_new);
+                l[j] = l[j] * corr + w;
+#pragma unroll
+                for (int i = 0; i < PL; i++) acc[j][i] = acc[j][i] * corr + w * vv[u][i];
+                m[j] = m_new;
+            }
+        }
+    }
+
+    // merge the warps, one query head at a time
+    __shared__ float sm_m[kAttnWarps], sm_l[kAttnWarps];
+    __shared__ float sm_acc[kAttnWarps][PL * kWarp];
+#pragma unroll
+    for (int j = 0; j < GB; j++) {
+        if (j >= nh) break;
+        if (lane == 0) {
+            sm_m[warp] = m[j];
+            sm_l[warp] = l[j];
+        }
+#pragma unroll
+        for (int i = 0; i < PL; i++) sm_acc[warp][elem(i)] = acc[j][i];
+        __syncthreads();
+        float* part = partial + (((size_t)t * n_head + h0 + j) * n_split + split) * (dv + 2);
+        float M = -INFINITY;
+        for (int w = 0; w < kAttnWarps; w++) M = fmaxf(M, sm_m[w]);
+        for (int i = threadIdx.x; i < dv; i += blockDim.x) {
+            float a = 0.0f;
+            for (int w = 0; w < kAttnWarps; w++)
+                if (sm_m[w] != -INFINITY) a += sm_acc[w][i] * expf(sm_m[w] - M);
+            part[2 + i] = a;
+        }
+        if (threadIdx.x == 0) {
+            float L = 0.0f;
+            for (int w = 0; w < kAttnWarps; w++)
+                if (sm_m[w] != -INFINITY) L += sm_l[w] * expf(sm_m[w] - M);
+            part[0] = M;
+            part[1] = L;
+        }
+        __syncthreads();
+    }
+}
+
+template <class E, int PL>
+void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                            int n_head, float scale, int ns, float* partial, cudaStream_t s) {
+    // query heads per block: registers hold GB * PL query and output values per lane
+    constexpr int GB = PL <= 4 ? 8 : (PL <= 8 ? 4 : 2);
+    const int group = n_head / kv.n_head_kv;
+    const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
+    attention_split_kernel<E, PL, GB><<<grid, kAttnWarps * kWarp, 0, s>>>(
+        static_cast<const E*>(kv.k), static_cast<const E*>(kv.v), kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, q,
+        seq, pos, n_head, scale, ns, partial);
+}
+
+template <class E>
+void launch_attention_split_any(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
+                                int n_tok, int n_head, float scale, int ns, float* partial, cudaStream_t s) {
+    const int d = std::max(kv.head_dim_k, kv.head_dim_v), pl = (d + kWarp - 1) / kWarp;
+    if (pl <= 1) launch_attention_split<E, 1>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 2) launch_attention_split<E, 2>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 3) launch_attention_split<E, 3>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 4) launch_attention_split<E, 4>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 8) launch_attention_split<E, 8>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else launch_attention_split<E, 16>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+}
+
+__global__ void attention_merge_kernel(const float* __restrict__ partial, int n_head, int dv, int n_split,
+                                       float* __restrict__ out) {
+    const int h = blockIdx.x, t = blockIdx.y;
+    const float* part = partial + ((size_t)t * n_head + h) * n_split * (dv + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++) M = fmaxf(M, part[(size_t)s * (dv + 2)]);
+    float L = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        const float ms = part[(size_t)s * (dv + 2)];
+        if (ms != -INFINITY) L += part[(size_t)s * (dv + 2) + 1] * expf(ms - M);
+    }
+    float* o = out + ((size_t)t * n_head + h) * dv;
+    for (int i = threadIdx.x; i < dv; i += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            const float ms = part[(size_t)s * (dv + 2)];
+            if (ms != -INFINITY) a += part[(size_t)s * (dv + 2) + 2 + i] * expf(ms - M);
+        }
+        o[i] = a / L;
+    }
+}
+
+}  // namespace
+
+const char* kv_elem_name(KvElem e) {
+    switch (e) {
+        case KvElem::F32: return "f32";
+        case KvElem::F16: return "f16";
+        case KvElem::Q8_0: return "q8_0";
+        case KvElem::Q4_0: return "q4_0";
+        case KvElem::Q8_0H: return "q8_0h";
+        case KvElem::Q4_0H: return "q4_0h";
+    }
+    return "?";
+}
+size_t kv_row_bytes(KvElem e, int d) {
+    switch (e) {
+        case KvElem::F32: return (size_t)d * 4;
+        case KvElem::F16: return (size_t)d * 2;
+        case KvElem::Q8_0:
+        case KvElem::Q8_0H: return (size_t)d / QK8_0 * sizeof(block_q8_0);
+        case KvElem::Q4_0:
+        case KvElem::Q4_0H: return (size_t)d / QK4_0 * sizeof(block_q4_0);
+    }
+    return 0;
+}
+bool kv_elem_rotated(KvElem e) { return e == KvElem::Q8_0H || e == KvElem::Q4_0H; }
+std::string kv_elem_refusal(KvElem e, int d) {
+    if (d > kMaxHeadDim) return "head size " + std::to_string(d) + " is above the CUDA attention's 512";
+    if (e == KvElem::F32 || e == KvElem::F16) return {};
+    if (d % 32) return "KV type " + std::string(kv_elem_name(e)) + " on the GPU needs head sizes that are multiples of 32";
+    if (kv_elem_rotated(e) && (d & (d - 1)))
+        return "KV type " + std::string(kv_elem_name(e)) +
+               " on the GPU needs a power-of-two head size (its Hadamard rotation; the CPU also has orders 80 and 96)";
+    return {};
+}
+bool kv_elem_supports(KvElem e, int d) { return kv_elem_refusal(e, d).empty(); }
+
+void hadamard_rows(float* x, int n_rows, int d, cudaStream_t s) {
+    if (n_rows == 0) return;
+    if (d > kMaxHeadDim || (d & (d - 1))) throw Error("CUDA Hadamard rotation: size must be a power of two <= 512");
+    hadamard_rows_kernel<<<n_rows, 128, 0, s>>>(x, d);
+    check_launch("hadamard_rows");
+}
+
+void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
+              cudaStream_t s) {
+    if (n_tok == 0) return;
+    const int H = kv.n_head_kv, dk = kv.head_dim_k, dv = kv.head_dim_v;
+    switch (kv.elem) {
+        case KvElem::F32:
+            kv_store_kernel<float><<<n_tok, 256, 0, s>>>(static_cast<float*>(kv.k), static_cast<float*>(kv.v), H, dk, dv,
+                                                        kv.ctx, k, v, seq, pos);
+            break;
+        case KvElem::F16:
+            kv_store_kernel<__half><<<n_tok, 256, 0, s>>>(static_cast<__half*>(kv.k), static_cast<__half*>(kv.v), H, dk,
+                                                         dv, kv.ctx, k, v, seq, pos);
+            break;
+        case KvElem::Q8_0:
+            kv_store_blocks_kernel<block_q8_0, false><<<n_tok, 256, 0, s>>>(
+                static_cast<block_q8_0*>(kv.k), static_cast<block_q8_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
+            break;
+        case KvElem::Q8_0H:
+            kv_store_blocks_kernel<block_q8_0, true><<<n_tok, 256, 0, s>>>(
+                static_cast<block_q8_0*>(kv.k), static_cast<block_q8_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
+            break;
+        case KvElem::Q4_0:
+            kv_store_blocks_kernel<block_q4_0, false><<<n_tok, 256, 0, s>>>(
+                static_cast<block_q4_0*>(kv.k), static_cast<block_q4_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
+            break;
+        case KvElem::Q4_0H:
+            kv_store_blocks_kernel<block_q4_0, true><<<n_tok, 256, 0, s>>>(
+                static_cast<block_q4_0*>(kv.k), static_cast<block_q4_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
+            break;
+    }
+    check_launch("kv_store");
+}
+
+int attention_splits(int max_kv) { return (max_kv + kSplitPositions - 1) / kSplitPositions; }
+
+size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv) {
+    return (size_t)n_tok * n_head * attention_splits(max_kv) * (head_dim_v + 2);
+}
+
+void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
+               int n_head, float scale, int max_kv, float* partial, cudaStream_t s) {
+    if (n_tok == 0) return;
+    if (kv.head_dim_k > kMaxHeadDim || kv.head_dim_v > kMaxHeadDim)
+        throw Error("CUDA attention: head size above 512 is not supported");
+    if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv)
+        throw Error("CUDA attention: query heads must be a multiple of KV heads");
+    const int ns = attention_splits(max_kv);
+    for (int d : {kv.head_dim_k, kv.head_dim_v})
+        if (std::string why = kv_elem_refusal(kv.elem, d); !why.empty()) throw Error("CUDA attention: " + why);
+    // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
+    switch (kv.elem) {
+        case KvElem::F32: launch_attention_split_any<float>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::F16: launch_attention_split_any<__half>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::Q8_0:
+        case KvElem::Q8_0H:
+            launch_attention_split_any<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+            break;
+        case KvElem::Q4_0:
+        case KvElem::Q4_0H:
+            launch_attention_split_any<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+            break;
+    }
+    check_launch("attention_split");
+    attention_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), 128, 0, s>>>(partial, n_head, kv.head_dim_v, ns,
+                                                                                  out);
+    check_launch("attention_merge");
+}
+
+}  // namespace rotor::cuda

@@ -1,0 +1,51 @@
+// The KV cache on the GPU (dense per sequence) and attention over it (src/cuda/attention.cu).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace rotor::cuda {
+
+// ---- KV cache (dense per sequence: [seq][pos][head_kv][dim] per layer) and attention
+
+// How K and V are stored: floats, or llama.cpp's q8_0 / q4_0 blocks of 32 elements (quantized on
+// write with the CPU formats' float operations, so the bytes equal the CPU cache's; read in place by
+// the attention kernel), or the same blocks of H x with H the orthonormal Walsh-Hadamard matrix of
+// the head size (the CPU's q8_0h / q4_0h). For a rotated type the caller rotates each query head
+// before attention and each output head after it (hadamard_rows): <Hq, Hk> = <q, k>.
+enum class KvElem { F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H };
+const char* kv_elem_name(KvElem e);  // the CPU format's name
+size_t kv_row_bytes(KvElem e, int head_dim);  // one head's row
+bool kv_elem_rotated(KvElem e);
+// Why this type cannot hold heads of this size on the GPU ("" when it can): block types need
+// multiples of 32, rotated ones a power of two, every type at most 512.
+std::string kv_elem_refusal(KvElem e, int head_dim);
+bool kv_elem_supports(KvElem e, int head_dim);
+// Rotates n_rows rows of d floats in place by the orthonormal Hadamard matrix (its own inverse);
+// d a power of two <= 512.
+void hadamard_rows(float* x, int n_rows, int d, cudaStream_t s);
+
+struct KvLayerView {
+    void* k = nullptr;
+    void* v = nullptr;
+    KvElem elem = KvElem::F16;
+    int n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
+    int ctx = 0;  // positions per sequence
+};
+
+// Stores k[t], v[t] at (seq[t], pos[t]).
+void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
+              cudaStream_t s);
+
+// out[t][h] = softmax(scale * q[t][h] . K[seq[t]][0..pos[t]]) V, for n_head query heads sharing KV
+// heads in groups. Split-K (flash-decoding): each (token, head) is cut into position ranges that
+// run in parallel and are merged by a second kernel. `partial` is scratch of
+// attention_partial_floats(...) floats.
+size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv);
+int attention_splits(int max_kv);  // split-K parts for max_kv positions
+void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
+               int n_head, float scale, int max_kv, float* partial, cudaStream_t s);
+
+}  // namespace rotor::cuda
