@@ -48,7 +48,8 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     // holds a prompt chunk of batch_tokens plus one decode token per slot. Per token, f32: residual and
     // normed copy, q, k, v, attention output and the two feed-forward halves, plus the int8 copy of the
     // widest input (codes and one f32 scale per 32); per slot, one row of hidden state and of logits;
-    // and the split-K attention scratch (capped at 64 MiB).
+    // the split-K attention scratch (capped at 64 MiB); and the tensor-core matmul's f16 copy of the
+    // widest input with a scale per token, plus its 32 MiB of split-K sums (batches of 32+ tokens).
     const uint64_t B = (uint64_t)s.batch_tokens + (uint64_t)std::max(slots, 1);
     const uint64_t R = (uint64_t)std::max(slots, 1);
     int max_k = 0, max_v = 0;
@@ -64,7 +65,9 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     const uint64_t per_token = 2ull * m.n_embd + 2ull * m.max_q_dim + (uint64_t)max_k + (uint64_t)max_v + 2ull * m.max_ff;
     const uint64_t widest = std::max<uint64_t>({(uint64_t)m.n_embd, (uint64_t)m.max_q_dim, (uint64_t)m.max_ff});
     const uint64_t partial = std::max(partial_per_token, std::min<uint64_t>(partial_per_token * B, 64ull << 20));
-    b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + partial;
+    const uint64_t tensor_core = B >= 32 ? B * widest * 2 + 4 * B + (32ull << 20) : 0;
+    b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + partial +
+                tensor_core;
     b.overhead = s.overhead_bytes;
     return b;
 }
