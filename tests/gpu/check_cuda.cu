@@ -350,7 +350,8 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
         for (auto* pv : {&ks, &vs}) {
             std::vector<float>& a = *pv;
             const int d = pv == &ks ? dk : dv;
-            const KvFormat& f = require_kv_format(kv_elem_name(elem), d);
+            const std::string name = kv_elem_name(elem);  // a named string: gcc 13 -Wdangling-reference
+            const KvFormat& f = require_kv_format(name, d);
             const size_t rb = f.row_bytes(d), n_rows = a.size() / d;
             std::vector<uint8_t> gpu(rb * n_rows), cpu(rb);
             (pv == &ks ? K : V).download(gpu.data(), gpu.size());
