@@ -150,31 +150,25 @@ __device__ inline void hadamard_shared(float* x, int n) {
     __syncthreads();
 }
 
-// Quantize on write, one thread block per token, one warp per block of 32; with Rotate, each head's
-// row is first rotated by the Hadamard matrix of its size in shared memory.
+// Quantize on write: one thread block per (token, KV head, K or V) row, one warp per block of 32;
+// with Rotate, the row is first rotated by the Hadamard matrix of its size in shared memory.
 template <class B, bool Rotate>
 __global__ void kv_store_blocks_kernel(B* K, B* V, int hkv, int dk, int dv, int ctx, const float* __restrict__ k,
                                        const float* __restrict__ v, const int32_t* __restrict__ seq,
                                        const int32_t* __restrict__ pos) {
     __shared__ float row[kMaxHeadDim];
-    const int t = blockIdx.x, warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int warps = blockDim.x / kWarp;
+    const int t = blockIdx.x, h = blockIdx.y, which = blockIdx.z;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, warps = blockDim.x / kWarp;
     const size_t slot = (size_t)seq[t] * ctx + pos[t];
-    for (int which = 0; which < 2; which++) {
-        const int d = which == 0 ? dk : dv;
-        const float* src = (which == 0 ? k : v) + (size_t)t * hkv * d;
-        B* dst = (which == 0 ? K : V) + slot * hkv * (d / 32);
-        for (int h = 0; h < hkv; h++) {
-            const float* x = src + (size_t)h * d;
-            if constexpr (Rotate) {
-                __syncthreads();
-                for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = x[i];
-                hadamard_shared(row, d);
-                x = row;
-            }
-            for (int b = warp; b < d / 32; b += warps) quantize_block(x[32 * b + lane], lane, dst[h * (d / 32) + b]);
-        }
+    const int d = which == 0 ? dk : dv;
+    const float* x = (which == 0 ? k : v) + ((size_t)t * hkv + h) * d;
+    B* dst = (which == 0 ? K : V) + (slot * hkv + h) * (d / 32);
+    if constexpr (Rotate) {
+        for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = x[i];
+        hadamard_shared(row, d);
+        x = row;
     }
+    for (int b = warp; b < d / 32; b += warps) quantize_block(x[32 * b + lane], lane, dst[b]);
 }
 
 // Rotates n_rows rows of d floats in place by the Hadamard matrix (its own inverse).
@@ -441,6 +435,7 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
               cudaStream_t s) {
     if (n_tok == 0) return;
     const int H = kv.n_head_kv, dk = kv.head_dim_k, dv = kv.head_dim_v;
+    const dim3 rows((unsigned)n_tok, (unsigned)H, 2);  // block types: one thread block per K or V head row
     switch (kv.elem) {
         case KvElem::F32:
             kv_store_kernel<float><<<n_tok, 256, 0, s>>>(static_cast<float*>(kv.k), static_cast<float*>(kv.v), H, dk, dv,
@@ -451,19 +446,19 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
                                                          dv, kv.ctx, k, v, seq, pos);
             break;
         case KvElem::Q8_0:
-            kv_store_blocks_kernel<block_q8_0, false><<<n_tok, 256, 0, s>>>(
+            kv_store_blocks_kernel<block_q8_0, false><<<rows, 128, 0, s>>>(
                 static_cast<block_q8_0*>(kv.k), static_cast<block_q8_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
             break;
         case KvElem::Q8_0H:
-            kv_store_blocks_kernel<block_q8_0, true><<<n_tok, 256, 0, s>>>(
+            kv_store_blocks_kernel<block_q8_0, true><<<rows, 128, 0, s>>>(
                 static_cast<block_q8_0*>(kv.k), static_cast<block_q8_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
             break;
         case KvElem::Q4_0:
-            kv_store_blocks_kernel<block_q4_0, false><<<n_tok, 256, 0, s>>>(
+            kv_store_blocks_kernel<block_q4_0, false><<<rows, 128, 0, s>>>(
                 static_cast<block_q4_0*>(kv.k), static_cast<block_q4_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
             break;
         case KvElem::Q4_0H:
-            kv_store_blocks_kernel<block_q4_0, true><<<n_tok, 256, 0, s>>>(
+            kv_store_blocks_kernel<block_q4_0, true><<<rows, 128, 0, s>>>(
                 static_cast<block_q4_0*>(kv.k), static_cast<block_q4_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
             break;
     }

