@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 
@@ -162,48 +163,51 @@ TEST(KvPool, Stories260KGreedyThroughThePagedCache) {
 // and the pool keeps them in a ring that wraps. For every format, the ring's attention equals the dense
 // f32 cache holding the same decoded values, at the head sizes Gemma 4 uses (256 sliding, 512 global).
 TEST(KvPool, SlidingWindowRingsEqualTheDenseWindow) {
-    for (const char* type : {"f32", "f16", "q8_0", "q4_0h", "tcq3", "iso4_0"})
-        for (int d : {128, 256, 512}) {
-            const int n_head = 4, hkv = 2, T = 100, W = 8;
-            KvGeometry g = geometry(2, hkv, d);
-            g.window = {W, 0};  // layer 0 slides, layer 1 sees everything
-            const KvFormat& f = require_kv_format(type, d);
-            DenseKvCache dense(g, 1, T);
-            PagedKvCache paged(make_kv_layout(g, type, type, 8, 4), (T + 7) / 8, 1, T);
-            EXPECT_EQ(paged.ring_tokens(0), 16);  // window 8 + batch 4, whole blocks
-            EXPECT_EQ(paged.ring_tokens(1), 0);
-            EXPECT_EQ(paged.max_step_tokens(), 9);
-            std::mt19937 rng(d + 7);
-            AttnParams ap{n_head, 1.0f / std::sqrt((float)d)};
-            std::vector<float> a((size_t)n_head * d), b((size_t)n_head * d), row((size_t)d);
-            std::vector<uint8_t> buf(f.row_bytes(d));
-            for (int t = 0; t < T; t++) {
-                dense.seq_reserve(0, t + 1);
-                paged.seq_reserve(0, t + 1);
-                for (int l = 0; l < 2; l++) {
-                    auto k = randn((size_t)hkv * d, rng), v = randn((size_t)hkv * d, rng);
-                    paged.store(l, 0, t, k.data(), v.data());
-                    for (auto* x : {&k, &v})  // the dense cache gets what the format gives back
-                        for (int h = 0; h < hkv; h++) {
-                            f.quantize(x->data() + (size_t)h * d, buf.data(), d);
-                            f.dequantize(buf.data(), x->data() + (size_t)h * d, d);
-                        }
-                    dense.store(l, 0, t, k.data(), v.data());
-                }
-                auto q = randn((size_t)n_head * d, rng);
-                for (int l = 0; l < 2; l++) {
-                    dense.attend(l, 0, t + 1, q.data(), a.data(), ap);
-                    paged.attend(l, 0, t + 1, q.data(), b.data(), ap);
-                    for (size_t i = 0; i < a.size(); i++)
-                        ASSERT_NEAR(a[i], b[i], 2e-4f * (1 + std::fabs(a[i]))) << type << " d " << d << " t " << t << " l " << l;
-                }
+    // (sanitizer builds, several times slower at the trellis codes: fewer positions)
+    const int T = std::getenv("ROTOR_SANITIZED") ? 40 : 100;
+    const std::pair<const char*, int> cases[] = {{"f32", 128}, {"f32", 512}, {"f16", 256}, {"q8_0", 512},
+                                                 {"q4_0h", 256}, {"tcq3", 512}, {"iso4_0", 512}, {"tbq3", 256}};
+    for (const auto& [type, d] : cases) {
+        const int n_head = 4, hkv = 2, W = 8;
+        KvGeometry g = geometry(2, hkv, d);
+        g.window = {W, 0};  // layer 0 slides, layer 1 sees everything
+        const KvFormat& f = require_kv_format(type, d);
+        DenseKvCache dense(g, 1, T);
+        PagedKvCache paged(make_kv_layout(g, type, type, 8, 4), (T + 7) / 8, 1, T);
+        EXPECT_EQ(paged.ring_tokens(0), 16);  // window 8 + batch 4, whole blocks
+        EXPECT_EQ(paged.ring_tokens(1), 0);
+        EXPECT_EQ(paged.max_step_tokens(), 9);
+        std::mt19937 rng(d + 7);
+        AttnParams ap{n_head, 1.0f / std::sqrt((float)d)};
+        std::vector<float> a((size_t)n_head * d), b((size_t)n_head * d);
+        std::vector<uint8_t> buf(f.row_bytes(d));
+        for (int t = 0; t < T; t++) {
+            dense.seq_reserve(0, t + 1);
+            paged.seq_reserve(0, t + 1);
+            for (int l = 0; l < 2; l++) {
+                auto k = randn((size_t)hkv * d, rng), v = randn((size_t)hkv * d, rng);
+                paged.store(l, 0, t, k.data(), v.data());
+                for (auto* x : {&k, &v})  // the dense cache gets what the format gives back
+                    for (int h = 0; h < hkv; h++) {
+                        f.quantize(x->data() + (size_t)h * d, buf.data(), d);
+                        f.dequantize(buf.data(), x->data() + (size_t)h * d, d);
+                    }
+                dense.store(l, 0, t, k.data(), v.data());
             }
-            EXPECT_EQ(paged.seq_window_floor(0, 0), T - 16);
-            EXPECT_EQ(paged.seq_window_floor(0, 1), 0);
-            // ring bytes: 16 positions per sequence, whatever the context
-            EXPECT_EQ(paged.ring_bytes_per_seq(), 16ull * hkv * 2 * f.row_bytes(d));
-            EXPECT_EQ(paged.bytes_capacity(), (uint64_t)((T + 7) / 8) * kv_block_bytes(paged.layout()) + paged.ring_bytes_per_seq());
+            auto q = randn((size_t)n_head * d, rng);
+            for (int l = 0; l < 2; l++) {
+                dense.attend(l, 0, t + 1, q.data(), a.data(), ap);
+                paged.attend(l, 0, t + 1, q.data(), b.data(), ap);
+                for (size_t i = 0; i < a.size(); i++)
+                    ASSERT_NEAR(a[i], b[i], 2e-4f * (1 + std::fabs(a[i]))) << type << " d " << d << " t " << t << " l " << l;
+            }
         }
+        EXPECT_EQ(paged.seq_window_floor(0, 0), T - 16);
+        EXPECT_EQ(paged.seq_window_floor(0, 1), 0);
+        // ring bytes: 16 positions per sequence, whatever the context
+        EXPECT_EQ(paged.ring_bytes_per_seq(), 16ull * hkv * 2 * f.row_bytes(d));
+        EXPECT_EQ(paged.bytes_capacity(), (uint64_t)((T + 7) / 8) * kv_block_bytes(paged.layout()) + paged.ring_bytes_per_seq());
+    }
 }
 
 // The dense reference's window itself: a query sees exactly positions (p - window, p].

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <cstring>
 #include <fstream>
@@ -191,9 +192,9 @@ TEST(Gemma4, CompressedKvTypesAtHeadSize512) {
     // cache moves some of those roundings (noise of its own, a few percent of the logits)
     auto m = tiny("f32");
     const int V = m->cfg.n_vocab;
-    const std::vector<int> ids = tokens(72, 5);
+    const std::vector<int> ids = tokens(std::getenv("ROTOR_SANITIZED") ? 40 : 72, 5);  // beyond the window either way
     auto run = [&](const std::string& k, const std::string& v) {
-        auto kv = make_paged_kv_cache(kv_geometry(m->cfg), k, v, 1, 72, 16, 16);
+        auto kv = make_paged_kv_cache(kv_geometry(m->cfg), k, v, 1, (int)ids.size(), 16, 16);
         CpuForward fw(*m, 2);
         Batch b;
         for (size_t i = 0; i < ids.size(); i++) b.add(ids[i], (int)i, 0, true);
@@ -237,9 +238,13 @@ TEST(Gemma4, PoolBytesEqualThePlannersKvBytes) {
         const ModelMemory mm = read_model_memory(f);
         const KvGeometry geo = kv_geometry(c);
         for (int l = 0; l < c.n_layer; l++) EXPECT_EQ(geo.window_of(l), mm.layers[l].window) << shape << " layer " << l;
+        // (the real shape's pools are hundreds of MiB of address space each, never touched: fewer of them)
+        const bool big = std::string(shape) == "gemma-4-26b-a4b";
+        const std::vector<int> ctxs = big ? std::vector<int>{1000, 4096} : std::vector<int>{100, 1000, 1600, 4096};
         for (const char* type : {"f16", "q8_0", "tcq3"})
             for (int batch : {512, 64})
-                for (int ctx : {100, 1000, 1600, 4096}) {
+                for (int ctx : ctxs) {
+                    if (big && std::string(type) == "f16" && batch == 64) continue;
                     PlanSettings s;
                     s.k = s.v = find_kv_format(type);
                     s.block_tokens = 16;
