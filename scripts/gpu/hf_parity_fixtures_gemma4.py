@@ -29,6 +29,9 @@ per layer type, the config as transformers resolved it). Run 72 tokens.
 
 Usage: python3 hf_parity_fixtures_gemma4.py OUT_DIR   (writes OUT_DIR/hf_parity_gemma4.tar, and
        OUT_DIR/hf_src_gemma4.tar with the modeling sources used, for checking equations)
+Then, in the checkout (about 600 KB; the debugging hidden states stay out):
+       tar xf hf_parity_gemma4.tar -C tests/fixtures/hf_parity --exclude='*/hidden_f32.bin'
+and tests/model/test_hf_parity.cpp's gemma4 / gemma4_dense cases run instead of skipping.
 """
 import io
 import json
