@@ -26,6 +26,7 @@
 
 #include "common/half.h"
 #include "formats/blocks.h"
+#include "formats/chunk_decode.h"  // chunk_detail::load_u32_a4
 #include "formats/formats.h"
 
 #if defined(__CUDACC__)
@@ -57,16 +58,6 @@ ROTOR_HD int dp4a(uint32_t a, uint32_t b, int c) {  // c + sum of the products o
 #endif
 }
 
-ROTOR_HD uint32_t load_word_a4(const uint8_t* p) {
-#if defined(__CUDA_ARCH__)
-    return *reinterpret_cast<const uint32_t*>(p);
-#else
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-#endif
-}
-
 // N little-endian words from p. A = 16: p is 16-byte aligned (vector reads); 4: word aligned; 2: p is
 // 2-byte aligned, so N + 1 aligned words are read and shifted by 0 or 16 bits (the word after the
 // last byte is read too: buffers keep 16 bytes of padding after each span).
@@ -85,7 +76,7 @@ ROTOR_HD void load_words(const uint8_t* p, uint32_t* out) {
 #endif
     } else if constexpr (A == 4) {
         ROTOR_MMVQ_UNROLL
-        for (int i = 0; i < N; i++) out[i] = load_word_a4(p + 4 * i);
+        for (int i = 0; i < N; i++) out[i] = chunk_detail::load_u32_a4(p + 4 * i);
     } else {
         static_assert(A == 2);
         const uintptr_t a = reinterpret_cast<uintptr_t>(p);
@@ -93,7 +84,7 @@ ROTOR_HD void load_words(const uint8_t* p, uint32_t* out) {
         const int sh = (int)(a & 3) * 8;
         uint32_t w[N + 1];
         ROTOR_MMVQ_UNROLL
-        for (int i = 0; i <= N; i++) w[i] = load_word_a4(base + 4 * i);
+        for (int i = 0; i <= N; i++) w[i] = chunk_detail::load_u32_a4(base + 4 * i);
         ROTOR_MMVQ_UNROLL
         for (int i = 0; i < N; i++) out[i] = funnel_r(w[i], w[i + 1], sh);
     }
