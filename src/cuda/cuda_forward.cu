@@ -25,7 +25,7 @@ KvElem parse_kv_elem(const std::string& name) {
 
 CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_(model), opt_(opt) {
     const ModelConfig& c = m_.cfg;
-    if (c.hybrid())  // Gated DeltaNet layers and experts have no CUDA kernels yet
+    if (!c.runs_on_gpu())  // Gated DeltaNet, sliding windows, experts: no CUDA kernels yet
         throw Error("architecture '" + c.arch_name + "' does not run on the GPU yet (it runs on the CPU)");
     if (opt.n_seq < 1 || opt.ctx < 1 || opt.max_batch < 1) throw Error("CUDA forward: n_seq, ctx and max_batch must be positive");
     if (opt_.max_logit_rows <= 0 || opt_.max_logit_rows > opt.max_batch) opt_.max_logit_rows = opt.max_batch;
