@@ -39,6 +39,11 @@ struct Batch {
     }
 };
 
+// Tokens routed to each expert, with their weights: softmax over the router logits (in place), the
+// top k renormalized to sum 1, times per_expert_scale[e] when given (forward_moe.cpp).
+using ExpertRouting = std::vector<std::vector<std::pair<int, float>>>;
+ExpertRouting route_top_k(float* logits, int n, int n_expert, int top, const float* per_expert_scale);
+
 class CpuForward {
 public:
     CpuForward(const Model& model, int n_threads);
@@ -77,6 +82,8 @@ private:
     void gemma4_step(const Batch& batch, KvCache& kv, std::vector<float>& logits);
     void gemma4_attention(int l, const Batch& batch, KvCache& kv);
     void gemma4_experts(int l, int n, float* out);
+    // out[t] = sum over t's experts of weight * FFN_e(x[t]) (forward_moe.cpp); moe_in_ is its scratch.
+    void run_experts(const LayerWeights& L, const ExpertRouting& routed, const float* x, int n, bool gelu, float* out);
     void gelu_ffn(const Weight& gate, const Weight& up, const Weight& down, int n, float* out);
 
     const Model& m_;

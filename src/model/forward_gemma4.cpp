@@ -191,7 +191,7 @@ void CpuForward::gelu_ffn(const Weight& gate, const Weight& up, const Weight& do
 void CpuForward::gemma4_experts(int l, int n, float* out) {
     const ModelConfig& c = m_.cfg;
     const LayerWeights& L = m_.layers[l];
-    const int NE = c.n_expert, top = c.n_expert_used, FE = c.n_ff_exp, E = c.n_embd;
+    const int NE = c.n_expert, top = c.n_expert_used, E = c.n_embd;
     // router input: rms_norm(x) / sqrt(E) * scale; the experts' input: pre_ffw_norm_2(x)
     moe_x_.resize((size_t)n * E);
     const float* rs = f32(L.ffn_gate_inp_scale);
@@ -206,53 +206,8 @@ void CpuForward::gemma4_experts(int l, int n, float* out) {
     for (int t = 0; t < n; t++) rms_norm(&x_[(size_t)t * E], f32(L.pre_ffw_norm_2), &moe_x_[(size_t)t * E], E, c.rms_eps);
 
     const float* per_expert = L.ffn_down_exps_scale.present() ? f32(L.ffn_down_exps_scale) : nullptr;
-    std::vector<std::vector<std::pair<int, float>>> routed((size_t)NE);
-    std::vector<int> idx((size_t)NE);
-    for (int t = 0; t < n; t++) {
-        float* r = &router[(size_t)t * NE];
-        const float mx = *std::max_element(r, r + NE);
-        double sum = 0;
-        for (int e = 0; e < NE; e++) sum += (r[e] = std::exp(r[e] - mx));
-        for (int e = 0; e < NE; e++) r[e] = (float)(r[e] / sum);
-        std::iota(idx.begin(), idx.end(), 0);
-        std::partial_sort(idx.begin(), idx.begin() + top, idx.end(),
-                          [&](int a, int b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
-        double top_sum = 0;
-        for (int i = 0; i < top; i++) top_sum += r[idx[i]];
-        for (int i = 0; i < top; i++) {
-            const int e = idx[i];
-            routed[e].push_back({t, (float)(r[e] / top_sum) * (per_expert ? per_expert[e] : 1.0f)});
-        }
-    }
-    auto rows_of = [](const Weight& w, int64_t n_rows, int64_t row0) {
-        return WeightMatrix{w.type, n_rows, w.cols(), w.data + (uint64_t)row0 * w.row_bytes()};
-    };
-    const bool fused = L.ffn_gate_up_exps.present();
-    std::fill(out, out + (size_t)n * E, 0.0f);
-    std::vector<float> in, y;
-    for (int e = 0; e < NE; e++) {
-        const auto& toks = routed[e];
-        if (toks.empty()) continue;
-        const int m = (int)toks.size();
-        in.resize((size_t)m * E);
-        y.resize((size_t)m * E);
-        for (int i = 0; i < m; i++)
-            std::copy(&moe_x_[(size_t)toks[i].first * E], &moe_x_[(size_t)(toks[i].first + 1) * E], &in[(size_t)i * E]);
-        const WeightMatrix wg = fused ? rows_of(L.ffn_gate_up_exps, FE, (int64_t)e * 2 * FE) : rows_of(L.ffn_gate_exps, FE, (int64_t)e * FE);
-        const WeightMatrix wu = fused ? rows_of(L.ffn_gate_up_exps, FE, (int64_t)e * 2 * FE + FE) : rows_of(L.ffn_up_exps, FE, (int64_t)e * FE);
-        const WeightMatrix wd = rows_of(L.ffn_down_exps, E, (int64_t)e * E);
-        gate_.resize((size_t)m * FE);
-        up_.resize((size_t)m * FE);
-        linear(wg, in.data(), m, gate_.data(), *pool_, *act_scratch_);
-        linear(wu, in.data(), m, up_.data(), *pool_, *act_scratch_);
-        for (size_t i = 0; i < (size_t)m * FE; i++) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
-        linear(wd, gate_.data(), m, y.data(), *pool_, *act_scratch_);
-        for (int i = 0; i < m; i++) {
-            float* o = out + (size_t)toks[i].first * E;
-            const float p = toks[i].second;
-            for (int j = 0; j < E; j++) o[j] += p * y[(size_t)i * E + j];
-        }
-    }
+    const ExpertRouting routed = route_top_k(router.data(), n, NE, top, per_expert);
+    run_experts(L, routed, moe_x_.data(), n, /*gelu=*/true, out);
 }
 
 }  // namespace rotor

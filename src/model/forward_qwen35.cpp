@@ -218,50 +218,12 @@ void CpuForward::gated_attention(int l, const Batch& batch, KvCache& kv) {
 void CpuForward::moe(int l, int n) {
     const ModelConfig& c = m_.cfg;
     const LayerWeights& L = m_.layers[l];
-    const int NE = c.n_expert, top = c.n_expert_used, FE = c.n_ff_exp, E = c.n_embd;
+    const int NE = c.n_expert, top = c.n_expert_used, E = c.n_embd;
     std::vector<float> router((size_t)n * NE);
     linear(L.ffn_gate_inp, xn_.data(), n, router.data(), *pool_, *act_scratch_);
-    std::vector<std::vector<std::pair<int, float>>> routed((size_t)NE);
-    std::vector<int> idx((size_t)NE);
-    for (int t = 0; t < n; t++) {
-        float* r = &router[(size_t)t * NE];
-        const float mx = *std::max_element(r, r + NE);
-        double sum = 0;
-        for (int e = 0; e < NE; e++) sum += (r[e] = std::exp(r[e] - mx));
-        for (int e = 0; e < NE; e++) r[e] = (float)(r[e] / sum);
-        std::iota(idx.begin(), idx.end(), 0);
-        std::partial_sort(idx.begin(), idx.begin() + top, idx.end(), [&](int a, int b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
-        double top_sum = 0;
-        for (int i = 0; i < top; i++) top_sum += r[idx[i]];
-        for (int i = 0; i < top; i++) routed[idx[i]].push_back({t, (float)(r[idx[i]] / top_sum)});
-    }
-    auto rows_of = [](const Weight& w, int64_t n_rows, int64_t row0) {
-        return WeightMatrix{w.type, n_rows, w.cols(), w.data + (uint64_t)row0 * w.row_bytes()};
-    };
-    const bool fused = L.ffn_gate_up_exps.present();
-    moe_out_.assign((size_t)n * E, 0.0f);
-    for (int e = 0; e < NE; e++) {
-        const auto& toks = routed[e];
-        if (toks.empty()) continue;
-        const int m = (int)toks.size();
-        moe_in_.resize((size_t)m * E);
-        for (int i = 0; i < m; i++)
-            std::copy(&xn_[(size_t)toks[i].first * E], &xn_[(size_t)(toks[i].first + 1) * E], &moe_in_[(size_t)i * E]);
-        const WeightMatrix wg = fused ? rows_of(L.ffn_gate_up_exps, FE, (int64_t)e * 2 * FE) : rows_of(L.ffn_gate_exps, FE, (int64_t)e * FE);
-        const WeightMatrix wu = fused ? rows_of(L.ffn_gate_up_exps, FE, (int64_t)e * 2 * FE + FE) : rows_of(L.ffn_up_exps, FE, (int64_t)e * FE);
-        const WeightMatrix wd = rows_of(L.ffn_down_exps, E, (int64_t)e * E);
-        gate_.resize((size_t)m * FE);
-        up_.resize((size_t)m * FE);
-        linear(wg, moe_in_.data(), m, gate_.data(), *pool_, *act_scratch_);
-        linear(wu, moe_in_.data(), m, up_.data(), *pool_, *act_scratch_);
-        for (size_t i = 0; i < (size_t)m * FE; i++) gate_[i] = silu(gate_[i]) * up_[i];
-        linear(wd, gate_.data(), m, moe_in_.data(), *pool_, *act_scratch_);
-        for (int i = 0; i < m; i++) {
-            float* y = &moe_out_[(size_t)toks[i].first * E];
-            const float p = toks[i].second;
-            for (int j = 0; j < E; j++) y[j] += p * moe_in_[(size_t)i * E + j];
-        }
-    }
+    const ExpertRouting routed = route_top_k(router.data(), n, NE, top, nullptr);
+    moe_out_.resize((size_t)n * E);
+    run_experts(L, routed, xn_.data(), n, /*gelu=*/false, moe_out_.data());
     if (L.ffn_gate_shexp.present()) {
         moe_in_.resize((size_t)n * E);
         swiglu(L.ffn_gate_shexp, L.ffn_up_shexp, L.ffn_down_shexp, n, moe_in_.data());
