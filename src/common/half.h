@@ -6,6 +6,7 @@
 
 #if defined(__CUDACC__)
 #define ROTOR_HD __host__ __device__ inline
+#include <cuda_fp16.h>
 #else
 #define ROTOR_HD inline
 #endif
@@ -24,6 +25,9 @@ ROTOR_HD uint32_t f32_to_bits(float f) {
 }
 
 ROTOR_HD float fp16_to_f32(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+    return __half2float(__ushort_as_half(h));  // one instruction; exact, as the code below
+#else
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     const uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;
@@ -35,6 +39,7 @@ ROTOR_HD float fp16_to_f32(uint16_t h) {
         return sign ? -v : v;
     }
     return bits_to_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+#endif
 }
 
 ROTOR_HD uint16_t f32_to_fp16(float f) {
