@@ -20,11 +20,28 @@ using nlohmann::json;
 namespace {
 
 struct HfModel {
+    std::string dir;  // for messages
     std::vector<std::unique_ptr<SafeTensorsFile>> files;
     const SafeTensor* find(const std::string& name) const {
         for (const auto& f : files)
             if (const SafeTensor* t = f->find(name)) return t;
         return nullptr;
+    }
+    // The tensor, or an error naming the checkpoint (nullptr when it is optional and absent).
+    const SafeTensor* tensor(const std::string& name, bool required = true) const {
+        const SafeTensor* t = find(name);
+        if (!t && required) throw Error("checkpoint in '" + dir + "' lacks tensor '" + name + "'");
+        return t;
+    }
+    // Its values as f32, after checking the shape the config implies.
+    std::vector<float> data(const std::string& name, const std::vector<int64_t>& shape) const {
+        const SafeTensor* t = tensor(name);
+        if (t->shape != shape) {
+            std::string want;
+            for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+            throw Error("'" + name + "' does not have the shape [" + want + "] its config implies");
+        }
+        return t->to_f32();
     }
 };
 
@@ -246,20 +263,8 @@ std::string convert_qwen35(const fs::path& dir, const json& c, const std::string
     }
     w.set_u32("general.file_type", file_type(opt.outtype));
 
-    auto tensor = [&](const std::string& name, bool required = true) -> const SafeTensor* {
-        const SafeTensor* t = hf.find(name);
-        if (!t && required) throw Error("checkpoint in '" + dir.string() + "' lacks tensor '" + name + "'");
-        return t;
-    };
-    auto data = [&](const std::string& name, std::vector<int64_t> shape) {
-        const SafeTensor* t = tensor(name);
-        if (t->shape != shape) {
-            std::string want;
-            for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
-            throw Error("'" + name + "' does not have the shape [" + want + "] its config implies");
-        }
-        return t->to_f32();
-    };
+    auto tensor = [&](const std::string& name, bool required = true) { return hf.tensor(name, required); };
+    auto data = [&](const std::string& name, const std::vector<int64_t>& shape) { return hf.data(name, shape); };
     // HF [out, in] -> ggml {in, out}
     auto matrix = [&](const std::string& name, std::vector<float> v, int64_t out, int64_t in, GgmlType t) {
         sink.add(name, v, {in, out}, t);
@@ -492,20 +497,8 @@ std::string convert_gemma4(const fs::path& dir, const json& c, const HfModel& hf
     }
     w.set_u32("general.file_type", file_type(opt.outtype));
 
-    auto tensor = [&](const std::string& name, bool required = true) -> const SafeTensor* {
-        const SafeTensor* t = hf.find(name);
-        if (!t && required) throw Error("checkpoint in '" + dir.string() + "' lacks tensor '" + name + "'");
-        return t;
-    };
-    auto data = [&](const std::string& name, std::vector<int64_t> shape) {
-        const SafeTensor* t = tensor(name);
-        if (t->shape != shape) {
-            std::string want;
-            for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
-            throw Error("'" + name + "' does not have the shape [" + want + "] its config implies");
-        }
-        return t->to_f32();
-    };
+    auto tensor = [&](const std::string& name, bool required = true) { return hf.tensor(name, required); };
+    auto data = [&](const std::string& name, const std::vector<int64_t>& shape) { return hf.data(name, shape); };
     auto matrix = [&](const std::string& hf_name, const std::string& name, int64_t out, int64_t in) {
         sink.add(name, data(hf_name, {out, in}), {in, out}, opt.outtype);  // HF [out, in] -> ggml {in, out}
     };
@@ -583,6 +576,7 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
     else throw Error("model_type '" + mt + "' is not supported by the converter (llama, mistral, qwen2, qwen3, qwen3_5, qwen3_5_moe, gemma4)");
 
     HfModel hf;
+    hf.dir = hf_dir;
     for (const auto& e : fs::directory_iterator(dir))
         if (e.path().extension() == ".safetensors") hf.files.push_back(std::make_unique<SafeTensorsFile>(e.path().string()));
     if (hf.files.empty()) throw Error("no .safetensors files in '" + hf_dir + "'");
@@ -623,11 +617,7 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
     auto add = [&](const std::string& name, const std::vector<float>& v, std::vector<int64_t> dims, GgmlType t) {
         sink.add(name, v, std::move(dims), t);
     };
-    auto tensor = [&](const std::string& hf_name, bool required = true) -> const SafeTensor* {
-        const SafeTensor* t = hf.find(hf_name);
-        if (!t && required) throw Error("checkpoint in '" + hf_dir + "' lacks tensor '" + hf_name + "'");
-        return t;
-    };
+    auto tensor = [&](const std::string& hf_name, bool required = true) { return hf.tensor(hf_name, required); };
     // 2-D weight [out, in] -> ggml {in, out}; `permute_heads` > 0 applies llama's Q/K permutation.
     auto matrix = [&](const std::string& hf_name, const std::string& name, int64_t permute_heads = 0) {
         const SafeTensor* t = tensor(hf_name);
