@@ -36,12 +36,14 @@ struct HfModel {
     // Its values as f32, after checking the shape the config implies.
     std::vector<float> data(const std::string& name, const std::vector<int64_t>& shape) const {
         const SafeTensor* t = tensor(name);
-        if (t->shape != shape) {
-            std::string want;
-            for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
-            throw Error("'" + name + "' does not have the shape [" + want + "] its config implies");
-        }
+        check_shape(name, *t, shape);
         return t->to_f32();
+    }
+    static void check_shape(const std::string& name, const SafeTensor& t, const std::vector<int64_t>& shape) {
+        if (t.shape == shape) return;
+        std::string want;
+        for (int64_t d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+        throw Error("'" + name + "' does not have the shape [" + want + "] its config implies");
     }
 };
 
@@ -619,9 +621,11 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
     };
     auto tensor = [&](const std::string& hf_name, bool required = true) { return hf.tensor(hf_name, required); };
     // 2-D weight [out, in] -> ggml {in, out}; `permute_heads` > 0 applies llama's Q/K permutation.
-    auto matrix = [&](const std::string& hf_name, const std::string& name, int64_t permute_heads = 0) {
+    auto matrix = [&](const std::string& hf_name, const std::string& name, int64_t permute_heads = 0,
+                      const std::vector<int64_t>& shape = {}) {
         const SafeTensor* t = tensor(hf_name);
         if (t->shape.size() != 2) throw Error("'" + hf_name + "' is not a matrix");
+        if (!shape.empty()) HfModel::check_shape(hf_name, *t, shape);
         std::vector<float> v = t->to_f32();
         if (permute_heads) v = permute_rows(v, permute_heads, t->shape[0], t->shape[1]);
         add(name, v, {t->shape[1], t->shape[0]}, opt.outtype);
@@ -671,10 +675,10 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
     for (int64_t l = 0; l < L; l++) {
         const std::string hp = "model.layers." + std::to_string(l) + ".", gp = "blk." + std::to_string(l) + ".";
         vector(hp + "input_layernorm.weight", gp + "attn_norm.weight");
-        matrix(hp + "self_attn.q_proj.weight", gp + "attn_q.weight", is_llama ? H : 0);
-        matrix(hp + "self_attn.k_proj.weight", gp + "attn_k.weight", is_llama ? Hkv : 0);
-        matrix(hp + "self_attn.v_proj.weight", gp + "attn_v.weight");
-        matrix(hp + "self_attn.o_proj.weight", gp + "attn_output.weight");
+        matrix(hp + "self_attn.q_proj.weight", gp + "attn_q.weight", is_llama ? H : 0, {H * hd, E});
+        matrix(hp + "self_attn.k_proj.weight", gp + "attn_k.weight", is_llama ? Hkv : 0, {Hkv * hd, E});
+        matrix(hp + "self_attn.v_proj.weight", gp + "attn_v.weight", 0, {Hkv * hd, E});
+        matrix(hp + "self_attn.o_proj.weight", gp + "attn_output.weight", 0, {E, H * hd});
         const bool bias_required = arch == "qwen2";
         vector(hp + "self_attn.q_proj.bias", gp + "attn_q.bias", is_llama ? H : 0, bias_required);
         vector(hp + "self_attn.k_proj.bias", gp + "attn_k.bias", is_llama ? Hkv : 0, bias_required);
@@ -684,9 +688,9 @@ std::string convert_hf_to_gguf(const std::string& hf_dir, const std::string& out
             vector(hp + "self_attn.k_norm.weight", gp + "attn_k_norm.weight");
         }
         vector(hp + "post_attention_layernorm.weight", gp + "ffn_norm.weight");
-        matrix(hp + "mlp.gate_proj.weight", gp + "ffn_gate.weight");
-        matrix(hp + "mlp.up_proj.weight", gp + "ffn_up.weight");
-        matrix(hp + "mlp.down_proj.weight", gp + "ffn_down.weight");
+        matrix(hp + "mlp.gate_proj.weight", gp + "ffn_gate.weight", 0, {FF, E});
+        matrix(hp + "mlp.up_proj.weight", gp + "ffn_up.weight", 0, {FF, E});
+        matrix(hp + "mlp.down_proj.weight", gp + "ffn_down.weight", 0, {E, FF});
     }
 
     add_vocab(w, dir, c, opt, V);

@@ -282,3 +282,40 @@ TEST(HfConvert, RejectsWhatItCannotConvert) {
     EXPECT_THROW(convert_hf_to_gguf(dir.string(), (dir / "x.gguf").string(), opt), Error);
     fs::remove_all(dir);
 }
+
+// A config that does not match its tensors: one layer more than the checkpoint holds names the missing
+// tensor; a wider feed-forward names the tensor whose shape disagrees. For each converter family.
+TEST(HfConvert, ConfigThatDisagreesWithTheTensors) {
+    for (const char* folder : {"qwen3", "qwen35", "gemma4"}) {
+        if (!fs::exists(fixture(std::string(folder) + "/config.json"))) continue;
+        const fs::path dir = fs::temp_directory_path() / ("rotor_hf_mismatch_" + std::to_string(getpid()));
+        fs::create_directories(dir);
+        fs::copy_file(fixture(std::string(folder) + "/model.safetensors"), dir / "model.safetensors",
+                      fs::copy_options::overwrite_existing);
+        std::ifstream in(fixture(std::string(folder) + "/config.json"));
+        const nlohmann::json config = nlohmann::json::parse(in);
+        auto message = [&](const nlohmann::json& c) {
+            std::ofstream(dir / "config.json") << c.dump();
+            try {
+                convert_hf_to_gguf(dir.string(), (dir / "x.gguf").string(), HfConvertOptions{});
+            } catch (const Error& e) {
+                return std::string(e.what());
+            }
+            return std::string("(converted)");
+        };
+        nlohmann::json more_layers = config;
+        nlohmann::json& text = more_layers.contains("text_config") ? more_layers["text_config"] : more_layers;
+        const int n_layer = text["num_hidden_layers"].get<int>();
+        text["num_hidden_layers"] = n_layer + 1;
+        if (text.contains("layer_types")) text["layer_types"].push_back(text["layer_types"].back());
+        const std::string m1 = message(more_layers);
+        EXPECT_NE(m1.find("lacks"), std::string::npos) << folder << ": " << m1;
+        EXPECT_NE(m1.find(std::to_string(n_layer)), std::string::npos) << folder << ": " << m1;
+        nlohmann::json wider = config;
+        nlohmann::json& t2 = wider.contains("text_config") ? wider["text_config"] : wider;
+        t2["intermediate_size"] = t2["intermediate_size"].get<int>() + 32;
+        const std::string m2 = message(wider);
+        EXPECT_TRUE(m2.find("shape") != std::string::npos) << folder << ": " << m2;
+        fs::remove_all(dir);
+    }
+}
