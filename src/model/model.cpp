@@ -56,6 +56,17 @@ private:
 };
 
 // qwen35 / qwen35moe (gguf-conventions.md 3.5, 3.6). MTP layers (index >= n_layer_main) stay unbound.
+// The routed experts' stacked tensors of one layer: gate and up fused or apart, then down.
+void bind_experts(const Binder& b, const std::string& p, int64_t E, int64_t fe, int64_t n, LayerWeights& L) {
+    if (b.has(p + "ffn_gate_up_exps.weight")) {
+        L.ffn_gate_up_exps = b.get(p + "ffn_gate_up_exps.weight", {E, 2 * fe, n});
+    } else {
+        L.ffn_gate_exps = b.get(p + "ffn_gate_exps.weight", {E, fe, n});
+        L.ffn_up_exps = b.get(p + "ffn_up_exps.weight", {E, fe, n});
+    }
+    L.ffn_down_exps = b.get(p + "ffn_down_exps.weight", {fe, E, n});
+}
+
 void bind_hybrid(const Binder& b, const ModelConfig& c, std::vector<LayerWeights>& layers) {
     const int64_t E = c.n_embd;
     for (int l = 0; l < c.n_layer_main; l++) {
@@ -90,13 +101,7 @@ void bind_hybrid(const Binder& b, const ModelConfig& c, std::vector<LayerWeights
             const int64_t n = c.n_expert, fe = c.n_ff_exp;
             L.ffn_gate_inp = b.get(p + "ffn_gate_inp.weight", {E, n});
             if (L.ffn_gate_inp.type != GgmlType::F32) b.fail("tensor '" + p + "ffn_gate_inp.weight' must be f32");
-            if (b.has(p + "ffn_gate_up_exps.weight")) {
-                L.ffn_gate_up_exps = b.get(p + "ffn_gate_up_exps.weight", {E, 2 * fe, n});
-            } else {
-                L.ffn_gate_exps = b.get(p + "ffn_gate_exps.weight", {E, fe, n});
-                L.ffn_up_exps = b.get(p + "ffn_up_exps.weight", {E, fe, n});
-            }
-            L.ffn_down_exps = b.get(p + "ffn_down_exps.weight", {fe, E, n});
+            bind_experts(b, p, E, fe, n, L);
             if (c.n_ff_shexp > 0) {
                 L.ffn_gate_inp_shexp = b.vec(p + "ffn_gate_inp_shexp.weight", E);
                 L.ffn_gate_shexp = b.get(p + "ffn_gate_shexp.weight", {E, c.n_ff_shexp});
@@ -142,13 +147,7 @@ void bind_gemma4(const Binder& b, const ModelConfig& c, std::vector<LayerWeights
             L.pre_ffw_norm_2 = b.vec(p + "pre_ffw_norm_2.weight", E);
             L.post_ffw_norm_1 = b.vec(p + "post_ffw_norm_1.weight", E);
             L.post_ffw_norm_2 = b.vec(p + "post_ffw_norm_2.weight", E);
-            if (b.has(p + "ffn_gate_up_exps.weight")) {
-                L.ffn_gate_up_exps = b.get(p + "ffn_gate_up_exps.weight", {E, 2 * fe, n});
-            } else {
-                L.ffn_gate_exps = b.get(p + "ffn_gate_exps.weight", {E, fe, n});
-                L.ffn_up_exps = b.get(p + "ffn_up_exps.weight", {E, fe, n});
-            }
-            L.ffn_down_exps = b.get(p + "ffn_down_exps.weight", {fe, E, n});
+            bind_experts(b, p, E, fe, n, L);
             L.ffn_down_exps_scale = b.vec(p + "ffn_down_exps.scale", n, false);
         }
     }
