@@ -187,17 +187,27 @@ void reorder_v_cols(std::vector<float>& w, int64_t rows, int64_t n_k, int64_t n_
 // llama.cpp's conventions (gguf-conventions.md 2.5, 3.5, 3.6): norm weights +1 except linear_attn.norm,
 // A_log -> -exp(A_log), conv1d squeezed to {K, conv_dim}, V heads tiled, attn_q left interleaved
 // (query then gate per head), experts stacked {in, out, n_expert}. The MTP block is not exported.
+// Multimodal checkpoints (Qwen3.5, Gemma 4) keep the text model's settings in text_config and its
+// tensors under model.language_model.; text-only ones at the top level and under model.
+const json& text_config(const json& c) {
+    return c.contains("text_config") && c["text_config"].is_object() ? c["text_config"] : c;
+}
+std::string text_tensor_prefix(const HfModel& hf) {
+    return hf.find("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
+}
+int64_t cfg_need(const json& c, const char* key) {  // a positive integer the converter cannot do without
+    const int64_t v = cfg_get<int64_t>(c, key, 0);
+    if (v <= 0) throw Error("config.json lacks '" + std::string(key) + "'");
+    return v;
+}
+
 std::string convert_qwen35(const fs::path& dir, const json& c, const std::string& mt, const HfModel& hf,
                            const HfConvertOptions& opt, const std::string& out_path) {
     const bool moe = mt.rfind("qwen3_5_moe", 0) == 0;
     const std::string arch = moe ? "qwen35moe" : "qwen35";
-    const json& tc = c.contains("text_config") && c["text_config"].is_object() ? c["text_config"] : c;
-    const std::string pre = hf.find("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
-    auto need = [&](const char* key) {
-        const int64_t v = cfg_get<int64_t>(tc, key, 0);
-        if (v <= 0) throw Error("config.json lacks '" + std::string(key) + "'");
-        return v;
-    };
+    const json& tc = text_config(c);
+    const std::string pre = text_tensor_prefix(hf);
+    auto need = [&](const char* key) { return cfg_need(tc, key); };
     const int64_t E = need("hidden_size"), L = need("num_hidden_layers"), H = need("num_attention_heads");
     const int64_t Hkv = cfg_get<int64_t>(tc, "num_key_value_heads", H), hd = cfg_get<int64_t>(tc, "head_dim", 256);
     const int64_t K = need("linear_conv_kernel_dim"), dk = need("linear_key_head_dim"), dv = need("linear_value_head_dim");
@@ -386,13 +396,9 @@ std::string convert_qwen35(const fs::path& dir, const json& c, const std::string
 std::string convert_gemma4(const fs::path& dir, const json& c, const HfModel& hf, const HfConvertOptions& opt,
                            const std::string& out_path) {
     const std::string arch = "gemma4";
-    const json& tc = c.contains("text_config") && c["text_config"].is_object() ? c["text_config"] : c;
-    const std::string pre = hf.find("model.language_model.embed_tokens.weight") ? "model.language_model." : "model.";
-    auto need = [&](const char* key) {
-        const int64_t v = cfg_get<int64_t>(tc, key, 0);
-        if (v <= 0) throw Error("config.json lacks '" + std::string(key) + "'");
-        return v;
-    };
+    const json& tc = text_config(c);
+    const std::string pre = text_tensor_prefix(hf);
+    auto need = [&](const char* key) { return cfg_need(tc, key); };
     const int64_t E = need("hidden_size"), L = need("num_hidden_layers"), H = need("num_attention_heads");
     const int64_t FF = need("intermediate_size"), window = need("sliding_window");
     if (cfg_get<int64_t>(tc, "num_kv_shared_layers", 0) != 0)
