@@ -101,7 +101,7 @@ void ApiServer::load() {
     }
     {
         std::vector<std::string> warnings;
-        default_sampling(model_->file, template_ ? &template_->format() : nullptr, &warnings);
+        sampling_defaults_ = default_sampling(model_->file, template_ ? &template_->format() : nullptr, &warnings);
         for (const std::string& w : warnings) fprintf(stderr, "rotor serve: warning: %s\n", w.c_str());
     }
     EngineConfig ec = opt_.engine;
@@ -120,8 +120,7 @@ RequestLimits ApiServer::limits() const {
     const std::string base = opt_.model_path.substr(opt_.model_path.find_last_of('/') + 1);
     if (base != model_id_) l.model_names.push_back(base);
     if (opt_.model_path != base) l.model_names.push_back(opt_.model_path);
-    // A few key lookups per request (checked, with warnings, once at load).
-    l.sampling = default_sampling(model_->file, template_ ? &template_->format() : nullptr);
+    l.sampling = sampling_defaults_;
     return l;
 }
 

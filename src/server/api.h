@@ -71,6 +71,7 @@ private:
     std::unique_ptr<Vocab> vocab_;
     std::unique_ptr<chat::ChatTemplate> template_;
     std::string template_source_;
+    SamplerParams sampling_defaults_;  // the model's recommended sampling, read once at load
     std::unique_ptr<Engine> engine_;
 };
 
