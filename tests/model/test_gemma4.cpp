@@ -21,20 +21,14 @@
 #include "model/forward.h"
 #include "plan/model_memory.h"
 #include "plan/planner.h"
+#include "synthetic_model.h"
 
 using namespace rotor;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::unique_ptr<Model> tiny(const std::string& mix) {
-    const std::string path =
-        (fs::temp_directory_path() / ("rotor_tiny_gemma4_" + mix + "_" + std::to_string(getpid()) + ".gguf")).string();
-    write_synthetic_model(find_shape("tiny-gemma4"), parse_quant_mix(mix), path);
-    auto m = Model::load(path);
-    fs::remove(path);  // the mapping stays valid
-    return m;
-}
+std::unique_ptr<Model> tiny(const std::string& mix) { return test::load_synthetic("tiny-gemma4", mix); }
 
 std::vector<int> tokens(int n, int salt) {
     std::vector<int> t;

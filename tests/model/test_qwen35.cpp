@@ -15,20 +15,14 @@
 #include "model/delta_rule.h"
 #include "model/forward.h"
 #include "plan/model_memory.h"
+#include "synthetic_model.h"
 
 using namespace rotor;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::unique_ptr<Model> tiny(const std::string& shape, const std::string& mix) {
-    const std::string path =
-        (fs::temp_directory_path() / ("rotor_" + shape + "_" + mix + "_" + std::to_string(getpid()) + ".gguf")).string();
-    write_synthetic_model(find_shape(shape), parse_quant_mix(mix), path);
-    auto m = Model::load(path);
-    fs::remove(path);  // the mapping stays valid
-    return m;
-}
+std::unique_ptr<Model> tiny(const std::string& shape, const std::string& mix) { return test::load_synthetic(shape, mix); }
 
 std::vector<int> tokens(int n, int salt) {
     std::vector<int> t;

@@ -6,12 +6,11 @@
 
 #include <filesystem>
 #include <memory>
-#include <unistd.h>
 
-#include "convert/synthetic.h"
 #include "model/model.h"
 #include "server/engine.h"
 #include "server_util.h"
+#include "synthetic_model.h"
 #include "tokenizer/vocab.h"
 
 namespace rotor::test {
@@ -24,27 +23,23 @@ struct Hybrid {
     std::unique_ptr<Vocab> vocab;
 };
 
-std::unique_ptr<Hybrid> load_synthetic(const std::string& shape) {
+std::unique_ptr<Hybrid> load_hybrid(const std::string& shape) {
     std::unique_ptr<Hybrid> out;
     if (!std::filesystem::exists(small_model_path())) return out;
-    const std::string path =
-        (std::filesystem::temp_directory_path() / ("rotor_" + shape + "_" + std::to_string(getpid()) + ".gguf")).string();
-    write_synthetic_model(find_shape(shape), parse_quant_mix("f32"), path, 7, small_model_path());
     out = std::make_unique<Hybrid>();
-    out->model = Model::load(path);
+    out->model = load_synthetic(shape, "f32", 7, small_model_path());  // rotor-kjv-11m's tokenizer
     out->vocab = std::make_unique<Vocab>(Vocab::from_gguf(out->model->file));
-    std::filesystem::remove(path);  // the mapping stays valid
     return out;
 }
 
 const Hybrid* hybrid() {
-    static std::unique_ptr<Hybrid> h = load_synthetic("tiny-qwen35");
+    static std::unique_ptr<Hybrid> h = load_hybrid("tiny-qwen35");
     return h.get();
 }
 
 // Gemma 4's layout: sliding-window layers (window 32 in tiny-gemma4) whose KV lives in rings.
 const Hybrid* windowed() {
-    static std::unique_ptr<Hybrid> h = load_synthetic("tiny-gemma4");
+    static std::unique_ptr<Hybrid> h = load_hybrid("tiny-gemma4");
     return h.get();
 }
 
