@@ -474,12 +474,10 @@ size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_k
 void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
                int n_head, float scale, int max_kv, float* partial, cudaStream_t s) {
     if (n_tok == 0) return;
-    if (kv.head_dim_k > kMaxHeadDim || kv.head_dim_v > kMaxHeadDim)
-        throw Error("CUDA attention: head size above 512 is not supported");
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv)
         throw Error("CUDA attention: query heads must be a multiple of KV heads");
     const int ns = attention_splits(max_kv);
-    for (int d : {kv.head_dim_k, kv.head_dim_v})
+    for (int d : {kv.head_dim_k, kv.head_dim_v})  // head size, block multiple, rotation order
         if (std::string why = kv_elem_refusal(kv.elem, d); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
     switch (kv.elem) {
