@@ -32,7 +32,10 @@ struct KvLayerView {
     void* v = nullptr;
     KvElem elem = KvElem::F16;
     int n_head_kv = 0, head_dim_k = 0, head_dim_v = 0;
-    int ctx = 0;  // positions per sequence
+    int ctx = 0;  // positions stored per sequence: the context, or the ring on a sliding-window layer
+    // Sliding-window layer (gemma4): a query at p sees (p - window, p]; position p is stored at
+    // p % ctx (ctx = window + the most tokens one sequence stores in a step). 0 = whole context.
+    int window = 0;
 };
 
 // Stores k[t], v[t] at (seq[t], pos[t]).

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <map>
 
+#include "cuda/cuda_forward_gemma4.h"
+#include "cuda/cuda_forward_qwen35.h"
 #include "cuda/device.h"
 #include "cuda/matmul_tc.h"
 
@@ -23,12 +25,34 @@ KvElem parse_kv_elem(const std::string& name) {
                 "' is not supported by the CUDA backend yet (supported: f32, f16, q8_0, q4_0, q8_0h, q4_0h)");
 }
 
+const std::vector<std::pair<Weight LayerWeights::*, CudaForward::DevWeight CudaForward::DevLayer::*>>&
+CudaForward::layer_fields() {
+    using L = LayerWeights;
+    using D = DevLayer;
+    static const std::vector<std::pair<Weight L::*, DevWeight D::*>> fields = {
+        {&L::attn_norm, &D::attn_norm}, {&L::wq, &D::wq}, {&L::wk, &D::wk}, {&L::wv, &D::wv}, {&L::wo, &D::wo},
+        {&L::bq, &D::bq}, {&L::bk, &D::bk}, {&L::bv, &D::bv}, {&L::q_norm, &D::q_norm}, {&L::k_norm, &D::k_norm},
+        {&L::ffn_norm, &D::ffn_norm}, {&L::ffn_gate, &D::ffn_gate}, {&L::ffn_up, &D::ffn_up},
+        {&L::ffn_down, &D::ffn_down}, {&L::ssm_in, &D::ssm_in}, {&L::ssm_z, &D::ssm_z},
+        {&L::ssm_conv1d, &D::ssm_conv1d}, {&L::ssm_dt, &D::ssm_dt}, {&L::ssm_a, &D::ssm_a},
+        {&L::ssm_beta, &D::ssm_beta}, {&L::ssm_alpha, &D::ssm_alpha}, {&L::ssm_norm, &D::ssm_norm},
+        {&L::ssm_out, &D::ssm_out}, {&L::ffn_gate_inp, &D::ffn_gate_inp}, {&L::ffn_gate_exps, &D::ffn_gate_exps},
+        {&L::ffn_up_exps, &D::ffn_up_exps}, {&L::ffn_down_exps, &D::ffn_down_exps},
+        {&L::ffn_gate_up_exps, &D::ffn_gate_up_exps}, {&L::ffn_gate_inp_shexp, &D::ffn_gate_inp_shexp},
+        {&L::ffn_gate_shexp, &D::ffn_gate_shexp}, {&L::ffn_up_shexp, &D::ffn_up_shexp},
+        {&L::ffn_down_shexp, &D::ffn_down_shexp}, {&L::post_attn_norm, &D::post_attn_norm},
+        {&L::post_ffw_norm, &D::post_ffw_norm}, {&L::pre_ffw_norm_2, &D::pre_ffw_norm_2},
+        {&L::post_ffw_norm_1, &D::post_ffw_norm_1}, {&L::post_ffw_norm_2, &D::post_ffw_norm_2},
+        {&L::ffn_gate_inp_scale, &D::ffn_gate_inp_scale}, {&L::ffn_down_exps_scale, &D::ffn_down_exps_scale},
+        {&L::out_scale, &D::out_scale}};
+    return fields;
+}
+
 CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_(model), opt_(opt) {
     const ModelConfig& c = m_.cfg;
-    if (!c.runs_on_gpu())  // Gated DeltaNet, sliding windows, experts: no CUDA kernels yet
-        throw Error("architecture '" + c.arch_name + "' does not run on the GPU yet (it runs on the CPU)");
     if (opt.n_seq < 1 || opt.ctx < 1 || opt.max_batch < 1) throw Error("CUDA forward: n_seq, ctx and max_batch must be positive");
     if (opt_.max_logit_rows <= 0 || opt_.max_logit_rows > opt.max_batch) opt_.max_logit_rows = opt.max_batch;
+    if (opt_.max_seq_tokens <= 0 || opt_.max_seq_tokens > opt.max_batch) opt_.max_seq_tokens = opt.max_batch;
     // Refuse what the kernels cannot run before touching the GPU.
     auto check_weight = [&](const Weight& w) {
         if (!w.present()) return;
@@ -41,11 +65,13 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     check_weight(m_.tok_embd);
     check_weight(m_.output);
     for (const LayerWeights& L : m_.layers)
-        for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) check_weight(*w);
-    for (int l = 0; l < c.n_layer; l++)
+        for (const auto& [field, dev] : layer_fields()) check_weight(L.*field);
+    for (int l = 0; l < c.n_layer; l++) {
+        if (c.n_head_kv[l] == 0) continue;  // no KV cache on this layer
         for (int d : {c.head_dim_k[l], c.head_dim_v[l]})
             if (std::string why = kv_elem_refusal(opt.kv, d); !why.empty())
                 throw Error(why + " (layer " + std::to_string(l) + " has " + std::to_string(d) + ")");
+    }
 
     const GpuInfo gpu = select_gpu(opt.gpu);
     gpu_name_ = gpu.name;
@@ -55,9 +81,7 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     // shares the embedding's copy.
     std::vector<const Weight*> all = {&m_.tok_embd, &m_.output_norm, &m_.output};
     for (const LayerWeights& L : m_.layers)
-        for (const Weight* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm,
-                                &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
-            all.push_back(w);
+        for (const auto& [field, dev] : layer_fields()) all.push_back(&(L.*field));
     size_t total = 0;
     {
         std::map<const void*, bool> seen;
@@ -72,32 +96,30 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     output_norm_ = upload(m_.output_norm);
     output_ = upload(m_.output);
     layers_.resize(c.n_layer);
-    for (int l = 0; l < c.n_layer; l++) {
-        const LayerWeights& L = m_.layers[l];
-        DevLayer& D = layers_[l];
-        DevWeight* dst[] = {&D.attn_norm, &D.wq, &D.wk, &D.wv, &D.wo, &D.bq, &D.bk, &D.bv, &D.q_norm, &D.k_norm,
-                            &D.ffn_norm, &D.ffn_gate, &D.ffn_up, &D.ffn_down};
-        const Weight* src[] = {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.q_norm, &L.k_norm,
-                               &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down};
-        for (size_t i = 0; i < std::size(src); i++) *dst[i] = upload(*src[i]);
-    }
+    for (int l = 0; l < c.n_layer; l++)
+        for (const auto& [field, dev] : layer_fields()) layers_[l].*dev = upload(m_.layers[l].*field);
     weight_bytes_ = total;
 
-    // KV cache: per layer K then V, [seq][pos][head_kv][dim].
+    // KV cache: per layer K then V, [seq][pos][head_kv][dim]; nothing on layers without KV heads
+    // (Gated DeltaNet), a ring of window + max_seq_tokens positions on sliding-window layers.
     size_t kv_total = 0;
     std::vector<std::pair<size_t, size_t>> kv_off(c.n_layer);
+    std::vector<int> kv_pos(c.n_layer);
     for (int l = 0; l < c.n_layer; l++) {
-        const size_t ks = (size_t)opt.n_seq * opt.ctx * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_k[l]);
-        const size_t vs = (size_t)opt.n_seq * opt.ctx * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_v[l]);
+        const int w = c.window_of(l);
+        kv_pos[l] = w > 0 ? std::min(opt.ctx, w + opt_.max_seq_tokens) : opt.ctx;
+        const size_t ks = (size_t)opt.n_seq * kv_pos[l] * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_k[l]);
+        const size_t vs = (size_t)opt.n_seq * kv_pos[l] * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_v[l]);
         kv_off[l] = {kv_total, kv_total + align_up(ks)};
         kv_total += align_up(ks) + align_up(vs);
     }
     kv_arena_.resize(std::max<size_t>(kv_total, kAlign));
-    ROTOR_CUDA_CHECK(cudaMemset(kv_arena_.get(), 0, kv_total));
+    ROTOR_CUDA_CHECK(cudaMemset(kv_arena_.get(), 0, kv_arena_.bytes()));
     kv_bytes_ = kv_total;
     for (int l = 0; l < c.n_layer; l++)
-        kv_bytes_per_pos_ += (uint64_t)c.n_head_kv[l] *
-                             (kv_row_bytes(opt.kv, c.head_dim_k[l]) + kv_row_bytes(opt.kv, c.head_dim_v[l]));
+        if (c.window_of(l) == 0)  // rings are a fixed size per sequence, not per position
+            kv_bytes_per_pos_ += (uint64_t)c.n_head_kv[l] *
+                                 (kv_row_bytes(opt.kv, c.head_dim_k[l]) + kv_row_bytes(opt.kv, c.head_dim_v[l]));
     for (int l = 0; l < c.n_layer; l++) {
         KvLayerView& v = layers_[l].kv;
         v.k = kv_arena_.get<char>() + kv_off[l].first;
@@ -106,7 +128,8 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
         v.n_head_kv = c.n_head_kv[l];
         v.head_dim_k = c.head_dim_k[l];
         v.head_dim_v = c.head_dim_v[l];
-        v.ctx = opt.ctx;
+        v.ctx = kv_pos[l];
+        v.window = c.window_of(l);
     }
 
     // Activations for max_batch tokens.
@@ -155,6 +178,9 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     if (inv.empty()) inv.push_back(0.0f);
     inv_freq_.resize(inv.size() * 4);
     inv_freq_.upload(inv.data(), inv.size() * 4);
+
+    if (c.hybrid()) init_qwen35();
+    else if (c.arch == Arch::Gemma4) init_gemma4();
 }
 
 CudaForward::~CudaForward() {
@@ -250,6 +276,7 @@ void CudaForward::run(const Batch& batch) {
     memcpy(staged, batch.token.data(), n * 4);
     memcpy(staged + opt_.max_batch, batch.pos.data(), n * 4);
     memcpy(staged + 2 * opt_.max_batch, batch.seq.data(), n * 4);
+    if (c.hybrid()) check_batch_qwen35(batch);
     std::vector<int> out_rows;
     for (int t = 0; t < n; t++)
         if (batch.want_logits[t]) out_rows.push_back(t);
@@ -282,9 +309,10 @@ void CudaForward::run(const Batch& batch) {
             it = graphs_.emplace(key, exec).first;
         }
         ROTOR_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
-        return;
+    } else {
+        enqueue(n, max_kv, out_rows);
     }
-    enqueue(n, max_kv, out_rows);
+    if (c.hybrid()) after_step_qwen35(batch);
 }
 
 void CudaForward::clear_graphs() {
@@ -292,13 +320,34 @@ void CudaForward::clear_graphs() {
     graphs_.clear();
 }
 
+// The step's inputs (tokens, positions, sequences) to the GPU, then the architecture's launches. Every
+// value that changes from step to step is read by the kernels from these device buffers, so that a
+// captured graph replays correctly.
 void CudaForward::enqueue(int n, int max_kv, const std::vector<int>& out_rows) {
-    const ModelConfig& c = m_.cfg;
-    const int n_out = (int)out_rows.size();
     cudaStream_t s = stream_;
     ROTOR_CUDA_CHECK(cudaMemcpyAsync(tok_.get(), staging_, n * 4, cudaMemcpyHostToDevice, s));
     ROTOR_CUDA_CHECK(cudaMemcpyAsync(pos_.get(), staging_ + opt_.max_batch, n * 4, cudaMemcpyHostToDevice, s));
     ROTOR_CUDA_CHECK(cudaMemcpyAsync(seq_.get(), staging_ + 2 * opt_.max_batch, n * 4, cudaMemcpyHostToDevice, s));
+    const ModelConfig& c = m_.cfg;
+    if (c.hybrid()) enqueue_qwen35(n, max_kv, out_rows);
+    else if (c.arch == Arch::Gemma4) enqueue_gemma4(n, max_kv, out_rows);
+    else enqueue_llama(n, max_kv, out_rows);
+}
+
+void CudaForward::attend(const KvLayerView& kv, const float* q, float* out, int n, int H, float scale, int max_kv) {
+    const int dk = kv.head_dim_k, dv = kv.head_dim_v;
+    const size_t per_tok = attention_partial_floats(1, H, dv, max_kv) * 4;
+    const int group = (int)std::max<size_t>(1, std::min<size_t>(n, partial_.bytes() / per_tok));
+    for (int t0 = 0; t0 < n; t0 += group) {
+        const int nt = std::min(group, n - t0);
+        attention(kv, q + (size_t)t0 * H * dk, out + (size_t)t0 * H * dv, seq_.get<int32_t>() + t0,
+                  pos_.get<int32_t>() + t0, nt, H, scale, max_kv, partial_.get<float>(), stream_);
+    }
+}
+
+void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_rows) {
+    const ModelConfig& c = m_.cfg;
+    cudaStream_t s = stream_;
     const int E = c.n_embd;
     float* x = x_.get<float>();
     float* xn = xn_.get<float>();
@@ -331,14 +380,7 @@ void CudaForward::enqueue(int n, int max_kv, const std::vector<int>& out_rows) {
         const bool rotated = kv_elem_rotated(L.kv.elem);
         if (rotated) hadamard_rows(q, n * H, dk, s);  // attention runs in the rotated basis
 
-        // Attention in token groups that keep the split-K scratch bounded.
-        const size_t per_tok = attention_partial_floats(1, H, dv, max_kv) * 4;
-        const int group = (int)std::max<size_t>(1, std::min<size_t>(n, partial_.bytes() / per_tok));
-        for (int t0 = 0; t0 < n; t0 += group) {
-            const int nt = std::min(group, n - t0);
-            attention(L.kv, q + (size_t)t0 * H * dk, attn_.get<float>() + (size_t)t0 * H * dv, seq_.get<int32_t>() + t0,
-                      pos_.get<int32_t>() + t0, nt, H, 1.0f / std::sqrt((float)dk), max_kv, partial_.get<float>(), s);
-        }
+        attend(L.kv, q, attn_.get<float>(), n, H, 1.0f / std::sqrt((float)dk), max_kv);
         if (rotated) hadamard_rows(attn_.get<float>(), n * H, dv, s);  // back from the rotated basis
         linear(L.wo, attn_.get<float>(), n, xn);
         add(x, xn, (int64_t)n * E, s);
@@ -355,7 +397,15 @@ void CudaForward::enqueue(int n, int max_kv, const std::vector<int>& out_rows) {
         add(x, xn, (int64_t)n * E, s);
     }
 
-    // Rows that want logits: gather, final norm, output projection.
+    enqueue_logits((int)out_rows.size(), out_rows);
+}
+
+// Rows that want logits: gather, final norm, output projection (x_ holds the last layer's output).
+void CudaForward::enqueue_logits(int n_out, const std::vector<int>& out_rows) {
+    const ModelConfig& c = m_.cfg;
+    cudaStream_t s = stream_;
+    const int E = c.n_embd;
+    const float* x = x_.get<float>();
     if (n_out == 0) return;
     float* hid = hidden_.get<float>();
     for (int r = 0; r < n_out; r++)
@@ -370,15 +420,19 @@ void CudaForward::copy_seq_prefix(int src, int dst, int n) {
         throw Error("copy_seq_prefix: sequence outside the cache's " + std::to_string(opt_.n_seq));
     if (n < 0 || n > opt_.ctx) throw Error("copy_seq_prefix: " + std::to_string(n) + " positions is beyond the context");
     if (n == 0 || src == dst) return;
-    // Layout per layer: [seq][pos][head_kv][row], so a sequence's first n positions are contiguous.
+    // Layout per layer: [seq][pos][head_kv][row], so a sequence's first n positions are contiguous. A
+    // sliding-window ring holds position p at p % ctx: its first min(n, ctx) slots are what src holds
+    // of [0, n) (the caller keeps to prefixes the ring still has; kv_cache.h's seq_window_floor).
     for (const DevLayer& L : layers_) {
         const KvLayerView& v = L.kv;
+        if (v.n_head_kv == 0) continue;
+        const int cnt = std::min(n, v.ctx);
         for (const auto& [base, dim] : {std::pair<char*, int>{static_cast<char*>(v.k), v.head_dim_k},
                                         std::pair<char*, int>{static_cast<char*>(v.v), v.head_dim_v}}) {
             const size_t pos_bytes = (size_t)v.n_head_kv * kv_row_bytes(v.elem, dim);
             const size_t seq_bytes = (size_t)v.ctx * pos_bytes;
             ROTOR_CUDA_CHECK(cudaMemcpyAsync(base + (size_t)dst * seq_bytes, base + (size_t)src * seq_bytes,
-                                             (size_t)n * pos_bytes, cudaMemcpyDeviceToDevice, stream_));
+                                             (size_t)cnt * pos_bytes, cudaMemcpyDeviceToDevice, stream_));
         }
     }
     ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));

@@ -1,6 +1,8 @@
-// The CUDA forward pass for the llama / qwen2 / qwen3 family: the same computation as CpuForward
-// (model/forward.cpp), over a batch of tokens from any number of sequences, with the weights copied
-// to the GPU in their GGUF formats and a dense per-sequence KV cache on the GPU (cuda/attention.h).
+// The CUDA forward pass: the same computation as CpuForward (model/forward*.cpp), over a batch of
+// tokens from any number of sequences, with the weights copied to the GPU in their GGUF formats and a
+// dense per-sequence KV cache on the GPU (cuda/attention.h). One enqueue function per architecture
+// family: llama / qwen2 / qwen3 here, qwen35 / qwen35moe in cuda_forward_qwen35.cu (Gated DeltaNet
+// state per sequence on the GPU), gemma4 in cuda_forward_gemma4.cu (sliding-window rings).
 // Everything unsupported (a weight type without a kernel, a head size above 512, a GPU this build
 // has no kernels for) is refused in the constructor with a rotor::Error.
 #pragma once
@@ -24,6 +26,9 @@ struct CudaForwardOptions {
     int ctx = 2048;           // positions per sequence
     int max_batch = 512;      // tokens per forward call (larger batches are refused)
     int max_logit_rows = 0;   // rows with logits per call (0: max_batch); the server needs one per slot
+    // The most tokens of one sequence in one call (0: max_batch). Sliding-window layers keep a ring of
+    // window + this many positions (the planner's and the CPU pool's ring: window + n_batch).
+    int max_seq_tokens = 0;
     KvElem kv = KvElem::F16;  // parse_kv_elem: f32, f16, q8_0, q4_0, q8_0h, q4_0h
     // f32 activations for every weight format (the dequantized-weights result, for checks); by
     // default formats with integer codes run on int8 activations (see kernels.h, matmul).
@@ -54,6 +59,16 @@ public:
     uint64_t activation_bytes() const { return activation_bytes_; }
     const CudaForwardOptions& options() const { return opt_; }
 
+    // ---- Recurrent state (qwen35 / qwen35moe; cuda_forward_qwen35.cu). Each sequence has its Gated
+    // DeltaNet state on the GPU; a batch must continue it (its first position is 0, which resets it,
+    // or the sequence's current length). The server snapshots it at the end of a prompt.
+    bool has_recurrent_state() const { return state_bytes_per_seq_ > 0; }
+    uint64_t state_bytes_per_seq() const { return state_bytes_per_seq_; }
+    int seq_state_pos(int seq) const;                      // positions the state has consumed
+    void copy_seq_state(int src, int dst);                 // dst's state (and position) = src's
+    void save_seq_state(int seq, std::vector<uint8_t>& host) const;  // to host memory (a checkpoint)
+    void load_seq_state(int seq, const std::vector<uint8_t>& host, int pos);
+
     void set_cuda_graphs(bool on) { opt_.cuda_graphs = on; }
     uint64_t weight_bytes() const { return weight_bytes_; }
     uint64_t kv_bytes() const { return kv_bytes_; }
@@ -66,13 +81,37 @@ private:
         int64_t rows = 0, cols = 0;
         const void* data = nullptr;  // inside arena_
     };
+    // The device copy of LayerWeights (model/model.h), field for field (absent tensors have data null).
     struct DevLayer {
         DevWeight attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm, ffn_norm, ffn_gate, ffn_up, ffn_down;
-        KvLayerView kv;
+        DevWeight ssm_in, ssm_z, ssm_conv1d, ssm_dt, ssm_a, ssm_beta, ssm_alpha, ssm_norm, ssm_out;
+        DevWeight ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps, ffn_gate_up_exps;
+        DevWeight ffn_gate_inp_shexp, ffn_gate_shexp, ffn_up_shexp, ffn_down_shexp;
+        DevWeight post_attn_norm, post_ffw_norm, pre_ffw_norm_2, post_ffw_norm_1, post_ffw_norm_2;
+        DevWeight ffn_gate_inp_scale, ffn_down_exps_scale, out_scale;
+        KvLayerView kv;  // n_head_kv 0 on layers without a KV cache (Gated DeltaNet)
     };
+    static const std::vector<std::pair<Weight LayerWeights::*, DevWeight DevLayer::*>>& layer_fields();
     DevWeight upload(const Weight& w);  // copies into arena_ once per distinct tensor
     void run(const Batch& batch);  // validates, stages, launches (or replays a graph)
-    void enqueue(int n, int max_kv, const std::vector<int>& out_rows);  // the step's launches
+    void enqueue(int n, int max_kv, const std::vector<int>& out_rows);  // the step's launches, by arch
+    void enqueue_llama(int n, int max_kv, const std::vector<int>& out_rows);
+    void enqueue_logits(int n_out, const std::vector<int>& out_rows);  // final norm + output projection
+    // Attention of n tokens (q, K/V already stored) in token groups that keep the split-K scratch bounded.
+    void attend(const KvLayerView& kv, const float* q, float* out, int n, int n_head, float scale, int max_kv);
+
+    // qwen35 / qwen35moe (cuda_forward_qwen35.cu): buffers and state, batch rules, the step.
+    struct Qwen35Buffers;
+    std::unique_ptr<Qwen35Buffers> q35_;
+    void init_qwen35();
+    void check_batch_qwen35(const Batch& batch) const;
+    void enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_rows);
+    void after_step_qwen35(const Batch& batch);  // host bookkeeping once a step is enqueued
+    // gemma4 (cuda_forward_gemma4.cu)
+    struct Gemma4Buffers;
+    std::unique_ptr<Gemma4Buffers> g4_;
+    void init_gemma4();
+    void enqueue_gemma4(int n, int max_kv, const std::vector<int>& out_rows);
     void clear_graphs();
     void linear(const DevWeight& w, const float* x, int n_tok, float* y);
     // Several weights applied to the same x (Q/K/V, gate/up): its conversion is shared.
@@ -89,7 +128,7 @@ private:
     size_t next_offset_ = 0;
     DevWeight tok_embd_, output_norm_, output_;
     std::vector<DevLayer> layers_;
-    uint64_t weight_bytes_ = 0, kv_bytes_ = 0, kv_bytes_per_pos_ = 0, activation_bytes_ = 0;
+    uint64_t weight_bytes_ = 0, kv_bytes_ = 0, kv_bytes_per_pos_ = 0, activation_bytes_ = 0, state_bytes_per_seq_ = 0;
     // activations for max_batch tokens
     DeviceBuffer x_, xn_, q_, k_, v_, attn_, gate_, up_, hidden_, logits_, partial_;
     DeviceBuffer tok_, pos_, seq_, inv_freq_, act_q8_, tc_scratch_;

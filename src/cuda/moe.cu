@@ -1,0 +1,2 @@
+// placeholder until written (see moe.h)
+#include "cuda/moe.h"
