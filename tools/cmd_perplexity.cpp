@@ -68,9 +68,6 @@ int cmd_perplexity(const Args& args) {
     };
     std::unique_ptr<GpuBackend> backend;
     if (gpu) {
-        // the CUDA forward runs the llama family only (and does not check the architecture itself)
-        if (!model->cfg.runs_on_gpu())
-            throw Error("architecture '" + model->cfg.arch_name + "' does not run on the GPU yet (drop --gpu to run it on the CPU)");
         const int n_seq = opt.decode_path ? std::max(1, opt.n_parallel) : 1;
         backend = std::make_unique<GpuBackend>(*model, n_seq, opt.n_ctx, std::max(n_seq, opt.n_ctx), k_type, v_type);
         opt.step = [&](const Batch& b, std::vector<float>& logits) { backend->step(b, logits); };

@@ -90,9 +90,6 @@ int cmd_run(const Args& args) {
     std::unique_ptr<CpuForward> cpu;
     std::unique_ptr<GpuBackend> backend;
     if (gpu) {
-        // the CUDA forward runs the llama family only (and does not check the architecture itself)
-        if (!model->cfg.runs_on_gpu())
-            throw Error("architecture '" + model->cfg.arch_name + "' does not run on the GPU yet (drop --gpu to run it on the CPU)");
         backend = std::make_unique<GpuBackend>(*model, 1, n_ctx, (int)tokens.size(), k_type, v_type);
     } else {
         kv = make_paged_kv_cache(kv_geometry(model->cfg), k_type, v_type, 1, n_ctx);

@@ -1,5 +1,6 @@
-// rotor-bench-cuda: what the CUDA backend achieves against the GPU's measured copy bandwidth.
-//   rotor-bench-cuda [--dir DIR] [--shapes llama-3.1-8b,qwen2.5-32b] [--kv f16] [--quick]
+// rotor bench (and rotor-bench-cuda): what the CUDA backend achieves against the GPU's measured copy
+// bandwidth.
+//   rotor bench [--dir DIR] [--shapes llama-3.1-8b,qwen2.5-32b] [--kv f16] [--quick]
 //                    [--no-matvec] [--matvec-only] [--sweep] [--batches 1,4]
 // 1. device-to-device copy bandwidth (the roofline of a memory-bound kernel), measured in this run;
 // 2. mat-vec GB/s per weight format on a 14336 x 4096 matrix (f32 and int8 activations), and the
@@ -8,10 +9,13 @@
 //    copies of the matrix totalling >= 256 MB, so that the 50 MB L2 does not serve the weights;
 //    activations are quantized beforehand (the quantize kernel is timed on its own line);
 // 3. decode tok/s of random-weight models of real shapes in the stock Q4_K_M mix (written by our
-//    GGUF writer) at context 0, 4K, 32K (and 128K where the cache fits), for batches of 1 (and
-//    --batches B: B sequences, one token each), and prefill tok/s.
-// Decode at context P runs one token at position P over a cache of P+1 positions (attention reads
-// them all; their values do not change the time). Prints markdown tables.
+//    GGUF writer) at context 0, 4K, 32K (and 112K, 128K where the cache fits; not with --quick), for
+//    one sequence and (--batches 1,2,4,8,16) several at context 0 and 4K; prefill tok/s of a prompt of
+//    512, 8K and 32K tokens in chunks of 512. Any architecture CudaForward runs (llama family, qwen35,
+//    gemma4; --shapes names from `rotor synth --list`).
+// Decode at context P runs consecutive tokens from position P (the cache holds whatever was there;
+// its values do not change the time; a hybrid model's recurrent state is set to position P first).
+// Prints markdown tables.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -26,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/gpu/bench_cuda.h"
 #include "convert/synthetic.h"
 #include "cuda/cuda_forward.h"
 #include "cuda/device.h"
@@ -139,7 +144,7 @@ double graph_time_us(int n_bufs, F&& launch) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int rotor::cuda::bench_cuda_main(int argc, char** argv) {
     std::string dir = "/tmp/rotor-bench", shapes = "llama-3.1-8b,qwen2.5-32b", kv_name = "f16";
     std::string batches_arg = "1";
     bool quick = false, no_matvec = false, matvec_only = false, sweep = false;
@@ -163,7 +168,7 @@ int main(int argc, char** argv) {
             batches_arg = argv[++i];
         else {
             fprintf(stderr,
-                    "usage: rotor-bench-cuda [--dir DIR] [--shapes A,B] [--kv f16|f32|q8_0] [--quick] "
+                    "usage: rotor bench (or rotor-bench-cuda) [--dir DIR] [--shapes A,B] [--kv f16|f32|q8_0] [--quick] "
                     "[--no-matvec] "
                     "[--matvec-only] [--sweep] [--batches 1,4]\n");
             return 2;
@@ -301,16 +306,13 @@ int main(int argc, char** argv) {
         if (matvec_only) return 0;
 
         // ---- models
+        std::vector<std::string> variant_lines;
         std::filesystem::create_directories(dir);
-        // bytes per token = weights + the K/V read by attention; roofline tok/s = copy bandwidth / that
         std::vector<int> batches;
         for (const std::string& b : split(batches_arg)) batches.push_back(std::max(1, std::stoi(b)));
-        const int max_b = *std::max_element(batches.begin(), batches.end());
-        printf(
-            "| model (Q4_K_M mix, random weights) | KV | weights GiB | context | batch | KV read GiB | "
-            "decode tok/s | ms/step | roofline tok/s | GB/s | %% of copy bw | prefill tok/s (512) |\n");
-        printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-        std::vector<std::string> variant_lines;
+        std::sort(batches.begin(), batches.end());
+        const int max_b = batches.back();
+        std::vector<std::string> decode_rows, prefill_rows;
         for (const std::string& name : split(shapes)) {
             const ModelShape& sh = find_shape(name);
             const std::string path = dir + "/" + name + "-q4_k_m.gguf";
@@ -321,77 +323,149 @@ int main(int argc, char** argv) {
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
             }
             auto m = Model::load(path);
-            std::vector<int> ctxs = {0, 4096, 32768};
-            if (!quick) ctxs.push_back(131072);
-            // cache sized for the largest context that fits next to the weights (keep 4 GiB spare)
-            const uint64_t per_pos = [&] {
-                uint64_t b = 0;
-                for (int l = 0; l < m->cfg.n_layer; l++)
-                    b += (uint64_t)m->cfg.n_head_kv[l] *
-                         (kv_row_bytes(parse_kv_elem(kv_name), m->cfg.head_dim_k[l]) +
-                          kv_row_bytes(parse_kv_elem(kv_name), m->cfg.head_dim_v[l]));
-                return b;
-            }();
-            const uint64_t budget = g.total_bytes - m->weight_bytes() - ((uint64_t)6 << 30);
-            int max_ctx = 0;
-            for (int c : ctxs)
-                if ((uint64_t)(c + 1) * per_pos * max_b <= budget) max_ctx = c + 1;
-            CudaForwardOptions o;
-            o.n_seq = max_b;
-            o.ctx = std::max(max_ctx, 512);
-            o.max_batch = 512;
-            o.kv = parse_kv_elem(kv_name);
-            CudaForward fw(*m, o);
-            // prefill 512 tokens once (also warms up)
-            Batch pre;
-            for (int p = 0; p < 512; p++) pre.add(1 + p % 1000, p, 0, p == 511);
-            fw.forward_device(pre);
-            auto t0 = std::chrono::steady_clock::now();
-            fw.forward_device(pre);
-            const double prefill_s =
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            bool first = true;
-            for (int c : ctxs) {
-                if (c + 1 > o.ctx) {
-                    printf("| %s | %s | | %d | | | (cache does not fit) | | | | | |\n", name.c_str(),
-                           kv_name.c_str(), c);
-                    continue;
+            const ModelConfig& c = m->cfg;
+            const KvElem kv = parse_kv_elem(kv_name);
+            // Bytes one decode step reads: the weights (Model::weight_bytes: the output matrix and every
+            // layer, not the embedding table, of which one row is read; routed experts as the share that
+            // B tokens select in expectation, n_expert * (1 - (1 - k/n_expert)^B)), the K/V each query
+            // reads (a sliding-window layer reads its window), and the recurrent state read and written.
+            uint64_t expert_bytes = 0;
+            for (const LayerWeights& L : m->layers)
+                for (const Weight* w : {&L.ffn_gate_exps, &L.ffn_up_exps, &L.ffn_down_exps, &L.ffn_gate_up_exps})
+                    if (w->present()) expert_bytes += w->bytes();
+            const double dense_bytes =
+                (double)m->weight_bytes() -
+                (c.n_expert ? (double)expert_bytes * c.n_expert_used / c.n_expert : 0.0);
+            auto weights_read = [&](int B) {
+                if (!c.n_expert) return dense_bytes;
+                const double share = 1.0 - std::pow(1.0 - (double)c.n_expert_used / c.n_expert, B);
+                return dense_bytes + (double)expert_bytes * share;
+            };
+            auto kv_read = [&](int ctx_pos) {  // one query at position ctx_pos
+                double b = 0;
+                for (int l = 0; l < c.n_layer; l++) {
+                    if (c.n_head_kv[l] == 0) continue;
+                    const int w = c.window_of(l);
+                    const int positions = w > 0 ? std::min(ctx_pos + 1, w) : ctx_pos + 1;
+                    b += (double)positions * c.n_head_kv[l] *
+                         (kv_row_bytes(kv, c.head_dim_k[l]) + kv_row_bytes(kv, c.head_dim_v[l]));
                 }
-                for (int B : batches) {
-                    Batch d;
-                    for (int b = 0; b < B; b++) d.add(42 + b, c, b, true);
-                    for (int i = 0; i < 3; i++) fw.forward_device(d);
-                    const int iters = quick ? 10 : 30;
-                    t0 = std::chrono::steady_clock::now();
-                    for (int i = 0; i < iters; i++) fw.forward_device(d);
-                    const double s =
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-                    const double kv_read = (double)(c + 1) * per_pos * B, bytes = fw.weight_bytes() + kv_read;
-                    const double gbs = bytes / s / 1e9;
-                    if (c == 0 &&
-                        B == 1) {  // the same step launched kernel by kernel, for the effect of CUDA graphs
-                        fw.set_cuda_graphs(false);
-                        for (int i = 0; i < 3; i++) fw.forward_device(d);
-                        const auto g0 = std::chrono::steady_clock::now();
-                        for (int i = 0; i < iters; i++) fw.forward_device(d);
-                        const double sg =
-                            std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count() /
-                            iters;
-                        fw.set_cuda_graphs(true);
-                        fprintf(stderr,
-                                "%s: decode at context 0 without CUDA graphs: %.1f tok/s (with: %.1f)\n",
-                                name.c_str(), 1.0 / sg, 1.0 / s);
+                return b;
+            };
+            uint64_t per_pos = 0;  // cache bytes per position of context (not counting the rings)
+            for (int l = 0; l < c.n_layer; l++)
+                if (c.window_of(l) == 0)
+                    per_pos += (uint64_t)c.n_head_kv[l] * (kv_row_bytes(kv, c.head_dim_k[l]) + kv_row_bytes(kv, c.head_dim_v[l]));
+            const int margin = 64;  // decode runs on from the context for warm-up and timing
+            const uint64_t budget = g.total_bytes - m->weight_bytes() - ((uint64_t)8 << 30);
+            std::vector<int> ctxs = {0, 4096, 32768};
+            if (!quick) ctxs.insert(ctxs.end(), {114688, 131072});
+            const int iters = quick ? 10 : 30;
+
+            // One sequence: prefill at 512 / 8K / 32K tokens (chunks of 512) and decode at each context.
+            {
+                int max_ctx = 512;
+                for (int x : ctxs)
+                    if ((uint64_t)(x + margin) * per_pos <= budget) max_ctx = std::max(max_ctx, x + margin);
+                CudaForwardOptions o;
+                o.n_seq = 1;
+                o.ctx = max_ctx;
+                o.max_batch = 512;
+                o.kv = kv;
+                CudaForward fw(*m, o);
+                auto start_at = [&](int pos) {  // a hybrid model's state must be at the next position
+                    if (fw.has_recurrent_state()) fw.load_seq_state(0, std::vector<uint8_t>(fw.state_bytes_per_seq(), 0), pos);
+                };
+                for (int prompt : {512, 8192, 32768}) {
+                    if (prompt > o.ctx) {
+                        prefill_rows.push_back("| " + name + " | " + kv_name + " | " + std::to_string(prompt) +
+                                               " | (cache does not fit) |");
+                        continue;
                     }
-                    printf("| %s | %s | %.2f | %d | %d | %.2f | %.1f | %.2f | %.0f | %.0f | %.0f%% | %s |\n",
-                           name.c_str(), kv_name.c_str(), fw.weight_bytes() / 1073741824.0, c, B,
-                           kv_read / 1073741824.0, B / s, s * 1e3, B * bw / bytes, gbs,
-                           100.0 * gbs * 1e9 / bw,
-                           first ? std::to_string((int)(512 / prefill_s)).c_str() : "");
-                    first = false;
+                    auto run_prompt = [&] {
+                        for (int p0 = 0; p0 < prompt; p0 += 512) {
+                            Batch b;
+                            for (int p = p0; p < p0 + 512; p++) b.add(1 + p % 1000, p, 0, p == prompt - 1);
+                            fw.forward_device(b);
+                        }
+                    };
+                    if (prompt == 512) run_prompt();  // warm-up
+                    const auto t0 = std::chrono::steady_clock::now();
+                    run_prompt();
+                    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                    char line[256];
+                    snprintf(line, sizeof line, "| %s | %s | %d | %.0f |", name.c_str(), kv_name.c_str(), prompt,
+                             prompt / sec);
+                    prefill_rows.push_back(line);
+                }
+                for (int x : ctxs) {
+                    if (x + margin > o.ctx) {
+                        decode_rows.push_back("| " + name + " | " + kv_name + " | | | " + std::to_string(x) +
+                                              " | 1 | (cache does not fit) | | | | |");
+                        continue;
+                    }
+                    start_at(x);
+                    int pos = x;
+                    auto step = [&] {
+                        Batch d;
+                        d.add(42, pos++, 0, true);
+                        fw.forward_device(d);
+                    };
+                    for (int i = 0; i < 3; i++) step();
+                    const auto t0 = std::chrono::steady_clock::now();
+                    for (int i = 0; i < iters; i++) step();
+                    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+                    const double bytes = weights_read(1) + kv_read(x + 3 + iters / 2) + 2.0 * fw.state_bytes_per_seq();
+                    char line[512];
+                    snprintf(line, sizeof line, "| %s | %s | %.2f | %.2f | %d | 1 | %.1f | %.2f | %.0f | %.0f | %.0f%% |",
+                             name.c_str(), kv_name.c_str(), weights_read(1) / 1073741824.0, bytes / 1073741824.0, x,
+                             1.0 / sec, sec * 1e3, bw / bytes, bytes / sec / 1e9, 100.0 * bytes / sec / bw);
+                    decode_rows.push_back(line);
                 }
             }
-            if (sweep) {  // the mat-vec variants in the decode step (context 0, batch 1), each a fresh
-                          // forward
+            // Several sequences, one token each per step, at context 0 and 4K: aggregate tok/s.
+            if (max_b > 1) {
+                const int bctx = 4096;
+                CudaForwardOptions o;
+                o.n_seq = max_b;
+                o.ctx = bctx + margin;
+                o.max_batch = std::max(512, max_b);
+                o.kv = kv;
+                if ((uint64_t)o.ctx * per_pos * max_b > budget) {
+                    decode_rows.push_back("| " + name + " | " + kv_name + " | | | | " + std::to_string(max_b) +
+                                          " | (cache does not fit) | | | | |");
+                } else {
+                    CudaForward fw(*m, o);
+                    for (int x : {0, bctx}) {
+                        for (int B : batches) {
+                            if (B == 1) continue;  // in the single-sequence rows
+                            for (int b = 0; b < B; b++)
+                                if (fw.has_recurrent_state())
+                                    fw.load_seq_state(b, std::vector<uint8_t>(fw.state_bytes_per_seq(), 0), x);
+                            int pos = x;
+                            auto step = [&] {
+                                Batch d;
+                                for (int b = 0; b < B; b++) d.add(42 + b, pos, b, true);
+                                pos++;
+                                fw.forward_device(d);
+                            };
+                            for (int i = 0; i < 3; i++) step();
+                            const auto t0 = std::chrono::steady_clock::now();
+                            for (int i = 0; i < iters; i++) step();  // margin > 3 + iters: within the cache
+                            const double sec =
+                                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+                            const double bytes = weights_read(B) + B * (kv_read(x + 3 + iters / 2) + 2.0 * fw.state_bytes_per_seq());
+                            char line[512];
+                            snprintf(line, sizeof line,
+                                     "| %s | %s | %.2f | %.2f | %d | %d | %.1f | %.2f | %.0f | %.0f | %.0f%% |", name.c_str(),
+                                     kv_name.c_str(), weights_read(B) / 1073741824.0, bytes / 1073741824.0, x, B, B / sec,
+                                     sec * 1e3, B * bw / bytes, bytes / sec / 1e9, 100.0 * bytes / sec / bw);
+                            decode_rows.push_back(line);
+                        }
+                    }
+                }
+            }
+            if (sweep) {  // the mat-vec variants in the decode step (context 0, batch 1), each a fresh forward
                 struct V {
                     int rw;
                     bool persistent, pdl;
@@ -405,22 +479,29 @@ int main(int argc, char** argv) {
                     o1.n_seq = 1;
                     o1.ctx = 512;
                     o1.max_batch = 8;
-                    o1.kv = parse_kv_elem(kv_name);
+                    o1.kv = kv;
                     CudaForward f1(*m, o1);
-                    Batch d;
-                    d.add(42, 0, 0, true);
-                    for (int i = 0; i < 3; i++) f1.forward_device(d);
-                    const int iters = 20;
+                    int pos = 0;
+                    auto step = [&] {
+                        Batch d;
+                        d.add(42, pos++, 0, true);
+                        f1.forward_device(d);
+                    };
+                    for (int i = 0; i < 3; i++) step();
+                    const int n_it = 20;
                     const auto t1 = std::chrono::steady_clock::now();
-                    for (int i = 0; i < iters; i++) f1.forward_device(d);
-                    const double s1 =
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() / iters;
-                    variant_lines.push_back("| " + name + " | " + v.name + " | " +
-                                            std::to_string(1.0 / s1).substr(0, 5) + " |");
+                    for (int i = 0; i < n_it; i++) step();
+                    const double s1 = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() / n_it;
+                    variant_lines.push_back("| " + name + " | " + v.name + " | " + std::to_string(1.0 / s1).substr(0, 5) + " |");
                     set_matvec_tuning();
                 }
             }
         }
+        printf("| model (Q4_K_M mix, random weights) | KV | weights read GiB | bytes/step GiB | context | batch | "
+               "decode tok/s | ms/step | roofline tok/s | GB/s | %% of copy bw |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (const std::string& l : decode_rows) printf("%s\n", l.c_str());
+        printf("\n| model | KV | prompt tokens (chunks of 512) | prefill tok/s |\n|---|---|---|---|\n");
+        for (const std::string& l : prefill_rows) printf("%s\n", l.c_str());
         if (!variant_lines.empty()) {
             printf("\n| model | int8 mat-vec variant | decode tok/s (context 0, batch 1) |\n|---|---|---|\n");
             for (const std::string& l : variant_lines) printf("%s\n", l.c_str());

@@ -107,7 +107,12 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     std::vector<int> kv_pos(c.n_layer);
     for (int l = 0; l < c.n_layer; l++) {
         const int w = c.window_of(l);
-        kv_pos[l] = w > 0 ? std::min(opt.ctx, w + opt_.max_seq_tokens) : opt.ctx;
+        if (w > 0) {
+            const int r = std::max(1, opt.ring_round);
+            kv_pos[l] = (std::min(opt.ctx, w + opt_.max_seq_tokens) + r - 1) / r * r;
+        } else {
+            kv_pos[l] = opt.ctx;
+        }
         const size_t ks = (size_t)opt.n_seq * kv_pos[l] * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_k[l]);
         const size_t vs = (size_t)opt.n_seq * kv_pos[l] * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_v[l]);
         kv_off[l] = {kv_total, kv_total + align_up(ks)};
@@ -413,6 +418,10 @@ void CudaForward::enqueue_logits(int n_out, const std::vector<int>& out_rows) {
                                          cudaMemcpyDeviceToDevice, s));
     rms_norm(hid, static_cast<const float*>(output_norm_.data), hid, n_out, E, c.rms_eps, s);
     linear(output_, hid, n_out, logits_.get<float>());
+}
+
+void CudaForward::reset_seq_state(int seq) {
+    if (has_recurrent_state()) load_seq_state(seq, std::vector<uint8_t>(state_bytes_per_seq_, 0), 0);
 }
 
 void CudaForward::copy_seq_prefix(int src, int dst, int n) {

@@ -29,6 +29,7 @@ struct CudaForwardOptions {
     // The most tokens of one sequence in one call (0: max_batch). Sliding-window layers keep a ring of
     // window + this many positions (the planner's and the CPU pool's ring: window + n_batch).
     int max_seq_tokens = 0;
+    int ring_round = 1;  // rings rounded up to a multiple of this (the server's KV block, as the planner counts)
     KvElem kv = KvElem::F16;  // parse_kv_elem: f32, f16, q8_0, q4_0, q8_0h, q4_0h
     // f32 activations for every weight format (the dequantized-weights result, for checks); by
     // default formats with integer codes run on int8 activations (see kernels.h, matmul).
@@ -68,6 +69,7 @@ public:
     void copy_seq_state(int src, int dst);                 // dst's state (and position) = src's
     void save_seq_state(int seq, std::vector<uint8_t>& host) const;  // to host memory (a checkpoint)
     void load_seq_state(int seq, const std::vector<uint8_t>& host, int pos);
+    void reset_seq_state(int seq);  // a fresh state at position 0 (all zeros)
 
     void set_cuda_graphs(bool on) { opt_.cuda_graphs = on; }
     uint64_t weight_bytes() const { return weight_bytes_; }

@@ -64,8 +64,6 @@ struct ModelConfig {
     int window_of(int layer) const { return window.empty() ? 0 : window[layer]; }
     bool is_swa(int layer) const { return window_of(layer) > 0; }
     bool hybrid() const { return arch == Arch::Qwen35 || arch == Arch::Qwen35Moe; }
-    // The CUDA forward pass runs the llama family only (qwen35 and gemma4 run on the CPU).
-    bool runs_on_gpu() const { return !hybrid() && arch != Arch::Gemma4; }
     int ssm_conv_dim() const { return 2 * ssm_n_k_heads * ssm_d_k + ssm_n_v_heads * ssm_d_v; }
 
     int max_head_dim() const;
