@@ -68,6 +68,13 @@ if [ "$what" = server ]; then
   bin=build-gpu-tool/rotor
   py=scripts/gpu/server_gpu.py
   python3 $py check --bin $bin --model models/rotor-kjv-11m/rotor-kjv-11m-bf16.gguf | tee "$out/server_check.txt" || status=1
+  # the hybrid and sliding-window models through the server: small random models with rotor-kjv-11m's
+  # tokenizer (f32 weights: the GPU and CPU compute the same floats, so greedy outputs agree)
+  kjv=models/rotor-kjv-11m/rotor-kjv-11m-bf16.gguf
+  for shape in tiny-qwen35 tiny-qwen35moe tiny-gemma4; do
+    build-gpu-tool/rotor synth --shape $shape --mix f32 --vocab-from $kjv -o /tmp/$shape.gguf >/dev/null
+    python3 $py check --bin $bin --model /tmp/$shape.gguf | tee "$out/server_check_$shape.txt" || status=1
+  done
   vocab=carry/gpu/ggml-vocab-llama3-from-npm.gguf
   $bin synth --shape llama-3.1-8b --mix Q4_K_M --vocab-from $vocab -o /tmp/llama8b-q4km.gguf >/dev/null
   $bin synth --shape llama-3.2-1b --mix Q4_K_M --vocab-from $vocab -o /tmp/llama1b-q4km.gguf >/dev/null
