@@ -63,5 +63,22 @@ TEST(ServeCli, GpuRefusalsAreClearErrors) {
         << err;
 }
 
+// `rotor bench` measures the GPU: without one (or without the CUDA build) it says so and fails, and a
+// bad option prints its usage.
+TEST(BenchCli, NeedsAGpuAndSaysSo) {
+    std::string out, err;
+    // (on a machine with a GPU this stops at the unknown shape, after measuring the copy bandwidth)
+    int rc = run_cli("bench --quick --no-matvec --shapes no-such-shape", &out, &err);
+    if (rc == -1) GTEST_SKIP() << "ROTOR_BIN not set";
+    EXPECT_NE(rc, 0);
+    EXPECT_TRUE(err.find("no CUDA GPU found") != std::string::npos || err.find("built without") != std::string::npos ||
+                err.find("unknown model shape 'no-such-shape'") != std::string::npos)
+        << err;
+    rc = run_cli("bench --no-such-option", &out, &err);
+    EXPECT_NE(rc, 0);
+    EXPECT_TRUE(err.find("usage: rotor bench") != std::string::npos || err.find("built without") != std::string::npos)
+        << err;
+}
+
 }  // namespace
 }  // namespace rotor::test
