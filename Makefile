@@ -1,8 +1,8 @@
 # One-liners. `make run` and `make test` are scripts/start.sh and scripts/test.sh; the run-* targets
 # download a model with `rotor pull` into models/ (resumable, sha256-verified) and serve it on GPU 0.
-#   run-qwen / run-gemma: PROFILE=auto (default) picks the card's profile (profiles/*.json, planned for
-#   those models; --profile auto implies --gpu); PROFILE=rtx-4090 names one. Qwen3.5 and Gemma 4 need
-#   their architectures (issues 9, 10) before these serve; until then rotor says so at load.
+#   run-qwen / run-gemma: PROFILE=auto (default) picks the profile planned for that model on this card
+#   (profiles/*.json; --profile auto implies --gpu); PROFILE=rtx-4090 (Qwen) or rtx-4090-gemma4 names
+#   one, PROFILE=auto:throughput takes the many-slots variant.
 #   run-llama8b: the Llama-3.1-8B settings below (q8_0 KV, 4 slots x 16K: 9.5 GiB by `rotor plan`).
 # Repository and file names follow Unsloth's naming pattern and are assumed, not checked here (no
 # network); if one differs, run build/rotor pull ORG/REPO FILE yourself.

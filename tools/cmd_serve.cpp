@@ -91,7 +91,8 @@ static int cmd_serve(const Args& args) {
         }
     }
     if (!profile.empty()) {
-        const ServeProfile p = load_serve_profile(profile);
+        const ServeProfile p =
+            load_serve_profile(profile, std::filesystem::path(opt.model_path).filename().string());
         if (!set_slots) opt.engine.n_slots = p.slots;
         if (!set_ctx) opt.engine.n_ctx_per_slot = p.ctx_per_slot;
         if (!set_kv_k) opt.engine.kv_k = p.kv_k;

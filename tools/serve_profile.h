@@ -1,7 +1,8 @@
 // `rotor serve --profile NAME[:VARIANT]`: settings from profiles/NAME.json (written by
 // scripts/gen_profiles.py from rotor plan's numbers). VARIANT is long_context (default) or throughput.
-// `auto` asks the CUDA runtime for GPU 0 and takes the profile of the largest card whose memory it
-// has (a build without the CUDA backend, or a machine without a GPU, gets a clear error).
+// `auto` asks the CUDA runtime for GPU 0 and takes, among the profiles planned for the model being
+// served (same file name), the one of the largest card whose memory it has (a build without the CUDA
+// backend, a machine without a GPU, or a model no profile was planned for, gets a clear error).
 #pragma once
 #include <unistd.h>
 
@@ -41,13 +42,14 @@ inline std::vector<std::filesystem::path> profile_dirs() {
     return dirs;
 }
 
-// The profile for this machine's GPU 0: the largest card (device_bytes) not above its memory.
-inline std::string auto_profile_path() {
+// The profile for this machine's GPU 0 and this model file: the largest card (device_bytes) not above
+// its memory among the profiles planned for model_file.
+inline std::string auto_profile_path(const std::string& model_file) {
 #ifdef ROTOR_HAVE_CUDA
     const std::vector<cuda::GpuInfo> gpus = cuda::list_gpus();
     if (gpus.empty()) throw Error("--profile auto: no CUDA GPU found (is the NVIDIA driver loaded?); name a profile instead");
     const cuda::GpuInfo& g = gpus[0];
-    std::string best;
+    std::string best, planned;
     uint64_t best_bytes = 0;
     for (const auto& d : profile_dirs()) {
         if (!std::filesystem::is_directory(d)) continue;
@@ -55,6 +57,9 @@ inline std::string auto_profile_path() {
             if (e.path().extension() != ".json") continue;
             try {
                 const auto j = nlohmann::json::parse(read_text_file(e.path().string()));
+                const std::string file = j.at("model").at("file").get<std::string>();
+                if (planned.find(file) == std::string::npos) planned += (planned.empty() ? "" : ", ") + file;
+                if (file != model_file) continue;
                 const uint64_t b = j.at("device_bytes").get<uint64_t>();
                 if (b <= g.total_bytes + (g.total_bytes >> 6) && b > best_bytes) {  // 1.5% slack: reported sizes vary
                     best_bytes = b;
@@ -66,24 +71,30 @@ inline std::string auto_profile_path() {
         }
         if (!best.empty()) break;
     }
+    if (best.empty() && planned.find(model_file) == std::string::npos)
+        throw Error("--profile auto: no profile was planned for " + model_file + " (profiles exist for " + planned +
+                    "); plan it with `rotor plan -m MODEL --vram GIB` and give --slots, --ctx-per-slot, --kv-k, --kv-v");
     if (best.empty())
-        throw Error("--profile auto: no profile fits " + g.name + " (" + std::to_string(g.total_bytes >> 20) + " MiB)");
+        throw Error("--profile auto: no profile for " + model_file + " fits " + g.name + " (" +
+                    std::to_string(g.total_bytes >> 20) + " MiB)");
     fprintf(stderr, "--profile auto: GPU 0 is %s (%.1f GiB): %s\n", g.name.c_str(), g.total_bytes / 1073741824.0,
             best.c_str());
     return best;
 #else
+    (void)model_file;
     throw Error("--profile auto: GPU detection needs the CUDA backend, which this build does not have (nvcc was not "
                 "found when it was built); name a profile instead (e.g. --profile rtx-4090; they are in profiles/)");
 #endif
 }
 
-inline ServeProfile load_serve_profile(const std::string& spec) {
+// model_file: the served model's file name (for auto).
+inline ServeProfile load_serve_profile(const std::string& spec, const std::string& model_file) {
     std::string name = spec, variant = "long_context";
     if (const size_t colon = spec.rfind(':'); colon != std::string::npos) {
         name = spec.substr(0, colon);
         variant = spec.substr(colon + 1);
     }
-    if (name == "auto") name = auto_profile_path();
+    if (name == "auto") name = auto_profile_path(model_file);
     std::filesystem::path path;
     if (name.find('/') != std::string::npos || name.ends_with(".json")) {
         path = name;
