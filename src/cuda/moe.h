@@ -41,6 +41,13 @@ public:
     MoeRunner& operator=(const MoeRunner&) = delete;
     size_t device_bytes() const;  // scratch on the GPU (for the memory planner's count)
 
+    // Throws rotor::Error naming the tensor when the GPU experts cannot run these weights (missing
+    // tensor, shape, format without a CUDA kernel); run() checks too, call it at load time.
+    static void validate(const ExpertWeights& w);
+    // Checks and benchmarks: prefill experts with at least n tokens take the tensor-core matmul
+    // (default 32; a huge n keeps every expert on the int8 / exact kernels).
+    void set_tc_min_tokens(int n);
+
     // out[t] = sum_i w[t][i] * down_e(act(gate_e x[t]) * up_e x[t]) with e = ids[t][i] (overwrites out).
     // Steps of up to 8 tokens run without host synchronization (they are captured in CUDA graphs);
     // larger ones may read the routing back to group tokens by expert.
