@@ -98,7 +98,7 @@ __global__ void kv_store_kernel(E* K, E* V, int hkv, int dk, int dv, int ctx, co
                                 const float* __restrict__ v, const int32_t* __restrict__ seq,
                                 const int32_t* __restrict__ pos) {
     const int t = blockIdx.x;
-    const size_t slot = (size_t)seq[t] * ctx + pos[t];
+    const size_t slot = (size_t)seq[t] * ctx + pos[t] % ctx;  // a ring on sliding-window layers
     for (int i = threadIdx.x; i < hkv * dk; i += blockDim.x) K[slot * hkv * dk + i] = store_elem<E>(k[(size_t)t * hkv * dk + i]);
     for (int i = threadIdx.x; i < hkv * dv; i += blockDim.x) V[slot * hkv * dv + i] = store_elem<E>(v[(size_t)t * hkv * dv + i]);
 }
@@ -159,7 +159,7 @@ __global__ void kv_store_blocks_kernel(B* K, B* V, int hkv, int dk, int dv, int 
     __shared__ float row[kMaxHeadDim];
     const int t = blockIdx.x, h = blockIdx.y, which = blockIdx.z;
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, warps = blockDim.x / kWarp;
-    const size_t slot = (size_t)seq[t] * ctx + pos[t];
+    const size_t slot = (size_t)seq[t] * ctx + pos[t] % ctx;  // a ring on sliding-window layers
     const int d = which == 0 ? dk : dv;
     const float* x = (which == 0 ? k : v) + ((size_t)t * hkv + h) * d;
     B* dst = (which == 0 ? K : V) + (slot * hkv + h) * (d / 32);
@@ -227,11 +227,12 @@ __device__ inline void load_run(const E* p, float* out) {
 // Each warp runs an online softmax over its positions (two at a time, loads first), with the
 // rows spread over its lanes: PL consecutive elements per lane when the head size is 32 * PL (wide
 // loads), else elements lane + 32 i. The block merges its warps and writes (max, sum, acc[dv]) per
-// query head and split.
+// query head and split. A sliding-window layer (window > 0) attends to positions (p - window, p] only,
+// split from the window's first position, position j read from slot j % ctx of its ring.
 template <class E, int PL, int GB>
 __global__ void __launch_bounds__(kAttnWarps* kWarp)
     attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
-                           const float* __restrict__ q, const int32_t* __restrict__ seq,
+                           int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
                            const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
                            float* __restrict__ partial) {
     const int group = n_head / hkv, blocks_per_kv = (group + GB - 1) / GB;
@@ -240,7 +241,8 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     const int t = blockIdx.y, split = blockIdx.z;
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int n_kv = pos[t] + 1;
-    const int begin = split * kSplitPositions, end = min(n_kv, begin + kSplitPositions);
+    const int first = window > 0 ? max(0, n_kv - window) : 0;
+    const int begin = first + split * kSplitPositions, end = min(n_kv, begin + kSplitPositions);
     const bool contiguous = dk == kWarp * PL && dv == kWarp * PL;
     auto elem = [&](int i) { return contiguous ? lane * PL + i : lane + kWarp * i; };
 
@@ -266,8 +268,9 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
             const int p = p0 + u * kAttnWarps;
             if (p >= end) break;
             constexpr int kU = kUnitElems<E>;
-            const E* kr = K + ((base + p) * hkv + g) * (dk / kU);
-            const E* vr = V + ((base + p) * hkv + g) * (dv / kU);
+            const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
+            const E* kr = K + (slot * hkv + g) * (dk / kU);
+            const E* vr = V + (slot * hkv + g) * (dv / kU);
             bool wide = false;
             if constexpr (kU == 1) {
                 if (contiguous) {
@@ -350,8 +353,8 @@ void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t
     const int group = n_head / kv.n_head_kv;
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
     attention_split_kernel<E, PL, GB><<<grid, kAttnWarps * kWarp, 0, s>>>(
-        static_cast<const E*>(kv.k), static_cast<const E*>(kv.v), kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, q,
-        seq, pos, n_head, scale, ns, partial);
+        static_cast<const E*>(kv.k), static_cast<const E*>(kv.v), kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx,
+        kv.window, q, seq, pos, n_head, scale, ns, partial);
 }
 
 template <class E>
@@ -476,7 +479,9 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
     if (n_tok == 0) return;
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv)
         throw Error("CUDA attention: query heads must be a multiple of KV heads");
-    const int ns = attention_splits(max_kv);
+    // A window bounds the positions a query sees; the split count still follows from max_kv alone
+    // (a graph's key): ceil(min(max_kv, w) / 256) = min(splits(max_kv), splits(w)).
+    const int ns = attention_splits(kv.window > 0 ? std::min(max_kv, kv.window) : max_kv);
     for (int d : {kv.head_dim_k, kv.head_dim_v})  // head size, block multiple, rotation order
         if (std::string why = kv_elem_refusal(kv.elem, d); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.

@@ -38,14 +38,16 @@ struct KvLayerView {
     int window = 0;
 };
 
-// Stores k[t], v[t] at (seq[t], pos[t]).
+// Stores k[t], v[t] at (seq[t], pos[t] % ctx) (the slot itself when pos < ctx, as outside rings). Tokens
+// of one call must not share a slot (a step stores at most ctx - window positions of a sequence).
 void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
               cudaStream_t s);
 
 // out[t][h] = softmax(scale * q[t][h] . K[seq[t]][0..pos[t]]) V, for n_head query heads sharing KV
-// heads in groups. Split-K (flash-decoding): each (token, head) is cut into position ranges that
-// run in parallel and are merged by a second kernel. `partial` is scratch of
-// attention_partial_floats(...) floats.
+// heads in groups; on a sliding-window layer over positions (pos[t] - window, pos[t]] only, position
+// j read from its ring slot j % ctx. Split-K (flash-decoding): each (token, head) is cut into position
+// ranges that run in parallel and are merged by a second kernel. `partial` is scratch of
+// attention_partial_floats(...) floats (enough for a window too: it counts max_kv's splits).
 size_t attention_partial_floats(int n_tok, int n_head, int head_dim_v, int max_kv);
 int attention_splits(int max_kv);  // split-K parts for max_kv positions
 void attention(const KvLayerView& kv, const float* q, float* out, const int32_t* seq, const int32_t* pos, int n_tok,
