@@ -1,17 +1,281 @@
-// qwen35 / qwen35moe on the GPU: not written yet (the CPU runs them); refused at load.
+// qwen35 / qwen35moe on the GPU: the same computation as CpuForward::forward_hybrid
+// (model/forward_qwen35.cpp). Per layer: x += mixer(RMSNorm(x)); x += FFN(RMSNorm(x)), where the mixer is a
+// Gated DeltaNet layer (delta_net.h: conv, delta rule and gated norm in two kernels, the recurrent state
+// per sequence on the GPU) or a gated full-attention layer (the shared KV cache and attention), and the
+// FFN is SwiGLU or routed experts (moe.h) plus the sigmoid-gated shared expert. Each residual add is fused
+// with the norm that follows it.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
 #include "cuda/cuda_forward_qwen35.h"
+#include "cuda/matmul_tc.h"
 
 namespace rotor::cuda {
 
+namespace {
+const float* f32p(const void* p) { return static_cast<const float*>(p); }
+}  // namespace
+
 void CudaForward::init_qwen35() {
-    throw Error("architecture '" + m_.cfg.arch_name + "' does not run on the GPU yet (it runs on the CPU)");
+    const ModelConfig& c = m_.cfg;
+    auto b = std::make_unique<Qwen35Buffers>();
+    const std::string who = "CUDA forward (" + c.arch_name + "): ";
+    b->gdn = GdnShape{c.ssm_n_k_heads, c.ssm_n_v_heads, c.ssm_d_k, c.ssm_d_v, c.ssm_conv_kernel};
+    bool any_recurrent = false;
+    for (int l = 0; l < c.n_layer_main; l++) any_recurrent = any_recurrent || c.is_recurrent(l);
+    if (any_recurrent)
+        if (std::string why = gdn_refusal(b->gdn); !why.empty()) throw Error(who + why);
+    const size_t B = opt_.max_batch;
+    const int E = c.n_embd;
+
+    // Recurrent state, laid out as RecurrentState's per-sequence block (so snapshots are interchangeable).
+    const RecurrentGeometry geo = recurrent_geometry(c);
+    b->conv_off.assign(c.n_layer, 0);
+    b->ssm_off.assign(c.n_layer, 0);
+    for (int l = 0; l < c.n_layer; l++) {
+        b->conv_off[l] = b->per_seq_floats;
+        b->per_seq_floats += geo.conv_floats(l);
+        b->ssm_off[l] = b->per_seq_floats;
+        b->per_seq_floats += geo.ssm_floats(l);
+    }
+    state_bytes_per_seq_ = b->per_seq_floats * sizeof(float);
+    b->state.resize(std::max<size_t>(state_bytes_per_seq_ * opt_.n_seq, 16));
+    ROTOR_CUDA_CHECK(cudaMemset(b->state.get(), 0, b->state.bytes()));
+    b->seq_pos.assign(opt_.n_seq, 0);
+
+    // Activations.
+    const size_t C = b->gdn.channels(), V = b->gdn.v_dim(), Hv = c.ssm_n_v_heads;
+    int max_qg = 0, max_attn_in = 0;
+    for (int l = 0; l < c.n_layer_main; l++)
+        if (!c.is_recurrent(l)) {
+            if (c.head_dim_k[l] > 512) throw Error(who + "attention head size above 512");
+            max_qg = std::max(max_qg, 2 * c.q_dim(l));
+            max_attn_in = std::max(max_attn_in, c.n_head[l] * c.head_dim_v[l]);
+        }
+    if (any_recurrent) {
+        b->mix.resize(B * C * 4);
+        b->conv_out.resize(B * C * 4);
+        b->z.resize(B * V * 4);
+        b->ab.resize(B * 2 * Hv * 4);
+        b->gdn_out.resize(B * V * 4);
+    }
+    b->qg.resize(std::max<size_t>(B * max_qg * 4, 16));
+    b->plan.resize(5 * B * 4);
+    int32_t* pl = b->plan.get<int32_t>();
+    b->plan_view = SeqPlan{pl, pl + B, pl + 2 * B, pl + 3 * B, pl + 4 * B};
+    size_t extra = 0;
+    if (c.arch == Arch::Qwen35Moe) {
+        if (c.n_expert <= 0 || c.n_expert_used <= 0) throw Error(who + "no experts");
+        b->moe = std::make_unique<MoeRunner>(opt_.max_batch, c.n_expert_used, E, c.n_ff_exp);
+        extra += b->moe->device_bytes();
+        b->router.resize(B * c.n_expert * 4);
+        b->expert_ids.resize(B * c.n_expert_used * 4);
+        b->expert_w.resize(B * c.n_expert_used * 4);
+        b->moe_out.resize(B * E * 4);
+        if (c.n_ff_shexp > 0) {
+            b->sh_gate.resize(B * c.n_ff_shexp * 4);
+            b->sh_up.resize(B * c.n_ff_shexp * 4);
+            b->sh_out.resize(B * E * 4);
+        }
+    }
+    for (const DeviceBuffer* d : {&b->state, &b->mix, &b->conv_out, &b->z, &b->ab, &b->gdn_out, &b->qg, &b->plan,
+                                  &b->router, &b->expert_ids, &b->expert_w, &b->moe_out, &b->sh_gate, &b->sh_up,
+                                  &b->sh_out})
+        extra += d->bytes();
+    extra -= b->state.bytes();  // the state is counted per sequence (state_bytes_per_seq), not here
+
+    // The matmul scratch was sized for the llama-family inputs; the DeltaNet output projection and the
+    // shared expert's down projection may have longer rows.
+    int64_t max_cols = std::max<int64_t>({(int64_t)E, (int64_t)V, (int64_t)max_attn_in, (int64_t)c.n_ff_shexp});
+    for (int l = 0; l < c.n_layer_main; l++) max_cols = std::max<int64_t>(max_cols, c.n_ff[l]);
+    auto grow = [&](DeviceBuffer& d, size_t bytes) {
+        const size_t before = d.bytes();
+        d.resize(bytes);
+        activation_bytes_ += d.bytes() - before;
+    };
+    if (!opt_.exact_matmul) grow(act_q8_, matmul_scratch_bytes(opt_.max_batch, max_cols));
+    if (tc_scratch_.get()) grow(tc_scratch_, matmul_tc_scratch_bytes(opt_.max_batch, max_cols));
+    activation_bytes_ += extra;
+    q35_ = std::move(b);
 }
-void CudaForward::check_batch_qwen35(const Batch&) const {}
-void CudaForward::enqueue_qwen35(int, int, const std::vector<int>&) {}
-void CudaForward::after_step_qwen35(const Batch&) {}
-int CudaForward::seq_state_pos(int) const { return 0; }
-void CudaForward::copy_seq_state(int, int) {}
-void CudaForward::save_seq_state(int, std::vector<uint8_t>&) const {}
-void CudaForward::load_seq_state(int, const std::vector<uint8_t>&, int) {}
+
+void CudaForward::check_batch_qwen35(const Batch& batch) const {
+    // The CPU's rule (kv/recurrent_state.h): each sequence's positions consecutive in batch order, the
+    // first one 0 (a fresh start) or where its state stands.
+    const int n = batch.size();
+    std::vector<int> last(opt_.n_seq, -1);  // last position seen in this batch, per sequence
+    for (int t = 0; t < n; t++) {
+        const int s = batch.seq[t], p = batch.pos[t];
+        if (last[s] >= 0) {
+            if (p != last[s] + 1)
+                throw Error("sequence " + std::to_string(s) + ": position " + std::to_string(p) + " follows position " +
+                            std::to_string(last[s]) +
+                            "; a model with recurrent layers needs consecutive positions in batch order");
+        } else if (p != 0 && p != q35_->seq_pos[s]) {
+            throw Error("sequence " + std::to_string(s) + ": the batch starts at position " + std::to_string(p) +
+                        " but its recurrent state is at position " + std::to_string(q35_->seq_pos[s]) +
+                        " (continue from there, restart at 0, or restore a copy of the state taken at " +
+                        std::to_string(p) + ")");
+        }
+        last[s] = p;
+    }
+}
+
+void CudaForward::after_step_qwen35(const Batch& batch) {
+    for (int t = 0; t < batch.size(); t++) q35_->seq_pos[batch.seq[t]] = batch.pos[t] + 1;
+}
+
+void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_rows) {
+    const ModelConfig& c = m_.cfg;
+    cudaStream_t s = stream_;
+    Qwen35Buffers& b = *q35_;
+    const int E = c.n_embd;
+    const float eps = c.rms_eps;
+    float* x = x_.get<float>();
+    float* xn = xn_.get<float>();
+    const int32_t* seq = seq_.get<int32_t>();
+    const int32_t* pos = pos_.get<int32_t>();
+    const SeqPlan& plan = b.plan_view;
+    get_rows(tok_embd_.type, tok_embd_.data, E, tok_.get<int32_t>(), n, x, s);
+    seq_plan(seq, pos, n, plan, s);
+    if (c.n_layer_main > 0) rms_norm(x, f32p(layers_[0].attn_norm.data), xn, n, E, eps, s);
+
+    for (int l = 0; l < c.n_layer_main; l++) {
+        const DevLayer& L = layers_[l];
+        // ---- mixer: xn -> xn
+        if (c.is_recurrent(l)) {
+            const GdnShape& g = b.gdn;
+            float* ab = b.ab.get<float>();
+            const MatmulJob jobs[] = {{L.ssm_in.type, L.ssm_in.data, L.ssm_in.rows, b.mix.get<float>()},
+                                      {L.ssm_z.type, L.ssm_z.data, L.ssm_z.rows, b.z.get<float>()},
+                                      {L.ssm_beta.type, L.ssm_beta.data, L.ssm_beta.rows, ab},
+                                      {L.ssm_alpha.type, L.ssm_alpha.data, L.ssm_alpha.rows, ab + (size_t)n * g.n_v_heads}};
+            linear_multi(jobs, 4, E, xn, n);
+            float* st = b.state.get<float>();
+            const GdnState gs{st + b.conv_off[l], st + b.ssm_off[l], b.per_seq_floats};
+            gdn_conv(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, f32p(L.ssm_conv1d.data), f32p(L.ssm_a.data),
+                     f32p(L.ssm_dt.data), gs, seq, pos, plan, n, s);
+            gdn_delta(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, b.z.get<float>(), f32p(L.ssm_norm.data), eps,
+                      gs, seq, pos, plan, n, b.gdn_out.get<float>(), s);
+            linear(L.ssm_out, b.gdn_out.get<float>(), n, xn);
+        } else {
+            const int H = c.n_head[l], Hkv = c.n_head_kv[l], D = c.head_dim_k[l];
+            float* qg = b.qg.get<float>();
+            float* q = q_.get<float>();
+            float* k = k_.get<float>();
+            float* v = v_.get<float>();
+            float* attn = attn_.get<float>();
+            const MatmulJob jobs[] = {{L.wq.type, L.wq.data, L.wq.rows, qg},
+                                      {L.wk.type, L.wk.data, L.wk.rows, k},
+                                      {L.wv.type, L.wv.data, L.wv.rows, v}};
+            linear_multi(jobs, 3, E, xn, n);
+            gated_qk_prep(qg, q, k, f32p(L.q_norm.data), f32p(L.k_norm.data), n, H, Hkv, D, c.n_rot, eps, pos,
+                          inv_freq_.get<float>(), s);
+            kv_store(L.kv, k, v, seq, pos, n, s);  // rotates K and V itself for the *h types
+            const bool rotated = kv_elem_rotated(L.kv.elem);
+            if (rotated) hadamard_rows(q, n * H, D, s);  // attention runs in the rotated basis
+            attend(L.kv, q, attn, n, H, 1.0f / std::sqrt((float)D), max_kv);
+            if (rotated) hadamard_rows(attn, n * H, D, s);
+            sigmoid_gate(attn, qg, n, H, D, s);
+            linear(L.wo, attn, n, xn);
+        }
+        residual_norm(x, xn, nullptr, nullptr, nullptr, f32p(L.ffn_norm.data), xn, n, E, eps, s);
+
+        // ---- FFN: xn -> x += ..., then the next layer's input norm
+        const float* next_norm = l + 1 < c.n_layer_main ? f32p(layers_[l + 1].attn_norm.data) : nullptr;
+        if (c.arch == Arch::Qwen35Moe) {
+            const int NE = c.n_expert, top = c.n_expert_used;
+            // the router in f32 on every path: a rounded logit could change the experts chosen
+            matmul(L.ffn_gate_inp.type, L.ffn_gate_inp.data, NE, E, xn, n, b.router.get<float>(), s, nullptr);
+            moe_route(b.router.get<float>(), n, NE, top, nullptr, b.expert_ids.get<int32_t>(), b.expert_w.get<float>(), s);
+            auto expert_matrix = [&](const DevWeight& w) {
+                return w.data ? ExpertMatrix{w.type, w.data, w.rows / NE, w.cols} : ExpertMatrix{};
+            };
+            ExpertWeights ew;
+            ew.gate = expert_matrix(L.ffn_gate_exps);
+            ew.up = expert_matrix(L.ffn_up_exps);
+            ew.gate_up = expert_matrix(L.ffn_gate_up_exps);
+            ew.down = expert_matrix(L.ffn_down_exps);
+            ew.n_expert = NE;
+            ew.n_ff = c.n_ff_exp;
+            ew.n_embd = E;
+            ew.gelu = false;
+            b.moe->run(ew, xn, n, b.expert_ids.get<int32_t>(), b.expert_w.get<float>(), b.moe_out.get<float>(), s);
+            if (L.ffn_gate_shexp.data) {
+                const MatmulJob jobs[] = {{L.ffn_gate_shexp.type, L.ffn_gate_shexp.data, L.ffn_gate_shexp.rows, b.sh_gate.get<float>()},
+                                          {L.ffn_up_shexp.type, L.ffn_up_shexp.data, L.ffn_up_shexp.rows, b.sh_up.get<float>()}};
+                linear_multi(jobs, 2, E, xn, n);
+                swiglu(b.sh_gate.get<float>(), b.sh_up.get<float>(), (int64_t)n * L.ffn_gate_shexp.rows, s);
+                linear(L.ffn_down_shexp, b.sh_gate.get<float>(), n, b.sh_out.get<float>());
+                residual_norm(x, b.moe_out.get<float>(), b.sh_out.get<float>(), f32p(L.ffn_gate_inp_shexp.data), xn,
+                              next_norm, xn, n, E, eps, s);
+            } else {
+                residual_norm(x, b.moe_out.get<float>(), nullptr, nullptr, nullptr, next_norm, xn, n, E, eps, s);
+            }
+        } else {
+            const MatmulJob gate_up[] = {{L.ffn_gate.type, L.ffn_gate.data, L.ffn_gate.rows, gate_.get<float>()},
+                                         {L.ffn_up.type, L.ffn_up.data, L.ffn_up.rows, up_.get<float>()}};
+            linear_multi(gate_up, 2, E, xn, n);
+            swiglu(gate_.get<float>(), up_.get<float>(), (int64_t)n * c.n_ff[l], s);
+            linear(L.ffn_down, gate_.get<float>(), n, xn);
+            residual_norm(x, xn, nullptr, nullptr, nullptr, next_norm, xn, n, E, eps, s);
+        }
+    }
+    enqueue_logits((int)out_rows.size(), out_rows);
+}
+
+// ---- the state API (host copies; each call finishes before it returns)
+
+namespace {
+void check_seq(int seq, int n_seq, const char* what) {
+    if (seq < 0 || seq >= n_seq)
+        throw Error(std::string(what) + ": sequence " + std::to_string(seq) + " is outside the cache's " +
+                    std::to_string(n_seq) + " sequences");
+}
+}  // namespace
+
+int CudaForward::seq_state_pos(int seq) const {
+    if (!q35_) return 0;
+    check_seq(seq, opt_.n_seq, "seq_state_pos");
+    return q35_->seq_pos[seq];
+}
+
+void CudaForward::copy_seq_state(int src, int dst) {
+    if (!q35_) return;
+    check_seq(src, opt_.n_seq, "copy_seq_state");
+    check_seq(dst, opt_.n_seq, "copy_seq_state");
+    if (src == dst) return;
+    char* base = q35_->state.get<char>();
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(base + (size_t)dst * state_bytes_per_seq_, base + (size_t)src * state_bytes_per_seq_,
+                                     state_bytes_per_seq_, cudaMemcpyDeviceToDevice, stream_));
+    ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    q35_->seq_pos[dst] = q35_->seq_pos[src];
+}
+
+void CudaForward::save_seq_state(int seq, std::vector<uint8_t>& host) const {
+    if (!q35_) {
+        host.clear();
+        return;
+    }
+    check_seq(seq, opt_.n_seq, "save_seq_state");
+    host.resize(state_bytes_per_seq_);
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(host.data(), q35_->state.get<char>() + (size_t)seq * state_bytes_per_seq_,
+                                     state_bytes_per_seq_, cudaMemcpyDeviceToHost, stream_));
+    ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaForward::load_seq_state(int seq, const std::vector<uint8_t>& host, int pos) {
+    if (!q35_) throw Error("load_seq_state: this model has no recurrent state");
+    check_seq(seq, opt_.n_seq, "load_seq_state");
+    if (host.size() != state_bytes_per_seq_ || pos < 0 || pos > opt_.ctx)
+        throw Error("load_seq_state: the state does not match this model (" + std::to_string(host.size()) + " bytes, " +
+                    std::to_string(state_bytes_per_seq_) + " expected) or position " + std::to_string(pos) +
+                    " is outside the context");
+    ROTOR_CUDA_CHECK(cudaMemcpyAsync(q35_->state.get<char>() + (size_t)seq * state_bytes_per_seq_, host.data(),
+                                     state_bytes_per_seq_, cudaMemcpyHostToDevice, stream_));
+    ROTOR_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    q35_->seq_pos[seq] = pos;
+}
 
 }  // namespace rotor::cuda
