@@ -50,6 +50,7 @@ void CudaForward::init_gemma4() {
     if (!moe_layers.empty()) {
         const int NE = c.n_expert, top = c.n_expert_used;
         g.moe_in.resize(B * E * 4);
+        g.router_in.resize(B * E * 4);
         g.moe_out.resize(B * E * 4);
         g.router_logits.resize(B * NE * 4);
         g.expert_ids.resize(B * top * 4);
@@ -90,7 +91,7 @@ void CudaForward::init_gemma4() {
         activation_bytes_ += g.moe->device_bytes();
     }
     for (const DeviceBuffer* b : {&g.inv_freq_swa, &g.ffn_out, &g.moe_in, &g.moe_out, &g.router_logits, &g.expert_ids,
-                                  &g.expert_w, &g.router_norm})
+                                  &g.expert_w, &g.router_norm, &g.router_in})
         activation_bytes_ += b->bytes();
 }
 
@@ -118,39 +119,45 @@ void CudaForward::enqueue_gemma4(int n, int max_kv, const std::vector<int>& out_
     const int32_t* pos = pos_.get<int32_t>();
     get_rows(tok_embd_.type, tok_embd_.data, E, tok_.get<int32_t>(), n, x, s);
     scale_values(x, (int64_t)n * E, c.embd_scale, s);
+    rms_norm(x, f32p(layers_[0].attn_norm.data), xn, n, E, eps, s);  // later layers': the previous residual's
 
     for (int l = 0; l < c.n_layer; l++) {
         const DevLayer& L = layers_[l];
         const int H = c.n_head[l], Hkv = c.n_head_kv[l], D = c.head_dim_k[l];
-        // ---- attention
-        rms_norm(x, f32p(L.attn_norm.data), xn, n, E, eps, s);
+        const bool moe = L.ffn_gate_inp.data != nullptr;
+        // ---- attention (xn = attn_norm(x))
         {
             const MatmulJob qkv[] = {{L.wq.type, L.wq.data, L.wq.rows, q},
                                      {L.wk.type, L.wk.data, L.wk.rows, k},
                                      {L.wv.type, L.wv.data, L.wv.rows, v}};
             linear_multi(qkv, L.wv.data ? 3 : 2, L.wq.cols, xn, n);
         }
-        // V: a weightless norm, of the raw key projection on K = V layers (before k_norm and RoPE)
-        if (L.wv.data) rms_norm_plain(v, v, n * Hkv, D, eps, s);
-        else rms_norm_plain(k, v, n * Hkv, D, eps, s);
-        rms_norm(q, f32p(L.q_norm.data), q, n * H, D, eps, s);
-        rms_norm(k, f32p(L.k_norm.data), k, n * Hkv, D, eps, s);
+        // q/k norms and RoPE (the sliding layers' base and dims, or rope_freqs' proportional RoPE on the
+        // global ones), v's weightless norm, of the raw key projection on K = V layers: one kernel
         const bool swa = c.is_swa(l);
-        const float* freq = swa ? g.inv_freq_swa.get<float>() : inv_freq_.get<float>();
-        const int n_rot = swa ? c.n_rot_swa : c.n_rot;
-        rope(q, n, H, D, n_rot, /*neox=*/true, pos, freq, s);
-        rope(k, n, Hkv, D, n_rot, /*neox=*/true, pos, freq, s);
+        gemma4_qkv_prep(q, k, v, n, H, Hkv, D, swa ? c.n_rot_swa : c.n_rot, f32p(L.q_norm.data), f32p(L.k_norm.data),
+                        L.wv.data == nullptr, pos, swa ? g.inv_freq_swa.get<float>() : inv_freq_.get<float>(), eps, s);
         kv_store(L.kv, k, v, seq_.get<int32_t>(), pos, n, s);  // rotates K and V itself
         const bool rotated = kv_elem_rotated(L.kv.elem);
         if (rotated) hadamard_rows(q, n * H, D, s);  // attention runs in the rotated basis
         attend(L.kv, q, attn, n, H, /*scale=*/1.0f, max_kv);  // the q/k norms set the scale
         if (rotated) hadamard_rows(attn, n * H, D, s);
         linear(L.wo, attn, n, xn);
-        sandwich_residual(x, xn, nullptr, nullptr, nullptr, f32p(L.post_attn_norm.data), nullptr, n, E, eps, s);
+        float* moe_in = g.moe_in.get<float>();
+        float* router_in = g.router_in.get<float>();
+        {  // x += post_attention_norm(attn); then the feed-forward inputs: ffn_norm(x) and the experts'
+            NextNorms next;
+            next.add(f32p(L.ffn_norm.data), xn);
+            if (moe) {
+                next.add(g.router_w[l], router_in);  // rms_norm(x) / sqrt(E) * ffn_gate_inp.scale
+                next.add(f32p(L.pre_ffw_norm_2.data), moe_in);
+            }
+            sandwich_residual(x, xn, nullptr, nullptr, nullptr, f32p(L.post_attn_norm.data), nullptr, n, E, eps, s,
+                              next);
+        }
 
         // ---- dense GELU MLP, then the routed experts beside it
         const int ff = c.n_ff[l];
-        rms_norm(x, f32p(L.ffn_norm.data), xn, n, E, eps, s);
         {
             const MatmulJob gate_up[] = {{L.ffn_gate.type, L.ffn_gate.data, L.ffn_gate.rows, gate_.get<float>()},
                                          {L.ffn_up.type, L.ffn_up.data, L.ffn_up.rows, up_.get<float>()}};
@@ -160,21 +167,22 @@ void CudaForward::enqueue_gemma4(int n, int max_kv, const std::vector<int>& out_
         float* ffn_out = g.ffn_out.get<float>();
         linear(L.ffn_down, gate_.get<float>(), n, ffn_out);
         const float* out_scale = f32p(L.out_scale.data);  // null: 1
-        if (L.ffn_gate_inp.data) {
-            float* moe_in = g.moe_in.get<float>();
+        NextNorms next;  // the next layer's attn_norm(x)
+        if (l + 1 < c.n_layer) next.add(f32p(layers_[l + 1].attn_norm.data), xn);
+        if (moe) {
             float* logits = g.router_logits.get<float>();
             int32_t* ids = g.expert_ids.get<int32_t>();
             float* w = g.expert_w.get<float>();
-            rms_norm(x, g.router_w[l], moe_in, n, E, eps, s);
             // the router in f32 whatever the batch (no f16 tensor-core rounding): the CPU's expert choices
-            matmul(L.ffn_gate_inp.type, L.ffn_gate_inp.data, L.ffn_gate_inp.rows, L.ffn_gate_inp.cols, moe_in, n, logits, s);
-            rms_norm(x, f32p(L.pre_ffw_norm_2.data), moe_in, n, E, eps, s);
+            matmul(L.ffn_gate_inp.type, L.ffn_gate_inp.data, L.ffn_gate_inp.rows, L.ffn_gate_inp.cols, router_in, n,
+                   logits, s);
             moe_route(logits, n, c.n_expert, c.n_expert_used, f32p(L.ffn_down_exps_scale.data), ids, w, s);
             g.moe->run(g.experts[l], moe_in, n, ids, w, g.moe_out.get<float>(), s);
             sandwich_residual(x, ffn_out, f32p(L.post_ffw_norm_1.data), g.moe_out.get<float>(),
-                              f32p(L.post_ffw_norm_2.data), f32p(L.post_ffw_norm.data), out_scale, n, E, eps, s);
+                              f32p(L.post_ffw_norm_2.data), f32p(L.post_ffw_norm.data), out_scale, n, E, eps, s, next);
         } else {
-            sandwich_residual(x, ffn_out, nullptr, nullptr, nullptr, f32p(L.post_ffw_norm.data), out_scale, n, E, eps, s);
+            sandwich_residual(x, ffn_out, nullptr, nullptr, nullptr, f32p(L.post_ffw_norm.data), out_scale, n, E, eps, s,
+                              next);
         }
     }
 

@@ -10,8 +10,9 @@ namespace rotor::cuda {
 
 struct CudaForward::Gemma4Buffers {
     DeviceBuffer inv_freq_swa;  // the sliding-window layers' RoPE frequencies (the global ones: inv_freq_)
-    // max_batch rows each: the dense MLP's output, the experts' input and output, router logits, routing
-    DeviceBuffer ffn_out, moe_in, moe_out, router_logits, expert_ids, expert_w;
+    // max_batch rows each: the dense MLP's output, the experts' input and output, the router's input and
+    // logits, the routing
+    DeviceBuffer ffn_out, moe_in, moe_out, router_in, router_logits, expert_ids, expert_w;
     // The router's input norm weight per MoE layer: ffn_gate_inp.scale / sqrt(n_embd) (n_embd floats each)
     DeviceBuffer router_norm;
     std::vector<const float*> router_w;  // per layer into router_norm, null on layers without experts

@@ -55,11 +55,58 @@ __global__ void gelu_tanh_mul_kernel(float* gate, const float* __restrict__ up, 
     }
 }
 
+constexpr int kMaxHead = 512;
+
+// One block per (token, head): query heads first, then KV heads. The normed row goes through shared
+// memory because a RoPE pair spans two threads' elements; the rotation is the same expression as
+// kernels.cu's rope.
+__global__ void qkv_prep_kernel(float* q, float* k, float* v, int H, int Hkv, int D, int n_rot,
+                                const float* __restrict__ qw, const float* __restrict__ kw, bool v_from_k,
+                                const int32_t* __restrict__ pos, const float* __restrict__ inv_freq, float eps) {
+    __shared__ float sh[kMaxHead];
+    const int t = blockIdx.x, h = blockIdx.y;
+    const bool is_q = h < H;  // uniform over the block
+    float* row = is_q ? q + ((size_t)t * H + h) * D : k + ((size_t)t * Hkv + (h - H)) * D;
+    const float* w = is_q ? qw : kw;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        const float x = row[i];
+        sh[i] = x;
+        ss += x * x;
+    }
+    if (!is_q) {  // V before K changes: from K's raw values on K = V layers
+        float* vr = v + ((size_t)t * Hkv + (h - H)) * D;
+        float sv = 0.0f;
+        if (v_from_k) sv = ss;
+        else
+            for (int i = threadIdx.x; i < D; i += blockDim.x) sv += vr[i] * vr[i];
+        const float kv = inv_rms(block_sum(sv), D, eps);
+        for (int i = threadIdx.x; i < D; i += blockDim.x) vr[i] = (v_from_k ? sh[i] : vr[i]) * kv;
+    }
+    const float kn = inv_rms(block_sum(ss), D, eps);
+    for (int i = threadIdx.x; i < D; i += blockDim.x) sh[i] = sh[i] * kn * w[i];
+    __syncthreads();
+    const int half = n_rot / 2;
+    const float p = (float)pos[t];
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        if (i < n_rot) {
+            const int j = i < half ? i : i - half;  // the pair (j, j + half)
+            float sn, cs;
+            sincosf(p * inv_freq[j], &sn, &cs);
+            const float x0 = sh[j], x1 = sh[j + half];
+            row[i] = i < half ? x0 * cs - x1 * sn : x0 * sn + x1 * cs;
+        } else {
+            row[i] = sh[i];
+        }
+    }
+}
+
 // One block per row. Each thread touches the same elements in every loop, so h written to a is read
-// back by the thread that wrote it (no barrier needed between the loops).
+// back by the thread that wrote it, and a next-norm output may overwrite a (no barrier needed
+// between the loops beyond the reductions').
 __global__ void sandwich_residual_kernel(float* x, float* a, const float* __restrict__ wa, const float* b,
                                          const float* __restrict__ wb, const float* __restrict__ w_post,
-                                         const float* __restrict__ scale, int n, float eps) {
+                                         const float* __restrict__ scale, int n, float eps, NextNorms next) {
     float* xr = x + (size_t)blockIdx.x * n;
     float* ar = a + (size_t)blockIdx.x * n;
     const float* br = b ? b + (size_t)blockIdx.x * n : nullptr;
@@ -81,7 +128,19 @@ __global__ void sandwich_residual_kernel(float* x, float* a, const float* __rest
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += ar[i] * ar[i];
     const float k = inv_rms(block_sum(ss), n, eps);
     const float s = scale ? *scale : 1.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) xr[i] = (xr[i] + ar[i] * k * w_post[i]) * s;
+    float sx = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float xv = (xr[i] + ar[i] * k * w_post[i]) * s;
+        xr[i] = xv;
+        sx += xv * xv;
+    }
+    if (next.n == 0) return;  // uniform over the block
+    const float kx = inv_rms(block_sum(sx), n, eps);
+    const size_t off = (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float xv = xr[i] * kx;
+        for (int j = 0; j < next.n; j++) next.y[j][off + i] = xv * next.w[j][i];
+    }
 }
 
 __global__ void softcap_kernel(float* x, int64_t n, float cap, float inv_cap) {
@@ -110,11 +169,22 @@ void gelu_tanh_mul(float* gate, const float* up, int64_t n, cudaStream_t st) {
 }
 
 void sandwich_residual(float* x, float* a, const float* wa, const float* b, const float* wb, const float* w_post,
-                       const float* scale, int rows, int n, float eps, cudaStream_t st) {
+                       const float* scale, int rows, int n, float eps, cudaStream_t st, const NextNorms& next) {
     if (rows == 0) return;
     if ((b != nullptr) != (wb != nullptr) || (b && !wa)) throw Error("sandwich_residual: b needs wb and wa");
-    sandwich_residual_kernel<<<rows, row_threads(n), 0, st>>>(x, a, wa, b, wb, w_post, scale, n, eps);
+    if (next.n < 0 || next.n > 3) throw Error("sandwich_residual: at most three next norms");
+    sandwich_residual_kernel<<<rows, row_threads(n), 0, st>>>(x, a, wa, b, wb, w_post, scale, n, eps, next);
     check_launch("sandwich_residual");
+}
+
+void gemma4_qkv_prep(float* q, float* k, float* v, int n_tok, int H, int Hkv, int D, int n_rot, const float* qw,
+                     const float* kw, bool v_from_k, const int32_t* pos, const float* inv_freq, float eps,
+                     cudaStream_t st) {
+    if (n_tok == 0) return;
+    if (D > kMaxHead || n_rot > D || n_rot % 2) throw Error("gemma4_qkv_prep: head size above 512 or bad n_rot");
+    qkv_prep_kernel<<<dim3((unsigned)n_tok, (unsigned)(H + Hkv)), row_threads(std::min(D, kMaxHead)), 0, st>>>(
+        q, k, v, H, Hkv, D, n_rot, qw, kw, v_from_k, pos, inv_freq, eps);
+    check_launch("gemma4_qkv_prep");
 }
 
 void softcap(float* x, int64_t n, float cap, cudaStream_t st) {

@@ -124,10 +124,16 @@ void check_kernels() {
                                      wp = gaussian(n);
             const std::vector<float> sc = {0.37f};
             Dev<float> dx0(x0), da(a), db(b), dwa(wa), dwb(wb), dwp(wp), dsc(sc);
+            // next norms: two weights, one output over a itself
+            const std::vector<float> wn0 = gaussian(n), wn1 = gaussian(n);
+            Dev<float> dwn0(wn0), dwn1(wn1), dy1((size_t)rows * n);
+            NextNorms next;
+            next.add(dwn0.p(), da.p());
+            next.add(dwn1.p(), dy1.p());
             sandwich_residual(dx0.p(), da.p(), form == 2 ? dwa.p() : nullptr, form == 2 ? db.p() : nullptr,
                               form == 2 ? dwb.p() : nullptr, dwp.p(), form == 0 ? nullptr : dsc.p(), rows, n, eps,
-                              nullptr);
-            const std::vector<float> got = dx0.get();
+                              nullptr, next);
+            const std::vector<float> got = dx0.get(), y0 = da.get(), y1 = dy1.get();
             double e2 = 0;
             for (int r = 0; r < rows; r++) {
                 std::vector<double> h(n);
@@ -142,16 +148,73 @@ void check_kernels() {
                 double ss = 0;
                 for (double v : h) ss += v * v;
                 const double k = 1.0 / std::sqrt(ss / n + eps), s = form == 0 ? 1.0 : sc[0];
+                std::vector<double> xr(n);
+                double sx = 0;
                 for (int i = 0; i < n; i++) {
-                    const double want = (x0[(size_t)r * n + i] + h[i] * k * wp[i]) * s;
+                    xr[i] = (x0[(size_t)r * n + i] + h[i] * k * wp[i]) * s;
+                    sx += xr[i] * xr[i];
                     const double g = got[(size_t)r * n + i];
-                    e2 = std::max(e2, std::isfinite(g) ? std::fabs(g - want) : INFINITY);
+                    e2 = std::max(e2, std::isfinite(g) ? std::fabs(g - xr[i]) : INFINITY);
                 }
+                const double kx = 1.0 / std::sqrt(sx / n + eps);
+                for (int i = 0; i < n; i++)
+                    for (const auto& [w, y] : {std::pair{&wn0, &y0}, std::pair{&wn1, &y1}}) {
+                        const double want = xr[i] * kx * (*w)[i], g = (*y)[(size_t)r * n + i];
+                        e2 = std::max(e2, std::isfinite(g) ? std::fabs(g - want) : INFINITY);
+                    }
             }
             static const char* forms[] = {"attention", "mlp + scale", "mlp + experts + scale"};
             report(e2 < 1e-5, "sandwich_residual " + std::string(forms[form]) + " n=" + std::to_string(n),
                    fmt("max abs err %.2e", e2));
         }
+    }
+    // q/k norms + RoPE + v norm: Gemma 4's sliding (256, all dims rotated) and global (512, a quarter
+    // rotated, K = V) heads, and the HF fixtures' 16 / 32.
+    struct P {
+        int D, n_rot, H, Hkv;
+        bool v_from_k;
+    };
+    for (const P& pc : {P{256, 256, 16, 8, false}, P{512, 128, 16, 2, true}, P{16, 16, 4, 2, false}, P{32, 8, 4, 1, true}}) {
+        const int n_tok = 3, D = pc.D;
+        const std::vector<int32_t> pos = {0, 17, 4000};
+        const std::vector<float> q = gaussian((size_t)n_tok * pc.H * D, 2.0f), k = gaussian((size_t)n_tok * pc.Hkv * D, 2.0f),
+                                 v = gaussian((size_t)n_tok * pc.Hkv * D, 2.0f), qw = gaussian(D), kw = gaussian(D);
+        std::vector<float> inv(pc.n_rot / 2);
+        for (int i = 0; i < pc.n_rot / 2; i++) inv[i] = (float)std::pow(10000.0, -2.0 * i / pc.n_rot);
+        Dev<float> dq(q), dk(k), dv(v), dqw(qw), dkw(kw), dinv(inv);
+        Dev<int32_t> dpos(pos);
+        gemma4_qkv_prep(dq.p(), dk.p(), dv.p(), n_tok, pc.H, pc.Hkv, D, pc.n_rot, dqw.p(), dkw.p(), pc.v_from_k, dpos.p(),
+                        dinv.p(), eps, nullptr);
+        const std::vector<float> gq = dq.get(), gk = dk.get(), gv = dv.get();
+        double err = 0;
+        // reference: norm in double, then the rotation with the angle rounded as f32 (pos * inv_freq):
+        // theta up to 4000 rad has an f32 ulp of ~2.4e-4, which both sides share
+        auto check_row = [&](const float* in, const float* w, const float* got, bool rope, int p) {
+            const double kk = inv_rms(in, D, eps);
+            std::vector<double> y(D);
+            for (int i = 0; i < D; i++) y[i] = in[i] * kk * (w ? w[i] : 1.0);
+            if (rope)
+                for (int i = 0; i < pc.n_rot / 2; i++) {
+                    const double th = (double)((float)p * inv[i]);
+                    const double x0 = y[i], x1 = y[i + pc.n_rot / 2];
+                    y[i] = x0 * std::cos(th) - x1 * std::sin(th);
+                    y[i + pc.n_rot / 2] = x0 * std::sin(th) + x1 * std::cos(th);
+                }
+            for (int i = 0; i < D; i++) err = std::max(err, std::isfinite(got[i]) ? std::fabs(got[i] - y[i]) : INFINITY);
+        };
+        for (int t = 0; t < n_tok; t++) {
+            for (int h = 0; h < pc.H; h++) {
+                const size_t o = ((size_t)t * pc.H + h) * D;
+                check_row(&q[o], qw.data(), &gq[o], true, pos[t]);
+            }
+            for (int h = 0; h < pc.Hkv; h++) {
+                const size_t o = ((size_t)t * pc.Hkv + h) * D;
+                check_row(&k[o], kw.data(), &gk[o], true, pos[t]);
+                check_row(pc.v_from_k ? &k[o] : &v[o], nullptr, &gv[o], false, 0);
+            }
+        }
+        report(err < 2e-3, fmt("gemma4_qkv_prep D=%d n_rot=%d heads %d/%d%s", D, pc.n_rot, pc.H, pc.Hkv, pc.v_from_k ? " K=V" : ""),
+               fmt("max abs err %.2e", err));
     }
     {
         const int n = 100003;  // not a multiple of the block
