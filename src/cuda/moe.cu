@@ -2,20 +2,19 @@
 //
 // The FFNs run on a table of "entries": an entry is one expert and up to 8 slots, each slot a
 // (token, k) pair p = token * top_k + k routed to that expert (or -1). The expert kernels give each
-// warp a group of two weight rows and loop over entries, so an expert's rows are read once per entry
-// for all of its slots:
-//  - decode (n_tok <= 8): a kernel builds the table on the device from the ids (one entry per
-//    distinct expert of the step, slot t = token t), so each selected expert matrix is read once
-//    per step however many tokens chose it, nothing is read back to the host and the launches are
-//    fixed (CUDA-graph capturable). gate and up run in one kernel (a warp's two rows are gate row r
-//    and up row r) whose epilogue writes act(gate) * up; down runs with one warp per pair of output
-//    rows looping over every entry and summing w * FFN_e into its registers in entry order, so it
-//    writes `out` directly: no atomics, the same result on every run.
+// warp consecutive groups of two weight rows of one entry's expert, so an expert's rows are read
+// once per entry for all of its slots:
+//  - decode (n_tok <= 8): a first kernel builds the table on the device from the ids (one entry
+//    per distinct expert of the step, slot t = token t) and quantizes x, so each selected expert
+//    matrix is read once per step however many tokens chose it, nothing is read back to the host
+//    and the launches are fixed (CUDA-graph capturable). gate and up run in one kernel (a warp's two
+//    rows are gate row r and up row r) whose epilogue writes act(gate) * up; down writes one row per
+//    pair, and the last warp to finish a row group (a counter per group) sums each token's pairs in
+//    k order into `out`: no extra launch, no float atomics, the same result on every run.
 //  - prefill: the routing is read back, tokens are grouped by expert on the host (in chunks of
 //    kPrefillChunk tokens, which bounds the scratch); an expert with >= tc_min_tokens tokens runs its
 //    matrices on the gathered rows with the tensor-core matmul, the others as entries of 8 tokens
-//    through the same kernels as decode; down outputs go to one row per pair and a last kernel sums
-//    each token's pairs in k order.
+//    through the same kernels as decode; a last kernel sums each token's pairs in k order.
 // Weights with an int8 unit (mmvq_units.h, moe_units.cuh: q8_0, q4_0, q5_0, q4_K, q5_K, q6_K) are
 // streamed through shared memory with cp.async and dotted with dp4a against activations quantized
 // once to int8 per 32 (kernels.h's quantize_act_q8); every other format runs an exact kernel (f32
@@ -105,7 +104,7 @@ __global__ void route_kernel(float* logits, int n_tok, int n_expert, int top_k, 
 // ---------------------------------------------------------------- the entry table
 
 // Where the table lives (ints): n_ent, expert[cap], slot[cap][kSlots]; then host-built lists for the
-// tensor-core experts (prefill).
+// tensor-core experts (prefill). Entries past n_ent have expert -1 (up to the launch's grid).
 struct Table {
     int* n_ent = nullptr;
     int* expert = nullptr;
@@ -113,11 +112,41 @@ struct Table {
     int* lists = nullptr;
 };
 
-// Decode: one entry per distinct valid expert, in order of first appearance; slot t = the pair of
-// token t routed to it, or -1. Ids outside [0, n_expert) are left out (the router never makes them).
-__global__ void plan_decode_kernel(const int32_t* ids, int n_tok, int top_k, int n_expert, Table tab) {
+// The first kernel of a decode step, two jobs in one launch:
+//  - the last block builds the table from the ids: one entry per distinct valid expert, in order of
+//    first appearance, slot t = the pair of token t routed to it or -1; ids outside [0, n_expert)
+//    are left out (the router never makes them), and a step without a valid id zeroes `out`;
+//  - the other blocks quantize x to int8 per 32 exactly as kernels.h's quantize_act_q8 does (one
+//    warp per 32 elements, the same layout and arithmetic), when the gate / up matrices take it.
+__global__ void __launch_bounds__(kWarps* kWarp)
+    prep_kernel(const int32_t* ids, int n_tok, int top_k, int n_expert, int max_ent, Table tab, const float* X,
+                int64_t cols, int8_t* q, int64_t code_stride, float* d_out, float* s_out, int64_t ds_stride,
+                float* out, int64_t n_out) {
+    if (blockIdx.x + 1 < gridDim.x) {
+        const int lane = threadIdx.x % kWarp, nbr = (int)(cols / 32);
+        const int64_t blk = (int64_t)blockIdx.x * kWarps + threadIdx.x / kWarp;
+        if (blk >= (int64_t)n_tok * nbr) return;
+        const int64_t t = blk / nbr, b = blk % nbr;
+        const float v = X[t * cols + b * 32 + lane];
+        float amax = fabsf(v);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const int code = (int)roundf(__fmul_rn(v, id));
+        q[t * code_stride + ::rotor::mmvq::act_code_index(b * 32 + lane)] = (int8_t)code;
+        int sum = code;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) {
+            d_out[t * ds_stride + b] = d;
+            s_out[t * ds_stride + b] = d * (float)sum;
+        }
+        return;
+    }
     __shared__ int s_id[kSlots * kMaxTopK];
     __shared__ int s_first[kSlots * kMaxTopK];
+    __shared__ int s_n;
     const int P = n_tok * top_k;
     for (int p = threadIdx.x; p < P; p += blockDim.x) {
         const int e = ids[p];
@@ -126,14 +155,14 @@ __global__ void plan_decode_kernel(const int32_t* ids, int n_tok, int top_k, int
     __syncthreads();
     for (int p = threadIdx.x; p < P; p += blockDim.x) {
         bool first = s_id[p] >= 0;
-        for (int q = 0; q < p && first; q++) first = s_id[q] != s_id[p];
+        for (int q2 = 0; q2 < p && first; q2++) first = s_id[q2] != s_id[p];
         s_first[p] = first;
     }
     __syncthreads();
     for (int p = threadIdx.x; p < P; p += blockDim.x) {
         if (!s_first[p]) continue;
         int u = 0;
-        for (int q = 0; q < p; q++) u += s_first[q];
+        for (int q2 = 0; q2 < p; q2++) u += s_first[q2];
         const int e = s_id[p];
         tab.expert[u] = e;
         for (int t = 0; t < kSlots; t++) {
@@ -148,18 +177,25 @@ __global__ void plan_decode_kernel(const int32_t* ids, int n_tok, int top_k, int
         int n = 0;
         for (int p = 0; p < P; p++) n += s_first[p];
         *tab.n_ent = n;
+        s_n = n;
     }
+    __syncthreads();
+    for (int u = s_n + (int)threadIdx.x; u < max_ent; u += blockDim.x) tab.expert[u] = -1;
+    if (s_n == 0)
+        for (int64_t i = threadIdx.x; i < n_out; i += blockDim.x) out[i] = 0.0f;
 }
 
 // ---------------------------------------------------------------- expert kernels
 
-// What a launch computes, per warp: a group g of two weight rows of each entry's expert.
-//   kPairAct:    rows g of a (gate) and b (up); y[p][g] = act(gate) * up
-//   kStore:      rows 2g, 2g + 1 of a; y[p][2g + r] = the dot
-//   kActMul:     rows 2g, 2g + 1 of a (up, when gate has another format); y[p][..] = act(y) * dot
-//   kAccumulate: rows 2g, 2g + 1 of a (down), every entry in turn, slot t = token t;
-//                y[t][2g + r] = sum over entries of w[p] * dot (decode)
-enum Kind : int { kPairAct = 0, kStore = 1, kActMul = 2, kAccumulate = 3 };
+// What a launch computes. A warp takes gpw consecutive row groups of one entry (blockIdx.y); a
+// group is two weight rows:
+//   kPairAct: rows g of a (gate) and b (up); y[p][g] = act(gate) * up
+//   kStore:   rows 2g, 2g + 1 of a; y[p][2g + r] = the dot
+//   kActMul:  rows 2g, 2g + 1 of a (up, when gate has another format); y[p][..] = act(y) * dot
+// With `counters` (down in decode), the last warp to finish row group g over all entries also
+// writes out[t][2g + r] = sum_k w[t][k] * y[t * top_k + k][2g + r], k in order: the weighted sum
+// of the experts without another launch, and the same result whichever warp comes last.
+enum Kind : int { kPairAct = 0, kStore = 1, kActMul = 2 };
 
 struct Mat {  // one part of a stacked expert tensor
     const uint8_t* base = nullptr;
@@ -172,18 +208,24 @@ struct Params {
     Mat a, b;
     int64_t row_bytes = 0;
     int64_t cols = 0;
-    int rows = 0;      // rows of the part per expert (kStore / kActMul / kAccumulate)
+    int rows = 0;      // rows of the part per expert (kStore / kActMul)
     int n_groups = 0;  // row groups per expert
+    int gpw = 1;       // row groups per warp
     int kind = 0;
     int gelu = 0;
     int act_div = 1;   // activation row of slot pair p: p / act_div (top_k: token rows; 1: pair rows)
-    int n_tok = 0;     // kAccumulate: output rows
     float* y = nullptr;
     int64_t y_stride = 0;
-    const float* w = nullptr;  // routing weights by pair (kAccumulate)
     const int* n_ent = nullptr;
     const int* expert = nullptr;
     const int* slot = nullptr;
+    // the fused weighted sum
+    int* counters = nullptr;  // per row group; zero between launches (the last warp resets it)
+    const int32_t* ids = nullptr;
+    const float* w = nullptr;
+    int top_k = 0, n_tok = 0, n_expert = 0;
+    float* out = nullptr;
+    int64_t out_stride = 0;
 };
 
 __device__ inline float expert_act(float g, int gelu) {
@@ -202,7 +244,11 @@ __device__ inline const uint8_t* row_ptr(const Params& p, int e, int g, int r) {
     return p.a.base + (size_t)((int64_t)e * p.a.expert_rows + p.a.row0 + 2 * g + r) * p.row_bytes;
 }
 
-// Lane 0: the finished dots v0, v1 of slot pair `pair` (kPairAct, kStore, kActMul).
+__device__ inline int rows_in_group(const Params& p, int g) {
+    return p.kind == kPairAct ? 2 : min(2, p.rows - 2 * g);
+}
+
+// Lane 0: the finished dots v0, v1 of slot pair `pair`.
 __device__ inline void store_entry(const Params& p, int g, int nr, int pair, float v0, float v1) {
     float* y = p.y + (size_t)pair * p.y_stride;
     if (p.kind == kPairAct) {
@@ -216,6 +262,40 @@ __device__ inline void store_entry(const Params& p, int g, int nr, int pair, flo
     }
 }
 
+// Every lane: row group g of the warp's entry is done (acc: this lane's part of each slot's dots):
+// store it, and with counters, the weighted sum if this warp is the group's last.
+template <int NT>
+__device__ __forceinline__ void finish_group(const Params& p, int g, const int (&slot)[NT], float (&acc)[2][NT],
+                                             int n_ent, int lane) {
+    const int nr = rows_in_group(p, g);
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (slot[t] < 0) continue;  // the same for the whole warp
+        const float v0 = warp_sum(acc[0][t]), v1 = warp_sum(acc[1][t]);
+        if (lane == 0) store_entry(p, g, nr, slot[t], v0, v1);
+        acc[0][t] = acc[1][t] = 0.0f;
+    }
+    if (!p.counters) return;
+    int last = 0;
+    if (lane == 0) {
+        __threadfence();  // our stores before our count
+        last = atomicAdd(&p.counters[g], 1) == n_ent - 1;
+    }
+    if (!__shfl_sync(0xffffffffu, last, 0)) return;
+    __threadfence();  // every other warp's stores (they counted after theirs) before our reads
+    for (int i = lane; i < p.n_tok * 2; i += kWarp) {
+        const int t = i >> 1, r = i & 1;
+        if (r >= nr) continue;
+        float s = 0.0f;
+        for (int k = 0; k < p.top_k; k++) {
+            const int pair = t * p.top_k + k, e = p.ids[pair];
+            if (e >= 0 && e < p.n_expert) s += p.w[pair] * __ldcg(p.y + (size_t)pair * p.y_stride + 2 * g + r);
+        }
+        p.out[(size_t)t * p.out_stride + 2 * g + r] = s;
+    }
+    if (lane == 0) p.counters[g] = 0;  // for the next launch
+}
+
 __device__ inline void cp_async16(uint8_t* dst, const uint8_t* src, int bytes) {
     const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(bytes) : "memory");
@@ -227,8 +307,8 @@ __device__ inline void cp_async_wait() {
 }
 
 // The int8 kernel: as matvec_q8.cu's, a warp streams its rows through shared memory in spans of
-// whole blocks (32 units, one per lane), kStages - 1 spans ahead (the next entry's included), and
-// each lane dots its unit with the int8 activations of every slot. NT: slots (1, 2, 4 or 8).
+// whole blocks (32 units, one per lane), kStages - 1 spans ahead (across its row groups), and each
+// lane dots its unit with the int8 activations of every slot. NT: slots (1, 2, 4 or 8).
 template <GgmlType T, int NT>
 __global__ void __launch_bounds__(kWarps* kWarp) expert_q8_kernel(Params p, ActView x) {
     using U = Unit<T>;
@@ -241,22 +321,20 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_q8_kernel(Params p, ActV
     __shared__ __align__(16) uint8_t smem[kWarps][ST][2][kSlot];
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int g = blockIdx.x * kWarps + warp;
-    if (g >= p.n_groups) return;  // whole warps only: no block-wide barrier below
-    const bool accumulate = p.kind == kAccumulate;
-    const int n_ent = *p.n_ent;
-    const int u0 = accumulate ? 0 : (int)blockIdx.y;
-    const int nu = accumulate ? n_ent : (u0 < n_ent ? 1 : 0);
-    if (nu == 0 && !accumulate) return;
+    const int g0 = (blockIdx.x * kWarps + warp) * p.gpw;
+    const int u = blockIdx.y;
+    if (g0 >= p.n_groups) return;  // whole warps only: no block-wide barrier below
+    const int n_ent = *p.n_ent, e = p.expert[u];
+    if (e < 0 || u >= n_ent) return;
     const int nb = (int)(p.cols / U::kBlockElems);
     const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
-    const int n_items = nu * n_spans;
-    const int nr = p.kind == kPairAct ? 2 : min(2, p.rows - 2 * g);
+    const int n_items = min(p.gpw, p.n_groups - g0) * n_spans;
 
-    // item k (entry u0 + k / n_spans, span k % n_spans) of each row -> slot k % ST, one commit group each
+    // item k (group g0 + k / n_spans, span k % n_spans) of each row -> slot k % ST, one commit group each
     auto issue = [&](int k) {
         if (k < n_items) {
-            const int e = p.expert[u0 + k / n_spans];
+            const int g = g0 + k / n_spans;
+            const int nr = rows_in_group(p, g);
             const int64_t off = (int64_t)(k % n_spans) * kSpan;
             const int64_t len = min((int64_t)kSpan, p.row_bytes - off);
 #pragma unroll
@@ -277,35 +355,27 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_q8_kernel(Params p, ActV
     };
     for (int k = 0; k < ST - 1; k++) issue(k);
 
+    int slot[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) slot[t] = p.slot[u * kSlots + t];
     float acc[2][NT];
 #pragma unroll
     for (int r = 0; r < 2; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
-    int slot[NT];
-    float wt[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++) slot[t] = -1, wt[t] = 0.0f;
     const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
     for (int k = 0; k < n_items; k++) {
         issue(k + ST - 1);        // into the slot computed in the previous iteration
         cp_async_wait<ST - 1>();  // item k has landed (this lane's copies)
         __syncwarp();             // ... and the other lanes'
-        const int u = u0 + k / n_spans, sp = k % n_spans;
-        if (sp == 0) {
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                slot[t] = p.slot[u * kSlots + t];
-                wt[t] = accumulate && slot[t] >= 0 ? p.w[slot[t]] : 1.0f;
-            }
-        }
-        const int e = p.expert[u];
+        const int g = g0 + k / n_spans, sp = k % n_spans;
         const int blk = sp * U::kSpanBlocks + jb;
         if (blk < nb) {
             typename U::W wu[2];
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                // where the span starts inside its copy (0 for q4_K / q5_K: rows are 16-byte multiples)
+                // where the span starts inside its copy (0 for q4_K / q5_K: rows are 16-byte multiples);
+                // a group's missing second row decodes whatever the slot holds, and is never stored
                 const int shift = (int)(reinterpret_cast<uintptr_t>(row_ptr(p, e, g, r) + (size_t)sp * kSpan) & 15);
                 U::load(&smem[warp][k % ST][r][shift + jb * U::kBlockBytes], sub, wu[r]);
             }
@@ -318,33 +388,13 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_q8_kernel(Params p, ActV
                 UnitAct<T> xa;
                 ::rotor::mmvq::load_unit_act<T>(xr, sub, e0, xa);
 #pragma unroll
-                for (int r = 0; r < 2; r++) acc[r][t] += wt[t] * ::rotor::mmvq::unit_dot<T>(wu[r], xa);
+                for (int r = 0; r < 2; r++) acc[r][t] += ::rotor::mmvq::unit_dot<T>(wu[r], xa);
             }
         }
-        if (sp == n_spans - 1 && !accumulate) {  // the entry's last span: its dots are done
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                if (slot[t] < 0) continue;
-                const float v0 = warp_sum(acc[0][t]), v1 = warp_sum(acc[1][t]);
-                if (lane == 0) store_entry(p, g, nr, slot[t], v0, v1);
-                acc[0][t] = acc[1][t] = 0.0f;
-            }
-        }
+        if (sp == n_spans - 1) finish_group<NT>(p, g, slot, acc, n_ent, lane);
         __syncwarp();  // every lane is done with slot k % ST before it is refilled
     }
     cp_async_wait<0>();
-    if (accumulate) {
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            if (t >= p.n_tok) break;
-            const float v0 = warp_sum(acc[0][t]), v1 = warp_sum(acc[1][t]);
-            if (lane == 0) {
-                float* y = p.y + (size_t)t * p.y_stride + 2 * g;
-                y[0] = v0;
-                if (nr > 1) y[1] = v1;
-            }
-        }
-    }
 }
 
 // The exact kernel (formats without an int8 unit, or weights it cannot read): f32 activations
@@ -355,28 +405,22 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_exact_kernel(Params p, c
     using D = ChunkDecoder<T>;
     constexpr int kChunksPerBlock = D::kBlockElems / 8;
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int g = blockIdx.x * kWarps + warp;
-    if (g >= p.n_groups) return;
-    const bool accumulate = p.kind == kAccumulate;
-    const int n_ent = *p.n_ent;
-    const int u0 = accumulate ? 0 : (int)blockIdx.y;
-    const int nu = accumulate ? n_ent : (u0 < n_ent ? 1 : 0);
-    if (nu == 0 && !accumulate) return;
-    const int nr = p.kind == kPairAct ? 2 : min(2, p.rows - 2 * g);
+    const int g0 = (blockIdx.x * kWarps + warp) * p.gpw;
+    const int u = blockIdx.y;
+    if (g0 >= p.n_groups) return;
+    const int n_ent = *p.n_ent, e = p.expert[u];
+    if (e < 0 || u >= n_ent) return;
     const int chunks = (int)(p.cols / 8);
+    int slot[kSlots];
+#pragma unroll
+    for (int t = 0; t < kSlots; t++) slot[t] = p.slot[u * kSlots + t];
     float acc[2][kSlots];
-#pragma unroll
-    for (int r = 0; r < 2; r++)
-#pragma unroll
-        for (int t = 0; t < kSlots; t++) acc[r][t] = 0.0f;
-    for (int u = u0; u < u0 + nu; u++) {
-        const int e = p.expert[u];
+    for (int g = g0; g < min(g0 + p.gpw, p.n_groups); g++) {
+        const int nr = rows_in_group(p, g);
         const uint8_t* w0 = row_ptr(p, e, g, 0);
         const uint8_t* w1 = row_ptr(p, e, g, nr > 1 ? 1 : 0);
-        int slot[kSlots];
-        float part[2][kSlots];
 #pragma unroll
-        for (int t = 0; t < kSlots; t++) slot[t] = p.slot[u * kSlots + t], part[0][t] = part[1][t] = 0.0f;
+        for (int t = 0; t < kSlots; t++) acc[0][t] = acc[1][t] = 0.0f;
         for (int c = lane; c < chunks; c += kWarp) {
             const size_t off = (size_t)(c / kChunksPerBlock) * D::kBlockBytes;
             float v0[8], v1[8];
@@ -388,36 +432,13 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_exact_kernel(Params p, c
                 const float4* xp =
                     reinterpret_cast<const float4*>(X + (size_t)(slot[t] / p.act_div) * p.cols + 8 * (size_t)c);
                 const float4 xa = __ldg(xp), xb = __ldg(xp + 1);
-                part[0][t] += v0[0] * xa.x + v0[1] * xa.y + v0[2] * xa.z + v0[3] * xa.w + v0[4] * xb.x +
-                              v0[5] * xb.y + v0[6] * xb.z + v0[7] * xb.w;
-                part[1][t] += v1[0] * xa.x + v1[1] * xa.y + v1[2] * xa.z + v1[3] * xa.w + v1[4] * xb.x +
-                              v1[5] * xb.y + v1[6] * xb.z + v1[7] * xb.w;
+                acc[0][t] += v0[0] * xa.x + v0[1] * xa.y + v0[2] * xa.z + v0[3] * xa.w + v0[4] * xb.x +
+                             v0[5] * xb.y + v0[6] * xb.z + v0[7] * xb.w;
+                acc[1][t] += v1[0] * xa.x + v1[1] * xa.y + v1[2] * xa.z + v1[3] * xa.w + v1[4] * xb.x +
+                             v1[5] * xb.y + v1[6] * xb.z + v1[7] * xb.w;
             }
         }
-#pragma unroll
-        for (int t = 0; t < kSlots; t++) {
-            if (slot[t] < 0) continue;
-            if (accumulate) {
-                const float w = p.w[slot[t]];
-                acc[0][t] += w * part[0][t];
-                acc[1][t] += w * part[1][t];
-            } else {
-                const float s0 = warp_sum(part[0][t]), s1 = warp_sum(part[1][t]);
-                if (lane == 0) store_entry(p, g, nr, slot[t], s0, s1);
-            }
-        }
-    }
-    if (accumulate) {
-#pragma unroll
-        for (int t = 0; t < kSlots; t++) {
-            if (t >= p.n_tok) break;
-            const float v0 = warp_sum(acc[0][t]), v1 = warp_sum(acc[1][t]);
-            if (lane == 0) {
-                float* y = p.y + (size_t)t * p.y_stride + 2 * g;
-                y[0] = v0;
-                if (nr > 1) y[1] = v1;
-            }
-        }
+        finish_group<kSlots>(p, g, slot, acc, n_ent, lane);
     }
 }
 
@@ -452,6 +473,7 @@ __global__ void act_mul_kernel(const float* __restrict__ g, int64_t gs, const fl
     h[i] = expert_act(g[r * gs + j], gelu) * u[r * us + j];
 }
 
+
 // ---------------------------------------------------------------- host side
 
 bool has_unit(GgmlType t) {
@@ -478,11 +500,29 @@ Mat mat_of(const ExpertMatrix& m, int n_expert, int64_t row0) {
     return r;
 }
 
+int sm_count() {
+    static int n[64];
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev < 0 || dev >= 64) return 132;
+    if (!n[dev]) check(cudaDeviceGetAttribute(&n[dev], cudaDevAttrMultiProcessorCount, dev), "SM count");
+    return n[dev];
+}
+
+// Row groups per warp: one while the launch's warps fit on the GPU about twice (each warp's copies
+// are the bytes in flight), more when there are many more groups than that, so that a warp keeps
+// its pipeline busy across groups instead of the GPU running many short waves.
+void set_groups_per_warp(Params& p, unsigned grid_y) {
+    const int64_t groups = (int64_t)p.n_groups * grid_y;
+    const int64_t target = (int64_t)sm_count() * 16 * 2;  // ~16 resident warps per SM
+    p.gpw = (int)std::clamp<int64_t>(groups / std::max<int64_t>(target, 1), 1, 8);
+}
+
 unsigned nt_of(int slots) { return slots <= 1 ? 1 : slots <= 2 ? 2 : slots <= 4 ? 4 : 8; }
 
 template <GgmlType T>
 void launch_q8_t(const Params& p, const ActView& x, int slots, unsigned grid_y, cudaStream_t s) {
-    const dim3 grid(blocks_for(p.n_groups, kWarps), grid_y);
+    const dim3 grid(blocks_for((p.n_groups + p.gpw - 1) / p.gpw, kWarps), grid_y);
     switch (nt_of(slots)) {
         case 1: expert_q8_kernel<T, 1><<<grid, kWarps * kWarp, 0, s>>>(p, x); break;
         case 2: expert_q8_kernel<T, 2><<<grid, kWarps * kWarp, 0, s>>>(p, x); break;
@@ -491,7 +531,8 @@ void launch_q8_t(const Params& p, const ActView& x, int slots, unsigned grid_y, 
     }
 }
 
-void launch_q8(GgmlType t, const Params& p, const ActView& x, int slots, unsigned grid_y, cudaStream_t s) {
+void launch_q8(GgmlType t, Params p, const ActView& x, int slots, unsigned grid_y, cudaStream_t s) {
+    set_groups_per_warp(p, grid_y);
     switch (t) {
         case GgmlType::Q8_0: launch_q8_t<GgmlType::Q8_0>(p, x, slots, grid_y, s); break;
         case GgmlType::Q4_0: launch_q8_t<GgmlType::Q4_0>(p, x, slots, grid_y, s); break;
@@ -504,8 +545,9 @@ void launch_q8(GgmlType t, const Params& p, const ActView& x, int slots, unsigne
     check_launch("MoE int8 expert kernel");
 }
 
-void launch_exact(GgmlType t, const Params& p, const float* X, unsigned grid_y, cudaStream_t s) {
-    const dim3 grid(blocks_for(p.n_groups, kWarps), grid_y);
+void launch_exact(GgmlType t, Params p, const float* X, unsigned grid_y, cudaStream_t s) {
+    set_groups_per_warp(p, grid_y);
+    const dim3 grid(blocks_for((p.n_groups + p.gpw - 1) / p.gpw, kWarps), grid_y);
     const bool ok = with_chunk_decoder(
         t, [&]<GgmlType T>() { expert_exact_kernel<T><<<grid, kWarps * kWarp, 0, s>>>(p, X); });
     if (!ok) throw Error("MoE: no CUDA kernel for expert weights of type " + std::string(format_info(t).name));
@@ -543,8 +585,9 @@ struct MoeRunner::Impl {
     int cap = 0;      // entries the table holds (chunk * top_k: every entry has a pair)
     bool prefill = false, tc = false;
     int tc_min_tokens = 32;
-    DeviceBuffer table, xq, h, hq, y;   // entries; x and h as int8; h and the pair rows of down
-    DeviceBuffer xe, gu, he, ye, tcs;   // tensor-core experts: gathered x, gate|up, h, down; matmul_tc scratch
+    DeviceBuffer table, counters;      // entries; the fused weighted sum's counts per row group
+    DeviceBuffer xq, h, hq, y;         // x and h as int8; h; the down rows of each pair
+    DeviceBuffer xe, gu, he, ye, tcs;  // tensor-core experts: gathered x, gate|up, h, down; matmul_tc scratch
     size_t tcs_bytes = 0;
     std::vector<int32_t> host_ids;
     std::vector<int> host_table;
@@ -558,6 +601,7 @@ struct MoeRunner::Impl {
         t.lists = base + 1 + cap + (size_t)cap * kSlots;
         return t;
     }
+    size_t table_ints() const { return 1 + (size_t)cap * (1 + kSlots) + 2 * (size_t)cap; }
 };
 
 MoeRunner::MoeRunner(int max_tok, int top_k, int n_embd, int n_ff) : impl_(new Impl) {
@@ -570,16 +614,20 @@ MoeRunner::MoeRunner(int max_tok, int top_k, int n_embd, int n_ff) : impl_(new I
     }
     m.max_tok = max_tok, m.top_k = top_k, m.n_embd = n_embd, m.n_ff = n_ff;
     m.chunk = std::min(max_tok, kPrefillChunk);
-    m.cap = std::max(m.chunk, std::min(max_tok, kSlots)) * top_k;
+    m.cap = m.chunk * top_k;
     m.prefill = max_tok > kSlots;
     const int P = m.chunk * top_k;
     try {
-        m.table.resize(sizeof(int) * (1 + (size_t)m.cap * (1 + kSlots) + 2 * (size_t)m.cap));
+        m.table.resize(sizeof(int) * m.table_ints());
+        // the table's expert ids start invalid (-1: no entry), the counts at zero
+        ROTOR_CUDA_CHECK(cudaMemset(m.table.get(), 0xFF, m.table.bytes()));
+        m.counters.resize(sizeof(int) * (size_t)((n_embd + 1) / 2));
+        ROTOR_CUDA_CHECK(cudaMemset(m.counters.get(), 0, m.counters.bytes()));
         m.xq.resize(act_q8_layout(m.chunk, n_embd).bytes);
         m.h.resize(sizeof(float) * (size_t)P * n_ff);
         m.hq.resize(act_q8_layout(P, n_ff).bytes);
+        m.y.resize(sizeof(float) * (size_t)P * n_embd);
         if (m.prefill) {
-            m.y.resize(sizeof(float) * (size_t)P * n_embd);
             m.tc = m.chunk >= m.tc_min_tokens;
             if (m.tc) {
                 m.xe.resize(sizeof(float) * (size_t)m.chunk * n_embd);
@@ -603,8 +651,8 @@ MoeRunner::~MoeRunner() { delete impl_; }
 
 size_t MoeRunner::device_bytes() const {
     const Impl& m = *impl_;
-    return m.table.bytes() + m.xq.bytes() + m.h.bytes() + m.hq.bytes() + m.y.bytes() + m.xe.bytes() + m.gu.bytes() +
-           m.he.bytes() + m.ye.bytes() + m.tcs.bytes();
+    return m.table.bytes() + m.counters.bytes() + m.xq.bytes() + m.h.bytes() + m.hq.bytes() + m.y.bytes() +
+           m.xe.bytes() + m.gu.bytes() + m.he.bytes() + m.ye.bytes() + m.tcs.bytes();
 }
 
 void MoeRunner::set_tc_min_tokens(int n) { impl_->tc_min_tokens = std::max(1, n); }
@@ -636,15 +684,20 @@ void MoeRunner::validate(const ExpertWeights& w) {
 
 namespace {
 
-// gate/up for the entries of `tab` into h[pair][n_ff] (act(gate) * up), then nothing else.
-// x: f32 rows (act_div: pair -> row), xq: their int8 form (quantized here when needed).
-void run_gate_up(const ExpertWeights& w, const Table& tab, const float* x, int n_rows, void* xq, int act_div,
-                 int slots, unsigned grid_y, float* h, cudaStream_t s) {
+bool gate_up_int8(const ExpertWeights& w) {
+    const bool fused = w.gate_up.data != nullptr;
+    return int8_reads(fused ? w.gate_up : w.gate) || (!fused && int8_reads(w.up));
+}
+
+// gate/up for the entries of `tab` into h[pair][n_ff] = act(gate) * up. x: f32 rows (act_div: pair ->
+// row); xq: their int8 form, quantized here unless x_ready.
+void run_gate_up(const ExpertWeights& w, const Table& tab, const float* x, int n_rows, void* xq, bool x_ready,
+                 int act_div, int slots, unsigned grid_y, float* h, cudaStream_t s) {
     const bool fused = w.gate_up.data != nullptr;
     const ExpertMatrix& G = fused ? w.gate_up : w.gate;
     const ExpertMatrix& Uw = fused ? w.gate_up : w.up;
     const bool q8_g = int8_reads(G), q8_u = int8_reads(Uw);
-    if (q8_g || q8_u) quantize_act_q8(x, n_rows, w.n_embd, xq, s);
+    if ((q8_g || q8_u) && !x_ready) quantize_act_q8(x, n_rows, w.n_embd, xq, s);
     const ActView xv = mmvq::act_view(xq, n_rows, w.n_embd);
     Params p;
     p.cols = w.n_embd;
@@ -682,13 +735,15 @@ void run_gate_up(const ExpertWeights& w, const Table& tab, const float* x, int n
     }
 }
 
-// down for the entries of `tab`: kAccumulate into out[token] (decode) or kStore into y[pair].
-void run_down(const ExpertWeights& w, const Table& tab, const float* h, int n_pairs, void* hq, int kind, int slots,
-              unsigned grid_y, int n_tok, const float* weights, float* y, cudaStream_t s) {
+// down for the entries of `tab` into y[pair] (unweighted). With counters (decode), also out[t] =
+// the weighted sum of token t's pairs.
+void run_down(const ExpertWeights& w, const Table& tab, const float* h, int n_pairs, void* hq, int slots,
+              unsigned grid_y, float* y, int* counters, const int32_t* ids, const float* weights, int top_k,
+              int n_tok, float* out, cudaStream_t s) {
     const bool q8 = int8_reads(w.down);
     if (q8) quantize_act_q8(h, n_pairs, w.n_ff, hq, s);
     Params p;
-    p.kind = kind;
+    p.kind = kStore;
     p.a = mat_of(w.down, w.n_expert, 0);
     p.row_bytes = (int64_t)row_bytes(w.down.type, (uint64_t)w.n_ff);
     p.cols = w.n_ff;
@@ -696,11 +751,17 @@ void run_down(const ExpertWeights& w, const Table& tab, const float* h, int n_pa
     p.n_groups = (w.n_embd + 1) / 2;
     p.gelu = w.gelu;
     p.act_div = 1;
-    p.n_tok = n_tok;
     p.y = y;
     p.y_stride = w.n_embd;
-    p.w = weights;
     p.n_ent = tab.n_ent, p.expert = tab.expert, p.slot = tab.slot;
+    p.counters = counters;
+    p.ids = ids;
+    p.w = weights;
+    p.top_k = top_k;
+    p.n_tok = n_tok;
+    p.n_expert = w.n_expert;
+    p.out = out;
+    p.out_stride = w.n_embd;
     if (q8)
         launch_q8(w.down.type, p, mmvq::act_view(hq, n_pairs, w.n_ff), slots, grid_y, s);
     else
@@ -725,12 +786,20 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
     const Table tab = m.tab();
 
     if (n_tok <= kSlots) {
-        // decode: the table from the ids on the device, no host synchronization
-        plan_decode_kernel<<<1, 256, 0, s>>>(ids, n_tok, top_k, w.n_expert, tab);
-        check_launch("MoE plan");
-        const unsigned max_ent = (unsigned)std::min(n_tok * top_k, w.n_expert);
-        run_gate_up(w, tab, x, n_tok, m.xq.get(), top_k, n_tok, max_ent, m.h.get<float>(), s);
-        run_down(w, tab, m.h.get<float>(), n_tok * top_k, m.hq.get(), kAccumulate, n_tok, 1, n_tok, weights, out, s);
+        // decode: the table from the ids on the device, no host synchronization, three or four launches
+        const int max_ent = std::min(n_tok * top_k, w.n_expert);
+        const bool q8_x = gate_up_int8(w);
+        const ActQ8Layout L = act_q8_layout(n_tok, w.n_embd);
+        char* xq = m.xq.get<char>();
+        const int64_t q_blocks = q8_x ? (int64_t)n_tok * (w.n_embd / 32) : 0;
+        prep_kernel<<<blocks_for(q_blocks, kWarps) + 1, kWarps * kWarp, 0, s>>>(
+            ids, n_tok, top_k, w.n_expert, max_ent, tab, x, w.n_embd, reinterpret_cast<int8_t*>(xq + L.codes),
+            L.code_stride, reinterpret_cast<float*>(xq + L.d), reinterpret_cast<float*>(xq + L.s), L.ds_stride, out,
+            (int64_t)n_tok * w.n_embd);
+        check_launch("MoE prep");
+        run_gate_up(w, tab, x, n_tok, xq, true, top_k, n_tok, (unsigned)max_ent, m.h.get<float>(), s);
+        run_down(w, tab, m.h.get<float>(), n_tok * top_k, m.hq.get(), n_tok, (unsigned)max_ent, m.y.get<float>(),
+                 m.counters.get<int>(), ids, weights, top_k, n_tok, out, s);
         return;
     }
 
@@ -757,7 +826,8 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
         for (int p = 0; p < P; p++) by_expert[(size_t)m.host_ids[(size_t)t0 * top_k + p]].push_back(p);
         // the table: entries of up to 8 pairs; then, per tensor-core expert, its tokens and pairs
         std::vector<int>& T = m.host_table;
-        T.assign(1 + (size_t)m.cap * (1 + kSlots) + 2 * (size_t)m.cap, -1);
+        T.assign(m.table_ints(), -1);
+        const size_t lists = 1 + (size_t)m.cap * (1 + kSlots);
         int n_ent = 0, n_list = 0;
         struct TcExpert {
             int e, first, count;
@@ -769,8 +839,8 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
             if (tc_ok && (int)ps.size() >= m.tc_min_tokens) {
                 tc_experts.push_back({e, n_list, (int)ps.size()});
                 for (size_t i = 0; i < ps.size(); i++) {
-                    T[1 + (size_t)m.cap * (1 + kSlots) + n_list + i] = ps[i] / top_k;           // token
-                    T[1 + (size_t)m.cap * (1 + kSlots) + m.cap + n_list + i] = ps[i];           // pair
+                    T[lists + n_list + i] = ps[i] / top_k;          // token
+                    T[lists + m.cap + n_list + i] = ps[i];          // pair
                 }
                 n_list += (int)ps.size();
                 continue;
@@ -787,7 +857,7 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
         const float* xc = x + (size_t)t0 * w.n_embd;
         float* h = m.h.get<float>();
         float* y = m.y.get<float>();
-        if (n_ent > 0) run_gate_up(w, tab, xc, mt, m.xq.get(), top_k, kSlots, (unsigned)n_ent, h, s);
+        if (n_ent > 0) run_gate_up(w, tab, xc, mt, m.xq.get(), false, top_k, kSlots, (unsigned)n_ent, h, s);
         for (const TcExpert& te : tc_experts) {
             const int* toks = tab.lists + te.first;
             const int* pairs = tab.lists + m.cap + te.first;
@@ -822,7 +892,8 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
             check_launch("MoE scatter");
         }
         if (n_ent > 0)
-            run_down(w, tab, h, P, m.hq.get(), kStore, kSlots, (unsigned)n_ent, mt, weights, y, s);
+            run_down(w, tab, h, P, m.hq.get(), kSlots, (unsigned)n_ent, y, nullptr, nullptr, nullptr, top_k, mt,
+                     nullptr, s);
         weighted_sum_kernel<<<blocks_for((int64_t)mt * w.n_embd, 256), 256, 0, s>>>(
             y, weights + (size_t)t0 * top_k, top_k, w.n_embd, mt, out + (size_t)t0 * w.n_embd);
         check_launch("MoE weighted sum");
