@@ -66,8 +66,10 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     check_weight(m_.output);
     for (const LayerWeights& L : m_.layers)
         for (const auto& [field, dev] : layer_fields()) check_weight(L.*field);
+    // KV heads per layer as the CPU cache counts them: none on Gated DeltaNet and MTP layers
+    const KvGeometry geo = kv_geometry(c);
     for (int l = 0; l < c.n_layer; l++) {
-        if (c.n_head_kv[l] == 0) continue;  // no KV cache on this layer
+        if (geo.n_head_kv[l] == 0) continue;  // no KV cache on this layer
         for (int d : {c.head_dim_k[l], c.head_dim_v[l]})
             if (std::string why = kv_elem_refusal(opt.kv, d); !why.empty())
                 throw Error(why + " (layer " + std::to_string(l) + " has " + std::to_string(d) + ")");
@@ -113,8 +115,8 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
         } else {
             kv_pos[l] = opt.ctx;
         }
-        const size_t ks = (size_t)opt.n_seq * kv_pos[l] * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_k[l]);
-        const size_t vs = (size_t)opt.n_seq * kv_pos[l] * c.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_v[l]);
+        const size_t ks = (size_t)opt.n_seq * kv_pos[l] * geo.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_k[l]);
+        const size_t vs = (size_t)opt.n_seq * kv_pos[l] * geo.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_v[l]);
         kv_off[l] = {kv_total, kv_total + align_up(ks)};
         kv_total += align_up(ks) + align_up(vs);
     }
@@ -123,14 +125,14 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     kv_bytes_ = kv_total;
     for (int l = 0; l < c.n_layer; l++)
         if (c.window_of(l) == 0)  // rings are a fixed size per sequence, not per position
-            kv_bytes_per_pos_ += (uint64_t)c.n_head_kv[l] *
+            kv_bytes_per_pos_ += (uint64_t)geo.n_head_kv[l] *
                                  (kv_row_bytes(opt.kv, c.head_dim_k[l]) + kv_row_bytes(opt.kv, c.head_dim_v[l]));
     for (int l = 0; l < c.n_layer; l++) {
         KvLayerView& v = layers_[l].kv;
         v.k = kv_arena_.get<char>() + kv_off[l].first;
         v.v = kv_arena_.get<char>() + kv_off[l].second;
         v.elem = opt.kv;
-        v.n_head_kv = c.n_head_kv[l];
+        v.n_head_kv = geo.n_head_kv[l];
         v.head_dim_k = c.head_dim_k[l];
         v.head_dim_v = c.head_dim_v[l];
         v.ctx = kv_pos[l];
