@@ -22,6 +22,8 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cuda/cuda_util.h"
@@ -31,6 +33,7 @@
 #include "cuda/matvec_q8.h"
 #include "cuda/moe.h"
 #include "cuda/moe_units.cuh"
+#include "cuda/pdl.cuh"
 #include "formats/chunk_decode.h"
 
 namespace rotor::cuda {
@@ -122,6 +125,8 @@ __global__ void __launch_bounds__(kWarps* kWarp)
     prep_kernel(const int32_t* ids, int n_tok, int top_k, int n_expert, int max_ent, Table tab, const float* X,
                 int64_t cols, int8_t* q, int64_t code_stride, float* d_out, float* s_out, int64_t ds_stride,
                 float* out, int64_t n_out) {
+    pdl_trigger();
+    pdl_wait();  // the ids and x come from the kernels before
     if (blockIdx.x + 1 < gridDim.x) {
         const int lane = threadIdx.x % kWarp, nbr = (int)(cols / 32);
         const int64_t blk = (int64_t)blockIdx.x * kWarps + threadIdx.x / kWarp;
@@ -192,9 +197,12 @@ __global__ void __launch_bounds__(kWarps* kWarp)
 //   kPairAct: rows g of a (gate) and b (up); y[p][g] = act(gate) * up
 //   kStore:   rows 2g, 2g + 1 of a; y[p][2g + r] = the dot
 //   kActMul:  rows 2g, 2g + 1 of a (up, when gate has another format); y[p][..] = act(y) * dot
-// With `counters` (down in decode), the last warp to finish row group g over all entries also
-// writes out[t][2g + r] = sum_k w[t][k] * y[t * top_k + k][2g + r], k in order: the weighted sum
-// of the experts without another launch, and the same result whichever warp comes last.
+// Two epilogues count finished warps (a device counter, reset by the warp that finds it full):
+//  - q_counters (gate/up in decode): the last warp of each entry's 32 rows of h quantizes them to
+//    int8 for down, as quantize_act_q8 would (no launch of its own);
+//  - counters (down in decode): the last warp of a tile (the same rows over every entry) writes
+//    out[t][j] = sum_k w[t][k] * y[t * top_k + k][j], k in order: the weighted sum of the experts
+//    without another launch, the same result whichever warp comes last.
 enum Kind : int { kPairAct = 0, kStore = 1, kActMul = 2 };
 
 struct Mat {  // one part of a stacked expert tensor
@@ -219,8 +227,14 @@ struct Params {
     const int* n_ent = nullptr;
     const int* expert = nullptr;
     const int* slot = nullptr;
-    // the fused weighted sum
-    int* counters = nullptr;  // per row group; zero between launches (the last warp resets it)
+    // the fused int8 quantization of h (gate/up in decode): counts per (entry, 32 rows of h)
+    int* q_counters = nullptr;  // zero between launches (the last warp resets its count)
+    int8_t* q_codes = nullptr;
+    float* q_d = nullptr;
+    float* q_s = nullptr;
+    int64_t q_code_stride = 0, q_ds_stride = 0;
+    // the fused weighted sum (down in decode): counts per warp tile
+    int* counters = nullptr;  // zero between launches (the last warp resets its count)
     const int32_t* ids = nullptr;
     const float* w = nullptr;
     int top_k = 0, n_tok = 0, n_expert = 0;
@@ -262,11 +276,10 @@ __device__ inline void store_entry(const Params& p, int g, int nr, int pair, flo
     }
 }
 
-// Every lane: row group g of the warp's entry is done (acc: this lane's part of each slot's dots):
-// store it, and with counters, the weighted sum if this warp is the group's last.
+// Every lane: row group g of the warp's entry is done (acc: this lane's part of each slot's dots).
 template <int NT>
 __device__ __forceinline__ void finish_group(const Params& p, int g, const int (&slot)[NT], float (&acc)[2][NT],
-                                             int n_ent, int lane) {
+                                             int lane) {
     const int nr = rows_in_group(p, g);
 #pragma unroll
     for (int t = 0; t < NT; t++) {
@@ -275,25 +288,71 @@ __device__ __forceinline__ void finish_group(const Params& p, int g, const int (
         if (lane == 0) store_entry(p, g, nr, slot[t], v0, v1);
         acc[0][t] = acc[1][t] = 0.0f;
     }
-    if (!p.counters) return;
+}
+
+// Lane 0 counts this warp in *counter; true on every lane for the warp that makes it `full`.
+__device__ inline bool last_to_finish(int* counter, int full, int lane) {
     int last = 0;
     if (lane == 0) {
         __threadfence();  // our stores before our count
-        last = atomicAdd(&p.counters[g], 1) == n_ent - 1;
+        last = atomicAdd(counter, 1) == full - 1;
     }
-    if (!__shfl_sync(0xffffffffu, last, 0)) return;
-    __threadfence();  // every other warp's stores (they counted after theirs) before our reads
-    for (int i = lane; i < p.n_tok * 2; i += kWarp) {
-        const int t = i >> 1, r = i & 1;
-        if (r >= nr) continue;
-        float s = 0.0f;
-        for (int k = 0; k < p.top_k; k++) {
-            const int pair = t * p.top_k + k, e = p.ids[pair];
-            if (e >= 0 && e < p.n_expert) s += p.w[pair] * __ldcg(p.y + (size_t)pair * p.y_stride + 2 * g + r);
+    last = __shfl_sync(0xffffffffu, last, 0);
+    if (last) __threadfence();  // every other warp's stores (made before its count) before our reads
+    return last != 0;
+}
+
+// Every lane, after the warp's row groups g0 .. g0 + ng - 1 of entry u are stored.
+template <int NT>
+__device__ __forceinline__ void finish_warp(const Params& p, int u, int g0, int ng, const int (&slot)[NT],
+                                            int n_ent, int lane) {
+    if (p.q_counters) {
+        // h rows [r0, r0 + n) of this warp, inside one 32-row block (the host makes n divide 32)
+        const int per_group = p.kind == kPairAct ? 1 : 2;
+        const int r0 = g0 * per_group, n = p.gpw * per_group, blk = r0 / 32;
+        int* c = p.q_counters + (size_t)u * (p.rows / 32) + blk;
+        if (last_to_finish(c, 32 / n, lane)) {
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                if (slot[t] < 0) continue;
+                const size_t pair = (size_t)slot[t];
+                const float v = __ldcg(p.y + pair * p.y_stride + 32 * blk + lane);
+                float amax = fabsf(v);
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+                const float d = amax / 127.0f;  // matvec_q8.cu quantize_kernel's arithmetic
+                const float id = d != 0.0f ? 1.0f / d : 0.0f;
+                const int code = (int)roundf(__fmul_rn(v, id));
+                p.q_codes[pair * p.q_code_stride + ::rotor::mmvq::act_code_index(32 * blk + lane)] = (int8_t)code;
+                int sum = code;
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+                if (lane == 0) {
+                    p.q_d[pair * p.q_ds_stride + blk] = d;
+                    p.q_s[pair * p.q_ds_stride + blk] = d * (float)sum;
+                }
+            }
+            if (lane == 0) *c = 0;  // for the next launch
         }
-        p.out[(size_t)t * p.out_stride + 2 * g + r] = s;
     }
-    if (lane == 0) p.counters[g] = 0;  // for the next launch
+    if (p.counters) {
+        int* c = p.counters + g0 / p.gpw;
+        if (last_to_finish(c, n_ent, lane)) {
+            const int j0 = 2 * g0, nrows = min(2 * ng, p.rows - j0);
+            for (int i = lane; i < p.n_tok * nrows; i += kWarp) {
+                const int t = i / nrows, j = j0 + i % nrows;
+                float s = 0.0f;
+#pragma unroll 8
+                for (int k = 0; k < p.top_k; k++) {  // loads independent of each other: all in flight
+                    const int pair = t * p.top_k + k, e = p.ids[pair];
+                    const float wv = p.w[pair], yv = __ldcg(p.y + (size_t)pair * p.y_stride + j);
+                    s += e >= 0 && e < p.n_expert ? wv * yv : 0.0f;
+                }
+                p.out[(size_t)t * p.out_stride + j] = s;
+            }
+            if (lane == 0) *c = 0;
+        }
+    }
 }
 
 __device__ inline void cp_async16(uint8_t* dst, const uint8_t* src, int bytes) {
@@ -320,15 +379,18 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_q8_kernel(Params p, ActV
     static_assert(kSpan % 16 == 0 && U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
     __shared__ __align__(16) uint8_t smem[kWarps][ST][2][kSlot];
 
+    pdl_trigger();
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g0 = (blockIdx.x * kWarps + warp) * p.gpw;
     const int u = blockIdx.y;
     if (g0 >= p.n_groups) return;  // whole warps only: no block-wide barrier below
+    pdl_wait();                    // the table and the activations come from the kernels before
     const int n_ent = *p.n_ent, e = p.expert[u];
     if (e < 0 || u >= n_ent) return;
     const int nb = (int)(p.cols / U::kBlockElems);
     const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
-    const int n_items = min(p.gpw, p.n_groups - g0) * n_spans;
+    const int ng = min(p.gpw, p.n_groups - g0);
+    const int n_items = ng * n_spans;
 
     // item k (group g0 + k / n_spans, span k % n_spans) of each row -> slot k % ST, one commit group each
     auto issue = [&](int k) {
@@ -391,10 +453,11 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_q8_kernel(Params p, ActV
                 for (int r = 0; r < 2; r++) acc[r][t] += ::rotor::mmvq::unit_dot<T>(wu[r], xa);
             }
         }
-        if (sp == n_spans - 1) finish_group<NT>(p, g, slot, acc, n_ent, lane);
+        if (sp == n_spans - 1) finish_group<NT>(p, g, slot, acc, lane);
         __syncwarp();  // every lane is done with slot k % ST before it is refilled
     }
     cp_async_wait<0>();
+    finish_warp<NT>(p, u, g0, ng, slot, n_ent, lane);
 }
 
 // The exact kernel (formats without an int8 unit, or weights it cannot read): f32 activations
@@ -404,18 +467,21 @@ template <GgmlType T>
 __global__ void __launch_bounds__(kWarps* kWarp) expert_exact_kernel(Params p, const float* __restrict__ X) {
     using D = ChunkDecoder<T>;
     constexpr int kChunksPerBlock = D::kBlockElems / 8;
+    pdl_trigger();
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g0 = (blockIdx.x * kWarps + warp) * p.gpw;
     const int u = blockIdx.y;
     if (g0 >= p.n_groups) return;
+    pdl_wait();
     const int n_ent = *p.n_ent, e = p.expert[u];
     if (e < 0 || u >= n_ent) return;
+    const int ng = min(p.gpw, p.n_groups - g0);
     const int chunks = (int)(p.cols / 8);
     int slot[kSlots];
 #pragma unroll
     for (int t = 0; t < kSlots; t++) slot[t] = p.slot[u * kSlots + t];
     float acc[2][kSlots];
-    for (int g = g0; g < min(g0 + p.gpw, p.n_groups); g++) {
+    for (int g = g0; g < g0 + ng; g++) {
         const int nr = rows_in_group(p, g);
         const uint8_t* w0 = row_ptr(p, e, g, 0);
         const uint8_t* w1 = row_ptr(p, e, g, nr > 1 ? 1 : 0);
@@ -438,8 +504,9 @@ __global__ void __launch_bounds__(kWarps* kWarp) expert_exact_kernel(Params p, c
                              v1[5] * xb.y + v1[6] * xb.z + v1[7] * xb.w;
             }
         }
-        finish_group<kSlots>(p, g, slot, acc, n_ent, lane);
+        finish_group<kSlots>(p, g, slot, acc, lane);
     }
+    finish_warp<kSlots>(p, u, g0, ng, slot, n_ent, lane);
 }
 
 // ---------------------------------------------------------------- prefill helpers
@@ -500,56 +567,95 @@ Mat mat_of(const ExpertMatrix& m, int n_expert, int64_t row0) {
     return r;
 }
 
-int sm_count() {
-    static int n[64];
+bool pdl_available() {
+    static int cc[64];
     int dev = 0;
     check(cudaGetDevice(&dev), "cudaGetDevice");
-    if (dev < 0 || dev >= 64) return 132;
-    if (!n[dev]) check(cudaDeviceGetAttribute(&n[dev], cudaDevAttrMultiProcessorCount, dev), "SM count");
-    return n[dev];
+    if (dev < 0 || dev >= 64) return false;
+    if (cc[dev] == 0) check(cudaDeviceGetAttribute(&cc[dev], cudaDevAttrComputeCapabilityMajor, dev), "cc");
+    return cc[dev] >= 9;
 }
 
-// Row groups per warp: one while the launch's warps fit on the GPU about twice (each warp's copies
-// are the bytes in flight), more when there are many more groups than that, so that a warp keeps
-// its pipeline busy across groups instead of the GPU running many short waves.
-void set_groups_per_warp(Params& p, unsigned grid_y) {
-    const int64_t groups = (int64_t)p.n_groups * grid_y;
-    const int64_t target = (int64_t)sm_count() * 16 * 2;  // ~16 resident warps per SM
-    p.gpw = (int)std::clamp<int64_t>(groups / std::max<int64_t>(target, 1), 1, 8);
+// Launch with programmatic stream serialization where the GPU has it (sm_90+): the kernel's blocks
+// are scheduled while the previous kernel of the stream finishes (each kernel waits, pdl_wait,
+// before it reads what came before). Not on the legacy default stream.
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, cudaStream_t s, A&&... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(kWarps * kWarp);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = s != nullptr && pdl_available() ? 1 : 0;
+    check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), "cudaLaunchKernelEx");
+}
+
+// Warps of a kernel resident on the GPU at once.
+template <class K>
+int64_t resident_warps(K kernel) {
+    int dev = 0, sms = 0, per_sm = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count");
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * kWarp, 0), "occupancy");
+    return (int64_t)std::max(1, per_sm) * sms * kWarps;
+}
+
+// Row groups per warp: the fewest (a power of two) with which the launch's warps fit on the GPU at
+// once. Each warp's chain of dependent steps (table, weights, dots, stores, counts) costs the same
+// whatever its length, so one wave of warps that each stream several groups through their
+// pipeline beats many waves of short warps. At most gpw_max (the h quantization needs the rows of
+// a warp to divide 32).
+template <class K>
+void launch_expert(K kernel, Params p, unsigned grid_y, int gpw_max, cudaStream_t s, const void* act) {
+    static thread_local std::vector<std::pair<const void*, int64_t>> cache;  // kernel -> resident warps
+    int64_t resident = 0;
+    for (const auto& c : cache)
+        if (c.first == reinterpret_cast<const void*>(kernel)) resident = c.second;
+    if (!resident) {
+        resident = resident_warps(kernel);
+        cache.push_back({reinterpret_cast<const void*>(kernel), resident});
+    }
+    p.gpw = 1;
+    while (p.gpw < gpw_max && (int64_t)((p.n_groups + p.gpw - 1) / p.gpw) * grid_y > resident) p.gpw *= 2;
+    const dim3 grid(blocks_for((p.n_groups + p.gpw - 1) / p.gpw, kWarps), grid_y);
+    if constexpr (std::is_same_v<K, void (*)(Params, ActView)>)
+        launch_pdl(kernel, grid, s, p, *static_cast<const ActView*>(act));
+    else
+        launch_pdl(kernel, grid, s, p, static_cast<const float*>(act));
 }
 
 unsigned nt_of(int slots) { return slots <= 1 ? 1 : slots <= 2 ? 2 : slots <= 4 ? 4 : 8; }
 
 template <GgmlType T>
-void launch_q8_t(const Params& p, const ActView& x, int slots, unsigned grid_y, cudaStream_t s) {
-    const dim3 grid(blocks_for((p.n_groups + p.gpw - 1) / p.gpw, kWarps), grid_y);
+void launch_q8_t(const Params& p, const ActView& x, int slots, unsigned grid_y, int gpw_max, cudaStream_t s) {
     switch (nt_of(slots)) {
-        case 1: expert_q8_kernel<T, 1><<<grid, kWarps * kWarp, 0, s>>>(p, x); break;
-        case 2: expert_q8_kernel<T, 2><<<grid, kWarps * kWarp, 0, s>>>(p, x); break;
-        case 4: expert_q8_kernel<T, 4><<<grid, kWarps * kWarp, 0, s>>>(p, x); break;
-        default: expert_q8_kernel<T, 8><<<grid, kWarps * kWarp, 0, s>>>(p, x); break;
+        case 1: launch_expert(expert_q8_kernel<T, 1>, p, grid_y, gpw_max, s, &x); break;
+        case 2: launch_expert(expert_q8_kernel<T, 2>, p, grid_y, gpw_max, s, &x); break;
+        case 4: launch_expert(expert_q8_kernel<T, 4>, p, grid_y, gpw_max, s, &x); break;
+        default: launch_expert(expert_q8_kernel<T, 8>, p, grid_y, gpw_max, s, &x); break;
     }
 }
 
-void launch_q8(GgmlType t, Params p, const ActView& x, int slots, unsigned grid_y, cudaStream_t s) {
-    set_groups_per_warp(p, grid_y);
+void launch_q8(GgmlType t, const Params& p, const ActView& x, int slots, unsigned grid_y, int gpw_max,
+               cudaStream_t s) {
     switch (t) {
-        case GgmlType::Q8_0: launch_q8_t<GgmlType::Q8_0>(p, x, slots, grid_y, s); break;
-        case GgmlType::Q4_0: launch_q8_t<GgmlType::Q4_0>(p, x, slots, grid_y, s); break;
-        case GgmlType::Q5_0: launch_q8_t<GgmlType::Q5_0>(p, x, slots, grid_y, s); break;
-        case GgmlType::Q4_K: launch_q8_t<GgmlType::Q4_K>(p, x, slots, grid_y, s); break;
-        case GgmlType::Q5_K: launch_q8_t<GgmlType::Q5_K>(p, x, slots, grid_y, s); break;
-        case GgmlType::Q6_K: launch_q8_t<GgmlType::Q6_K>(p, x, slots, grid_y, s); break;
+        case GgmlType::Q8_0: launch_q8_t<GgmlType::Q8_0>(p, x, slots, grid_y, gpw_max, s); break;
+        case GgmlType::Q4_0: launch_q8_t<GgmlType::Q4_0>(p, x, slots, grid_y, gpw_max, s); break;
+        case GgmlType::Q5_0: launch_q8_t<GgmlType::Q5_0>(p, x, slots, grid_y, gpw_max, s); break;
+        case GgmlType::Q4_K: launch_q8_t<GgmlType::Q4_K>(p, x, slots, grid_y, gpw_max, s); break;
+        case GgmlType::Q5_K: launch_q8_t<GgmlType::Q5_K>(p, x, slots, grid_y, gpw_max, s); break;
+        case GgmlType::Q6_K: launch_q8_t<GgmlType::Q6_K>(p, x, slots, grid_y, gpw_max, s); break;
         default: throw Error("MoE: no int8 kernel for " + std::string(format_info(t).name));
     }
     check_launch("MoE int8 expert kernel");
 }
 
-void launch_exact(GgmlType t, Params p, const float* X, unsigned grid_y, cudaStream_t s) {
-    set_groups_per_warp(p, grid_y);
-    const dim3 grid(blocks_for((p.n_groups + p.gpw - 1) / p.gpw, kWarps), grid_y);
+void launch_exact(GgmlType t, const Params& p, const float* X, unsigned grid_y, int gpw_max, cudaStream_t s) {
     const bool ok = with_chunk_decoder(
-        t, [&]<GgmlType T>() { expert_exact_kernel<T><<<grid, kWarps * kWarp, 0, s>>>(p, X); });
+        t, [&]<GgmlType T>() { launch_expert(expert_exact_kernel<T>, p, grid_y, gpw_max, s, X); });
     if (!ok) throw Error("MoE: no CUDA kernel for expert weights of type " + std::string(format_info(t).name));
     check_launch("MoE expert kernel");
 }
@@ -585,7 +691,7 @@ struct MoeRunner::Impl {
     int cap = 0;      // entries the table holds (chunk * top_k: every entry has a pair)
     bool prefill = false, tc = false;
     int tc_min_tokens = 32;
-    DeviceBuffer table, counters;      // entries; the fused weighted sum's counts per row group
+    DeviceBuffer table, counters, q_counters;  // entries; counts of the fused weighted sum and h quantization
     DeviceBuffer xq, h, hq, y;         // x and h as int8; h; the down rows of each pair
     DeviceBuffer xe, gu, he, ye, tcs;  // tensor-core experts: gathered x, gate|up, h, down; matmul_tc scratch
     size_t tcs_bytes = 0;
@@ -623,6 +729,8 @@ MoeRunner::MoeRunner(int max_tok, int top_k, int n_embd, int n_ff) : impl_(new I
         ROTOR_CUDA_CHECK(cudaMemset(m.table.get(), 0xFF, m.table.bytes()));
         m.counters.resize(sizeof(int) * (size_t)((n_embd + 1) / 2));
         ROTOR_CUDA_CHECK(cudaMemset(m.counters.get(), 0, m.counters.bytes()));
+        m.q_counters.resize(sizeof(int) * (size_t)m.cap * ((n_ff + 31) / 32));
+        ROTOR_CUDA_CHECK(cudaMemset(m.q_counters.get(), 0, m.q_counters.bytes()));
         m.xq.resize(act_q8_layout(m.chunk, n_embd).bytes);
         m.h.resize(sizeof(float) * (size_t)P * n_ff);
         m.hq.resize(act_q8_layout(P, n_ff).bytes);
@@ -651,7 +759,7 @@ MoeRunner::~MoeRunner() { delete impl_; }
 
 size_t MoeRunner::device_bytes() const {
     const Impl& m = *impl_;
-    return m.table.bytes() + m.counters.bytes() + m.xq.bytes() + m.h.bytes() + m.hq.bytes() + m.y.bytes() +
+    return m.table.bytes() + m.counters.bytes() + m.q_counters.bytes() + m.xq.bytes() + m.h.bytes() + m.hq.bytes() + m.y.bytes() +
            m.xe.bytes() + m.gu.bytes() + m.he.bytes() + m.ye.bytes() + m.tcs.bytes();
 }
 
@@ -689,10 +797,17 @@ bool gate_up_int8(const ExpertWeights& w) {
     return int8_reads(fused ? w.gate_up : w.gate) || (!fused && int8_reads(w.up));
 }
 
+// Where gate/up's last pass also quantizes h for down (decode).
+struct HQuant {
+    void* hq = nullptr;  // act_q8_layout(n_pairs, n_ff)
+    int n_pairs = 0;
+    int* counters = nullptr;
+};
+
 // gate/up for the entries of `tab` into h[pair][n_ff] = act(gate) * up. x: f32 rows (act_div: pair ->
-// row); xq: their int8 form, quantized here unless x_ready.
+// row); xq: their int8 form, quantized here unless x_ready. With hquant, h is also quantized.
 void run_gate_up(const ExpertWeights& w, const Table& tab, const float* x, int n_rows, void* xq, bool x_ready,
-                 int act_div, int slots, unsigned grid_y, float* h, cudaStream_t s) {
+                 int act_div, int slots, unsigned grid_y, float* h, const HQuant* hquant, cudaStream_t s) {
     const bool fused = w.gate_up.data != nullptr;
     const ExpertMatrix& G = fused ? w.gate_up : w.gate;
     const ExpertMatrix& Uw = fused ? w.gate_up : w.up;
@@ -705,18 +820,30 @@ void run_gate_up(const ExpertWeights& w, const Table& tab, const float* x, int n
     p.act_div = act_div;
     p.y = h;
     p.y_stride = w.n_ff;
+    p.rows = w.n_ff;
     p.n_ent = tab.n_ent, p.expert = tab.expert, p.slot = tab.slot;
+    auto set_hquant = [&]() {
+        if (!hquant) return;
+        const ActQ8Layout L = act_q8_layout(hquant->n_pairs, w.n_ff);
+        char* base = static_cast<char*>(hquant->hq);
+        p.q_counters = hquant->counters;
+        p.q_codes = reinterpret_cast<int8_t*>(base + L.codes);
+        p.q_d = reinterpret_cast<float*>(base + L.d);
+        p.q_s = reinterpret_cast<float*>(base + L.s);
+        p.q_code_stride = L.code_stride;
+        p.q_ds_stride = L.ds_stride;
+    };
     if (G.type == Uw.type && q8_g == q8_u) {  // one pass: gate row r and up row r per warp
         p.kind = kPairAct;
         p.a = mat_of(G, w.n_expert, 0);
         p.b = mat_of(Uw, w.n_expert, fused ? w.n_ff : 0);
         p.row_bytes = (int64_t)row_bytes(G.type, (uint64_t)w.n_embd);
-        p.rows = w.n_ff;
         p.n_groups = w.n_ff;
+        set_hquant();
         if (q8_g)
-            launch_q8(G.type, p, xv, slots, grid_y, s);
+            launch_q8(G.type, p, xv, slots, grid_y, 32, s);
         else
-            launch_exact(G.type, p, x, grid_y, s);
+            launch_exact(G.type, p, x, grid_y, 32, s);
         return;
     }
     // gate and up of different formats: gate stored, then up multiplied in
@@ -726,22 +853,22 @@ void run_gate_up(const ExpertWeights& w, const Table& tab, const float* x, int n
         p.kind = part ? kActMul : kStore;
         p.a = mat_of(M, w.n_expert, part && fused ? w.n_ff : 0);
         p.row_bytes = (int64_t)row_bytes(M.type, (uint64_t)w.n_embd);
-        p.rows = w.n_ff;
         p.n_groups = (w.n_ff + 1) / 2;
+        if (part) set_hquant();
         if (q8)
-            launch_q8(M.type, p, xv, slots, grid_y, s);
+            launch_q8(M.type, p, xv, slots, grid_y, 16, s);
         else
-            launch_exact(M.type, p, x, grid_y, s);
+            launch_exact(M.type, p, x, grid_y, 16, s);
     }
 }
 
-// down for the entries of `tab` into y[pair] (unweighted). With counters (decode), also out[t] =
-// the weighted sum of token t's pairs.
-void run_down(const ExpertWeights& w, const Table& tab, const float* h, int n_pairs, void* hq, int slots,
-              unsigned grid_y, float* y, int* counters, const int32_t* ids, const float* weights, int top_k,
-              int n_tok, float* out, cudaStream_t s) {
+// down for the entries of `tab` into y[pair] (unweighted); h is quantized here unless h_ready. With
+// counters (decode), also out[t] = the weighted sum of token t's pairs.
+void run_down(const ExpertWeights& w, const Table& tab, const float* h, int n_pairs, void* hq, bool h_ready,
+              int slots, unsigned grid_y, float* y, int* counters, const int32_t* ids, const float* weights,
+              int top_k, int n_tok, float* out, cudaStream_t s) {
     const bool q8 = int8_reads(w.down);
-    if (q8) quantize_act_q8(h, n_pairs, w.n_ff, hq, s);
+    if (q8 && !h_ready) quantize_act_q8(h, n_pairs, w.n_ff, hq, s);
     Params p;
     p.kind = kStore;
     p.a = mat_of(w.down, w.n_expert, 0);
@@ -763,9 +890,9 @@ void run_down(const ExpertWeights& w, const Table& tab, const float* h, int n_pa
     p.out = out;
     p.out_stride = w.n_embd;
     if (q8)
-        launch_q8(w.down.type, p, mmvq::act_view(hq, n_pairs, w.n_ff), slots, grid_y, s);
+        launch_q8(w.down.type, p, mmvq::act_view(hq, n_pairs, w.n_ff), slots, grid_y, 32, s);
     else
-        launch_exact(w.down.type, p, h, grid_y, s);
+        launch_exact(w.down.type, p, h, grid_y, 32, s);
 }
 
 }  // namespace
@@ -792,14 +919,18 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
         const ActQ8Layout L = act_q8_layout(n_tok, w.n_embd);
         char* xq = m.xq.get<char>();
         const int64_t q_blocks = q8_x ? (int64_t)n_tok * (w.n_embd / 32) : 0;
-        prep_kernel<<<blocks_for(q_blocks, kWarps) + 1, kWarps * kWarp, 0, s>>>(
-            ids, n_tok, top_k, w.n_expert, max_ent, tab, x, w.n_embd, reinterpret_cast<int8_t*>(xq + L.codes),
-            L.code_stride, reinterpret_cast<float*>(xq + L.d), reinterpret_cast<float*>(xq + L.s), L.ds_stride, out,
-            (int64_t)n_tok * w.n_embd);
+        launch_pdl(prep_kernel, dim3(blocks_for(q_blocks, kWarps) + 1), s, ids, n_tok, top_k, w.n_expert, max_ent,
+                   tab, x, (int64_t)w.n_embd, reinterpret_cast<int8_t*>(xq + L.codes), L.code_stride,
+                   reinterpret_cast<float*>(xq + L.d), reinterpret_cast<float*>(xq + L.s), L.ds_stride, out,
+                   (int64_t)n_tok * w.n_embd);
         check_launch("MoE prep");
-        run_gate_up(w, tab, x, n_tok, xq, true, top_k, n_tok, (unsigned)max_ent, m.h.get<float>(), s);
-        run_down(w, tab, m.h.get<float>(), n_tok * top_k, m.hq.get(), n_tok, (unsigned)max_ent, m.y.get<float>(),
-                 m.counters.get<int>(), ids, weights, top_k, n_tok, out, s);
+        // h quantized for down by gate/up's last warps (needs whole 32-row blocks of h)
+        const bool fuse_hq = int8_reads(w.down) && w.n_ff % 32 == 0;
+        const HQuant hquant{m.hq.get(), n_tok * top_k, m.q_counters.get<int>()};
+        run_gate_up(w, tab, x, n_tok, xq, true, top_k, n_tok, (unsigned)max_ent, m.h.get<float>(),
+                    fuse_hq ? &hquant : nullptr, s);
+        run_down(w, tab, m.h.get<float>(), n_tok * top_k, m.hq.get(), fuse_hq, n_tok, (unsigned)max_ent,
+                 m.y.get<float>(), m.counters.get<int>(), ids, weights, top_k, n_tok, out, s);
         return;
     }
 
@@ -857,7 +988,8 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
         const float* xc = x + (size_t)t0 * w.n_embd;
         float* h = m.h.get<float>();
         float* y = m.y.get<float>();
-        if (n_ent > 0) run_gate_up(w, tab, xc, mt, m.xq.get(), false, top_k, kSlots, (unsigned)n_ent, h, s);
+        if (n_ent > 0)
+            run_gate_up(w, tab, xc, mt, m.xq.get(), false, top_k, kSlots, (unsigned)n_ent, h, nullptr, s);
         for (const TcExpert& te : tc_experts) {
             const int* toks = tab.lists + te.first;
             const int* pairs = tab.lists + m.cap + te.first;
@@ -892,8 +1024,8 @@ void MoeRunner::run(const ExpertWeights& w, const float* x, int n_tok, const int
             check_launch("MoE scatter");
         }
         if (n_ent > 0)
-            run_down(w, tab, h, P, m.hq.get(), kSlots, (unsigned)n_ent, y, nullptr, nullptr, nullptr, top_k, mt,
-                     nullptr, s);
+            run_down(w, tab, h, P, m.hq.get(), false, kSlots, (unsigned)n_ent, y, nullptr, nullptr, nullptr, top_k,
+                     mt, nullptr, s);
         weighted_sum_kernel<<<blocks_for((int64_t)mt * w.n_embd, 256), 256, 0, s>>>(
             y, weights + (size_t)t0 * top_k, top_k, w.n_embd, mt, out + (size_t)t0 * w.n_embd);
         check_launch("MoE weighted sum");

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cuda/cuda_util.h"
+#include "cuda/kernels.h"
 #include "cuda/moe.h"
 #include "cuda/moe_units.cuh"
 #include "formats/formats.h"
@@ -422,9 +423,10 @@ void bench(const std::string& only, int only_tok) {
     printf("\nDecode benchmark: MoeRunner::run (the expert FFNs of one layer, routing given), GPU time per\n");
     printf("call from cudaEvents over 50 calls after 5 warm-up calls, each call on another of 16 random\n");
     printf("routings (so the experts read are mostly not in L2). Bytes: the distinct experts' three\n");
-    printf("matrices, averaged over the routings. stream: plain launches; graph: one CUDA graph per call.\n\n");
-    printf("| model shape | experts | n_tok | active MB | stream us | stream GB/s | graph us | graph GB/s |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
+    printf("matrices, averaged over the routings. stream: plain launches; graph: one CUDA graph per call.\n");
+    printf("dense us: the dense int8 mat-vec (kernels.h matmul, stream) reading the same bytes as two matrices.\n\n");
+    printf("| model shape | experts | n_tok | active MB | stream us | stream GB/s | graph us | graph GB/s | dense us |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
     cudaStream_t s;
     ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     for (const BenchCase& b : cases) {
@@ -499,13 +501,35 @@ void bench(const std::string& only, int only_tok) {
             float ms_graph = 0;
             ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms_graph, e0, e1));
             for (auto ex : execs) cudaGraphExecDestroy(ex);
+            // baseline: the dense int8 mat-vec (kernels.h matmul) over the same bytes, as one matrix of
+            // the active experts' gate|up rows and one of their down matrices side by side, rotated
+            // over the expert tensors (so again mostly not in L2)
+            const int na = (int)std::lround(distinct);
+            DeviceBuffer act(matmul_scratch_bytes(n_tok, (int64_t)na * F) + matmul_scratch_bytes(n_tok, E)),
+                gy((size_t)n_tok * na * 2 * F * 4), dy((size_t)n_tok * E * 4), hx((size_t)n_tok * na * F * 4);
+            ROTOR_CUDA_CHECK(cudaMemset(hx.get(), 0, hx.bytes()));
+            auto dense = [&](int i) {
+                const size_t slot = (size_t)(i % std::max(1, NE / na)) * na;  // first expert of the rotation
+                matmul(b.tg, gu.get<uint8_t>() + slot * 2 * F * rb_g, (int64_t)na * 2 * F, E, dx.get<float>(), n_tok,
+                       gy.get<float>(), s, act.get());
+                // down of na experts side by side: rows of na * F elements (the same bytes as na matrices)
+                matmul(b.td, dn.get<uint8_t>() + slot * E * rb_d, E, (int64_t)na * F, hx.get<float>(), n_tok,
+                       dy.get<float>(), s, act.get());
+            };
+            for (int i = 0; i < 5; i++) dense(i);
+            ROTOR_CUDA_CHECK(cudaEventRecord(e0, s));
+            for (int i = 0; i < kRuns; i++) dense(i);
+            ROTOR_CUDA_CHECK(cudaEventRecord(e1, s));
+            ROTOR_CUDA_CHECK(cudaEventSynchronize(e1));
+            float ms_dense = 0;
+            ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms_dense, e0, e1));
             cudaEventDestroy(e0);
             cudaEventDestroy(e1);
             const double bytes = distinct * (double)expert_bytes;
-            const double us_s = ms_stream * 1e3 / kRuns, us_g = ms_graph * 1e3 / kRuns;
-            printf("| %s | %d x %s/%s, top %d | %d | %.1f | %.1f | %.0f | %.1f | %.0f |\n", b.what, NE,
+            const double us_s = ms_stream * 1e3 / kRuns, us_g = ms_graph * 1e3 / kRuns, us_d = ms_dense * 1e3 / kRuns;
+            printf("| %s | %d x %s/%s, top %d | %d | %.1f | %.1f | %.0f | %.1f | %.0f | %.1f |\n", b.what, NE,
                    tname(b.tg).c_str(), tname(b.td).c_str(), b.top_k, n_tok, bytes / 1e6, us_s, bytes / us_s / 1e3,
-                   us_g, bytes / us_g / 1e3);
+                   us_g, bytes / us_g / 1e3, us_d);
             fflush(stdout);
         }
     }
