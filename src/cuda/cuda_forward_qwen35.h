@@ -19,6 +19,8 @@ struct CudaForward::Qwen35Buffers {
     DeviceBuffer state;  // [n_seq][per_seq_floats]
     // Gated DeltaNet activations for max_batch tokens: projections, conv output, beta/alpha, the output
     DeviceBuffer mix, conv_out, z, ab, gdn_out;
+    DeviceBuffer gdn_scratch;    // gdn_delta / gdn_step's per-slice sums
+    DeviceBuffer step_counters;  // gdn_step's counters, zero between steps
     DeviceBuffer qg;    // gated attention: attn_q's output (query and gate per head)
     DeviceBuffer plan;  // SeqPlan's arrays
     SeqPlan plan_view;

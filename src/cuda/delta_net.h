@@ -65,9 +65,20 @@ void gdn_conv(const GdnShape& g, const float* mix, float* out, float* ab, const 
 // The gated delta rule over each sequence's tokens in order (recurrent form: exact, any length), from the
 // state (zeros when the sequence restarts at position 0) to the updated state; the conv state advanced
 // past the step's inputs (raw mix); then y = RMSNorm(o) * norm_w * SiLU(z) per head into out [n][v_dim].
+// scratch: gdn_scratch_floats(n) floats (per-slice sums of o^2).
+size_t gdn_scratch_floats(int n, const GdnShape& g);
 void gdn_delta(const GdnShape& g, const float* mix, const float* conv_out, const float* ab, const float* z,
                const float* norm_w, float eps, const GdnState& st, const int32_t* seq, const int32_t* pos,
-               const SeqPlan& plan, int n, float* out, cudaStream_t s);
+               const SeqPlan& plan, int n, float* out, float* scratch, cudaStream_t s);
+
+// gdn_conv + gdn_delta in one kernel (the same results to float rounding), for steps whose sequences have
+// few tokens each (decode): no intermediate buffers, ab read-only. counters: gdn_step_counters(n_seq) ints,
+// zero before the first call (each call leaves them zero); n_seq: the state's sequences.
+size_t gdn_step_counters(int n_seq, const GdnShape& g);
+void gdn_step(const GdnShape& g, const float* mix, const float* ab, const float* conv_w, const float* ssm_a,
+              const float* dt_bias, const float* z, const float* norm_w, float eps, const GdnState& st, int* counters,
+              int n_seq, const int32_t* seq, const int32_t* pos, const SeqPlan& plan, int n, float* out, float* scratch,
+              cudaStream_t s);
 
 // Gated attention input: qg [n][H][2][D] (per head the query, then the output gate), k [n][Hkv][D].
 // q[t][h] = RoPE(RMSNorm(query) * q_norm), k in place = RoPE(RMSNorm(k) * k_norm); NeoX pairs over the

@@ -1,6 +1,6 @@
 // rotor-check-qwen35: CudaForward on the hybrid Qwen3.5 models (qwen35, qwen35moe) against the CPU forward
 // (CpuForward + RecurrentState, which matches transformers) and against transformers' own logits.
-//   rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]...
+//   rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--bench]
 // (a) random tiny-qwen35 / tiny-qwen35moe models (f32 and q8_0 weights): a prompt batch of two sequences
 //     of different lengths (interleaved in batch order), decode steps of both, a third sequence started at
 //     0 over a poisoned (NaN) state and a sequence restarted at 0, for several KV types;
@@ -25,6 +25,7 @@
 
 #include "convert/synthetic.h"
 #include "cuda/cuda_forward.h"
+#include "cuda/delta_net.h"
 #include "cuda/device.h"
 #include "formats/formats.h"
 #include "kv/dense_kv_cache.h"
@@ -108,7 +109,7 @@ std::string base_name(const std::string& p) { return p.substr(p.find_last_of('/'
 
 // ---------------------------------------------------------------- (a) against the CPU
 
-// The scenario: prompt (seq 0: 20 tokens, seq 1: 13, interleaved), 8 decode steps of both, then seq 2
+// The scenario: prompt (seq 0: 40 tokens, seq 1: 30, interleaved), 8 decode steps of both, then seq 2
 // starts at 0 (its state poisoned with NaN: position 0 must not read it) beside two decode tokens, then
 // seq 1 restarts at 0 while seq 0 and seq 2 decode, then 3 decode steps of all three. Every row wants
 // logits; decode feeds the reference's greedy token (teacher forcing).
@@ -126,7 +127,7 @@ void run_scenario(const Model& ref_model, const Model& gpu_model, KvElem elem, b
     CudaForwardOptions o;
     o.n_seq = n_seq;
     o.ctx = ctx;
-    o.max_batch = 64;
+    o.max_batch = 96;
     o.kv = elem;
     o.exact_matmul = exact;
     CudaForward gpu(gpu_model, o);
@@ -148,11 +149,11 @@ void run_scenario(const Model& ref_model, const Model& gpu_model, KvElem elem, b
             len[b.seq[r]] = b.pos[r] + 1;
         }
     };
-    Batch b;
-    for (int p = 0; p < 10; p++) b.add(tok(rng), p, 0, true);
-    for (int p = 0; p < 7; p++) b.add(tok(rng), p, 1, true);
-    for (int p = 10; p < 20; p++) b.add(tok(rng), p, 0, true);
-    for (int p = 7; p < 13; p++) b.add(tok(rng), p, 1, true);
+    Batch b;  // 70 tokens: the prompt path (conv + delta rule kernels); decode steps take gdn_step
+    for (int p = 0; p < 20; p++) b.add(tok(rng), p, 0, true);
+    for (int p = 0; p < 14; p++) b.add(tok(rng), p, 1, true);
+    for (int p = 20; p < 40; p++) b.add(tok(rng), p, 0, true);
+    for (int p = 14; p < 30; p++) b.add(tok(rng), p, 1, true);
     step(b);
     auto decode = [&](std::initializer_list<int> seqs) {
         Batch d;
@@ -415,13 +416,91 @@ void check_graphs(const std::string& shape, const std::string& mix) {
     }
 }
 
+
+// ---------------------------------------------------------------- --bench: the DeltaNet kernels alone
+
+// Times seq_plan + gdn_conv + gdn_delta (or gdn_step) for one layer of Qwen3.5-27B's shape (16 key / 48 value heads of 128,
+// conv 4): decode steps of 1..16 sequences (one token each) and prefills of one sequence.
+void bench_kernels() {
+    const GdnShape g{16, 48, 128, 128, 4};
+    const int C = g.channels(), V = g.v_dim(), max_n = 4096, n_seq = 16;
+    const size_t per_seq = (size_t)(g.conv_kernel - 1) * C + (size_t)g.n_v_heads * g.d_k * g.d_v;
+    DeviceBuffer mix((size_t)max_n * C * 4), cv((size_t)max_n * C * 4), z((size_t)max_n * V * 4),
+        ab((size_t)max_n * 2 * g.n_v_heads * 4), out((size_t)max_n * V * 4), state(per_seq * n_seq * 4),
+        w((size_t)C * g.conv_kernel * 4), a(g.n_v_heads * 4), dt(g.n_v_heads * 4), nw(g.d_v * 4), plan(5 * max_n * 4),
+        seqb(max_n * 4), posb(max_n * 4), scratch(gdn_scratch_floats(max_n, g) * 4);
+    for (DeviceBuffer* b : {&mix, &z, &ab, &state, &w, &a, &dt, &nw})
+        ROTOR_CUDA_CHECK(cudaMemset(b->get(), 0, b->bytes()));
+    int32_t* pl = plan.get<int32_t>();
+    const SeqPlan sp{pl, pl + max_n, pl + 2 * max_n, pl + 3 * max_n, pl + 4 * max_n};
+    const GdnState st{state.get<float>(), state.get<float>() + (size_t)(g.conv_kernel - 1) * C, per_seq};
+    cudaEvent_t e0, e1;
+    ROTOR_CUDA_CHECK(cudaEventCreate(&e0));
+    ROTOR_CUDA_CHECK(cudaEventCreate(&e1));
+    DeviceBuffer counters(gdn_step_counters(n_seq, g) * 4);
+    ROTOR_CUDA_CHECK(cudaMemset(counters.get(), 0, counters.bytes()));
+    cudaStream_t cs;
+    ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+    // reps layers captured in one CUDA graph (as a decode step runs them), timed by events around its launch
+    auto time = [&](int n, const std::vector<int>& seq, const std::vector<int>& pos, int reps, bool fused) {
+        seqb.upload(seq.data(), n * 4);
+        posb.upload(pos.data(), n * 4);
+        auto once = [&] {
+            seq_plan(seqb.get<int32_t>(), posb.get<int32_t>(), n, sp, cs);
+            if (fused) {
+                gdn_step(g, mix.get<float>(), ab.get<float>(), w.get<float>(), a.get<float>(), dt.get<float>(),
+                         z.get<float>(), nw.get<float>(), 1e-6f, st, counters.get<int>(), n_seq, seqb.get<int32_t>(),
+                         posb.get<int32_t>(), sp, n, out.get<float>(), scratch.get<float>(), cs);
+                return;
+            }
+            gdn_conv(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), w.get<float>(), a.get<float>(), dt.get<float>(),
+                     st, seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, cs);
+            gdn_delta(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), z.get<float>(), nw.get<float>(), 1e-6f, st,
+                      seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, out.get<float>(), scratch.get<float>(), cs);
+        };
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        ROTOR_CUDA_CHECK(cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal));
+        for (int r = 0; r < reps; r++) once();
+        ROTOR_CUDA_CHECK(cudaStreamEndCapture(cs, &graph));
+        ROTOR_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        ROTOR_CUDA_CHECK(cudaGraphLaunch(exec, cs));  // warm-up
+        ROTOR_CUDA_CHECK(cudaEventRecord(e0, cs));
+        ROTOR_CUDA_CHECK(cudaGraphLaunch(exec, cs));
+        ROTOR_CUDA_CHECK(cudaEventRecord(e1, cs));
+        ROTOR_CUDA_CHECK(cudaEventSynchronize(e1));
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        float ms = 0;
+        ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        return ms * 1000.0 / reps;
+    };
+    printf("\nDeltaNet kernels, one Qwen3.5-27B layer (plan + conv + delta rule + gated norm):\n");
+    for (int ns : {1, 2, 4, 8, 16}) {
+        std::vector<int> seq, pos;
+        for (int s = 0; s < ns; s++) seq.push_back(s), pos.push_back(100);
+        const double us = time(ns, seq, pos, 48, false), fused = time(ns, seq, pos, 48, true);
+        printf("  decode %2d sequences: conv+delta %6.1f us, one kernel %6.1f us (state %.1f MB read+written: %.0f GB/s)\n",
+               ns, us, fused, 2.0 * ns * per_seq * 4 / 1e6, 2.0 * ns * per_seq * 4 / (fused * 1e3));
+    }
+    for (int n : {8, 64, 512, 4096}) {
+        std::vector<int> seq(n, 0), pos(n);
+        for (int i = 0; i < n; i++) pos[i] = i;
+        const double us = time(n, seq, pos, 3, false), fused = time(n, seq, pos, 3, true);
+        printf("  prefill %4d tokens: conv+delta %8.1f us (%.2f us a token), one kernel %8.1f us\n", n, us, us / n, fused);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::vector<std::pair<std::string, std::string>> hf;
+    bool bench = false;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
-        if (a == "--hf" && i + 1 < argc) {
+        if (a == "--bench") {
+            bench = true;
+        } else if (a == "--hf" && i + 1 < argc) {
             const std::string v = argv[++i];
             const size_t colon = v.find(':');
             if (colon == std::string::npos) {
@@ -430,7 +509,7 @@ int main(int argc, char** argv) {
             }
             hf.push_back({v.substr(0, colon), v.substr(colon + 1)});
         } else {
-            fprintf(stderr, "usage: rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]...\n");
+            fprintf(stderr, "usage: rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--bench]\n");
             return 2;
         }
     }
@@ -454,7 +533,7 @@ int main(int argc, char** argv) {
             if (std::string(shape) == "tiny-qwen35moe") check_synthetic(shape, "q8_0", KvElem::F16, true, 0.1, true);
             else check_synthetic(shape, "q8_0", KvElem::F16, true, 5e-3);
             check_synthetic(shape, "q8_0", KvElem::F16, false, 0.1, true);
-            check_synthetic(shape, "f32", KvElem::F16, false, 2e-2);  // the 33-token prompt on the tensor cores
+            check_synthetic(shape, "f32", KvElem::F16, false, 2e-2);  // the 70-token prompt on the tensor cores
         }
         // (b)
         for (const auto& [gguf, dir] : hf) check_hf(gguf, dir);
@@ -464,6 +543,7 @@ int main(int argc, char** argv) {
         // (d)
         check_graphs("tiny-qwen35", "q8_0");
         check_graphs("tiny-qwen35moe", "q8_0");
+        if (bench) bench_kernels();
     } catch (const std::exception& e) {
         printf("FAIL  %s\n", e.what());
         g_failed++;
