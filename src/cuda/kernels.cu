@@ -9,6 +9,7 @@
 #include "cuda/device_common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/matvec_q8.h"
+#include "cuda/mmvq_units.h"
 #include "cuda/pdl.cuh"
 #include "formats/chunk_decode.h"
 
@@ -173,13 +174,27 @@ __global__ void add_kernel(float* x, const float* __restrict__ y, int64_t n) {
     if (i < n) x[i] += y[i];
 }
 
+// silu(g) * u; one function for swiglu and swiglu_q8, so that both round the same way
+__device__ inline float silu_mul(float g, float u) {
+    return g / (1.0f + expf(-g)) * u;
+}
+
 __global__ void swiglu_kernel(float* gate, const float* __restrict__ up, int64_t n) {
     pdl_trigger();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        const float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    if (i < n) gate[i] = silu_mul(gate[i], up[i]);
+}
+
+// Rotates the pair (v[a], v[b]) of RoPE pair i (of half = n_rot / 2) at position p; one function for
+// rope and qkv_prep.
+__device__ inline void rope_pair(float* v, int i, int half, bool neox, float p, const float* __restrict__ inv_freq) {
+    const float theta = p * inv_freq[i];
+    float sn, cs;
+    sincosf(theta, &sn, &cs);
+    const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * cs - x1 * sn;
+    v[b] = x0 * sn + x1 * cs;
 }
 
 __global__ void rope_kernel(float* x, int n_head, int head_dim, int n_rot, bool neox, const int32_t* __restrict__ pos,
@@ -188,15 +203,201 @@ __global__ void rope_kernel(float* x, int n_head, int head_dim, int n_rot, bool 
     const float p = (float)pos[t];
     for (int k = threadIdx.x; k < n_head * half; k += blockDim.x) {
         const int h = k / half, i = k % half;
-        float* v = x + ((size_t)t * n_head + h) * head_dim;
-        const float theta = p * inv_freq[i];
-        float sn, cs;
-        sincosf(theta, &sn, &cs);
-        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * cs - x1 * sn;
-        v[b] = x0 * sn + x1 * cs;
+        rope_pair(x + ((size_t)t * n_head + h) * head_dim, i, half, neox, p, inv_freq);
     }
+}
+
+// ---------------------------------------------------------------- fused decode-path kernels
+
+// Where a fused kernel writes int8 activations (act_q8_layout of the launch's tokens); codes null:
+// it quantizes nothing.
+struct Q8Out {
+    int8_t* codes = nullptr;
+    float* d = nullptr;
+    float* s = nullptr;
+    int64_t code_stride = 0, ds_stride = 0;
+};
+
+// rms_norm's block size: the reduction order of the fused norms depends on it
+int norm_threads(int n) { return n >= 1024 ? 1024 : (n + 31) / 32 * 32; }
+
+// One row of add_rms_norm_q8 by one block. Element i = threadIdx.x + j * blockDim.x is thread
+// threadIdx.x's j-th, the order in which rms_norm_kernel sums; a warp holds 32 consecutive elements
+// (blockDim and, when quantizing, n are multiples of 32), one quantization block. All loads are
+// issued before the first use (MAXJ per thread at most).
+template <int MAXJ>
+__device__ inline void add_norm_q8_row(float* x, const float* y, const float* __restrict__ w, float* xn, int n,
+                                       float eps, const Q8Out& q, int64_t row) {
+    __shared__ float part[32];
+    float v[MAXJ], wv[MAXJ];
+#pragma unroll
+    for (int j = 0; j < MAXJ; j++) {
+        const int i = threadIdx.x + j * blockDim.x;
+        v[j] = 0.0f;
+        wv[j] = 0.0f;
+        if (i < n) {
+            const float a = x[i];
+            v[j] = y ? a + y[i] : a;  // add_kernel's x[i] += y[i]
+            wv[j] = w[i];
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < MAXJ; j++) {
+        const int i = threadIdx.x + j * blockDim.x;
+        if (i < n) {
+            if (y) x[i] = v[j];
+            ss += v[j] * v[j];
+        }
+    }
+    ss = warp_sum(ss);
+    if (threadIdx.x % kWarp == 0) part[threadIdx.x / kWarp] = ss;
+    __syncthreads();
+    if (threadIdx.x < kWarp) {
+        float t = threadIdx.x < blockDim.x / kWarp ? part[threadIdx.x] : 0.0f;
+        t = warp_sum(t);
+        if (threadIdx.x == 0) part[0] = t;
+    }
+    __syncthreads();
+    const float scale = rsqrtf(part[0] / (float)n + eps);
+    const int lane = threadIdx.x % kWarp;
+#pragma unroll
+    for (int j = 0; j < MAXJ; j++) {
+        const int i = threadIdx.x + j * blockDim.x;
+        if (i < n) {  // uniform over the warp when quantizing (n % 32 == 0)
+            const float o = v[j] * scale * wv[j];
+            xn[i] = o;
+            if (q.codes)
+                ::rotor::mmvq::quantize_act_warp(o, lane, i - lane, q.codes + row * q.code_stride, q.d + row * q.ds_stride,
+                                        q.s + row * q.ds_stride);
+        }
+    }
+}
+
+template <int MAXJ>
+__global__ void __launch_bounds__(1024)
+    add_rms_norm_q8_kernel(float* x, const float* y, const float* __restrict__ w, float* xn, int n, float eps, Q8Out q) {
+    pdl_trigger();  // the mat-vec after it may start copying its weights
+    pdl_wait();
+    const size_t r = blockIdx.x;
+    add_norm_q8_row<MAXJ>(x + r * n, y ? y + r * n : nullptr, w, xn + r * n, n, eps, q, (int64_t)r);
+}
+
+constexpr int kEmbedMaxJ = 16;  // rows of up to 16384 elements in the fused embedding
+
+template <GgmlType T>
+__global__ void __launch_bounds__(1024)
+    get_rows_norm_q8_kernel(const uint8_t* __restrict__ table, size_t row_bytes, const int32_t* __restrict__ ids,
+                            float* x, const float* __restrict__ w, float* xn, int n, float eps, Q8Out q) {
+    pdl_trigger();
+    pdl_wait();
+    using D = ChunkDecoder<T>;
+    constexpr int kChunksPerBlock = D::kBlockElems / 8;
+    const uint8_t* row = table + (size_t)ids[blockIdx.x] * row_bytes;
+    float* xr = x + (size_t)blockIdx.x * n;
+    for (int c = threadIdx.x; c < n / 8; c += blockDim.x)
+        D::decode8(row + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, xr + 8 * c);
+    __syncthreads();  // the block's writes of x are visible to all its threads
+    add_norm_q8_row<kEmbedMaxJ>(xr, nullptr, w, xn + (size_t)blockIdx.x * n, n, eps, q, blockIdx.x);
+}
+
+// One warp per 32 elements (one quantization block) of gate.
+__global__ void swiglu_q8_kernel(float* gate, const float* __restrict__ up, int64_t n, int64_t n_warps, Q8Out q) {
+    pdl_trigger();
+    pdl_wait();
+    const int64_t wi = (int64_t)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+    if (wi >= n_warps) return;  // whole warps
+    const int lane = threadIdx.x % kWarp;
+    const int64_t per_row = n / 32, t = wi / per_row, e0 = (wi % per_row) * 32;
+    const int64_t i = t * n + e0 + lane;
+    const float h = silu_mul(gate[i], up[i]);
+    gate[i] = h;
+    ::rotor::mmvq::quantize_act_warp(h, lane, e0, q.codes + t * q.code_stride, q.d + t * q.ds_stride, q.s + t * q.ds_stride);
+}
+
+// attention.cu's hadamard_shared, butterfly for butterfly (the same floats as hadamard_rows).
+__device__ inline void hadamard_shared_row(float* x, int n) {
+    for (int h = 1; h < n; h <<= 1) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < n / 2; i += blockDim.x) {
+            const int j = (i / h) * 2 * h + i % h;
+            const float a = x[j], b = x[j + h];
+            x[j] = a + b;
+            x[j + h] = a - b;
+        }
+    }
+    __syncthreads();
+    const float s = rsqrtf((float)n);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) x[i] *= s;
+    __syncthreads();
+}
+
+constexpr int kQkvMaxDim = 512;  // the KV cache's largest head (attention.h)
+
+// qkv_prep: one block per (token, head row): rows 0..H-1 are q's heads, then k's, then v's. Thread i
+// holds element i (blockDim >= the head size), so the q/k norm sums as rms_norm does with its block
+// of the head size rounded up to 32 (the extra warps add zeros). kStore: 0 K/V stay in k / v, 1 to
+// an f32 cache, 2 to an f16 cache.
+template <int kStore>
+__global__ void __launch_bounds__(kQkvMaxDim)
+    qkv_prep_kernel(QkvPrep p, void* K, void* V, int kv_ctx, bool rotate_q) {
+    __shared__ float row[kQkvMaxDim];
+    __shared__ float part[32];
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.x, r = blockIdx.y, tid = threadIdx.x;
+    const int H = p.n_head, Hkv = p.n_head_kv;
+    const int kind = r < H ? 0 : (r < H + Hkv ? 1 : 2);  // q, k, v
+    const int h = kind == 0 ? r : (kind == 1 ? r - H : r - H - Hkv);
+    const int d = kind == 2 ? p.head_dim_v : p.head_dim_k;
+    float* src = kind == 0 ? p.q + ((size_t)t * H + h) * d
+                           : (kind == 1 ? p.k : p.v) + ((size_t)t * Hkv + h) * d;
+    const float* bias = kind == 0 ? p.bq : (kind == 1 ? p.bk : p.bv);
+    const float* nw = kind == 0 ? p.q_norm : (kind == 1 ? p.k_norm : nullptr);
+    float val = 0.0f;
+    if (tid < d) {
+        val = src[tid];
+        if (bias) val += bias[(size_t)h * d + tid];  // add_bias
+    }
+    if (nw) {  // rms_norm over the head
+        float ss = 0.0f;
+        if (tid < d) ss += val * val;
+        ss = warp_sum(ss);
+        if (tid % kWarp == 0) part[tid / kWarp] = ss;
+        __syncthreads();
+        if (tid < kWarp) {
+            float a = tid < blockDim.x / kWarp ? part[tid] : 0.0f;
+            a = warp_sum(a);
+            if (tid == 0) part[0] = a;
+        }
+        __syncthreads();
+        const float scale = rsqrtf(part[0] / (float)d + p.eps);
+        if (tid < d) val = val * scale * nw[tid];
+    }
+    if (kind < 2 && p.n_rot > 0) {  // RoPE, pairs through shared memory
+        if (tid < d) row[tid] = val;
+        __syncthreads();
+        const int half = p.n_rot / 2;
+        const float pf = (float)p.pos[t];
+        for (int i = tid; i < half; i += blockDim.x) rope_pair(row, i, half, p.neox, pf, p.inv_freq);
+        __syncthreads();
+        if (tid < d) val = row[tid];
+    }
+    if (kind == 0 && rotate_q) {  // attention runs in the rotated basis
+        __syncthreads();          // every thread has read row above
+        if (tid < d) row[tid] = val;
+        hadamard_shared_row(row, d);
+        if (tid < d) val = row[tid];
+    }
+    if (tid >= d) return;
+    if (kStore == 0 || kind == 0) {
+        src[tid] = val;
+        return;
+    }
+    const size_t slot = (size_t)p.seq[t] * kv_ctx + p.pos[t] % kv_ctx;  // kv_store's slot
+    const size_t at = (slot * Hkv + h) * d + tid;
+    if constexpr (kStore == 1) static_cast<float*>(kind == 1 ? K : V)[at] = val;
+    if constexpr (kStore == 2) static_cast<__half*>(kind == 1 ? K : V)[at] = __float2half_rn(val);
 }
 
 }  // namespace
@@ -291,13 +492,19 @@ void matmul_q8(GgmlType t, const void* W, int64_t rows, int64_t cols, const floa
 void matmul_multi(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* X, int n_tok, cudaStream_t s,
                   void* act_scratch) {
     if (n_tok <= 0) return;
-    std::vector<bool> int8(n_jobs, false);
     bool any = false;
-    for (int i = 0; i < n_jobs; i++) {
-        int8[i] = act_scratch && jobs[i].rows > 0 && matmul_int8_applies(jobs[i].type, jobs[i].W, cols);
-        any = any || int8[i];
-    }
+    for (int i = 0; i < n_jobs; i++)
+        any = any || (act_scratch && jobs[i].rows > 0 && matmul_int8_applies(jobs[i].type, jobs[i].W, cols));
     if (any) quantize_act_q8(X, n_tok, cols, act_scratch, s);
+    matmul_multi_q8(jobs, n_jobs, cols, X, any ? act_scratch : nullptr, n_tok, s);
+}
+
+void matmul_multi_q8(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* X, const void* act_q8, int n_tok,
+                     cudaStream_t s) {
+    if (n_tok <= 0) return;
+    std::vector<bool> int8(n_jobs, false);
+    for (int i = 0; i < n_jobs; i++)
+        int8[i] = act_q8 && jobs[i].rows > 0 && matmul_int8_applies(jobs[i].type, jobs[i].W, cols);
     std::vector<bool> done(n_jobs, false);
     for (int i = 0; i < n_jobs; i++) {
         if (done[i]) continue;
@@ -313,7 +520,7 @@ void matmul_multi(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* 
                 group[n++] = {jobs[k].W, jobs[k].rows, jobs[k].Y};
                 done[k] = true;
             }
-        matmul_int8(jobs[i].type, group, n, cols, act_scratch, n_tok, s);
+        matmul_int8(jobs[i].type, group, n, cols, act_q8, n_tok, s);
     }
 }
 
@@ -365,6 +572,111 @@ void rope(float* x, int n_tok, int n_head, int head_dim, int n_rot, bool neox, c
     if (n_tok == 0 || n_rot == 0) return;
     rope_kernel<<<n_tok, 256, 0, s>>>(x, n_head, head_dim, n_rot, neox, pos, inv_freq);
     check_launch("rope");
+}
+
+
+// ---------------------------------------------------------------- fused decode-path entry points
+
+namespace {
+Q8Out q8_out(void* scratch, int n_tok, int64_t cols) {
+    Q8Out o;
+    if (!scratch) return o;
+    const ActQ8Layout L = act_q8_layout(n_tok, cols);
+    char* b = static_cast<char*>(scratch);
+    o.codes = reinterpret_cast<int8_t*>(b + L.codes);
+    o.d = reinterpret_cast<float*>(b + L.d);
+    o.s = reinterpret_cast<float*>(b + L.s);
+    o.code_stride = L.code_stride;
+    o.ds_stride = L.ds_stride;
+    return o;
+}
+
+// Elements per thread of a fused norm (rms_norm's block), rounded up to an instantiated MAXJ; 0 when
+// above 16.
+int norm_max_j(int n) {
+    const int per = (n + norm_threads(n) - 1) / norm_threads(n);
+    for (int m : {1, 2, 4, 8, 16})
+        if (per <= m) return m;
+    return 0;
+}
+}  // namespace
+
+void add_rms_norm_q8(float* x, const float* y, const float* w, float* xn, int rows, int n, float eps, void* act_q8,
+                     cudaStream_t s) {
+    if (rows == 0) return;
+    if (act_q8 && n % 32) throw Error("add_rms_norm_q8: int8 activations need rows of a multiple of 32");
+    const int threads = norm_threads(n);
+    const Q8Out q = q8_out(act_q8, rows, n);
+    switch (norm_max_j(n)) {
+#define ROTOR_NORM(M)                                                                              \
+    case M:                                                                                        \
+        mmvq::launch_pdl(add_rms_norm_q8_kernel<M>, rows, threads, s, x, y, w, xn, n, eps, q);     \
+        break;
+        ROTOR_NORM(1) ROTOR_NORM(2) ROTOR_NORM(4) ROTOR_NORM(8) ROTOR_NORM(16)
+#undef ROTOR_NORM
+        default:  // rows longer than a block holds in registers: the kernels one by one
+            if (y) add(x, y, (int64_t)rows * n, s);
+            rms_norm(x, w, xn, rows, n, eps, s);
+            if (act_q8) quantize_act_q8(xn, rows, n, act_q8, s);
+            return;
+    }
+    check_launch("add_rms_norm_q8");
+}
+
+void get_rows_rms_norm_q8(GgmlType t, const void* table, const int32_t* ids, float* x, const float* w, float* xn,
+                          int rows, int n, float eps, void* act_q8, cudaStream_t s) {
+    if (rows == 0) return;
+    if (act_q8 && n % 32) throw Error("get_rows_rms_norm_q8: int8 activations need rows of a multiple of 32");
+    const int threads = norm_threads(n);
+    bool fused = n % 8 == 0 && (n + threads - 1) / threads <= kEmbedMaxJ;
+    if (fused) {
+        const size_t rb = row_bytes(t, (uint64_t)n);
+        const Q8Out q = q8_out(act_q8, rows, n);
+        fused = with_chunk_decoder(t, [&]<GgmlType T>() {
+            mmvq::launch_pdl(get_rows_norm_q8_kernel<T>, rows, threads, s, static_cast<const uint8_t*>(table), rb,
+                             ids, x, w, xn, n, eps, q);
+        });
+    }
+    if (!fused) {  // rows get_rows decodes element by element, or too long for one block: two launches
+        get_rows(t, table, n, ids, rows, x, s);
+        add_rms_norm_q8(x, nullptr, w, xn, rows, n, eps, act_q8, s);
+        return;
+    }
+    check_launch("get_rows_rms_norm_q8");
+}
+
+void swiglu_q8(float* gate, const float* up, int n_tok, int64_t n, void* act_q8, cudaStream_t s) {
+    if (n_tok == 0 || n == 0) return;
+    if (n % 32) throw Error("swiglu_q8: int8 activations need rows of a multiple of 32");
+    const int64_t warps = (int64_t)n_tok * (n / 32);
+    constexpr int kWarpsPerBlock = 8;
+    mmvq::launch_pdl(swiglu_q8_kernel, blocks_for(warps, kWarpsPerBlock), kWarpsPerBlock * kWarp, s, gate, up, n, warps,
+                     q8_out(act_q8, n_tok, n));
+    check_launch("swiglu_q8");
+}
+
+bool qkv_prep(const QkvPrep& p, const KvLayerView& kv, int n_tok, cudaStream_t s) {
+    const int dmax = std::max(p.head_dim_k, p.head_dim_v);
+    if (dmax > kQkvMaxDim || p.n_rot > p.head_dim_k || p.n_rot % 2 || kv.n_head_kv != p.n_head_kv)
+        throw Error("qkv_prep: head sizes up to " + std::to_string(kQkvMaxDim) + " and n_rot <= the K head size");
+    const int store = kv.elem == KvElem::F32 ? 1 : (kv.elem == KvElem::F16 ? 2 : 0);
+    if (n_tok == 0) return store != 0;
+    const dim3 grid((unsigned)n_tok, (unsigned)(p.n_head + 2 * p.n_head_kv));
+    const int threads = (dmax + 31) / 32 * 32;
+    const bool rot = kv_elem_rotated(kv.elem);
+    switch (store) {
+        case 1:
+            mmvq::launch_pdl(qkv_prep_kernel<1>, grid, threads, s, p, kv.k, kv.v, kv.ctx, rot);
+            break;
+        case 2:
+            mmvq::launch_pdl(qkv_prep_kernel<2>, grid, threads, s, p, kv.k, kv.v, kv.ctx, rot);
+            break;
+        default:
+            mmvq::launch_pdl(qkv_prep_kernel<0>, grid, threads, s, p, kv.k, kv.v, kv.ctx, rot);
+            break;
+    }
+    check_launch("qkv_prep");
+    return store != 0;
 }
 
 }  // namespace rotor::cuda

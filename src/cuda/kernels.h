@@ -61,6 +61,10 @@ struct MatmulJob {
 };
 void matmul_multi(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* X, int n_tok, cudaStream_t s,
                   void* act_scratch);
+// matmul_multi with X already quantized into act_q8 (quantize_act_q8's layout for n_tok tokens, e.g.
+// by add_rms_norm_q8 or swiglu_q8): jobs without an int8 path run the exact path on X.
+void matmul_multi_q8(const MatmulJob* jobs, int n_jobs, int64_t cols, const float* X, const void* act_q8, int n_tok,
+                     cudaStream_t s);
 
 // Benchmarks and checks: the int8 kernel's variant (matvec_q8.h, Tuning): rows per warp (1 or 2;
 // 0 = its own choice), persistent grid, programmatic dependent launch. The defaults are the variant
@@ -82,5 +86,45 @@ void swiglu(float* gate, const float* up, int64_t n, cudaStream_t s);
 // neox: pairs (i, i + n_rot/2), else adjacent pairs. inv_freq: n_rot/2 floats.
 void rope(float* x, int n_tok, int n_head, int head_dim, int n_rot, bool neox, const int32_t* pos,
           const float* inv_freq, cudaStream_t s);
+
+// ---- Fused kernels of the decode path: each is one launch for a sequence of the kernels above and
+// computes the same floats, bit for bit (same per-element operations, same reduction order).
+
+// x += y (skipped when y is null), then xn = rms_norm(x) * w, and xn quantized into act_q8
+// (quantize_act_q8's layout for `rows` tokens; skipped when act_q8 is null; n % 32 == 0 then): add,
+// rms_norm and quantize_act_q8 in one launch. y may alias xn (each element is read before it is
+// written, by the same thread).
+void add_rms_norm_q8(float* x, const float* y, const float* w, float* xn, int rows, int n, float eps, void* act_q8,
+                     cudaStream_t s);
+// get_rows of the embedding table into x, then as add_rms_norm_q8 without the add.
+void get_rows_rms_norm_q8(GgmlType t, const void* table, const int32_t* ids, float* x, const float* w, float* xn,
+                          int rows, int n, float eps, void* act_q8, cudaStream_t s);
+// gate = silu(gate) * up for n_tok rows of n, quantized into act_q8 (n % 32 == 0): swiglu and
+// quantize_act_q8 (the down projection's input) in one launch.
+void swiglu_q8(float* gate, const float* up, int n_tok, int64_t n, void* act_q8, cudaStream_t s);
+
+// The attention inputs after the Q/K/V projections, for all heads of n_tok tokens in one launch, in
+// place: the biases (bq / bk / bv where not null), RMSNorm of each q and k head (q_norm / k_norm
+// where not null), RoPE on the first n_rot dims at positions pos[t], and for a rotated cache type the
+// Hadamard rotation of q. When the cache stores floats (f32, f16) K and V are written to it at
+// (seq[t], pos[t] % ctx) as kv_store does, and qkv_prep returns true; otherwise they stay in k / v
+// for kv_store. The same floats as add_bias, rms_norm, rope, hadamard_rows and kv_store in that order.
+struct QkvPrep {
+    float* q = nullptr;
+    float* k = nullptr;
+    float* v = nullptr;
+    const float* bq = nullptr;
+    const float* bk = nullptr;
+    const float* bv = nullptr;
+    const float* q_norm = nullptr;
+    const float* k_norm = nullptr;
+    int n_head = 0, n_head_kv = 0, head_dim_k = 0, head_dim_v = 0, n_rot = 0;
+    bool neox = false;
+    float eps = 0.0f;
+    const int32_t* pos = nullptr;
+    const int32_t* seq = nullptr;
+    const float* inv_freq = nullptr;
+};
+bool qkv_prep(const QkvPrep& p, const KvLayerView& kv, int n_tok, cudaStream_t s);
 
 }  // namespace rotor::cuda

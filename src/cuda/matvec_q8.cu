@@ -13,6 +13,7 @@
 //  - the mat-vec and quantize kernels use programmatic dependent launch (pdl.cuh): the weight
 //    copies may start while the previous kernel of the stream still runs.
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 #include "cuda/cuda_util.h"
@@ -30,12 +31,16 @@ namespace {
 using namespace ::rotor::mmvq;
 
 constexpr int kWarp = 32;
-constexpr int kWarps = 4;  // warps per block
+constexpr int kWarps = 8;  // warps per block
 
 Tuning g_tuning;  // benchmarks and checks may change it
 
 template <int RW>
-inline constexpr int kStages = RW == 1 ? 4 : 3;  // spans per warp in the pipeline (<= 48 KB static smem)
+inline constexpr int kStages = RW == 1 ? 4 : 3;  // spans per warp in the pipeline
+// Blocks per SM the register allocation must allow: 3 x 8 warps for one token (more warps hide more
+// latency; 80 registers, no spills), 2 for more tokens (their accumulators need the registers)
+template <int NT>
+inline constexpr int kMinBlocks = NT == 1 ? 3 : 2;
 
 // The matrices of a launch: rows of all of them are cut into groups of RW rows, numbered through
 // the jobs in order (group_end: groups of jobs 0..j).
@@ -75,27 +80,334 @@ __device__ inline void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+__device__ inline void named_barrier(int id, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// The rows of one group: its matrix, first row, rows in the group.
+struct Group {
+    const uint8_t* w;    // the group's first row
+    const uint8_t* end;  // the end of its matrix
+    float* y;
+    int rows, row0, nr;
+};
+template <int RW>
+__device__ inline Group group_at(const Jobs& jobs, int64_t row_bytes, int g) {
+    const int j = (jobs.n > 1 && g >= jobs.group_end[0]) + (jobs.n > 2 && g >= jobs.group_end[1]);
+    const int first = j == 0 ? 0 : (j == 1 ? jobs.group_end[0] : jobs.group_end[1]);
+    Group o;
+    o.rows = pick(jobs.rows, j);
+    o.row0 = (g - first) * RW;
+    o.nr = min(RW, o.rows - o.row0);
+    o.w = pick(jobs.W, j) + (size_t)o.row0 * row_bytes;
+    o.end = pick(jobs.W, j) + (size_t)o.rows * row_bytes;
+    o.y = pick(jobs.Y, j);
+    return o;
+}
+
+// Rows are cut into groups of RW rows and each row into spans of whole blocks (32 units, one per
+// lane). A block's warps work in teams of WG (a power of two <= the spans of a row): a team takes one
+// group at a time, its warp j the spans j, j + WG, ..., and the team's partial sums meet in shared
+// memory (a fixed order: the result does not depend on timing). Teams stride over the groups
+// (persistent grid). A warp's items (group, span) stream through ST shared-memory slots with cp.async,
+// so the copies of the next items (next group included) are in flight while one is dotted. The
+// per-item bookkeeping is increments only: the lane's activation offsets inside a span are computed
+// once (act_code_index is additive over spans of 1024 and 2048 elements).
+template <GgmlType T, int NT, int RW>
+__global__ void __launch_bounds__(kWarps* kWarp, kMinBlocks<NT>)
+    mmvq_kernel(Jobs jobs, int64_t row_bytes, int nb, int n_spans, int wg, ActView x) {
+    using U = Unit<T>;
+    constexpr int ST = kStages<RW>;
+    constexpr int kSpan = U::kSpanBlocks * U::kBlockBytes;
+    constexpr int kSpanElems = U::kSpanBlocks * U::kBlockElems;
+    // a span copy starts at the 16-byte boundary at or before the span (up to 14 bytes earlier), and
+    // load_words<N, 2> reads one word past a block: 32 bytes of room
+    constexpr int kSlot = kSpan + 32;
+    constexpr int kPieces = kSpan / 16 + 1;  // 16-byte copies of a span, at most
+    constexpr int kPiecesPerLane = (kPieces + kWarp - 1) / kWarp;
+    static_assert(kSpan % 16 == 0 && U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
+    static_assert(kSpanElems == 1024 || kSpanElems == 2048);  // act_code_index additive over spans
+    extern __shared__ __align__(16) uint8_t smem[];
+    __shared__ float red[2][kWarps][RW * NT];  // the teams' partial sums, by group parity
+    pdl_trigger();
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    uint8_t* slots = smem + (size_t)warp * ST * RW * kSlot;  // item k, row r: slots + (k % ST * RW + r) * kSlot
+    const int teams = kWarps / wg, team = warp / wg, j = warp % wg;
+    const int n_groups =
+        jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
+    const int gstride = gridDim.x * teams;
+    const int g0 = blockIdx.x * teams + team;
+    if (g0 >= n_groups) return;  // the whole team: its named barrier is not used
+
+    // producer: the next item to copy
+    int pg = g0, psp = j, pk = 0;
+    Group pgrp = group_at<RW>(jobs, row_bytes, pg);
+    auto issue = [&]() {
+        if (pg < n_groups) {
+            const int64_t off = (int64_t)psp * kSpan;
+            const int64_t len = min((int64_t)kSpan, row_bytes - off);
+            uint8_t* dst0 = slots + (size_t)(pk % ST) * RW * kSlot;
+#pragma unroll
+            for (int r = 0; r < RW; r++) {
+                if (r >= pgrp.nr) break;
+                const uint8_t* a = pgrp.w + (size_t)r * row_bytes + off;
+                const uint8_t* a16 = a - (reinterpret_cast<uintptr_t>(a) & 15);
+                const int n16 = (int)((a + len - a16 + 15) / 16);
+                const int64_t left = pgrp.end - a16;  // bytes of the matrix from a16 on
+#pragma unroll
+                for (int i = 0; i < kPiecesPerLane; i++) {
+                    const int piece = lane + kWarp * i;
+                    if (piece < n16) {
+                        const int64_t rem = left - 16 * piece;
+                        cp_async16(dst0 + r * kSlot + 16 * piece, a16 + 16 * piece, rem >= 16 ? 16 : (int)rem);
+                    }
+                }
+            }
+            psp += wg;
+            if (psp >= n_spans) {
+                psp = j;
+                pg += gstride;
+                if (pg < n_groups) pgrp = group_at<RW>(jobs, row_bytes, pg);
+            }
+        }
+        cp_async_commit();
+        pk++;
+    };
+
+    for (int k = 0; k < ST - 1; k++) issue();
+
+    // this lane's unit: block jb of the span, unit sub; its activations' offsets inside a span
+    const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
+    constexpr int kChunks = U::kGroupElems / 16;
+    uint32_t code_off[U::kGroups][kChunks], ds_off[U::kGroups];
+#pragma unroll
+    for (int g = 0; g < U::kGroups; g++) {
+        const int e = jb * U::kBlockElems + U::group_offset(sub, g);
+#pragma unroll
+        for (int c = 0; c < kChunks; c++) code_off[g][c] = (uint32_t)act_code_index(e + 16 * c);
+        ds_off[g] = (uint32_t)(e / 32);
+    }
+    pdl_wait();  // the activations (and our output) belong to earlier kernels
+
+    float acc[RW][NT];
+#pragma unroll
+    for (int r = 0; r < RW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+    int cg = g0, csp = j, par = 0;
+    Group grp = group_at<RW>(jobs, row_bytes, cg);
+    int shift[RW];  // where row r's spans start inside their 16-byte-aligned copies
+#pragma unroll
+    for (int r = 0; r < RW; r++) shift[r] = (int)(reinterpret_cast<uintptr_t>(grp.w + (size_t)r * row_bytes) & 15);
+    for (int k = 0;; k++) {
+        issue();                  // item k + ST - 1, into the slot computed in the previous iteration
+        cp_async_wait<ST - 1>();  // item k has landed (this lane's copies)
+        __syncwarp();             // ... and the other lanes'
+        const int blk = csp * U::kSpanBlocks + jb;
+        if (blk < nb) {
+            const uint8_t* slot = slots + (size_t)(k % ST) * RW * kSlot;
+            typename U::W wu[RW];
+#pragma unroll
+            for (int r = 0; r < RW; r++)
+                if (r < grp.nr) U::load(slot + r * kSlot + shift[r] + jb * U::kBlockBytes, sub, wu[r]);
+            const int64_t e_span = (int64_t)csp * kSpanElems;
+            const int64_t code_base = act_code_index(e_span), ds_base = e_span / 32;
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const int8_t* cb = x.codes + (size_t)t * x.code_stride + code_base;
+                const float* db = x.d + (size_t)t * x.ds_stride + ds_base;
+                const float* sbp = x.s + (size_t)t * x.ds_stride + ds_base;
+                UnitAct<T> xa;
+#pragma unroll
+                for (int g = 0; g < U::kGroups; g++) {
+#pragma unroll
+                    for (int c = 0; c < kChunks; c++) {
+                        const int4 v = __ldg(reinterpret_cast<const int4*>(cb + code_off[g][c]));
+                        uint32_t* o = xa.a + g * (U::kGroupElems / 4) + 4 * c;
+                        o[0] = (uint32_t)v.x, o[1] = (uint32_t)v.y, o[2] = (uint32_t)v.z, o[3] = (uint32_t)v.w;
+                    }
+                    xa.d[g] = __ldg(db + ds_off[g]);
+                    xa.s[g] = U::kHasMin ? __ldg(sbp + ds_off[g]) : 0.0f;
+                }
+#pragma unroll
+                for (int r = 0; r < RW; r++) acc[r][t] += unit_dot<T>(wu[r], xa);
+            }
+        }
+        __syncwarp();  // every lane is done with slot k % ST before it is refilled
+        if (csp + wg < n_spans) {
+            csp += wg;
+            continue;
+        }
+        // the team's last span of this group: sum and write its rows
+#pragma unroll
+        for (int r = 0; r < RW; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const float v = warp_sum(acc[r][t]);  // every lane holds the sum
+                acc[r][t] = 0.0f;
+                if (wg == 1) {
+                    if (lane == 0 && r < grp.nr) grp.y[(size_t)t * grp.rows + grp.row0 + r] = v;
+                } else if (lane == r * NT + t) {
+                    red[par][warp][lane] = v;
+                }
+            }
+        if (wg > 1) {
+            named_barrier(1 + team, wg * kWarp);
+            if (j == 0 && lane < RW * NT && lane / NT < grp.nr) {
+                float v = 0.0f;
+                for (int i = 0; i < wg; i++) v += red[par][team * wg + i][lane];
+                grp.y[(size_t)(lane % NT) * grp.rows + grp.row0 + lane / NT] = v;
+            }
+            par ^= 1;  // the next group writes the other half: no second barrier needed
+        }
+        cg += gstride;
+        if (cg >= n_groups) break;
+        csp = j;
+        grp = group_at<RW>(jobs, row_bytes, cg);
+#pragma unroll
+        for (int r = 0; r < RW; r++) shift[r] = (int)(reinterpret_cast<uintptr_t>(grp.w + (size_t)r * row_bytes) & 15);
+    }
+    cp_async_wait<0>();
+}
+
+bool pdl_available() {
+    static int cc[64];
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev < 0 || dev >= 64) return false;
+    if (cc[dev] == 0) check(cudaDeviceGetAttribute(&cc[dev], cudaDevAttrComputeCapabilityMajor, dev), "cc");
+    return cc[dev] >= 9;
+}
+
+template <GgmlType T, int RW>
+constexpr size_t smem_bytes() {
+    return (size_t)kWarps * kStages<RW> * RW * (Unit<T>::kSpanBlocks * Unit<T>::kBlockBytes + 32);
+}
+
+// Blocks of the kernel that fit on the GPU at once (the persistent grid); sets its shared-memory limit.
+template <GgmlType T, int NT, int RW>
+unsigned prepare_kernel() {
+    static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
+    if (resident) return resident;
+    const auto kernel = mmvq_kernel<T, NT, RW>;
+    const size_t smem = smem_bytes<T, RW>();
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem limit");
+    int dev = 0, sms = 0, per_sm = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "sm count");
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * kWarp, smem), "occupancy");
+    resident = (unsigned)std::max(1, per_sm * sms);
+    return resident;
+}
+
+template <GgmlType T, int NT, int RW>
+void launch_one(const Jobs& jobs, int64_t rb, int nb, int n_spans, int wg, const ActView& x, bool persistent,
+                cudaStream_t s) {
+    const unsigned resident = prepare_kernel<T, NT, RW>();
+    const int groups = jobs.group_end[jobs.n - 1], teams = kWarps / wg;
+    unsigned grid = (unsigned)((groups + teams - 1) / teams);
+    if (persistent) grid = std::min(grid, resident);
+    launch_pdl_smem(mmvq_kernel<T, NT, RW>, grid, kWarps * kWarp, smem_bytes<T, RW>(), s, jobs, rb, nb, n_spans, wg,
+                    x);
+}
+
+// Instantiated: 1 row per group for 1-4 tokens, 2 rows per group for 1-8 tokens.
+template <GgmlType T, int RW>
+void launch_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, int wg, const ActView& x, int nt, bool persistent,
+               cudaStream_t s) {
+    switch (nt) {
+#define ROTOR_NT(N)                                                           \
+    case N:                                                                   \
+        launch_one<T, N, RW>(jobs, rb, nb, n_spans, wg, x, persistent, s);   \
+        return;
+        ROTOR_NT(1) ROTOR_NT(2) ROTOR_NT(3) ROTOR_NT(4)
+        default:
+            break;
+    }
+    if constexpr (RW == 2) {
+        switch (nt) {
+            ROTOR_NT(5) ROTOR_NT(6) ROTOR_NT(7) ROTOR_NT(8)
+#undef ROTOR_NT
+            default:
+                break;
+        }
+    }
+    throw Error("int8 mat-vec: bad token group");
+}
+
+// How evenly `items` equal pieces of work spread over `slots` warps: mean / max per warp.
+double balance(int64_t items, int64_t slots) {
+    const int64_t per = (items + slots - 1) / slots;
+    return (double)items / (double)(per * slots);
+}
+
+template <GgmlType T>
+void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
+    using U = Unit<T>;
+    const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
+    const int nb = (int)(cols / U::kBlockElems);
+    const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
+    // a team of wg warps per group: as many as the spans of a row allow (a power of two, <= kWarps)
+    int wg = 1;
+    while (wg * 2 <= std::min(kWarps, n_spans)) wg *= 2;
+    int64_t rows = 0;
+    for (int i = 0; i < n_jobs; i++) rows += job[i].rows;
+    // rows per group: two share each activation load; one when that spreads the items (group, span)
+    // over the resident warps much more evenly (a 4096-row matrix: 1.3 items of two rows per warp)
+    int rw = g_tuning.rows_per_warp;
+    if (nt > 4) rw = 2;
+    if (rw == 0) {
+        const int64_t warps1 = (int64_t)prepare_kernel<T, 1, 1>() * kWarps, warps2 = (int64_t)prepare_kernel<T, 1, 2>() * kWarps;
+        const double b1 = balance((rows + 0) * n_spans, warps1), b2 = balance((rows + 1) / 2 * n_spans, warps2);
+        rw = b1 > 1.15 * b2 ? 1 : 2;
+    }
+    const bool persistent = g_tuning.persistent != 0;
+    Jobs jobs{};
+    jobs.n = n_jobs;
+    int total = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
+        jobs.Y[i] = job[i].Y;
+        jobs.rows[i] = (int)job[i].rows;
+        total += (int)((job[i].rows + rw - 1) / rw);
+        jobs.group_end[i] = total;
+    }
+    if (total == 0) return;
+    if (rw == 1)
+        launch_nt<T, 1>(jobs, rb, nb, n_spans, wg, x, nt, persistent, s);
+    else
+        launch_nt<T, 2>(jobs, rb, nb, n_spans, wg, x, nt, persistent, s);
+}
+
+// ---------------------------------------------------------------- the previous kernel (A/B)
+// The kernel before the team split (one warp streams whole row groups; 4 warps per block), kept for
+// one round of measurements against the one above: ROTOR_MMVQ_V1=1 selects it.
+constexpr int kWarpsV1 = 4;
+template <int RW>
+inline constexpr int kStagesV1 = RW == 1 ? 4 : 3;
+
 // A warp's work is a sequence of items (row group, span): groups g0, g0 + stride, ... (one group
 // per warp when the grid is large, several when it is persistent), each cut into spans of whole
 // blocks. Items stream through ST shared-memory slots with cp.async, so the copies of the next
 // items (next rows included) are in flight while a span is dotted.
 template <GgmlType T, int NT, int RW>
-__global__ void __launch_bounds__(kWarps* kWarp)
-    mmvq_kernel(Jobs jobs, int64_t row_bytes, int nb, ActView x) {
+__global__ void __launch_bounds__(kWarpsV1* kWarp)
+    mmvq_kernel_v1(Jobs jobs, int64_t row_bytes, int nb, ActView x) {
     using U = Unit<T>;
-    constexpr int ST = kStages<RW>;
+    constexpr int ST = kStagesV1<RW>;
     constexpr int kSpan = U::kSpanBlocks * U::kBlockBytes;
     // a span copy starts at the 16-byte boundary at or before the span (up to 14 bytes earlier), and
     // load_words<N, 2> reads one word past a block: 32 bytes of room
     constexpr int kSlot = kSpan + 32;
     static_assert(kSpan % 16 == 0 && U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
-    __shared__ __align__(16) uint8_t smem[kWarps][ST][RW][kSlot];
+    __shared__ __align__(16) uint8_t smem[kWarpsV1][ST][RW][kSlot];
     pdl_trigger();
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int n_groups =
         jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
-    const int stride = gridDim.x * kWarps, g0 = blockIdx.x * kWarps + warp;
+    const int stride = gridDim.x * kWarpsV1, g0 = blockIdx.x * kWarpsV1 + warp;
     if (g0 >= n_groups) return;  // whole warps only: no block-wide barrier below
     const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
     const int n_items = (n_groups - g0 + stride - 1) / stride * n_spans;
@@ -193,68 +505,42 @@ __global__ void __launch_bounds__(kWarps* kWarp)
     cp_async_wait<0>();
 }
 
-// Launch with programmatic stream serialization where the GPU has it (sm_90+), so that the kernel
-// is scheduled while the previous kernel of the stream still runs.
-bool pdl_available() {
-    static int cc[64];
-    int dev = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    if (dev < 0 || dev >= 64) return false;
-    if (cc[dev] == 0) check(cudaDeviceGetAttribute(&cc[dev], cudaDevAttrComputeCapabilityMajor, dev), "cc");
-    return cc[dev] >= 9;
-}
 
-template <class... P, class... A>
-void launch_pdl(void (*kernel)(P...), unsigned grid, unsigned block, cudaStream_t s, A&&... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(grid);
-    cfg.blockDim = dim3(block);
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs =
-        g_tuning.pdl && s != nullptr && pdl_available() ? 1 : 0;  // not on the legacy default stream
-    check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), "cudaLaunchKernelEx");
-}
-
-// Blocks of a kernel that fit on the GPU at once (the persistent grid).
 template <class K>
-unsigned resident_blocks(K kernel) {
+unsigned resident_blocks_v1(K kernel) {
     int dev = 0, sms = 0, per_sm = 0;
     check(cudaGetDevice(&dev), "cudaGetDevice");
     check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "sm count");
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * kWarp, 0), "occupancy");
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarpsV1 * kWarp, 0), "occupancy");
     return (unsigned)std::max(1, per_sm * sms);
 }
 
 template <GgmlType T, int NT, int RW>
-void launch_one(const Jobs& jobs, int64_t rb, int nb, const ActView& x, bool persistent, cudaStream_t s) {
+void launch_one_v1(const Jobs& jobs, int64_t rb, int nb, const ActView& x, bool persistent, cudaStream_t s) {
     static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
-    if (!resident) resident = resident_blocks(mmvq_kernel<T, NT, RW>);
+    if (!resident) resident = resident_blocks_v1(mmvq_kernel_v1<T, NT, RW>);
     const int groups = jobs.group_end[jobs.n - 1];
-    unsigned grid = (unsigned)((groups + kWarps - 1) / kWarps);
+    unsigned grid = (unsigned)((groups + kWarpsV1 - 1) / kWarpsV1);
     if (persistent) grid = std::min(grid, resident);
-    launch_pdl(mmvq_kernel<T, NT, RW>, grid, kWarps * kWarp, s, jobs, rb, nb, x);
+    launch_pdl(mmvq_kernel_v1<T, NT, RW>, grid, kWarpsV1 * kWarp, s, jobs, rb, nb, x);
 }
 
 // Instantiated: 1 row per warp for 1-4 tokens, 2 rows per warp for 1-8 tokens.
 template <GgmlType T, int RW>
-void launch_nt(const Jobs& jobs, int64_t rb, int nb, const ActView& x, int nt, bool persistent,
+void launch_nt_v1(const Jobs& jobs, int64_t rb, int nb, const ActView& x, int nt, bool persistent,
                cudaStream_t s) {
     switch (nt) {
         case 1:
-            launch_one<T, 1, RW>(jobs, rb, nb, x, persistent, s);
+            launch_one_v1<T, 1, RW>(jobs, rb, nb, x, persistent, s);
             return;
         case 2:
-            launch_one<T, 2, RW>(jobs, rb, nb, x, persistent, s);
+            launch_one_v1<T, 2, RW>(jobs, rb, nb, x, persistent, s);
             return;
         case 3:
-            launch_one<T, 3, RW>(jobs, rb, nb, x, persistent, s);
+            launch_one_v1<T, 3, RW>(jobs, rb, nb, x, persistent, s);
             return;
         case 4:
-            launch_one<T, 4, RW>(jobs, rb, nb, x, persistent, s);
+            launch_one_v1<T, 4, RW>(jobs, rb, nb, x, persistent, s);
             return;
         default:
             break;
@@ -262,16 +548,16 @@ void launch_nt(const Jobs& jobs, int64_t rb, int nb, const ActView& x, int nt, b
     if constexpr (RW == 2) {
         switch (nt) {
             case 5:
-                launch_one<T, 5, RW>(jobs, rb, nb, x, persistent, s);
+                launch_one_v1<T, 5, RW>(jobs, rb, nb, x, persistent, s);
                 return;
             case 6:
-                launch_one<T, 6, RW>(jobs, rb, nb, x, persistent, s);
+                launch_one_v1<T, 6, RW>(jobs, rb, nb, x, persistent, s);
                 return;
             case 7:
-                launch_one<T, 7, RW>(jobs, rb, nb, x, persistent, s);
+                launch_one_v1<T, 7, RW>(jobs, rb, nb, x, persistent, s);
                 return;
             case 8:
-                launch_one<T, 8, RW>(jobs, rb, nb, x, persistent, s);
+                launch_one_v1<T, 8, RW>(jobs, rb, nb, x, persistent, s);
                 return;
             default:
                 break;
@@ -281,7 +567,7 @@ void launch_nt(const Jobs& jobs, int64_t rb, int nb, const ActView& x, int nt, b
 }
 
 template <GgmlType T>
-void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
+void launch_type_v1(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
     using U = Unit<T>;
     const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
     const int nb = (int)(cols / U::kBlockElems);
@@ -301,10 +587,11 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
     }
     if (total == 0) return;
     if (rw == 1)
-        launch_nt<T, 1>(jobs, rb, nb, x, nt, persistent, s);
+        launch_nt_v1<T, 1>(jobs, rb, nb, x, nt, persistent, s);
     else
-        launch_nt<T, 2>(jobs, rb, nb, x, nt, persistent, s);
+        launch_nt_v1<T, 2>(jobs, rb, nb, x, nt, persistent, s);
 }
+
 
 // ---------------------------------------------------------------- activations
 
@@ -319,21 +606,8 @@ __global__ void quantize_kernel(const float* __restrict__ X, int64_t cols, int64
     if (blk >= n_blocks) return;
     const int lane = threadIdx.x % kWarp;
     const int64_t t = blk / nbr, b = blk % nbr;
-    const float v = X[t * cols + b * 32 + lane];
-    float amax = fabsf(v);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const int code = (int)roundf(__fmul_rn(v, id));
-    q[t * code_stride + act_code_index(b * 32 + lane)] = (int8_t)code;
-    int sum = code;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) {
-        d_out[t * ds_stride + b] = d;
-        s_out[t * ds_stride + b] = d * (float)sum;
-    }
+    quantize_act_warp(X[t * cols + b * 32 + lane], lane, b * 32, q + t * code_stride, d_out + t * ds_stride,
+                      s_out + t * ds_stride);
 }
 
 int64_t ds_stride_for(int64_t cols) {
@@ -341,6 +615,14 @@ int64_t ds_stride_for(int64_t cols) {
 }  // float4-aligned rows
 
 }  // namespace
+
+bool use_v1() {
+    static const bool v1 = [] {
+        const char* e = std::getenv("ROTOR_MMVQ_V1");
+        return e && *e == '1';
+    }();
+    return v1;
+}
 
 bool supported(GgmlType t) {
     return t == GgmlType::Q8_0 || t == GgmlType::Q4_0 || t == GgmlType::Q4_K || t == GgmlType::Q5_K ||
@@ -360,25 +642,27 @@ void set_tuning(const Tuning& t) {
     g_tuning = t;
 }
 
+bool pdl_enabled(cudaStream_t s) {
+    return g_tuning.pdl && s != nullptr && pdl_available();  // not on the legacy default stream
+}
+
 void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView& x, int n_tok,
             cudaStream_t s) {
     if (n_jobs < 1 || n_jobs > kMaxJobs || n_tok < 1 || n_tok > 8) throw Error("int8 mat-vec: bad launch");
     switch (t) {
-        case GgmlType::Q8_0:
-            launch_type<GgmlType::Q8_0>(jobs, n_jobs, cols, x, n_tok, s);
-            break;
-        case GgmlType::Q4_0:
-            launch_type<GgmlType::Q4_0>(jobs, n_jobs, cols, x, n_tok, s);
-            break;
-        case GgmlType::Q4_K:
-            launch_type<GgmlType::Q4_K>(jobs, n_jobs, cols, x, n_tok, s);
-            break;
-        case GgmlType::Q5_K:
-            launch_type<GgmlType::Q5_K>(jobs, n_jobs, cols, x, n_tok, s);
-            break;
-        case GgmlType::Q6_K:
-            launch_type<GgmlType::Q6_K>(jobs, n_jobs, cols, x, n_tok, s);
-            break;
+#define ROTOR_TYPE(T)                                                \
+    case T:                                                          \
+        if (use_v1())                                                \
+            launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);      \
+        else                                                         \
+            launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);         \
+        break;
+        ROTOR_TYPE(GgmlType::Q8_0)
+        ROTOR_TYPE(GgmlType::Q4_0)
+        ROTOR_TYPE(GgmlType::Q4_K)
+        ROTOR_TYPE(GgmlType::Q5_K)
+        ROTOR_TYPE(GgmlType::Q6_K)
+#undef ROTOR_TYPE
         default:
             throw Error("int8 mat-vec: unsupported type " + std::string(format_info(t).name));
     }

@@ -4,7 +4,10 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
+#include <utility>
 
+#include "common/error.h"
 #include "formats/formats.h"
 
 namespace rotor::cuda::mmvq {
@@ -55,5 +58,33 @@ struct Tuning {
     int pdl = 1;  // programmatic dependent launch of the mat-vec and quantize kernels (sm_90+)
 };
 void set_tuning(const Tuning& t);
+
+// Whether kernels launched on s use programmatic dependent launch (the tuning allows it, s is not the
+// legacy default stream, the GPU is sm_90+).
+bool pdl_enabled(cudaStream_t s);
+
+#if defined(__CUDACC__)
+// Launches kernel with programmatic stream serialization where pdl_enabled(s): it may be scheduled
+// while the previous kernel of the stream still runs (pdl.cuh says what the kernel must do).
+template <class... P, class... A>
+void launch_pdl_smem(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled(s) ? 1 : 0;
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+    if (e != cudaSuccess) throw Error(std::string("CUDA: cudaLaunchKernelEx: ") + cudaGetErrorString(e));
+}
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s, A&&... args) {
+    launch_pdl_smem(kernel, grid, block, 0, s, std::forward<A>(args)...);
+}
+#endif
 
 }  // namespace rotor::cuda::mmvq

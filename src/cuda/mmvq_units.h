@@ -286,6 +286,29 @@ ROTOR_HD int64_t act_row_codes(int64_t cols) {
     return (cols + kActSpan - 1) / kActSpan * kActSpan;
 }
 
+#if defined(__CUDACC__)
+// Quantizes 32 activations, one per lane of a warp (elements e0 .. e0 + 31 of a token row, e0 a
+// multiple of 32), as quantize_act_q8 does: d = max|x| / 127, codes round(x * (1 / d)) (the CPU's
+// Q8_0 codes, bit for bit) at act_code_index, and s = d * sum(codes). Every fused kernel that
+// quantizes activations calls this, so their codes equal quantize_act_q8's.
+__device__ inline void quantize_act_warp(float v, int lane, int64_t e0, int8_t* codes, float* d, float* s) {
+    float amax = fabsf(v);
+    ROTOR_MMVQ_UNROLL
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float dd = amax / 127.0f;
+    const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    const int code = (int)roundf(__fmul_rn(v, id));
+    codes[act_code_index(e0 + lane)] = (int8_t)code;
+    int sum = code;
+    ROTOR_MMVQ_UNROLL
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) {
+        d[e0 / 32] = dd;
+        s[e0 / 32] = dd * (float)sum;
+    }
+}
+#endif
+
 // The activations of one token, as quantize_act_q8 lays them out.
 struct ActRow {
     const int8_t* codes;  // act_row_codes(cols) codes, in act_code_index order

@@ -402,6 +402,189 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
            fmt("max abs err %.2e", worst));
 }
 
+// ---------------------------------------------------------------- fused decode-path kernels
+// Each fused kernel against the sequence of kernels it replaces, on fresh random inputs with every
+// output (and the int8 scratch) poisoned the same way on both sides: the floats, the int8 codes and
+// scales and the cache bytes must be identical (the fused kernels do the same per-element operations
+// in the same reduction order).
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    double m = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); i++) {
+        const double d = std::fabs((double)a[i] - b[i]);
+        m = std::max(m, std::isnan(d) ? INFINITY : d);
+    }
+    return m;
+}
+
+// add_rms_norm_q8 (y null: no add; alias: y is xn itself, as in the forward pass) against add,
+// rms_norm and quantize_act_q8.
+void check_add_rms_norm_q8(int rows, int n, bool with_y, bool alias, bool quantize) {
+    const std::vector<float> x0 = gaussian((size_t)rows * n, 2.0f), y0 = gaussian((size_t)rows * n),
+                             w = gaussian(n, 0.5f);
+    Dev<float> xa(x0), xb(x0), dw(w);
+    Dev<float> xna((size_t)rows * n), xnb((size_t)rows * n);  // poisoned
+    Dev<float> ya(y0), yb(y0);
+    const size_t sb = matmul_scratch_bytes(rows, n);
+    Dev<uint8_t> qa(sb), qb(sb);  // poisoned alike
+    if (alias) {  // y in xn: the fused kernel reads it from the buffer it writes
+        xna.buf.upload(y0.data(), y0.size() * 4);
+        xnb.buf.upload(y0.data(), y0.size() * 4);
+    }
+    // reference: the kernels one by one
+    if (with_y) add(xa.p(), alias ? xna.p() : ya.p(), (int64_t)rows * n, nullptr);
+    rms_norm(xa.p(), dw.p(), xna.p(), rows, n, 1e-5f, nullptr);
+    if (quantize) quantize_act_q8(xna.p(), rows, n, qa.p(), nullptr);
+    add_rms_norm_q8(xb.p(), with_y ? (alias ? xnb.p() : yb.p()) : nullptr, dw.p(), xnb.p(), rows, n, 1e-5f,
+                    quantize ? qb.p() : nullptr, nullptr);
+    const bool ok = same_bits(xa.get(), xb.get()) && same_bits(xna.get(), xnb.get()) && same_bits(qa.get(), qb.get());
+    snprintf(buf, sizeof buf, "x, xn%s identical (max |xn diff| %.1e)", quantize ? ", int8 codes and scales" : "",
+             max_abs_diff(xna.get(), xnb.get()));
+    report(ok, "add_rms_norm_q8 " + std::to_string(rows) + "x" + std::to_string(n) + (with_y ? (alias ? " y=xn" : " +y") : " no add") +
+                   (quantize ? "" : " no int8"),
+           buf);
+}
+
+void check_get_rows_rms_norm_q8(GgmlType t, int n, bool quantize) {
+    const int64_t vocab = 37;
+    const size_t rb = row_bytes(t, n);
+    std::vector<float> wf = gaussian((size_t)vocab * n);
+    std::vector<uint8_t> wq(rb * vocab);
+    for (int64_t r = 0; r < vocab; r++) quantize_row(t, &wf[(size_t)r * n], wq.data() + r * rb, n);
+    const std::vector<int32_t> ids = {5, 0, 36, 5, 17};
+    const int rows = (int)ids.size();
+    const std::vector<float> w = gaussian(n, 0.5f);
+    Dev<uint8_t> table(wq);
+    Dev<int32_t> dids(ids);
+    Dev<float> dw(w), xa((size_t)rows * n), xb((size_t)rows * n), xna((size_t)rows * n), xnb((size_t)rows * n);
+    const size_t sb = matmul_scratch_bytes(rows, n);
+    Dev<uint8_t> qa(sb), qb(sb);
+    get_rows(t, table.p(), n, dids.p(), rows, xa.p(), nullptr);
+    rms_norm(xa.p(), dw.p(), xna.p(), rows, n, 1e-6f, nullptr);
+    if (quantize) quantize_act_q8(xna.p(), rows, n, qa.p(), nullptr);
+    get_rows_rms_norm_q8(t, table.p(), dids.p(), xb.p(), dw.p(), xnb.p(), rows, n, 1e-6f, quantize ? qb.p() : nullptr,
+                         nullptr);
+    const bool ok = same_bits(xa.get(), xb.get()) && same_bits(xna.get(), xnb.get()) && same_bits(qa.get(), qb.get());
+    snprintf(buf, sizeof buf, "x, xn%s identical to get_rows + rms_norm%s (max |xn diff| %.1e)",
+             quantize ? ", int8 codes and scales" : "", quantize ? " + quantize" : "", max_abs_diff(xna.get(), xnb.get()));
+    report(ok, "get_rows_rms_norm_q8 " + std::string(format_info(t).name) + " cols " + std::to_string(n) + (quantize ? "" : " no int8"),
+           buf);
+}
+
+void check_swiglu_q8(int n_tok, int n) {
+    const std::vector<float> g = gaussian((size_t)n_tok * n, 3.0f), u = gaussian((size_t)n_tok * n);
+    Dev<float> ga(g), gb(g), du(u);
+    const size_t sb = matmul_scratch_bytes(n_tok, n);
+    Dev<uint8_t> qa(sb), qb(sb);
+    swiglu(ga.p(), du.p(), (int64_t)n_tok * n, nullptr);
+    quantize_act_q8(ga.p(), n_tok, n, qa.p(), nullptr);
+    swiglu_q8(gb.p(), du.p(), n_tok, n, qb.p(), nullptr);
+    const bool ok = same_bits(ga.get(), gb.get()) && same_bits(qa.get(), qb.get());
+    report(ok, "swiglu_q8 " + std::to_string(n_tok) + "x" + std::to_string(n),
+           fmt("output, int8 codes and scales identical to swiglu + quantize (max diff %.1e)", max_abs_diff(ga.get(), gb.get())));
+}
+
+// qkv_prep against add_bias, rms_norm (q/k heads), rope (q, k), hadamard_rows (q, rotated caches)
+// and kv_store, with positions that need sincosf's slow path (4000) and two sequences.
+void check_qkv_prep(const char* what, int H, int Hkv, int d, int n_rot, bool neox, bool bias, bool norm, KvElem elem) {
+    const int n_tok = 3, n_seq = 2, ctx = 4100;
+    const std::vector<int32_t> pos = {0, 17, 4000}, seq = {0, 1, 1};
+    const std::vector<float> q0 = gaussian((size_t)n_tok * H * d), k0 = gaussian((size_t)n_tok * Hkv * d),
+                             v0 = gaussian((size_t)n_tok * Hkv * d);
+    const std::vector<float> bq = gaussian((size_t)H * d), bk = gaussian((size_t)Hkv * d), bv = gaussian((size_t)Hkv * d);
+    const std::vector<float> qn = gaussian(d, 0.5f), kn = gaussian(d, 0.5f);
+    std::vector<float> inv(std::max(1, n_rot / 2));
+    for (int i = 0; i < n_rot / 2; i++) inv[i] = (float)(1.0 / std::pow(500000.0, 2.0 * i / n_rot));
+    Dev<float> qa(q0), ka(k0), va(v0), qb(q0), kb(k0), vb(v0);
+    Dev<float> dbq(bq), dbk(bk), dbv(bv), dqn(qn), dkn(kn), dinv(inv);
+    Dev<int32_t> dpos(pos), dseq(seq);
+    const size_t cache_bytes = (size_t)n_seq * ctx * Hkv * kv_row_bytes(elem, d);
+    Dev<uint8_t> Ka(cache_bytes), Va(cache_bytes), Kb(cache_bytes), Vb(cache_bytes);  // poisoned alike
+    auto view = [&](Dev<uint8_t>& K, Dev<uint8_t>& V) {
+        KvLayerView kv;
+        kv.k = K.p();
+        kv.v = V.p();
+        kv.elem = elem;
+        kv.n_head_kv = Hkv;
+        kv.head_dim_k = kv.head_dim_v = d;
+        kv.ctx = ctx;
+        return kv;
+    };
+    // reference
+    if (bias) {
+        add_bias(qa.p(), dbq.p(), n_tok, H * d, nullptr);
+        add_bias(ka.p(), dbk.p(), n_tok, Hkv * d, nullptr);
+        add_bias(va.p(), dbv.p(), n_tok, Hkv * d, nullptr);
+    }
+    if (norm) {
+        rms_norm(qa.p(), dqn.p(), qa.p(), n_tok * H, d, 1e-6f, nullptr);
+        rms_norm(ka.p(), dkn.p(), ka.p(), n_tok * Hkv, d, 1e-6f, nullptr);
+    }
+    rope(qa.p(), n_tok, H, d, n_rot, neox, dpos.p(), dinv.p(), nullptr);
+    rope(ka.p(), n_tok, Hkv, d, n_rot, neox, dpos.p(), dinv.p(), nullptr);
+    kv_store(view(Ka, Va), ka.p(), va.p(), dseq.p(), dpos.p(), n_tok, nullptr);
+    if (kv_elem_rotated(elem)) hadamard_rows(qa.p(), n_tok * H, d, nullptr);
+    // fused
+    QkvPrep p;
+    p.q = qb.p();
+    p.k = kb.p();
+    p.v = vb.p();
+    if (bias) p.bq = dbq.p(), p.bk = dbk.p(), p.bv = dbv.p();
+    if (norm) p.q_norm = dqn.p(), p.k_norm = dkn.p();
+    p.n_head = H;
+    p.n_head_kv = Hkv;
+    p.head_dim_k = p.head_dim_v = d;
+    p.n_rot = n_rot;
+    p.neox = neox;
+    p.eps = 1e-6f;
+    p.pos = dpos.p();
+    p.seq = dseq.p();
+    p.inv_freq = dinv.p();
+    const bool stored = qkv_prep(p, view(Kb, Vb), n_tok, nullptr);
+    if (!stored) kv_store(view(Kb, Vb), kb.p(), vb.p(), dseq.p(), dpos.p(), n_tok, nullptr);
+    const bool float_cache = elem == KvElem::F32 || elem == KvElem::F16;
+    bool ok = stored == float_cache && same_bits(qa.get(), qb.get()) && same_bits(Ka.get(), Kb.get()) &&
+              same_bits(Va.get(), Vb.get());
+    if (!stored) ok = ok && same_bits(ka.get(), kb.get()) && same_bits(va.get(), vb.get());
+    snprintf(buf, sizeof buf, "q%s and the %s cache identical (max |q diff| %.1e)", stored ? "" : ", k, v",
+             kv_elem_name(elem), max_abs_diff(qa.get(), qb.get()));
+    report(ok, std::string("qkv_prep ") + what + " d=" + std::to_string(d) + " " + kv_elem_name(elem), buf);
+}
+
+void check_fused() {
+    for (int rows : {1, 3, 8}) {
+        check_add_rms_norm_q8(rows, 4096, true, true, true);
+        check_add_rms_norm_q8(rows, 5120, true, false, true);
+    }
+    check_add_rms_norm_q8(2, 4096, false, false, true);
+    check_add_rms_norm_q8(2, 896, true, true, true);     // fewer elements than threads per row
+    check_add_rms_norm_q8(2, 1000, true, true, false);   // not a multiple of 32: no int8
+    check_add_rms_norm_q8(3, 8192, true, true, true);
+    check_add_rms_norm_q8(2, 20480, true, true, true);   // longer than one block holds: unfused kernels
+    check_add_rms_norm_q8(37, 2048, true, true, false);  // a prompt batch, exact path
+    for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16, GgmlType::BF16, GgmlType::F32})
+        check_get_rows_rms_norm_q8(t, 4096, true);
+    check_get_rows_rms_norm_q8(GgmlType::Q4_K, 5120, false);
+    check_get_rows_rms_norm_q8(GgmlType::F32, 172, false);  // stories260K: element by element, two launches
+    for (int nt : {1, 3, 8}) check_swiglu_q8(nt, 14336);
+    check_swiglu_q8(2, 1536);
+    check_qkv_prep("llama", 32, 8, 128, 128, false, false, false, KvElem::F16);
+    check_qkv_prep("llama", 32, 8, 128, 128, false, false, false, KvElem::F32);
+    check_qkv_prep("qwen2 bias", 14, 2, 64, 64, true, true, false, KvElem::F16);
+    check_qkv_prep("qwen3 norm", 16, 8, 128, 128, true, false, true, KvElem::F16);
+    check_qkv_prep("qwen3 norm", 16, 8, 128, 128, true, false, true, KvElem::Q8_0);
+    check_qkv_prep("partial rope", 8, 2, 256, 64, true, true, true, KvElem::Q4_0);
+    check_qkv_prep("llama", 8, 2, 128, 128, false, false, false, KvElem::Q8_0H);
+    check_qkv_prep("qwen3 norm", 8, 4, 128, 128, true, true, true, KvElem::Q4_0H);
+    check_qkv_prep("head 512", 4, 1, 512, 512, true, false, true, KvElem::Q4_0H);
+    check_qkv_prep("head 80", 8, 2, 80, 80, true, true, false, KvElem::F32);
+}
+
 // ---------------------------------------------------------------- end to end
 
 double rel_l2(const float* a, const float* b, int n) {
@@ -621,6 +804,7 @@ int main(int argc, char** argv) {
         }
         for (int nt : {1, 3, 8}) check_matmul_multi(nt);
         check_elementwise();
+        check_fused();
         for (KvElem e : {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H})
             for (int hd : {64, 80, 96, 128, 256, 512})
                 if (kv_elem_supports(e, hd)) check_attention(hd, hd, 8, 2, e);
