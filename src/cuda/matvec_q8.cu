@@ -336,10 +336,45 @@ void launch_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, int wg, const 
     throw Error("int8 mat-vec: bad token group");
 }
 
-// How evenly `items` equal pieces of work spread over `slots` warps: mean / max per warp.
-double balance(int64_t items, int64_t slots) {
-    const int64_t per = (items + slots - 1) / slots;
-    return (double)items / (double)(per * slots);
+// Warps of the persistent grid of the kernel for nt tokens.
+template <GgmlType T, int RW>
+int64_t resident_warps(int nt) {
+    unsigned blocks = 1;
+    switch (nt) {
+#define ROTOR_NT(N)                                  \
+    case N:                                          \
+        blocks = prepare_kernel<T, N, RW>();         \
+        break;
+        ROTOR_NT(1) ROTOR_NT(2) ROTOR_NT(3) ROTOR_NT(4)
+        default:
+            if constexpr (RW == 2) {
+                switch (nt) {
+                    ROTOR_NT(5) ROTOR_NT(6) ROTOR_NT(7) ROTOR_NT(8)
+                    default:
+                        break;
+                }
+            }
+            break;
+#undef ROTOR_NT
+    }
+    return (int64_t)blocks * kWarps;
+}
+
+// The work of the busiest warp, in block-rows, when `groups` groups of rw rows go to teams of wg
+// warps in rounds and warp j of a team takes the spans j, j + wg, ... of its group (warp 0 carries
+// the most blocks). The launch takes the (rw, wg) that minimizes it: a 4096-row matrix of 2-span
+// rows is 1.3 two-row groups per warp (two rounds for some), but 2.6 single-row items with teams of
+// two (three rounds of half the size).
+int64_t busiest_warp(int64_t groups, int64_t warps, int wg, int rw, int nb, int span_blocks) {
+    const int64_t teams = std::max<int64_t>(1, warps / wg);
+    const int64_t rounds = (groups + teams - 1) / teams;
+    int most = 0;
+    for (int j = 0; j < wg; j++) {
+        int blocks = 0;
+        for (int b0 = j * span_blocks; b0 < nb; b0 += wg * span_blocks) blocks += std::min(span_blocks, nb - b0);
+        most = std::max(most, blocks);
+    }
+    return rounds * most * rw;
 }
 
 template <GgmlType T>
@@ -348,20 +383,23 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
     const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
     const int nb = (int)(cols / U::kBlockElems);
     const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
-    // a team of wg warps per group: as many as the spans of a row allow (a power of two, <= kWarps)
-    int wg = 1;
-    while (wg * 2 <= std::min(kWarps, n_spans)) wg *= 2;
-    int64_t rows = 0;
-    for (int i = 0; i < n_jobs; i++) rows += job[i].rows;
-    // rows per group: two share each activation load; one when that spreads the items (group, span)
-    // over the resident warps much more evenly (a 4096-row matrix: 1.3 items of two rows per warp)
-    int rw = g_tuning.rows_per_warp;
-    if (nt > 4) rw = 2;
-    if (rw == 0) {
-        const int64_t warps1 = (int64_t)prepare_kernel<T, 1, 1>() * kWarps, warps2 = (int64_t)prepare_kernel<T, 1, 2>() * kWarps;
-        const double b1 = balance((rows + 0) * n_spans, warps1), b2 = balance((rows + 1) / 2 * n_spans, warps2);
-        rw = b1 > 1.15 * b2 ? 1 : 2;
+    // rows per group (two share each activation load; one-row kernels exist for up to 4 tokens) and
+    // warps per team (a power of two, at most the spans of a row): the pair whose busiest warp has
+    // the least to read, two rows preferred unless one row gains more than 10%
+    int best_rw = 2, best_wg = 1;
+    double best = 0;
+    for (int rw : {2, 1}) {
+        if (g_tuning.rows_per_warp && rw != g_tuning.rows_per_warp && nt <= 4) continue;
+        if (rw == 1 && nt > 4) continue;
+        int64_t groups = 0;
+        for (int i = 0; i < n_jobs; i++) groups += (job[i].rows + rw - 1) / rw;
+        const int64_t warps = rw == 1 ? resident_warps<T, 1>(nt) : resident_warps<T, 2>(nt);
+        for (int wg = 1; wg <= std::min(kWarps, n_spans); wg *= 2) {
+            const double cost = (double)busiest_warp(groups, warps, wg, rw, nb, U::kSpanBlocks) * (rw == 1 ? 1.1 : 1.0);
+            if (best == 0 || cost < best) best = cost, best_rw = rw, best_wg = wg;
+        }
     }
+    const int rw = best_rw, wg = best_wg;
     const bool persistent = g_tuning.persistent != 0;
     Jobs jobs{};
     jobs.n = n_jobs;
