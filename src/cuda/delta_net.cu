@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cuda/device_common.cuh"
+#include "cuda/pdl.cuh"
 
 namespace rotor::cuda {
 
@@ -254,6 +255,7 @@ __global__ void __launch_bounds__(256)
 // y *= 1/rms(o) per (token, value head): block (token t), a warp per head.
 __global__ void gdn_rescale_kernel(float* __restrict__ out, const float* __restrict__ part_ss, int Hv, int dv, int NS,
                                    float eps) {
+    pdl_trigger();  // the output projection's mat-vec may start copying its weights
     const int t = blockIdx.x, lane = threadIdx.x % kWarp;
     for (int h = threadIdx.x / kWarp; h < Hv; h += blockDim.x / kWarp) {
         const float* ps = part_ss + ((size_t)t * Hv + h) * NS;
@@ -280,6 +282,7 @@ __global__ void __launch_bounds__(1024)
                     float eps, GdnState st, int* __restrict__ qk_done, int* __restrict__ head_done,
                     const int32_t* __restrict__ seq, const int32_t* __restrict__ pos, SeqPlan plan, int n,
                     float* __restrict__ out, float* __restrict__ part_ss) {
+    pdl_trigger();  // the output projection's mat-vec may start copying its weights
     const int h = blockIdx.x, t0 = blockIdx.y, slice = blockIdx.z, NS = gridDim.z;
     if (pos[t0] != plan.first_pos[t0]) return;
     const int Hk = g.n_k_heads, Hv = g.n_v_heads, dk = g.d_k, dv = g.d_v, K = g.conv_kernel, C = g.channels();
@@ -456,6 +459,7 @@ __global__ void gated_qk_prep_kernel(const float* qg, float* q, float* k, const 
 }
 
 __global__ void sigmoid_gate_kernel(float* __restrict__ attn, const float* __restrict__ qg, int H, int D, int64_t total) {
+    pdl_trigger();  // the output projection's mat-vec may start copying its weights
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= total) return;
     const int64_t th = idx / D;  // token * H + head
@@ -463,27 +467,19 @@ __global__ void sigmoid_gate_kernel(float* __restrict__ attn, const float* __res
     attn[idx] *= sigmoidf_(qg[th * 2 * D + D + i]);
 }
 
-__global__ void residual_norm_kernel(float* x, const float* y, const float* y2, const float* gate_w,
-                                     const float* gate_x, const float* norm_w, float* xn, int E, float eps) {
+__global__ void moe_combine_kernel(float* y, const float* __restrict__ routed, const float* __restrict__ shared,
+                                   const float* __restrict__ gate_w, int E) {
+    pdl_trigger();  // the next norm (and the mat-vec after it) may be scheduled
     __shared__ float part[32];
     const size_t off = (size_t)blockIdx.x * E;
     float gs = 0.0f;
-    if (y2) {
+    if (shared) {
         float d = 0.0f;
-        for (int i = threadIdx.x; i < E; i += blockDim.x) d += gate_w[i] * gate_x[off + i];
-        gs = sigmoidf_(block_sum(d, part));
+        for (int i = threadIdx.x; i < E; i += blockDim.x) d += gate_w[i] * y[off + i];
+        gs = sigmoidf_(block_sum(d, part));  // its barriers order every read of y before the writes below
     }
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < E; i += blockDim.x) {
-        const float add = y2 ? y[off + i] + gs * y2[off + i] : y[off + i];
-        const float v = x[off + i] + add;
-        x[off + i] = v;
-        ss += v * v;
-    }
-    if (!norm_w) return;
-    ss = block_sum(ss, part);  // every read of y / gate_x happened before: xn may alias them
-    const float scale = 1.0f / sqrtf(ss / (float)E + eps);
-    for (int i = threadIdx.x; i < E; i += blockDim.x) xn[off + i] = x[off + i] * scale * norm_w[i];
+    for (int i = threadIdx.x; i < E; i += blockDim.x)
+        y[off + i] = shared ? routed[off + i] + gs * shared[off + i] : routed[off + i];
 }
 
 int threads_for(int width) { return std::min(1024, std::max(kWarp, (width + kWarp - 1) / kWarp * kWarp)); }
@@ -589,11 +585,11 @@ void sigmoid_gate(float* attn, const float* qg, int n, int H, int D, cudaStream_
     check_launch("sigmoid_gate");
 }
 
-void residual_norm(float* x, const float* y, const float* y2, const float* gate_w, const float* gate_x,
-                   const float* norm_w, float* xn, int n, int E, float eps, cudaStream_t s) {
+void moe_combine(float* y, const float* routed, const float* shared, const float* gate_w, int n, int E,
+                 cudaStream_t s) {
     if (n == 0) return;
-    residual_norm_kernel<<<n, threads_for(std::min(E, 1024)), 0, s>>>(x, y, y2, gate_w, gate_x, norm_w, xn, E, eps);
-    check_launch("residual_norm");
+    moe_combine_kernel<<<n, threads_for(std::min(E, 1024)), 0, s>>>(y, routed, shared, gate_w, E);
+    check_launch("moe_combine");
 }
 
 }  // namespace rotor::cuda

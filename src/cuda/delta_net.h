@@ -89,11 +89,8 @@ void gated_qk_prep(const float* qg, float* q, float* k, const float* q_norm, con
 // attn[t][h][i] *= sigmoid(qg[t][h][1][i]) (the gate half of attn_q's output).
 void sigmoid_gate(float* attn, const float* qg, int n, int H, int D, cudaStream_t s);
 
-// Residual update and the next RMSNorm in one pass, per token t of n (E floats each):
-//   x[t] += y[t] (+ sigmoid(gate_w . gate_x[t]) * y2[t] when y2 is given: the MoE's shared expert)
-//   xn[t] = RMSNorm(x[t]) * norm_w (skipped when norm_w is null)
-// xn may alias y or gate_x (each token's inputs are read before its output is written).
-void residual_norm(float* x, const float* y, const float* y2, const float* gate_w, const float* gate_x,
-                   const float* norm_w, float* xn, int n, int E, float eps, cudaStream_t s);
+// The MoE block's output: y[t] = routed[t] + sigmoid(gate_w . y[t]) * shared[t] per token (E floats), y
+// holding the block's input before (read first); y = routed[t] when shared is null.
+void moe_combine(float* y, const float* routed, const float* shared, const float* gate_w, int n, int E, cudaStream_t s);
 
 }  // namespace rotor::cuda
