@@ -22,7 +22,8 @@ mkdir -p "$out"
 
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DROTOR_ENGINE_ONLY=ON -DROTOR_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-cmake --build build-gpu -j "$jobs" --target rotor-check-cuda rotor-bench-cuda 2>&1 | grep -vE "^\[|Built target|Scanning" || true
+cmake --build build-gpu -j "$jobs" --target rotor-check-cuda rotor-bench-cuda rotor-check-moe rotor-check-qwen35 \
+  rotor-check-gemma4 rotor-check-attention rotor-check-matmul-tc 2>&1 | grep -vE "^\[|Built target|Scanning" || true
 
 status=0
 if [ "$what" = check ] || [ "$what" = all ]; then
@@ -33,6 +34,17 @@ if [ "$what" = check ] || [ "$what" = all ]; then
   models+=(--model models/rotor-kjv-11m/rotor-kjv-11m-q8_0.gguf:1e-1)
   mkdir -p /tmp/rotor-synth
   build-gpu/rotor-check-cuda "${models[@]}" --synthetic /tmp/rotor-synth | tee "$out/check_cuda.txt" || status=1
+  # Qwen3.5 / Gemma 4 / experts / prefill attention against the CPU, and the first two against the
+  # transformers fixtures converted to GGUF: make them with (on the CPU machine)
+  #   for m in qwen35 qwen35moe gemma4 gemma4_dense; do
+  #     build/rotor convert-hf tests/fixtures/hf_parity/$m carry/gpu/hf/$m-f32.gguf --outtype f32; done
+  hf=carry/gpu/hf
+  build-gpu/rotor-check-qwen35 --hf $hf/qwen35-f32.gguf:tests/fixtures/hf_parity/qwen35 \
+    --hf $hf/qwen35moe-f32.gguf:tests/fixtures/hf_parity/qwen35moe | tee "$out/check_qwen35.txt" || status=1
+  build-gpu/rotor-check-gemma4 --hf gemma4=$hf/gemma4-f32.gguf --hf gemma4_dense=$hf/gemma4_dense-f32.gguf \
+    | tee "$out/check_gemma4.txt" || status=1
+  build-gpu/rotor-check-moe | tee "$out/check_moe.txt" | grep -v "^PASS" || status=1
+  build-gpu/rotor-check-attention | tee "$out/check_attention.txt" || status=1
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
   build-gpu/rotor-bench-cuda ${BENCH_ARGS:-} | tee "$out/bench_cuda.md" || status=1
@@ -41,6 +53,11 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   # and with the 4-bit Hadamard-rotated cache (q4_0h), and plain q4_0
   for kv in q4_0h q4_0; do
     build-gpu/rotor-bench-cuda --kv $kv --shapes llama-3.1-8b,qwen2.5-32b --no-matvec ${BENCH_ARGS:-} | tee "$out/bench_cuda_$kv.md" || status=1
+  done
+  # Qwen3.5-27B and Gemma 4 26B-A4B (issues 9, 10): per KV type, 1 to 16 slots
+  for kv in f16 q8_0 q4_0h; do
+    build-gpu/rotor-bench-cuda --kv $kv --shapes qwen3.5-27b,gemma-4-26b-a4b --no-matvec --batches 1,2,4,8,16 \
+      ${BENCH_ARGS:-} | tee "$out/bench_hybrid_$kv.md" || status=1
   done
 fi
 if [ "$what" = tool ] || [ "$what" = all ] || [ "$what" = server ]; then
