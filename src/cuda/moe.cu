@@ -51,6 +51,7 @@ constexpr int kMaxTopK = 32;        // moe_route: one lane per chosen expert
 constexpr int kMaxExperts = 1024;   // moe_route: 32 per lane
 constexpr int kPrefillChunk = 256;  // tokens per prefill pass (bounds the per-pair scratch)
 constexpr int kStages = 3;          // spans in flight per warp in the int8 kernel
+constexpr bool kGpwTwoWaves = false;  // row groups per warp: see launch_expert (off: GPU-verified policy)
 
 // ---------------------------------------------------------------- router
 
@@ -604,10 +605,12 @@ int64_t resident_warps(K kernel) {
 }
 
 // Row groups per warp (a power of two, at most gpw_max: the h quantization needs the rows of a warp
-// to divide 32): the most that still leaves at least two waves of warps. Each warp pays a chain of
-// dependent steps (table, weights, dots, stores, counts) whatever its length, so very short warps
-// waste it; but a single wave of long warps ends in a long tail with the GPU mostly idle (measured
-// on an H200: one wave made the 8-token steps 10-25% slower than several).
+// to divide 32). Each warp pays a chain of dependent steps (table, weights, dots, stores, counts)
+// whatever its length, so very short warps waste it. Verified on an H200 (rotor-check-moe, commit
+// 75de1bf): the fewest with which the warps fit on the GPU at once (one wave). kGpwTwoWaves instead
+// keeps at least two waves: a single wave of long warps ends in a long tail, and an earlier version
+// with more, shorter warps ran the 8-token steps 10-25% faster; not yet run on a GPU, so off until
+// rotor-check-moe passes and measures it.
 template <class K>
 void launch_expert(K kernel, Params p, unsigned grid_y, int gpw_max, cudaStream_t s, const void* act) {
     static thread_local std::vector<std::pair<const void*, int64_t>> cache;  // kernel -> resident warps
@@ -619,8 +622,11 @@ void launch_expert(K kernel, Params p, unsigned grid_y, int gpw_max, cudaStream_
         cache.push_back({reinterpret_cast<const void*>(kernel), resident});
     }
     p.gpw = 1;
-    while (p.gpw < gpw_max && (int64_t)((p.n_groups + 2 * p.gpw - 1) / (2 * p.gpw)) * grid_y >= 2 * resident)
-        p.gpw *= 2;
+    if (kGpwTwoWaves)
+        while (p.gpw < gpw_max && (int64_t)((p.n_groups + 2 * p.gpw - 1) / (2 * p.gpw)) * grid_y >= 2 * resident)
+            p.gpw *= 2;
+    else
+        while (p.gpw < gpw_max && (int64_t)((p.n_groups + p.gpw - 1) / p.gpw) * grid_y > resident) p.gpw *= 2;
     const dim3 grid(blocks_for((p.n_groups + p.gpw - 1) / p.gpw, kWarps), grid_y);
     if constexpr (std::is_same_v<K, void (*)(Params, ActView)>)
         launch_pdl(kernel, grid, s, p, *static_cast<const ActView*>(act));
