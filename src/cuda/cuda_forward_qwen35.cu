@@ -3,24 +3,29 @@
 // Gated DeltaNet layer (delta_net.h: conv, delta rule and gated norm in two kernels, the recurrent state
 // per sequence on the GPU) or a gated full-attention layer (the shared KV cache and attention), and the
 // FFN is SwiGLU or routed experts (moe.h) plus the sigmoid-gated shared expert. Each residual add is fused
-// with the norm that follows it and, on the int8 path, with the quantization of the next projection's input.
+// with the norm that follows it.
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "cuda/cuda_forward_qwen35.h"
+#include "cuda/delta_net_fast.h"
 #include "cuda/matmul_tc.h"
 
 namespace rotor::cuda {
 
 namespace {
 const float* f32p(const void* p) { return static_cast<const float*>(p); }
-// Steps whose sequences have at most this many tokens each run the Gated DeltaNet layer as one kernel
-// (gdn_step: decode); others (prompts) as conv + delta rule, which prefetches each next token's inputs.
-// Measured on an H200 (rotor-check-qwen35 --bench, a Qwen3.5-27B layer): one token of each of 1..16
-// sequences 9-60 us vs 13-69 us; 8 tokens of one sequence 30 vs 22 us.
+// Fast path: steps whose sequences have at most this many tokens each run the Gated DeltaNet layer as one
+// kernel (gdn_step: decode); others (prompts) as conv + delta rule, which prefetches each next token's inputs.
+// Measured on an H200 before the column slices (rotor-check-qwen35 --bench, a Qwen3.5-27B layer): one token
+// of each of 1..16 sequences 9-60 us vs 13-69 us; 8 tokens of one sequence 30 vs 22 us.
 constexpr int kGdnStepMaxSeqTokens = 4;
+bool g_fast_paths = false;
 }  // namespace
+
+void set_qwen35_fast_paths(bool on) { g_fast_paths = on; }
+bool qwen35_fast_paths() { return g_fast_paths; }
 
 void CudaForward::init_qwen35() {
     const ModelConfig& c = m_.cfg;
@@ -31,6 +36,9 @@ void CudaForward::init_qwen35() {
     for (int l = 0; l < c.n_layer_main; l++) any_recurrent = any_recurrent || c.is_recurrent(l);
     if (any_recurrent)
         if (std::string why = gdn_refusal(b->gdn); !why.empty()) throw Error(who + why);
+    b->fast = g_fast_paths;
+    if (any_recurrent && b->fast)
+        if (std::string why = gdn_fast_refusal(b->gdn); !why.empty()) throw Error(who + "fast paths: " + why);
     const size_t B = opt_.max_batch;
     const int E = c.n_embd;
 
@@ -64,9 +72,11 @@ void CudaForward::init_qwen35() {
         b->z.resize(B * V * 4);
         b->ab.resize(B * 2 * Hv * 4);
         b->gdn_out.resize(B * V * 4);
-        b->gdn_scratch.resize(gdn_scratch_floats(opt_.max_batch, b->gdn) * sizeof(float));
-        b->step_counters.resize(gdn_step_counters(opt_.n_seq, b->gdn) * sizeof(int));
-        ROTOR_CUDA_CHECK(cudaMemset(b->step_counters.get(), 0, b->step_counters.bytes()));
+        if (b->fast) {
+            b->gdn_scratch.resize(gdn_scratch_floats(opt_.max_batch, b->gdn) * sizeof(float));
+            b->step_counters.resize(gdn_step_counters(opt_.n_seq, b->gdn) * sizeof(int));
+            ROTOR_CUDA_CHECK(cudaMemset(b->step_counters.get(), 0, b->step_counters.bytes()));
+        }
     }
     b->qg.resize(std::max<size_t>(B * max_qg * 4, 16));
     b->plan.resize(5 * B * 4);
@@ -87,7 +97,8 @@ void CudaForward::init_qwen35() {
             b->sh_out.resize(B * E * 4);
         }
     }
-    for (const DeviceBuffer* d : {&b->state, &b->mix, &b->conv_out, &b->z, &b->ab, &b->gdn_out, &b->gdn_scratch, &b->step_counters, &b->qg, &b->plan,
+    for (const DeviceBuffer* d : {&b->state, &b->mix, &b->conv_out, &b->z, &b->ab, &b->gdn_out, &b->gdn_scratch,
+                                  &b->step_counters, &b->qg, &b->plan,
                                   &b->router, &b->expert_ids, &b->expert_w, &b->moe_out, &b->sh_gate, &b->sh_up,
                                   &b->sh_out})
         extra += d->bytes();
@@ -145,38 +156,156 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
     const int32_t* seq = seq_.get<int32_t>();
     const int32_t* pos = pos_.get<int32_t>();
     const SeqPlan& plan = b.plan_view;
-    seq_plan(seq, pos, n, plan, s);
-    // the most tokens one sequence has in this step, from the staged batch (a captured graph keeps the
-    // choice made here; both paths compute the same for any batch)
-    int max_seq_tokens = 0;
-    {
-        const int* staged_seq = staging_ + 2 * opt_.max_batch;
-        std::vector<int> per_seq(opt_.n_seq, 0);
-        for (int t = 0; t < n; t++) max_seq_tokens = std::max(max_seq_tokens, ++per_seq[staged_seq[t]]);
+    if (b.fast) {  // the opt-in path (set_qwen35_fast_paths): not yet run on a GPU
+        seq_plan(seq, pos, n, plan, s);
+        // the most tokens one sequence has in this step, from the staged batch (a captured graph keeps the
+        // choice made here; both paths compute the same for any batch)
+        int max_seq_tokens = 0;
+        {
+            const int* staged_seq = staging_ + 2 * opt_.max_batch;
+            std::vector<int> per_seq(opt_.n_seq, 0);
+            for (int t = 0; t < n; t++) max_seq_tokens = std::max(max_seq_tokens, ++per_seq[staged_seq[t]]);
+        }
+        // As enqueue_llama: on the int8 path the kernel that produces a mat-vec's input also quantizes it
+        // (residual add + RMSNorm + quantization before the mixer's and the FFN's projections, SwiGLU +
+        // quantization before down). pre_q8 says whether (the scratch) or not (null).
+        auto pre_q8 = [&](const MatmulJob* jobs, int n_jobs, int64_t cols) -> void* {
+            if (opt_.exact_matmul || !act_q8_.get() || cols % 32 || use_tensor_cores(jobs, n_jobs, cols, n)) return nullptr;
+            for (int j = 0; j < n_jobs; j++)
+                if (jobs[j].rows > 0 && matmul_int8_applies(jobs[j].type, jobs[j].W, cols)) return act_q8_.get();
+            return nullptr;
+        };
+        auto run_jobs = [&](const MatmulJob* jobs, int n_jobs, int64_t cols, const float* in, void* q8) {
+            if (q8) matmul_multi_q8(jobs, n_jobs, cols, in, q8, n, s);
+            else linear_multi(jobs, n_jobs, cols, in, n);
+        };
+        // x: the residual stream; xn: a sublayer's output until the next norm adds it to x and overwrites it
+        auto norm_in = [&](int l, const float* norm_w, void* q8) {
+            if (l == 0) get_rows_rms_norm_q8(tok_embd_.type, tok_embd_.data, tok_.get<int32_t>(), x, norm_w, xn, n, E, eps, q8, s);
+            else add_rms_norm_q8(x, xn, norm_w, xn, n, E, eps, q8, s);
+        };
+
+        for (int l = 0; l < c.n_layer_main; l++) {
+            const DevLayer& L = layers_[l];
+            const float* attn_norm = f32p(L.attn_norm.data);
+            // ---- mixer: RMSNorm(x) -> xn
+            if (c.is_recurrent(l)) {
+                const GdnShape& g = b.gdn;
+                float* ab = b.ab.get<float>();
+                const MatmulJob jobs[] = {{L.ssm_in.type, L.ssm_in.data, L.ssm_in.rows, b.mix.get<float>()},
+                                          {L.ssm_z.type, L.ssm_z.data, L.ssm_z.rows, b.z.get<float>()},
+                                          {L.ssm_beta.type, L.ssm_beta.data, L.ssm_beta.rows, ab},
+                                          {L.ssm_alpha.type, L.ssm_alpha.data, L.ssm_alpha.rows, ab + (size_t)n * g.n_v_heads}};
+                void* q8 = pre_q8(jobs, 4, E);
+                norm_in(l, attn_norm, q8);
+                run_jobs(jobs, 4, E, xn, q8);
+                float* st = b.state.get<float>();
+                const GdnState gs{st + b.conv_off[l], st + b.ssm_off[l], b.per_seq_floats};
+                if (max_seq_tokens <= kGdnStepMaxSeqTokens) {  // decode: one kernel
+                    gdn_step(g, b.mix.get<float>(), ab, f32p(L.ssm_conv1d.data), f32p(L.ssm_a.data), f32p(L.ssm_dt.data),
+                             b.z.get<float>(), f32p(L.ssm_norm.data), eps, gs, b.step_counters.get<int>(), opt_.n_seq, seq,
+                             pos, plan, n, b.gdn_out.get<float>(), b.gdn_scratch.get<float>(), s);
+                } else {
+                    gdn_conv(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, f32p(L.ssm_conv1d.data),
+                             f32p(L.ssm_a.data), f32p(L.ssm_dt.data), gs, seq, pos, plan, n, s);
+                    gdn_delta_sliced(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, b.z.get<float>(),
+                                     f32p(L.ssm_norm.data), eps, gs, seq, pos, plan, n, b.gdn_out.get<float>(),
+                                     b.gdn_scratch.get<float>(), s);
+                }
+                linear(L.ssm_out, b.gdn_out.get<float>(), n, xn);
+            } else {
+                const int H = c.n_head[l], Hkv = c.n_head_kv[l], D = c.head_dim_k[l];
+                float* qg = b.qg.get<float>();
+                float* q = q_.get<float>();
+                float* k = k_.get<float>();
+                float* v = v_.get<float>();
+                float* attn = attn_.get<float>();
+                const MatmulJob jobs[] = {{L.wq.type, L.wq.data, L.wq.rows, qg},
+                                          {L.wk.type, L.wk.data, L.wk.rows, k},
+                                          {L.wv.type, L.wv.data, L.wv.rows, v}};
+                void* q8 = pre_q8(jobs, 3, E);
+                norm_in(l, attn_norm, q8);
+                run_jobs(jobs, 3, E, xn, q8);
+                gated_qk_prep(qg, q, k, f32p(L.q_norm.data), f32p(L.k_norm.data), n, H, Hkv, D, c.n_rot, eps, pos,
+                              inv_freq_.get<float>(), s);
+                kv_store(L.kv, k, v, seq, pos, n, s);  // rotates K and V itself for the *h types
+                const bool rotated = kv_elem_rotated(L.kv.elem);
+                if (rotated) hadamard_rows(q, n * H, D, s);  // attention runs in the rotated basis
+                attend(L.kv, q, attn, n, H, 1.0f / std::sqrt((float)D), max_kv);
+                if (rotated) hadamard_rows(attn, n * H, D, s);
+                sigmoid_gate(attn, qg, n, H, D, s);
+                linear(L.wo, attn, n, xn);
+            }
+
+            // ---- FFN: RMSNorm(x + mixer) -> xn
+            const float* ffn_norm = f32p(L.ffn_norm.data);
+            if (c.arch == Arch::Qwen35Moe) {
+                const int NE = c.n_expert, top = c.n_expert_used;
+                const bool shared = L.ffn_gate_shexp.data != nullptr;
+                const MatmulJob sh_jobs[] = {{L.ffn_gate_shexp.type, L.ffn_gate_shexp.data, L.ffn_gate_shexp.rows, b.sh_gate.get<float>()},
+                                             {L.ffn_up_shexp.type, L.ffn_up_shexp.data, L.ffn_up_shexp.rows, b.sh_up.get<float>()}};
+                void* q8 = shared ? pre_q8(sh_jobs, 2, E) : nullptr;
+                add_rms_norm_q8(x, xn, ffn_norm, xn, n, E, eps, q8, s);
+                // the router in f32 on every path: a rounded logit could change the experts chosen
+                matmul(L.ffn_gate_inp.type, L.ffn_gate_inp.data, NE, E, xn, n, b.router.get<float>(), s, nullptr);
+                moe_route(b.router.get<float>(), n, NE, top, nullptr, b.expert_ids.get<int32_t>(), b.expert_w.get<float>(), s);
+                auto expert_matrix = [&](const DevWeight& w) {
+                    return w.data ? ExpertMatrix{w.type, w.data, w.rows / NE, w.cols} : ExpertMatrix{};
+                };
+                ExpertWeights ew;
+                ew.gate = expert_matrix(L.ffn_gate_exps);
+                ew.up = expert_matrix(L.ffn_up_exps);
+                ew.gate_up = expert_matrix(L.ffn_gate_up_exps);
+                ew.down = expert_matrix(L.ffn_down_exps);
+                ew.n_expert = NE;
+                ew.n_ff = c.n_ff_exp;
+                ew.n_embd = E;
+                ew.gelu = false;
+                b.moe->run(ew, xn, n, b.expert_ids.get<int32_t>(), b.expert_w.get<float>(), b.moe_out.get<float>(), s);
+                if (shared) {
+                    run_jobs(sh_jobs, 2, E, xn, q8);
+                    const int ffs = (int)L.ffn_gate_shexp.rows;
+                    const MatmulJob down{L.ffn_down_shexp.type, L.ffn_down_shexp.data, L.ffn_down_shexp.rows, b.sh_out.get<float>()};
+                    if (void* q8d = pre_q8(&down, 1, ffs)) {
+                        swiglu_q8(b.sh_gate.get<float>(), b.sh_up.get<float>(), n, ffs, q8d, s);
+                        matmul_q8(down.type, down.W, down.rows, ffs, b.sh_gate.get<float>(), q8d, n, down.Y, s);
+                    } else {
+                        swiglu(b.sh_gate.get<float>(), b.sh_up.get<float>(), (int64_t)n * ffs, s);
+                        linear(L.ffn_down_shexp, b.sh_gate.get<float>(), n, down.Y);
+                    }
+                }
+                // xn = routed + sigmoid(w_shexp . xn) * shared (xn, the FFN input, read first)
+                moe_combine(xn, b.moe_out.get<float>(), shared ? b.sh_out.get<float>() : nullptr,
+                            shared ? f32p(L.ffn_gate_inp_shexp.data) : nullptr, n, E, s);
+            } else {
+                const int ff = c.n_ff[l];
+                const MatmulJob gate_up[] = {{L.ffn_gate.type, L.ffn_gate.data, L.ffn_gate.rows, gate_.get<float>()},
+                                             {L.ffn_up.type, L.ffn_up.data, L.ffn_up.rows, up_.get<float>()}};
+                void* q8 = pre_q8(gate_up, 2, E);
+                add_rms_norm_q8(x, xn, ffn_norm, xn, n, E, eps, q8, s);
+                run_jobs(gate_up, 2, E, xn, q8);
+                const MatmulJob down{L.ffn_down.type, L.ffn_down.data, L.ffn_down.rows, xn};
+                if (void* q8d = pre_q8(&down, 1, ff)) {
+                    swiglu_q8(gate_.get<float>(), up_.get<float>(), n, ff, q8d, s);
+                    matmul_q8(down.type, down.W, down.rows, ff, gate_.get<float>(), q8d, n, xn, s);
+                } else {
+                    swiglu(gate_.get<float>(), up_.get<float>(), (int64_t)n * ff, s);
+                    linear(L.ffn_down, gate_.get<float>(), n, xn);
+                }
+            }
+            // xn: the FFN output, added to the residual by the next layer's norm (or below)
+        }
+        add(x, xn, (int64_t)n * E, s);  // (read_hybrid keeps n_layer_main >= 1)
+        enqueue_logits((int)out_rows.size(), out_rows);
+        return;
     }
-    // As enqueue_llama: on the int8 path the kernel that produces a mat-vec's input also quantizes it
-    // (residual add + RMSNorm + quantization before the mixer's and the FFN's projections, SwiGLU +
-    // quantization before down). pre_q8 says whether (the scratch) or not (null).
-    auto pre_q8 = [&](const MatmulJob* jobs, int n_jobs, int64_t cols) -> void* {
-        if (opt_.exact_matmul || !act_q8_.get() || cols % 32 || use_tensor_cores(jobs, n_jobs, cols, n)) return nullptr;
-        for (int j = 0; j < n_jobs; j++)
-            if (jobs[j].rows > 0 && matmul_int8_applies(jobs[j].type, jobs[j].W, cols)) return act_q8_.get();
-        return nullptr;
-    };
-    auto run_jobs = [&](const MatmulJob* jobs, int n_jobs, int64_t cols, const float* in, void* q8) {
-        if (q8) matmul_multi_q8(jobs, n_jobs, cols, in, q8, n, s);
-        else linear_multi(jobs, n_jobs, cols, in, n);
-    };
-    // x: the residual stream; xn: a sublayer's output until the next norm adds it to x and overwrites it
-    auto norm_in = [&](int l, const float* norm_w, void* q8) {
-        if (l == 0) get_rows_rms_norm_q8(tok_embd_.type, tok_embd_.data, tok_.get<int32_t>(), x, norm_w, xn, n, E, eps, q8, s);
-        else add_rms_norm_q8(x, xn, norm_w, xn, n, E, eps, q8, s);
-    };
+    get_rows(tok_embd_.type, tok_embd_.data, E, tok_.get<int32_t>(), n, x, s);
+    seq_plan(seq, pos, n, plan, s);
+    if (c.n_layer_main > 0) rms_norm(x, f32p(layers_[0].attn_norm.data), xn, n, E, eps, s);
 
     for (int l = 0; l < c.n_layer_main; l++) {
         const DevLayer& L = layers_[l];
-        const float* attn_norm = f32p(L.attn_norm.data);
-        // ---- mixer: RMSNorm(x) -> xn
+        // ---- mixer: xn -> xn
         if (c.is_recurrent(l)) {
             const GdnShape& g = b.gdn;
             float* ab = b.ab.get<float>();
@@ -184,21 +313,13 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
                                       {L.ssm_z.type, L.ssm_z.data, L.ssm_z.rows, b.z.get<float>()},
                                       {L.ssm_beta.type, L.ssm_beta.data, L.ssm_beta.rows, ab},
                                       {L.ssm_alpha.type, L.ssm_alpha.data, L.ssm_alpha.rows, ab + (size_t)n * g.n_v_heads}};
-            void* q8 = pre_q8(jobs, 4, E);
-            norm_in(l, attn_norm, q8);
-            run_jobs(jobs, 4, E, xn, q8);
+            linear_multi(jobs, 4, E, xn, n);
             float* st = b.state.get<float>();
             const GdnState gs{st + b.conv_off[l], st + b.ssm_off[l], b.per_seq_floats};
-            if (max_seq_tokens <= kGdnStepMaxSeqTokens) {  // decode: one kernel
-                gdn_step(g, b.mix.get<float>(), ab, f32p(L.ssm_conv1d.data), f32p(L.ssm_a.data), f32p(L.ssm_dt.data),
-                         b.z.get<float>(), f32p(L.ssm_norm.data), eps, gs, b.step_counters.get<int>(), opt_.n_seq, seq,
-                         pos, plan, n, b.gdn_out.get<float>(), b.gdn_scratch.get<float>(), s);
-            } else {
-                gdn_conv(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, f32p(L.ssm_conv1d.data),
-                         f32p(L.ssm_a.data), f32p(L.ssm_dt.data), gs, seq, pos, plan, n, s);
-                gdn_delta(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, b.z.get<float>(), f32p(L.ssm_norm.data),
-                          eps, gs, seq, pos, plan, n, b.gdn_out.get<float>(), b.gdn_scratch.get<float>(), s);
-            }
+            gdn_conv(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, f32p(L.ssm_conv1d.data), f32p(L.ssm_a.data),
+                     f32p(L.ssm_dt.data), gs, seq, pos, plan, n, s);
+            gdn_delta(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, b.z.get<float>(), f32p(L.ssm_norm.data), eps,
+                      gs, seq, pos, plan, n, b.gdn_out.get<float>(), s);
             linear(L.ssm_out, b.gdn_out.get<float>(), n, xn);
         } else {
             const int H = c.n_head[l], Hkv = c.n_head_kv[l], D = c.head_dim_k[l];
@@ -210,9 +331,7 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
             const MatmulJob jobs[] = {{L.wq.type, L.wq.data, L.wq.rows, qg},
                                       {L.wk.type, L.wk.data, L.wk.rows, k},
                                       {L.wv.type, L.wv.data, L.wv.rows, v}};
-            void* q8 = pre_q8(jobs, 3, E);
-            norm_in(l, attn_norm, q8);
-            run_jobs(jobs, 3, E, xn, q8);
+            linear_multi(jobs, 3, E, xn, n);
             gated_qk_prep(qg, q, k, f32p(L.q_norm.data), f32p(L.k_norm.data), n, H, Hkv, D, c.n_rot, eps, pos,
                           inv_freq_.get<float>(), s);
             kv_store(L.kv, k, v, seq, pos, n, s);  // rotates K and V itself for the *h types
@@ -223,16 +342,12 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
             sigmoid_gate(attn, qg, n, H, D, s);
             linear(L.wo, attn, n, xn);
         }
+        residual_norm(x, xn, nullptr, nullptr, nullptr, f32p(L.ffn_norm.data), xn, n, E, eps, s);
 
-        // ---- FFN: RMSNorm(x + mixer) -> xn
-        const float* ffn_norm = f32p(L.ffn_norm.data);
+        // ---- FFN: xn -> x += ..., then the next layer's input norm
+        const float* next_norm = l + 1 < c.n_layer_main ? f32p(layers_[l + 1].attn_norm.data) : nullptr;
         if (c.arch == Arch::Qwen35Moe) {
             const int NE = c.n_expert, top = c.n_expert_used;
-            const bool shared = L.ffn_gate_shexp.data != nullptr;
-            const MatmulJob sh_jobs[] = {{L.ffn_gate_shexp.type, L.ffn_gate_shexp.data, L.ffn_gate_shexp.rows, b.sh_gate.get<float>()},
-                                         {L.ffn_up_shexp.type, L.ffn_up_shexp.data, L.ffn_up_shexp.rows, b.sh_up.get<float>()}};
-            void* q8 = shared ? pre_q8(sh_jobs, 2, E) : nullptr;
-            add_rms_norm_q8(x, xn, ffn_norm, xn, n, E, eps, q8, s);
             // the router in f32 on every path: a rounded logit could change the experts chosen
             matmul(L.ffn_gate_inp.type, L.ffn_gate_inp.data, NE, E, xn, n, b.router.get<float>(), s, nullptr);
             moe_route(b.router.get<float>(), n, NE, top, nullptr, b.expert_ids.get<int32_t>(), b.expert_w.get<float>(), s);
@@ -249,40 +364,26 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
             ew.n_embd = E;
             ew.gelu = false;
             b.moe->run(ew, xn, n, b.expert_ids.get<int32_t>(), b.expert_w.get<float>(), b.moe_out.get<float>(), s);
-            if (shared) {
-                run_jobs(sh_jobs, 2, E, xn, q8);
-                const int ffs = (int)L.ffn_gate_shexp.rows;
-                const MatmulJob down{L.ffn_down_shexp.type, L.ffn_down_shexp.data, L.ffn_down_shexp.rows, b.sh_out.get<float>()};
-                if (void* q8d = pre_q8(&down, 1, ffs)) {
-                    swiglu_q8(b.sh_gate.get<float>(), b.sh_up.get<float>(), n, ffs, q8d, s);
-                    matmul_q8(down.type, down.W, down.rows, ffs, b.sh_gate.get<float>(), q8d, n, down.Y, s);
-                } else {
-                    swiglu(b.sh_gate.get<float>(), b.sh_up.get<float>(), (int64_t)n * ffs, s);
-                    linear(L.ffn_down_shexp, b.sh_gate.get<float>(), n, down.Y);
-                }
+            if (L.ffn_gate_shexp.data) {
+                const MatmulJob jobs[] = {{L.ffn_gate_shexp.type, L.ffn_gate_shexp.data, L.ffn_gate_shexp.rows, b.sh_gate.get<float>()},
+                                          {L.ffn_up_shexp.type, L.ffn_up_shexp.data, L.ffn_up_shexp.rows, b.sh_up.get<float>()}};
+                linear_multi(jobs, 2, E, xn, n);
+                swiglu(b.sh_gate.get<float>(), b.sh_up.get<float>(), (int64_t)n * L.ffn_gate_shexp.rows, s);
+                linear(L.ffn_down_shexp, b.sh_gate.get<float>(), n, b.sh_out.get<float>());
+                residual_norm(x, b.moe_out.get<float>(), b.sh_out.get<float>(), f32p(L.ffn_gate_inp_shexp.data), xn,
+                              next_norm, xn, n, E, eps, s);
+            } else {
+                residual_norm(x, b.moe_out.get<float>(), nullptr, nullptr, nullptr, next_norm, xn, n, E, eps, s);
             }
-            // xn = routed + sigmoid(w_shexp . xn) * shared (xn, the FFN input, read first)
-            moe_combine(xn, b.moe_out.get<float>(), shared ? b.sh_out.get<float>() : nullptr,
-                        shared ? f32p(L.ffn_gate_inp_shexp.data) : nullptr, n, E, s);
         } else {
-            const int ff = c.n_ff[l];
             const MatmulJob gate_up[] = {{L.ffn_gate.type, L.ffn_gate.data, L.ffn_gate.rows, gate_.get<float>()},
                                          {L.ffn_up.type, L.ffn_up.data, L.ffn_up.rows, up_.get<float>()}};
-            void* q8 = pre_q8(gate_up, 2, E);
-            add_rms_norm_q8(x, xn, ffn_norm, xn, n, E, eps, q8, s);
-            run_jobs(gate_up, 2, E, xn, q8);
-            const MatmulJob down{L.ffn_down.type, L.ffn_down.data, L.ffn_down.rows, xn};
-            if (void* q8d = pre_q8(&down, 1, ff)) {
-                swiglu_q8(gate_.get<float>(), up_.get<float>(), n, ff, q8d, s);
-                matmul_q8(down.type, down.W, down.rows, ff, gate_.get<float>(), q8d, n, xn, s);
-            } else {
-                swiglu(gate_.get<float>(), up_.get<float>(), (int64_t)n * ff, s);
-                linear(L.ffn_down, gate_.get<float>(), n, xn);
-            }
+            linear_multi(gate_up, 2, E, xn, n);
+            swiglu(gate_.get<float>(), up_.get<float>(), (int64_t)n * c.n_ff[l], s);
+            linear(L.ffn_down, gate_.get<float>(), n, xn);
+            residual_norm(x, xn, nullptr, nullptr, nullptr, next_norm, xn, n, E, eps, s);
         }
-        // xn: the FFN output, added to the residual by the next layer's norm (or below)
     }
-    add(x, xn, (int64_t)n * E, s);  // (read_hybrid keeps n_layer_main >= 1)
     enqueue_logits((int)out_rows.size(), out_rows);
 }
 

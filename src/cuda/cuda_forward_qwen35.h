@@ -9,8 +9,15 @@
 
 namespace rotor::cuda {
 
+// Opt-in faster kernels for qwen35 (delta_net_fast.h; in the int8 path the residual add, norm and
+// quantization fused as enqueue_llama does), off by default until rotor-check-qwen35 --fast has passed on a
+// GPU. Read when a CudaForward is made; process-wide.
+void set_qwen35_fast_paths(bool on);
+bool qwen35_fast_paths();
+
 struct CudaForward::Qwen35Buffers {
     std::vector<int> seq_pos;  // positions each sequence's recurrent state has consumed (host copy)
+    bool fast = false;         // set_qwen35_fast_paths when made
     GdnShape gdn;
     // The state, kv/recurrent_state.h's layout: per sequence, per recurrent layer its conv inputs then its
     // delta-rule state (offsets in floats within a sequence's block).
@@ -19,8 +26,7 @@ struct CudaForward::Qwen35Buffers {
     DeviceBuffer state;  // [n_seq][per_seq_floats]
     // Gated DeltaNet activations for max_batch tokens: projections, conv output, beta/alpha, the output
     DeviceBuffer mix, conv_out, z, ab, gdn_out;
-    DeviceBuffer gdn_scratch;    // gdn_delta / gdn_step's per-slice sums
-    DeviceBuffer step_counters;  // gdn_step's counters, zero between steps
+    DeviceBuffer gdn_scratch, step_counters;  // fast path: per-slice sums of o^2, gdn_step's counters
     DeviceBuffer qg;    // gated attention: attn_q's output (query and gate per head)
     DeviceBuffer plan;  // SeqPlan's arrays
     SeqPlan plan_view;

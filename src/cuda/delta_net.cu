@@ -4,13 +4,12 @@
 #include <cmath>
 
 #include "cuda/device_common.cuh"
-#include "cuda/pdl.cuh"
 
 namespace rotor::cuda {
 
 namespace {
 
-constexpr int kMaxConvKernel = 4;  // gdn_step keeps K-1 inputs in registers (Qwen3.5: 4)
+constexpr int kMaxConvKernel = 64;  // as ModelConfig allows
 
 __device__ inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ inline float siluf_(float x) { return x / (1.0f + expf(-x)); }
@@ -99,327 +98,120 @@ __global__ void gdn_conv_kernel(GdnShape g, const float* __restrict__ mix, float
     if (i < width) out[(size_t)t * C + base + i] = y;
 }
 
-// The delta-rule kernels split each value head's d_v columns into slices of kSlice: block (value head h,
-// token t0, column slice), working only when t0 is its sequence's first token of the step (it then runs
-// all of the sequence's tokens in order). The columns of S are independent in the delta rule, so the
-// slices need no communication, and a decode step has n_v_heads x d_v/kSlice blocks instead of n_v_heads.
-// Thread (row group grp, column jl) holds S rows grp*R .. grp*R+R-1 of column slice*kSlice + jl in
-// registers (a warp's loads of a row are contiguous). Per token, with a = exp(g):
+// Block (value head h, token t0), working only when t0 is its sequence's first token of the step. The state
+// S [d_k][d_v] lives in registers: thread (row group grp, column j) holds rows grp*R .. grp*R+R-1 of column
+// j (columns padded to a warp, so a warp's loads of a row are contiguous). Per token, with a = exp(g):
 //   u = beta (v - a S^T k);  o = a S^T q + u (k . q);  S = a S + k u^T
 // (the CPU's S *= a; u = beta (v - S^T k); S += k u^T; o = S^T q, reassociated so that one reduction over
-// the row groups gives both S^T k and S^T q); token buffers in shared memory alternate, so two barriers a
-// token. The gated RMSNorm's sum of o^2 spans the slices: each writes y = o * norm_w * SiLU(z) and its
-// part of the sum (part_ss [n][n_v_heads][slices]); y is scaled by 1/rms once every slice is done.
-constexpr int kSlice = kWarp;
-
-// Floats of one token's shared buffer: q [dk], k [dk], v [kSlice], the row groups' partial S^T k and
-// S^T q [G][kSlice], and per group q.k, q.q, k.k; a multiple of 4, so that each buffer is 16-byte aligned.
-__host__ __device__ inline int delta_buf_floats(int dk, int G) {
-    return (2 * dk + kSlice + 2 * G * kSlice + 3 * G + 3) / 4 * 4;
-}
-
-// This thread's rows against k and q (16-byte shared loads), and the group's q.k, q.q, k.k.
+// the rows gives both S^T k and S^T q). Shared buffers alternate between tokens, so two barriers a token.
 template <int R>
-__device__ inline void rows_dot(const float (&S)[R], const float* qs, const float* ks, int grp, float& pk, float& pq,
-                                float& pkq, float& pqq, float& pkk) {
-    const float4* q4 = reinterpret_cast<const float4*>(qs + grp * R);
-    const float4* k4 = reinterpret_cast<const float4*>(ks + grp * R);
-#pragma unroll
-    for (int r = 0; r < R / 4; r++) {
-        const float4 qv = q4[r], kv = k4[r];
-        pk += S[4 * r] * kv.x + S[4 * r + 1] * kv.y + S[4 * r + 2] * kv.z + S[4 * r + 3] * kv.w;
-        pq += S[4 * r] * qv.x + S[4 * r + 1] * qv.y + S[4 * r + 2] * qv.z + S[4 * r + 3] * qv.w;
-        pkq += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
-        pqq += qv.x * qv.x + qv.y * qv.y + qv.z * qv.z + qv.w * qv.w;
-        pkk += kv.x * kv.x + kv.y * kv.y + kv.z * kv.z + kv.w * kv.w;
-    }
-}
-
-// S = a S + k uk^T for this thread's rows.
-template <int R>
-__device__ inline void rows_update(float (&S)[R], const float* ks, int grp, float a, float uk) {
-    const float4* k4 = reinterpret_cast<const float4*>(ks + grp * R);
-#pragma unroll
-    for (int r = 0; r < R / 4; r++) {
-        const float4 kv = k4[r];
-        S[4 * r] = a * S[4 * r] + kv.x * uk;
-        S[4 * r + 1] = a * S[4 * r + 1] + kv.y * uk;
-        S[4 * r + 2] = a * S[4 * r + 2] + kv.z * uk;
-        S[4 * r + 3] = a * S[4 * r + 3] + kv.w * uk;
-    }
-}
-
-// The prompt path: q and k come normalized from gdn_conv, beta and g computed; the rescale is gdn_rescale's.
-template <int R>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(512)
     gdn_delta_kernel(GdnShape g, const float* __restrict__ mix, const float* __restrict__ cv,
                      const float* __restrict__ ab, const float* __restrict__ z, const float* __restrict__ norm_w,
-                     GdnState st, const int32_t* __restrict__ seq, const int32_t* __restrict__ pos, SeqPlan plan, int n,
-                     float* __restrict__ out, float* __restrict__ part_ss) {
-    const int h = blockIdx.x, t0 = blockIdx.y, slice = blockIdx.z, NS = gridDim.z;
+                     float eps, GdnState st, const int32_t* __restrict__ seq, const int32_t* __restrict__ pos,
+                     SeqPlan plan, int n, float* __restrict__ out) {
+    const int h = blockIdx.x, t0 = blockIdx.y;
     if (pos[t0] != plan.first_pos[t0]) return;
     const int Hk = g.n_k_heads, Hv = g.n_v_heads, dk = g.d_k, dv = g.d_v, K = g.conv_kernel, C = g.channels();
-    const int V = g.v_dim(), kh = h % Hk, G = dk / R;
-    const int jl = threadIdx.x % kSlice, grp = threadIdx.x / kSlice, j = slice * kSlice + jl;
+    const int V = g.v_dim(), kh = h % Hk;
+    const int dvp = (dv + kWarp - 1) / kWarp * kWarp, G = dk / R;
+    const int j = threadIdx.x % dvp, grp = threadIdx.x / dvp;
     const bool col = j < dv;
     const int sq = seq[t0], p0 = pos[t0], s0 = plan.start[t0], cnt = plan.count[t0];
     float* Sg = st.ssm + (size_t)sq * st.seq_stride + (size_t)h * dk * dv;
-    extern __shared__ float4 sm4[];
-    float* sm = reinterpret_cast<float*>(sm4);
-    const int buf = delta_buf_floats(dk, G);
+    extern __shared__ float sm[];
+    const int buf = 2 * dk + dv + 2 * G * dvp + G;
 
     float S[R];
 #pragma unroll
     for (int r = 0; r < R; r++) S[r] = (p0 != 0 && col) ? Sg[(size_t)(grp * R + r) * dv + j] : 0.0f;
 
-    // Token k+1's inputs are loaded into registers while token k is computed (a thread per element of q
-    // and k: blockDim >= d_k), so a token costs two barriers, not a memory round trip.
-    const int i_in = threadIdx.x;
-    const bool v_in = i_in < kSlice && slice * kSlice + i_in < dv;
-    float nq = 0.0f, nk = 0.0f, nv = 0.0f, nz = 0.0f, nbeta = 0.0f, ng = 0.0f;
-#define ROTOR_GDN_PREFETCH(T)                                                   \
-    {                                                                           \
-        const int tp = (T);                                                     \
-        const float* row = cv + (size_t)tp * C;                                 \
-        if (i_in < dk) {                                                        \
-            nq = row[kh * dk + i_in];                                           \
-            nk = row[Hk * dk + kh * dk + i_in];                                 \
-        }                                                                       \
-        if (v_in) {                                                             \
-            nv = row[2 * Hk * dk + h * dv + slice * kSlice + i_in];             \
-            nz = z[(size_t)tp * V + h * dv + slice * kSlice + i_in];            \
-        }                                                                       \
-        nbeta = ab[(size_t)tp * Hv + h];                                        \
-        ng = ab[(size_t)(n + tp) * Hv + h];                                     \
-    }
-    ROTOR_GDN_PREFETCH(plan.order[s0])
     for (int k = 0; k < cnt; k++) {
         const int t = plan.order[s0 + k];
         float* qs = sm + (k & 1) * buf;
         float* ks = qs + dk;
         float* vs = ks + dk;
-        float* rk = vs + kSlice;
-        float* rq = rk + G * kSlice;
-        float* rd = rq + G * kSlice;
-        if (i_in < dk) qs[i_in] = nq, ks[i_in] = nk;
-        if (i_in < kSlice) vs[i_in] = nv;
-        const float zj = nz, beta = nbeta, a = expf(ng);  // zj: lane jl of warp 0 holds column j's
-        if (k + 1 < cnt) ROTOR_GDN_PREFETCH(plan.order[s0 + k + 1])
-#undef ROTOR_GDN_PREFETCH
+        float* rk = vs + dv;
+        float* rq = rk + G * dvp;
+        float* rkq = rq + G * dvp;
+        const float* row = cv + (size_t)t * C;
+        for (int i = threadIdx.x; i < dk; i += blockDim.x) {
+            qs[i] = row[kh * dk + i];
+            ks[i] = row[Hk * dk + kh * dk + i];
+        }
+        for (int i = threadIdx.x; i < dv; i += blockDim.x) vs[i] = row[2 * Hk * dk + h * dv + i];
         __syncthreads();
-        float pk = 0.0f, pq = 0.0f, pkq = 0.0f, pqq = 0.0f, pkk = 0.0f;
-        rows_dot<R>(S, qs, ks, grp, pk, pq, pkq, pqq, pkk);
-        rk[grp * kSlice + jl] = pk;
-        rq[grp * kSlice + jl] = pq;
-        if (jl == 0) rd[3 * grp] = pkq;
+        float pk = 0.0f, pq = 0.0f, pkq = 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int i = grp * R + r;
+            pk += S[r] * ks[i];
+            pq += S[r] * qs[i];
+            pkq += qs[i] * ks[i];
+        }
+        rk[grp * dvp + j] = pk;
+        rq[grp * dvp + j] = pq;
+        if (j == 0) rkq[grp] = pkq;
         __syncthreads();
         float sk = 0.0f, sqk = 0.0f, kq = 0.0f;
         for (int gg = 0; gg < G; gg++) {
-            sk += rk[gg * kSlice + jl];
-            sqk += rq[gg * kSlice + jl];
-            kq += rd[3 * gg];
+            sk += rk[gg * dvp + j];
+            sqk += rq[gg * dvp + j];
+            kq += rkq[gg];
         }
-        const float u = col ? (vs[jl] - a * sk) * beta : 0.0f;
-        const float o = a * sqk + u * kq;
-        rows_update<R>(S, ks, grp, a, u);
-        if (grp == 0) {
-            const float ss = warp_sum(col ? o * o : 0.0f);
-            if (col) out[(size_t)t * V + h * dv + j] = o * norm_w[j] * siluf_(zj);
-            if (jl == 0) part_ss[((size_t)t * Hv + h) * NS + slice] = ss;
-        }
+        const float beta = ab[(size_t)t * Hv + h], a = expf(ab[(size_t)(n + t) * Hv + h]);
+        const float u = col ? (vs[j] - a * sk) * beta : 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++) S[r] = a * S[r] + ks[grp * R + r] * u;
+        if (grp == 0 && col) out[(size_t)t * V + h * dv + j] = a * sqk + u * kq;
     }
 #pragma unroll
     for (int r = 0; r < R; r++)
         if (col) Sg[(size_t)(grp * R + r) * dv + j] = S[r];
 
     // The conv state: the K-1 inputs up to the sequence's last position of the step (before position 0:
-    // zeros), in place, oldest first (entry i comes from old entry i + (pl - p0) + 1 > i, not yet
-    // overwritten). This block owns its slice's v channels, and slice 0 of head h < Hk the q/k channels of
-    // key head h. gdn_conv, the only reader of the old state, has finished.
-    const int pl = p0 + cnt - 1;
-    float* cs = st.conv + (size_t)sq * st.seq_stride;
-    const int nvc = min(kSlice, dv - slice * kSlice), nqk = (slice == 0 && h < Hk) ? 2 * dk : 0;
-    for (int c = threadIdx.x; c < nvc + nqk; c += blockDim.x) {
-        const int ch = c < nvc ? 2 * Hk * dk + h * dv + slice * kSlice + c
-                               : (c - nvc < dk ? h * dk + (c - nvc) : Hk * dk + h * dk + (c - nvc - dk));
-        for (int i = 0; i < K - 1; i++) {
-            const int q = pl - (K - 2) + i;
-            float v = 0.0f;
-            if (q >= p0) v = mix[(size_t)plan.order[s0 + q - p0] * C + ch];
-            else if (q >= 0) v = cs[(size_t)(q - p0 + K - 1) * C + ch];
-            cs[(size_t)i * C + ch] = v;
-        }
-    }
-}
-
-// y *= 1/rms(o) per (token, value head): block (token t), a warp per head.
-__global__ void gdn_rescale_kernel(float* __restrict__ out, const float* __restrict__ part_ss, int Hv, int dv, int NS,
-                                   float eps) {
-    pdl_trigger();  // the output projection's mat-vec may start copying its weights
-    const int t = blockIdx.x, lane = threadIdx.x % kWarp;
-    for (int h = threadIdx.x / kWarp; h < Hv; h += blockDim.x / kWarp) {
-        const float* ps = part_ss + ((size_t)t * Hv + h) * NS;
-        float ss = 0.0f;
-        for (int s = 0; s < NS; s++) ss += ps[s];
-        const float scale = 1.0f / sqrtf(ss / (float)dv + eps);
-        float* y = out + ((size_t)t * Hv + h) * dv;
-        for (int i = lane; i < dv; i += kWarp) y[i] *= scale;
-    }
-}
-
-// The whole layer step in one kernel, for short steps (decode): the blocks of gdn_delta_kernel, each also
-// running, per token, the conv of the channels it reads (q/k head kh = h % Hk and its v columns; the blocks
-// sharing kh compute their q/k conv redundantly), with the q/k L2 norms folded into the rows' reduction
-// (S^T k^ = S^T k / |k|, ...): three barriers a token, no intermediate buffers, a thread per conv channel.
-// The conv state of a slice's v columns is its block's; that of q/k head kh is advanced by the last block
-// reading it to finish, and the rescale of head h's outputs is done by the last of its slices (atomic
-// counters per (sequence, key head) and per (sequence, value head), reset by that block).
-template <int R>
-__global__ void __launch_bounds__(1024)
-    gdn_step_kernel(GdnShape g, const float* __restrict__ mix, const float* __restrict__ ab,
-                    const float* __restrict__ conv_w, const float* __restrict__ ssm_a,
-                    const float* __restrict__ dt_bias, const float* __restrict__ z, const float* __restrict__ norm_w,
-                    float eps, GdnState st, int* __restrict__ qk_done, int* __restrict__ head_done,
-                    const int32_t* __restrict__ seq, const int32_t* __restrict__ pos, SeqPlan plan, int n,
-                    float* __restrict__ out, float* __restrict__ part_ss) {
-    pdl_trigger();  // the output projection's mat-vec may start copying its weights
-    const int h = blockIdx.x, t0 = blockIdx.y, slice = blockIdx.z, NS = gridDim.z;
-    if (pos[t0] != plan.first_pos[t0]) return;
-    const int Hk = g.n_k_heads, Hv = g.n_v_heads, dk = g.d_k, dv = g.d_v, K = g.conv_kernel, C = g.channels();
-    const int V = g.v_dim(), kh = h % Hk, G = dk / R;
-    const int jl = threadIdx.x % kSlice, grp = threadIdx.x / kSlice, j = slice * kSlice + jl;
-    const bool col = j < dv;
-    const int sq = seq[t0], p0 = pos[t0], s0 = plan.start[t0], cnt = plan.count[t0];
-    float* Sg = st.ssm + (size_t)sq * st.seq_stride + (size_t)h * dk * dv;
-    float* cs = st.conv + (size_t)sq * st.seq_stride;
-    const int nvc = min(kSlice, dv - slice * kSlice), nch = 2 * dk + nvc;  // <= blockDim (delta_rows_per_thread)
-    const int c_in = threadIdx.x;  // this thread's conv channel: q head kh, k head kh, then the slice's v columns
-    const int ch = c_in < dk ? kh * dk + c_in
-                             : (c_in < 2 * dk ? Hk * dk + kh * dk + (c_in - dk) : 2 * Hk * dk + h * dv + slice * kSlice + (c_in - 2 * dk));
-    extern __shared__ float4 sm4[];
-    float* sm = reinterpret_cast<float*>(sm4);
-    const int buf = delta_buf_floats(dk, G);
-    const float qscale = 1.0f / sqrtf((float)dk);
-    float keep[kMaxConvKernel - 1];  // the last token's conv inputs: the new conv state of channel ch
-
-    float S[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) S[r] = (p0 != 0 && col) ? Sg[(size_t)(grp * R + r) * dv + j] : 0.0f;
-
-    for (int k = 0; k < cnt; k++) {
-        const int t = plan.order[s0 + k], p = p0 + k;
-        float* xs = sm + (k & 1) * buf;  // q [dk], k [dk], v [kSlice]: conv outputs, q/k not yet normalized
-        float* rk = xs + 2 * dk + kSlice;
-        float* rq = rk + G * kSlice;
-        float* rd = rq + G * kSlice;  // [G][3]: q.k, q.q, k.k
-        if (c_in < nch) {
-            const float* w = conv_w + (size_t)ch * K;
-            const float cur = mix[(size_t)t * C + ch];
-            float acc = w[K - 1] * cur;
-            float win[kMaxConvKernel];  // inputs at positions p-K+1 .. p-1 (oldest first), then cur
-#pragma unroll
-            for (int i = 0; i < kMaxConvKernel - 1; i++) {
-                const int q = p - (K - 1) + i;
+    // zeros). This block owns the channels of v head h, and of q/k head h when h < Hk. The conv kernel,
+    // the only reader of the old state, has finished.
+    {
+        const int pl = pos[plan.order[s0 + cnt - 1]];
+        float* cs = st.conv + (size_t)sq * st.seq_stride;
+        const int nch = dv + (h < Hk ? 2 * dk : 0);
+        for (int c = threadIdx.x; c < nch; c += blockDim.x) {
+            const int ch = c < dv ? 2 * Hk * dk + h * dv + c : (c < dv + dk ? h * dk + (c - dv) : Hk * dk + h * dk + (c - dv - dk));
+            // in place, oldest first: entry i comes from old entry i + (pl - p0) + 1 > i, not yet overwritten
+            for (int i = 0; i < K - 1; i++) {
+                const int q = pl - (K - 2) + i;
                 float v = 0.0f;
-                if (i < K - 1) {
-                    if (q >= p0) v = mix[(size_t)plan.order[s0 + q - p0] * C + ch];
-                    else if (q >= 0) v = cs[(size_t)(q - p0 + K - 1) * C + ch];
-                    acc += w[i] * v;
-                }
-                win[i] = v;
+                if (q >= p0) v = mix[(size_t)plan.order[s0 + q - p0] * C + ch];
+                else if (q >= 0) v = cs[(size_t)(q - p0 + K - 1) * C + ch];
+                cs[(size_t)i * C + ch] = v;
             }
-            win[kMaxConvKernel - 1] = 0.0f;
-#pragma unroll
-            for (int i = 0; i < kMaxConvKernel - 1; i++) keep[i] = i + 1 < K - 1 ? win[i + 1] : (i + 1 == K - 1 ? cur : 0.0f);
-            xs[c_in] = siluf_(acc);
         }
-        const float zj = (grp == 0 && col) ? z[(size_t)t * V + h * dv + j] : 0.0f;
-        const float beta = sigmoidf_(ab[(size_t)t * Hv + h]);
-        const float a = expf(ssm_a[h] * softplusf_(ab[(size_t)(n + t) * Hv + h] + dt_bias[h]));
-        __syncthreads();
-        const float* qs = xs;
-        const float* ks = xs + dk;
-        float pk = 0.0f, pq = 0.0f, pkq = 0.0f, pqq = 0.0f, pkk = 0.0f;
-        rows_dot<R>(S, qs, ks, grp, pk, pq, pkq, pqq, pkk);
-        rk[grp * kSlice + jl] = pk;
-        rq[grp * kSlice + jl] = pq;
-        if (jl == 0) rd[3 * grp] = pkq, rd[3 * grp + 1] = pqq, rd[3 * grp + 2] = pkk;
-        __syncthreads();
-        float sk = 0.0f, sqk = 0.0f, kq = 0.0f, qq = 0.0f, kk = 0.0f;
-        for (int gg = 0; gg < G; gg++) {
-            sk += rk[gg * kSlice + jl];
-            sqk += rq[gg * kSlice + jl];
-            kq += rd[3 * gg];
-            qq += rd[3 * gg + 1];
-            kk += rd[3 * gg + 2];
-        }
-        // L2 norms as transformers/FLA: x / sqrt(sum x^2 + 1e-6); q also / sqrt(d_k)
-        const float iq = qscale / sqrtf(qq + 1e-6f), ik = 1.0f / sqrtf(kk + 1e-6f);
-        const float u = col ? (xs[2 * dk + jl] - a * sk * ik) * beta : 0.0f;
-        const float o = a * sqk * iq + u * kq * iq * ik;
-        rows_update<R>(S, ks, grp, a, u * ik);
-        if (grp == 0) {
-            const float ss = warp_sum(col ? o * o : 0.0f);
-            if (col) out[(size_t)t * V + h * dv + j] = o * norm_w[j] * siluf_(zj);
-            if (jl == 0) part_ss[((size_t)t * Hv + h) * NS + slice] = ss;
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        if (col) Sg[(size_t)(grp * R + r) * dv + j] = S[r];
-    // the conv state of channel ch: this slice's v columns now, the q/k channels by the last reader below
-    const bool own_channel = c_in >= 2 * dk && c_in < nch;
-    if (own_channel) {
-#pragma unroll
-        for (int i = 0; i < kMaxConvKernel - 1; i++)
-            if (i < K - 1) cs[(size_t)i * C + ch] = keep[i];
     }
 
-    __shared__ int last_qk, last_head;
-    __threadfence();  // the outputs and partial sums above, before the counters say this block is done
-    __syncthreads();  // and every read of the q/k conv state by this block is done (its values were used)
-    if (threadIdx.x == 0) {
-        int* dq = qk_done + (size_t)sq * Hk + kh;
-        last_qk = atomicAdd(dq, 1) == (Hv / Hk) * NS - 1;
-        if (last_qk) *dq = 0;  // for the next layer (a later launch)
-        int* dh = head_done + (size_t)sq * Hv + h;
-        last_head = atomicAdd(dh, 1) == NS - 1;
-        if (last_head) *dh = 0;
-    }
+    // Gated RMSNorm of each token's output, a warp per token (the outputs were written by this block).
     __syncthreads();
-    if (last_qk && c_in < 2 * dk) {
-#pragma unroll
-        for (int i = 0; i < kMaxConvKernel - 1; i++)
-            if (i < K - 1) cs[(size_t)i * C + ch] = keep[i];
-    }
-    if (last_head) {  // every slice's y and part of the sum are written: y *= 1/rms(o), a warp per token
-        __threadfence();
-        const int lane = threadIdx.x % kWarp;
-        for (int k = threadIdx.x / kWarp; k < cnt; k += blockDim.x / kWarp) {
-            const int t = plan.order[s0 + k];
-            const float* ps = part_ss + ((size_t)t * Hv + h) * NS;
-            float ss = 0.0f;
-            for (int s = 0; s < NS; s++) ss += __ldcg(ps + s);
-            const float scale = 1.0f / sqrtf(ss / (float)dv + eps);
-            float* y = out + (size_t)t * V + h * dv;
-            for (int i = lane; i < dv; i += kWarp) y[i] = __ldcg(y + i) * scale;
-        }
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, nw = blockDim.x / kWarp;
+    for (int k = warp; k < cnt; k += nw) {
+        const int t = plan.order[s0 + k];
+        float* o = out + (size_t)t * V + h * dv;
+        const float* zt = z + (size_t)t * V + h * dv;
+        float ss = 0.0f;
+        for (int i = lane; i < dv; i += kWarp) ss += o[i] * o[i];
+        ss = warp_sum(ss);
+        const float scale = 1.0f / sqrtf(ss / (float)dv + eps);
+        for (int i = lane; i < dv; i += kWarp) o[i] = o[i] * scale * norm_w[i] * siluf_(zt[i]);
     }
 }
 
-// Rows per thread (R) of the delta-rule kernels for these head sizes, 0 when none fits. gdn_delta: at most 256
-// threads (G * kSlice, G = d_k / R row groups), at least one per element of q and k (its prefetch).
-// gdn_step: at least one thread per conv channel it runs (2 d_k + kSlice), at most 1024.
-int delta_rows_per_thread(int dk, int dv, bool step) {
-    for (int R : {8, 16, 32})
-        if (dk % R == 0) {
-            const int threads = dk / R * kSlice;
-            if (!step && threads <= 256 && threads >= dk) return R;
-            if (step && threads <= 1024 && threads >= 2 * dk + std::min(kSlice, dv)) return R;
-        }
+// Rows per thread of the delta kernel for these head sizes (0: none fits): the smallest that keeps the
+// block within 512 threads (its launch bound, so that 64 rows still fit in registers).
+int delta_rows_per_thread(int dk, int dv) {
+    const int dvp = (dv + kWarp - 1) / kWarp * kWarp;
+    for (int R : {8, 16, 32, 64})
+        if (dk % R == 0 && (dk / R) * dvp <= 512) return R;
     return 0;
 }
-int delta_slices(int dv) { return (dv + kSlice - 1) / kSlice; }
 
 // ---------------------------------------------------------------- gated attention, residual
 
@@ -459,7 +251,6 @@ __global__ void gated_qk_prep_kernel(const float* qg, float* q, float* k, const 
 }
 
 __global__ void sigmoid_gate_kernel(float* __restrict__ attn, const float* __restrict__ qg, int H, int D, int64_t total) {
-    pdl_trigger();  // the output projection's mat-vec may start copying its weights
     const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= total) return;
     const int64_t th = idx / D;  // token * H + head
@@ -467,19 +258,27 @@ __global__ void sigmoid_gate_kernel(float* __restrict__ attn, const float* __res
     attn[idx] *= sigmoidf_(qg[th * 2 * D + D + i]);
 }
 
-__global__ void moe_combine_kernel(float* y, const float* __restrict__ routed, const float* __restrict__ shared,
-                                   const float* __restrict__ gate_w, int E) {
-    pdl_trigger();  // the next norm (and the mat-vec after it) may be scheduled
+__global__ void residual_norm_kernel(float* x, const float* y, const float* y2, const float* gate_w,
+                                     const float* gate_x, const float* norm_w, float* xn, int E, float eps) {
     __shared__ float part[32];
     const size_t off = (size_t)blockIdx.x * E;
     float gs = 0.0f;
-    if (shared) {
+    if (y2) {
         float d = 0.0f;
-        for (int i = threadIdx.x; i < E; i += blockDim.x) d += gate_w[i] * y[off + i];
-        gs = sigmoidf_(block_sum(d, part));  // its barriers order every read of y before the writes below
+        for (int i = threadIdx.x; i < E; i += blockDim.x) d += gate_w[i] * gate_x[off + i];
+        gs = sigmoidf_(block_sum(d, part));
     }
-    for (int i = threadIdx.x; i < E; i += blockDim.x)
-        y[off + i] = shared ? routed[off + i] + gs * shared[off + i] : routed[off + i];
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < E; i += blockDim.x) {
+        const float add = y2 ? y[off + i] + gs * y2[off + i] : y[off + i];
+        const float v = x[off + i] + add;
+        x[off + i] = v;
+        ss += v * v;
+    }
+    if (!norm_w) return;
+    ss = block_sum(ss, part);  // every read of y / gate_x happened before: xn may alias them
+    const float scale = 1.0f / sqrtf(ss / (float)E + eps);
+    for (int i = threadIdx.x; i < E; i += blockDim.x) xn[off + i] = x[off + i] * scale * norm_w[i];
 }
 
 int threads_for(int width) { return std::min(1024, std::max(kWarp, (width + kWarp - 1) / kWarp * kWarp)); }
@@ -492,14 +291,11 @@ std::string gdn_refusal(const GdnShape& g) {
     if (g.conv_kernel < 1 || g.conv_kernel > kMaxConvKernel)
         return "Gated DeltaNet: conv kernel " + std::to_string(g.conv_kernel) + " is not supported on the GPU (1.." +
                std::to_string(kMaxConvKernel) + ")";
-    if (g.d_v < 1 || g.d_v > 1024 || delta_rows_per_thread(g.d_k, g.d_v, false) == 0 ||
-        delta_rows_per_thread(g.d_k, g.d_v, true) == 0)
+    if (g.d_k > 1024 || g.d_v > 1024 || delta_rows_per_thread(g.d_k, g.d_v) == 0)
         return "Gated DeltaNet: head sizes d_k " + std::to_string(g.d_k) + ", d_v " + std::to_string(g.d_v) +
-               " are not supported on the GPU (d_k a multiple of 8 up to 256, d_v up to 1024)";
+               " are not supported on the GPU (d_k a multiple of 8, d_k/64 x d_v within 512)";
     return "";
 }
-
-size_t gdn_scratch_floats(int n, const GdnShape& g) { return (size_t)n * g.n_v_heads * delta_slices(g.d_v); }
 
 void seq_plan(const int32_t* seq, const int32_t* pos, int n, const SeqPlan& plan, cudaStream_t s) {
     if (n == 0) return;
@@ -519,54 +315,24 @@ void gdn_conv(const GdnShape& g, const float* mix, float* out, float* ab, const 
 
 void gdn_delta(const GdnShape& g, const float* mix, const float* conv_out, const float* ab, const float* z,
                const float* norm_w, float eps, const GdnState& st, const int32_t* seq, const int32_t* pos,
-               const SeqPlan& plan, int n, float* out, float* scratch, cudaStream_t s) {
+               const SeqPlan& plan, int n, float* out, cudaStream_t s) {
     if (n == 0) return;
-    const int R = delta_rows_per_thread(g.d_k, g.d_v, false), NS = delta_slices(g.d_v);
-    const int G = R ? g.d_k / R : 0;
-    const dim3 grid((unsigned)g.n_v_heads, (unsigned)n, (unsigned)NS);
-    const unsigned threads = (unsigned)(G * kSlice);
-    const size_t smem = 2 * sizeof(float) * (size_t)delta_buf_floats(g.d_k, G);
+    const int R = delta_rows_per_thread(g.d_k, g.d_v);
+    const int dvp = (g.d_v + kWarp - 1) / kWarp * kWarp, G = R ? g.d_k / R : 0;
+    const dim3 grid((unsigned)g.n_v_heads, (unsigned)n);
+    const unsigned threads = (unsigned)(G * dvp);
+    const size_t smem = 2 * sizeof(float) * (size_t)(2 * g.d_k + g.d_v + 2 * G * dvp + G);
     switch (R) {
-#define ROTOR_R(N)                                                                                                 \
-    case N:                                                                                                        \
-        gdn_delta_kernel<N><<<grid, threads, smem, s>>>(g, mix, conv_out, ab, z, norm_w, st, seq, pos, plan, n, out, \
-                                                        scratch);                                                  \
+#define ROTOR_R(N)                                                                                               \
+    case N:                                                                                                      \
+        gdn_delta_kernel<N><<<grid, threads, smem, s>>>(g, mix, conv_out, ab, z, norm_w, eps, st, seq, pos, plan, n, \
+                                                        out);                                                    \
         break;
-        ROTOR_R(8) ROTOR_R(16) ROTOR_R(32)
+        ROTOR_R(8) ROTOR_R(16) ROTOR_R(32) ROTOR_R(64)
 #undef ROTOR_R
         default: throw Error(gdn_refusal(g));
     }
     check_launch("gdn_delta");
-    gdn_rescale_kernel<<<n, threads_for(std::min(g.n_v_heads * kWarp, 256)), 0, s>>>(out, scratch, g.n_v_heads, g.d_v,
-                                                                                      NS, eps);
-    check_launch("gdn_rescale");
-}
-
-size_t gdn_step_counters(int n_seq, const GdnShape& g) { return (size_t)n_seq * (g.n_k_heads + g.n_v_heads); }
-
-void gdn_step(const GdnShape& g, const float* mix, const float* ab, const float* conv_w, const float* ssm_a,
-              const float* dt_bias, const float* z, const float* norm_w, float eps, const GdnState& st, int* counters,
-              int n_seq, const int32_t* seq, const int32_t* pos, const SeqPlan& plan, int n, float* out, float* scratch,
-              cudaStream_t s) {
-    if (n == 0) return;
-    const int R = delta_rows_per_thread(g.d_k, g.d_v, true), NS = delta_slices(g.d_v);
-    const int G = R ? g.d_k / R : 0;
-    const dim3 grid((unsigned)g.n_v_heads, (unsigned)n, (unsigned)NS);
-    const unsigned threads = (unsigned)(G * kSlice);
-    const size_t smem = 2 * sizeof(float) * (size_t)delta_buf_floats(g.d_k, G);
-    int* qk_done = counters;
-    int* head_done = counters + (size_t)n_seq * g.n_k_heads;
-    switch (R) {
-#define ROTOR_R(N)                                                                                              \
-    case N:                                                                                                     \
-        gdn_step_kernel<N><<<grid, threads, smem, s>>>(g, mix, ab, conv_w, ssm_a, dt_bias, z, norm_w, eps, st,    \
-                                                       qk_done, head_done, seq, pos, plan, n, out, scratch);    \
-        break;
-        ROTOR_R(8)  // the smallest R is taken, and 8 fits every d_k up to 256
-#undef ROTOR_R
-        default: throw Error(gdn_refusal(g));
-    }
-    check_launch("gdn_step");
 }
 
 void gated_qk_prep(const float* qg, float* q, float* k, const float* q_norm, const float* k_norm, int n, int H,
@@ -585,11 +351,11 @@ void sigmoid_gate(float* attn, const float* qg, int n, int H, int D, cudaStream_
     check_launch("sigmoid_gate");
 }
 
-void moe_combine(float* y, const float* routed, const float* shared, const float* gate_w, int n, int E,
-                 cudaStream_t s) {
+void residual_norm(float* x, const float* y, const float* y2, const float* gate_w, const float* gate_x,
+                   const float* norm_w, float* xn, int n, int E, float eps, cudaStream_t s) {
     if (n == 0) return;
-    moe_combine_kernel<<<n, threads_for(std::min(E, 1024)), 0, s>>>(y, routed, shared, gate_w, E);
-    check_launch("moe_combine");
+    residual_norm_kernel<<<n, threads_for(std::min(E, 1024)), 0, s>>>(x, y, y2, gate_w, gate_x, norm_w, xn, E, eps);
+    check_launch("residual_norm");
 }
 
 }  // namespace rotor::cuda

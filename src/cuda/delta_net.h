@@ -65,20 +65,9 @@ void gdn_conv(const GdnShape& g, const float* mix, float* out, float* ab, const 
 // The gated delta rule over each sequence's tokens in order (recurrent form: exact, any length), from the
 // state (zeros when the sequence restarts at position 0) to the updated state; the conv state advanced
 // past the step's inputs (raw mix); then y = RMSNorm(o) * norm_w * SiLU(z) per head into out [n][v_dim].
-// scratch: gdn_scratch_floats(n) floats (per-slice sums of o^2).
-size_t gdn_scratch_floats(int n, const GdnShape& g);
 void gdn_delta(const GdnShape& g, const float* mix, const float* conv_out, const float* ab, const float* z,
                const float* norm_w, float eps, const GdnState& st, const int32_t* seq, const int32_t* pos,
-               const SeqPlan& plan, int n, float* out, float* scratch, cudaStream_t s);
-
-// gdn_conv + gdn_delta in one kernel (the same results to float rounding), for steps whose sequences have
-// few tokens each (decode): no intermediate buffers, ab read-only. counters: gdn_step_counters(n_seq) ints,
-// zero before the first call (each call leaves them zero); n_seq: the state's sequences.
-size_t gdn_step_counters(int n_seq, const GdnShape& g);
-void gdn_step(const GdnShape& g, const float* mix, const float* ab, const float* conv_w, const float* ssm_a,
-              const float* dt_bias, const float* z, const float* norm_w, float eps, const GdnState& st, int* counters,
-              int n_seq, const int32_t* seq, const int32_t* pos, const SeqPlan& plan, int n, float* out, float* scratch,
-              cudaStream_t s);
+               const SeqPlan& plan, int n, float* out, cudaStream_t s);
 
 // Gated attention input: qg [n][H][2][D] (per head the query, then the output gate), k [n][Hkv][D].
 // q[t][h] = RoPE(RMSNorm(query) * q_norm), k in place = RoPE(RMSNorm(k) * k_norm); NeoX pairs over the
@@ -89,8 +78,11 @@ void gated_qk_prep(const float* qg, float* q, float* k, const float* q_norm, con
 // attn[t][h][i] *= sigmoid(qg[t][h][1][i]) (the gate half of attn_q's output).
 void sigmoid_gate(float* attn, const float* qg, int n, int H, int D, cudaStream_t s);
 
-// The MoE block's output: y[t] = routed[t] + sigmoid(gate_w . y[t]) * shared[t] per token (E floats), y
-// holding the block's input before (read first); y = routed[t] when shared is null.
-void moe_combine(float* y, const float* routed, const float* shared, const float* gate_w, int n, int E, cudaStream_t s);
+// Residual update and the next RMSNorm in one pass, per token t of n (E floats each):
+//   x[t] += y[t] (+ sigmoid(gate_w . gate_x[t]) * y2[t] when y2 is given: the MoE's shared expert)
+//   xn[t] = RMSNorm(x[t]) * norm_w (skipped when norm_w is null)
+// xn may alias y or gate_x (each token's inputs are read before its output is written).
+void residual_norm(float* x, const float* y, const float* y2, const float* gate_w, const float* gate_x,
+                   const float* norm_w, float* xn, int n, int E, float eps, cudaStream_t s);
 
 }  // namespace rotor::cuda

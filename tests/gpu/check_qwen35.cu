@@ -1,6 +1,7 @@
 // rotor-check-qwen35: CudaForward on the hybrid Qwen3.5 models (qwen35, qwen35moe) against the CPU forward
 // (CpuForward + RecurrentState, which matches transformers) and against transformers' own logits.
-//   rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--bench]
+//   rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--fast] [--bench]
+// --fast: every check with the opt-in fast paths (set_qwen35_fast_paths, delta_net_fast.h).
 // (a) random tiny-qwen35 / tiny-qwen35moe models (f32 and q8_0 weights): a prompt batch of two sequences
 //     of different lengths (interleaved in batch order), decode steps of both, a third sequence started at
 //     0 over a poisoned (NaN) state and a sequence restarted at 0, for several KV types;
@@ -25,7 +26,9 @@
 
 #include "convert/synthetic.h"
 #include "cuda/cuda_forward.h"
+#include "cuda/cuda_forward_qwen35.h"
 #include "cuda/delta_net.h"
+#include "cuda/delta_net_fast.h"
 #include "cuda/device.h"
 #include "formats/formats.h"
 #include "kv/dense_kv_cache.h"
@@ -149,7 +152,7 @@ void run_scenario(const Model& ref_model, const Model& gpu_model, KvElem elem, b
             len[b.seq[r]] = b.pos[r] + 1;
         }
     };
-    Batch b;  // 70 tokens: the prompt path (conv + delta rule kernels); decode steps take gdn_step
+    Batch b;  // 70 tokens: the prompt path (conv + delta rule kernels); with --fast, decode steps take gdn_step
     for (int p = 0; p < 20; p++) b.add(tok(rng), p, 0, true);
     for (int p = 0; p < 14; p++) b.add(tok(rng), p, 1, true);
     for (int p = 20; p < 40; p++) b.add(tok(rng), p, 0, true);
@@ -442,12 +445,13 @@ void bench_kernels() {
     cudaStream_t cs;
     ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
     // reps layers captured in one CUDA graph (as a decode step runs them), timed by events around its launch
-    auto time = [&](int n, const std::vector<int>& seq, const std::vector<int>& pos, int reps, bool fused) {
+    // mode 0: the default path (gdn_conv + gdn_delta); 1: gdn_step; 2: gdn_conv + gdn_delta_sliced (fast paths)
+    auto time = [&](int n, const std::vector<int>& seq, const std::vector<int>& pos, int reps, int mode) {
         seqb.upload(seq.data(), n * 4);
         posb.upload(pos.data(), n * 4);
         auto once = [&] {
             seq_plan(seqb.get<int32_t>(), posb.get<int32_t>(), n, sp, cs);
-            if (fused) {
+            if (mode == 1) {
                 gdn_step(g, mix.get<float>(), ab.get<float>(), w.get<float>(), a.get<float>(), dt.get<float>(),
                          z.get<float>(), nw.get<float>(), 1e-6f, st, counters.get<int>(), n_seq, seqb.get<int32_t>(),
                          posb.get<int32_t>(), sp, n, out.get<float>(), scratch.get<float>(), cs);
@@ -455,8 +459,13 @@ void bench_kernels() {
             }
             gdn_conv(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), w.get<float>(), a.get<float>(), dt.get<float>(),
                      st, seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, cs);
-            gdn_delta(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), z.get<float>(), nw.get<float>(), 1e-6f, st,
-                      seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, out.get<float>(), scratch.get<float>(), cs);
+            if (mode == 2)
+                gdn_delta_sliced(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), z.get<float>(), nw.get<float>(),
+                                 1e-6f, st, seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, out.get<float>(),
+                                 scratch.get<float>(), cs);
+            else
+                gdn_delta(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), z.get<float>(), nw.get<float>(), 1e-6f,
+                          st, seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, out.get<float>(), cs);
         };
         cudaGraph_t graph;
         cudaGraphExec_t exec;
@@ -479,15 +488,16 @@ void bench_kernels() {
     for (int ns : {1, 2, 4, 8, 16}) {
         std::vector<int> seq, pos;
         for (int s = 0; s < ns; s++) seq.push_back(s), pos.push_back(100);
-        const double us = time(ns, seq, pos, 48, false), fused = time(ns, seq, pos, 48, true);
-        printf("  decode %2d sequences: conv+delta %6.1f us, one kernel %6.1f us (state %.1f MB read+written: %.0f GB/s)\n",
-               ns, us, fused, 2.0 * ns * per_seq * 4 / 1e6, 2.0 * ns * per_seq * 4 / (fused * 1e3));
+        const double us = time(ns, seq, pos, 48, 0), fast = time(ns, seq, pos, 48, 1);
+        printf("  decode %2d sequences: default %6.1f us, fast (gdn_step) %6.1f us (state %.1f MB read+written: %.0f GB/s)\n",
+               ns, us, fast, 2.0 * ns * per_seq * 4 / 1e6, 2.0 * ns * per_seq * 4 / (fast * 1e3));
     }
     for (int n : {8, 64, 512, 4096}) {
         std::vector<int> seq(n, 0), pos(n);
         for (int i = 0; i < n; i++) pos[i] = i;
-        const double us = time(n, seq, pos, 3, false), fused = time(n, seq, pos, 3, true);
-        printf("  prefill %4d tokens: conv+delta %8.1f us (%.2f us a token), one kernel %8.1f us\n", n, us, us / n, fused);
+        const double us = time(n, seq, pos, 3, 0), fast = time(n, seq, pos, 3, 2);
+        printf("  prefill %4d tokens: default %8.1f us (%.2f us a token), fast (sliced) %8.1f us (%.2f)\n", n, us, us / n,
+               fast, fast / n);
     }
 }
 
@@ -500,6 +510,8 @@ int main(int argc, char** argv) {
         const std::string a = argv[i];
         if (a == "--bench") {
             bench = true;
+        } else if (a == "--fast") {
+            set_qwen35_fast_paths(true);
         } else if (a == "--hf" && i + 1 < argc) {
             const std::string v = argv[++i];
             const size_t colon = v.find(':');
@@ -509,7 +521,7 @@ int main(int argc, char** argv) {
             }
             hf.push_back({v.substr(0, colon), v.substr(colon + 1)});
         } else {
-            fprintf(stderr, "usage: rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--bench]\n");
+            fprintf(stderr, "usage: rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--fast] [--bench]\n");
             return 2;
         }
     }
@@ -517,6 +529,7 @@ int main(int argc, char** argv) {
         const GpuInfo g = select_gpu(0);
         printf("GPU: %s (sm_%d%d, %d SMs, %.1f GiB); built for %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
                g.sm_count, g.total_bytes / 1073741824.0, built_architectures().c_str());
+        printf("qwen35 paths: %s\n", qwen35_fast_paths() ? "fast (opt-in: delta_net_fast.h, fused int8 norms)" : "default");
         // (a) Bounds. Exact path, f32 cache: the CPU's arithmetic to float rounding (the delta rule is
         // reassociated, sums run in another order), amplified by these random hybrids: 1e-3. f16 cache: K/V
         // rounded to 2^-11 against the CPU's f32 cache: 5e-3. q8_0 / q4_0h: the CPU format's bytes on both
