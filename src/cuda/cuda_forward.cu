@@ -358,11 +358,16 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
     const int E = c.n_embd;
     float* x = x_.get<float>();
     float* xn = xn_.get<float>();
-    // On the int8 path (decode, and batches below the tensor cores' size) the kernel that produces a
-    // mat-vec's input also quantizes it: residual add + RMSNorm + quantization before Q/K/V and
-    // gate/up, SwiGLU + quantization before down. pre_q8 says whether (the scratch) or not (null).
+    // The fused decode path (kernels.h, set_fused_decode; off by default until checked on a GPU):
+    // the kernel that produces a mat-vec's input also quantizes it on the int8 path (decode, and
+    // batches below the tensor cores' size): residual add + RMSNorm + quantization before Q/K/V and
+    // gate/up, SwiGLU + quantization before down; biases, q/k norms, RoPE, q's rotation and K/V into a
+    // float cache in one launch. The same logits, bit for bit, as the kernels one by one.
+    const bool fused = fused_decode();
+    // the int8 scratch when the fused kernels quantize for these matrices, else null
     auto pre_q8 = [&](const MatmulJob* jobs, int n_jobs, int64_t cols) -> void* {
-        if (opt_.exact_matmul || !act_q8_.get() || cols % 32 || use_tensor_cores(jobs, n_jobs, cols, n)) return nullptr;
+        if (!fused || opt_.exact_matmul || !act_q8_.get() || cols % 32 || use_tensor_cores(jobs, n_jobs, cols, n))
+            return nullptr;
         for (int j = 0; j < n_jobs; j++)
             if (jobs[j].rows > 0 && matmul_int8_applies(jobs[j].type, jobs[j].W, cols)) return act_q8_.get();
         return nullptr;
@@ -371,6 +376,7 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
         if (q8) matmul_multi_q8(jobs, n_jobs, cols, in, q8, n, s);
         else linear_multi(jobs, n_jobs, cols, in, n);
     };
+    if (!fused) get_rows(tok_embd_.type, tok_embd_.data, E, tok_.get<int32_t>(), n, x, s);
 
     for (int l = 0; l < c.n_layer; l++) {
         const DevLayer& L = layers_[l];
@@ -378,44 +384,60 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
         float* q = q_.get<float>();
         float* k = k_.get<float>();
         float* v = v_.get<float>();
-        {  // Q, K, V: xn quantized once (by the norm), matrices of one type in one launch
+        {  // Q, K, V: xn quantized to int8 once, matrices of one type in one launch
             const MatmulJob qkv[] = {{L.wq.type, L.wq.data, L.wq.rows, q},
                                      {L.wk.type, L.wk.data, L.wk.rows, k},
                                      {L.wv.type, L.wv.data, L.wv.rows, v}};
             void* q8 = pre_q8(qkv, 3, L.wq.cols);
             const float* norm_w = static_cast<const float*>(L.attn_norm.data);
-            if (l == 0)  // the embedding rows, then the first norm
+            if (!fused)
+                rms_norm(x, norm_w, xn, n, E, c.rms_eps, s);
+            else if (l == 0)  // the embedding rows, then the first norm
                 get_rows_rms_norm_q8(tok_embd_.type, tok_embd_.data, tok_.get<int32_t>(), x, norm_w, xn, n, E, c.rms_eps,
                                      q8, s);
             else  // the previous layer's FFN output (in xn) added to the residual, then the norm
                 add_rms_norm_q8(x, xn, norm_w, xn, n, E, c.rms_eps, q8, s);
             run_jobs(qkv, 3, L.wq.cols, xn, q8);
         }
-        // biases, q/k norms, RoPE, q's rotation for rotated caches and K/V into a float cache: one launch
-        QkvPrep prep;
-        prep.q = q;
-        prep.k = k;
-        prep.v = v;
-        prep.bq = static_cast<const float*>(L.bq.data);
-        prep.bk = static_cast<const float*>(L.bk.data);
-        prep.bv = static_cast<const float*>(L.bv.data);
-        if (c.qk_norm) {
-            prep.q_norm = static_cast<const float*>(L.q_norm.data);
-            prep.k_norm = static_cast<const float*>(L.k_norm.data);
-        }
-        prep.n_head = H;
-        prep.n_head_kv = Hkv;
-        prep.head_dim_k = dk;
-        prep.head_dim_v = dv;
-        prep.n_rot = c.n_rot;
-        prep.neox = c.rope_style == RopeStyle::Neox;
-        prep.eps = c.rms_eps;
-        prep.pos = pos_.get<int32_t>();
-        prep.seq = seq_.get<int32_t>();
-        prep.inv_freq = inv_freq_.get<float>();
-        if (!qkv_prep(prep, L.kv, n, s))
-            kv_store(L.kv, k, v, seq_.get<int32_t>(), pos_.get<int32_t>(), n, s);  // quantizes (and rotates) K and V
+        const bool neox = c.rope_style == RopeStyle::Neox;
         const bool rotated = kv_elem_rotated(L.kv.elem);
+        if (fused) {
+            QkvPrep prep;
+            prep.q = q;
+            prep.k = k;
+            prep.v = v;
+            prep.bq = static_cast<const float*>(L.bq.data);
+            prep.bk = static_cast<const float*>(L.bk.data);
+            prep.bv = static_cast<const float*>(L.bv.data);
+            if (c.qk_norm) {
+                prep.q_norm = static_cast<const float*>(L.q_norm.data);
+                prep.k_norm = static_cast<const float*>(L.k_norm.data);
+            }
+            prep.n_head = H;
+            prep.n_head_kv = Hkv;
+            prep.head_dim_k = dk;
+            prep.head_dim_v = dv;
+            prep.n_rot = c.n_rot;
+            prep.neox = neox;
+            prep.eps = c.rms_eps;
+            prep.pos = pos_.get<int32_t>();
+            prep.seq = seq_.get<int32_t>();
+            prep.inv_freq = inv_freq_.get<float>();
+            if (!qkv_prep(prep, L.kv, n, s))
+                kv_store(L.kv, k, v, seq_.get<int32_t>(), pos_.get<int32_t>(), n, s);  // quantizes (and rotates) K, V
+        } else {
+            if (L.bq.data) add_bias(q, static_cast<const float*>(L.bq.data), n, H * dk, s);
+            if (L.bk.data) add_bias(k, static_cast<const float*>(L.bk.data), n, Hkv * dk, s);
+            if (L.bv.data) add_bias(v, static_cast<const float*>(L.bv.data), n, Hkv * dv, s);
+            if (c.qk_norm) {
+                rms_norm(q, static_cast<const float*>(L.q_norm.data), q, n * H, dk, c.rms_eps, s);
+                rms_norm(k, static_cast<const float*>(L.k_norm.data), k, n * Hkv, dk, c.rms_eps, s);
+            }
+            rope(q, n, H, dk, c.n_rot, neox, pos_.get<int32_t>(), inv_freq_.get<float>(), s);
+            rope(k, n, Hkv, dk, c.n_rot, neox, pos_.get<int32_t>(), inv_freq_.get<float>(), s);
+            kv_store(L.kv, k, v, seq_.get<int32_t>(), pos_.get<int32_t>(), n, s);  // rotates K and V itself
+            if (rotated) hadamard_rows(q, n * H, dk, s);  // attention runs in the rotated basis
+        }
 
         attend(L.kv, q, attn_.get<float>(), n, H, 1.0f / std::sqrt((float)dk), max_kv);
         if (rotated) hadamard_rows(attn_.get<float>(), n * H, dv, s);  // back from the rotated basis
@@ -426,7 +448,13 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
             const MatmulJob gate_up[] = {{L.ffn_gate.type, L.ffn_gate.data, L.ffn_gate.rows, gate_.get<float>()},
                                          {L.ffn_up.type, L.ffn_up.data, L.ffn_up.rows, up_.get<float>()}};
             void* q8 = pre_q8(gate_up, 2, L.ffn_gate.cols);
-            add_rms_norm_q8(x, xn, static_cast<const float*>(L.ffn_norm.data), xn, n, E, c.rms_eps, q8, s);
+            const float* norm_w = static_cast<const float*>(L.ffn_norm.data);
+            if (fused) {
+                add_rms_norm_q8(x, xn, norm_w, xn, n, E, c.rms_eps, q8, s);
+            } else {
+                add(x, xn, (int64_t)n * E, s);
+                rms_norm(x, norm_w, xn, n, E, c.rms_eps, s);
+            }
             run_jobs(gate_up, 2, L.ffn_gate.cols, xn, q8);
         }
         const MatmulJob down{L.ffn_down.type, L.ffn_down.data, L.ffn_down.rows, xn};
@@ -437,9 +465,10 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
             swiglu(gate_.get<float>(), up_.get<float>(), (int64_t)n * ff, s);
             linear(L.ffn_down, gate_.get<float>(), n, xn);
         }
-        // xn: the FFN output, added to the residual by the next layer's norm (or below)
+        // xn: the FFN output; fused, the next layer's norm adds it to the residual
+        if (!fused) add(x, xn, (int64_t)n * E, s);
     }
-    add(x, xn, (int64_t)n * E, s);
+    if (fused) add(x, xn, (int64_t)n * E, s);
 
     enqueue_logits((int)out_rows.size(), out_rows);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "common/half.h"
@@ -464,6 +465,23 @@ bool matmul_int8_applies(GgmlType t, const void* W, int64_t cols) { return mmvq:
 
 void set_matvec_tuning(int rows_per_warp, bool persistent, bool pdl) {
     mmvq::set_tuning({rows_per_warp == 1 || rows_per_warp == 2 ? rows_per_warp : 0, persistent ? 1 : 0, pdl ? 1 : 0});
+}
+
+void set_matvec_kernel(int version) { mmvq::set_kernel(version); }
+int matvec_kernel() { return mmvq::kernel(); }
+
+namespace {
+int g_fused_decode = -1;  // -1: not chosen yet
+}  // namespace
+
+void set_fused_decode(bool on) { g_fused_decode = on ? 1 : 0; }
+
+bool fused_decode() {
+    if (g_fused_decode < 0) {
+        const char* e = std::getenv("ROTOR_FUSED_DECODE");
+        g_fused_decode = e && std::string(e) == "1" ? 1 : 0;
+    }
+    return g_fused_decode == 1;
 }
 
 void matmul(GgmlType t, const void* W, int64_t rows, int64_t cols, const float* X, int n_tok, float* Y,

@@ -418,9 +418,10 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
         launch_nt<T, 2>(jobs, rb, nb, n_spans, wg, x, nt, persistent, s);
 }
 
-// ---------------------------------------------------------------- the previous kernel (A/B)
-// The kernel before the team split (one warp streams whole row groups; 4 warps per block), kept for
-// one round of measurements against the one above: ROTOR_MMVQ_V1=1 selects it.
+// ---------------------------------------------------------------- kernel 1 (the default)
+// One warp streams whole row groups, 4 warps per block: the kernel measured in bench/RESULTS.md and
+// checked on the GPU. Kernel 2 above (set_matvec_kernel(2) or ROTOR_MMVQ=2) replaces it once
+// rotor-check-cuda has passed with it on a GPU.
 constexpr int kWarpsV1 = 4;
 template <int RW>
 inline constexpr int kStagesV1 = RW == 1 ? 4 : 3;
@@ -654,12 +655,19 @@ int64_t ds_stride_for(int64_t cols) {
 
 }  // namespace
 
-bool use_v1() {
-    static const bool v1 = [] {
-        const char* e = std::getenv("ROTOR_MMVQ_V1");
-        return e && *e == '1';
-    }();
-    return v1;
+int g_kernel = 0;  // 0: not chosen yet
+
+void set_kernel(int version) {
+    if (version != 1 && version != 2) throw Error("int8 mat-vec: kernel version 1 or 2");
+    g_kernel = version;
+}
+
+int kernel() {
+    if (g_kernel == 0) {
+        const char* e = std::getenv("ROTOR_MMVQ");
+        g_kernel = e && std::string(e) == "2" ? 2 : 1;
+    }
+    return g_kernel;
 }
 
 bool supported(GgmlType t) {
@@ -690,7 +698,7 @@ void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView
     switch (t) {
 #define ROTOR_TYPE(T)                                                \
     case T:                                                          \
-        if (use_v1())                                                \
+        if (kernel() == 1)                                           \
             launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);      \
         else                                                         \
             launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);         \

@@ -58,6 +58,9 @@ struct Tuning {
     int pdl = 1;  // programmatic dependent launch of the mat-vec and quantize kernels (sm_90+)
 };
 void set_tuning(const Tuning& t);
+// The kernel version (kernels.h, set_matvec_kernel): 1 or 2; the first call reads ROTOR_MMVQ.
+void set_kernel(int version);
+int kernel();
 
 // Whether kernels launched on s use programmatic dependent launch (the tuning allows it, s is not the
 // legacy default stream, the GPU is sm_90+).

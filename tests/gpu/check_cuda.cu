@@ -174,8 +174,9 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     snprintf(buf, sizeof buf, "err/sum|w*x| %.1e; vs CPU vec_dot %.1e (tol %.0e); codes %s", worst, worst_cpu, tol_cpu,
              same_codes ? "= CPU Q8_0" : "DIFFER");
     report(int8 && same_codes && worst < 2e-6 && worst_cpu < tol_cpu,
-           std::string("matmul int8 ") + std::string(f.name) + " " + std::to_string(rows) + "x" + std::to_string(cols) +
-               " x" + std::to_string(n_tok) + (rw ? " rw" + std::to_string(rw) : "") + (persistent ? "" : " one-shot"),
+           std::string("matmul int8 ") + (matvec_kernel() == 2 ? "k2 " : "") + std::string(f.name) + " " +
+               std::to_string(rows) + "x" + std::to_string(cols) + " x" + std::to_string(n_tok) +
+               (rw ? " rw" + std::to_string(rw) : "") + (persistent ? "" : " one-shot"),
            buf);
 }
 
@@ -216,7 +217,8 @@ void check_matmul_multi(int n_tok) {
     matmul_q8(types[1], w[1]->p(), rows[1], cols, dx.p(), s1.p(), n_tok, yq.p(), nullptr);
     const std::vector<float> a = yq.get(), b = y_one[1]->get();
     same = same && memcmp(a.data(), b.data(), a.size() * 4) == 0;
-    report(same, "matmul_multi q4_K+q6_K+q4_K+f16 x" + std::to_string(n_tok), "identical to one matmul per matrix");
+    report(same, std::string("matmul_multi ") + (matvec_kernel() == 2 ? "k2 " : "") + "q4_K+q6_K+q4_K+f16 x" + std::to_string(n_tok),
+           "identical to one matmul per matrix");
 }
 
 void check_get_rows(GgmlType t, int64_t cols) {
@@ -697,8 +699,9 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
         next0 = argmax(&lf[0], V);
         next1 = argmax(&lf[V], V);
     }
-    const std::string name =
-        path.substr(path.find_last_of('/') + 1) + " kv " + kv_elem_name(elem) + (exact ? " exact" : " int8");
+    const std::string name = path.substr(path.find_last_of('/') + 1) + " kv " + kv_elem_name(elem) +
+                             (exact ? " exact" : " int8") + (fused_decode() ? " fused" : "") +
+                             (matvec_kernel() == 2 ? " mmvq2" : "");
     if (exact) {
         // f16 cache: K/V rounded to f16 (relative 2^-11) against the CPU's f32 cache; q8_0: the same
         // cache bytes on both sides except where a K/V value sits on a rounding boundary.
@@ -745,8 +748,56 @@ void check_graphs(const std::string& path) {
         without.forward(d, c);
         same = same && a == c;
     }
-    report(same, "CUDA graph replay " + path.substr(path.find_last_of('/') + 1),
+    report(same, "CUDA graph replay " + path.substr(path.find_last_of('/') + 1) + (fused_decode() ? " fused" : "") +
+                     (matvec_kernel() == 2 ? " mmvq2" : ""),
            "logits identical over " + std::to_string(steps) + " decode steps across a split boundary");
+}
+
+// The fused decode path (set_fused_decode) against the kernels one by one: the same logits, bit for
+// bit, on a prompt batch (tensor cores unless exact), a batch of 12 tokens (the int8 mat-vec in token
+// groups, not captured) and decode steps of two tokens (CUDA graphs).
+void check_fused_forward(const std::string& path, KvElem elem, bool exact) {
+    auto m = Model::load(path);
+    const int V = m->cfg.n_vocab;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        if (!kv_elem_supports(elem, m->cfg.head_dim_k[l])) return;
+    std::uniform_int_distribution<int> tok(1, V - 1);
+    std::vector<Batch> steps(1);
+    for (int p = 0; p < 24; p++) steps[0].add(tok(rng), p, 0, true);
+    for (int p = 0; p < 12; p++) steps[0].add(tok(rng), p, 1, p == 11);
+    steps.emplace_back();
+    for (int p = 0; p < 6; p++) steps.back().add(tok(rng), 24 + p, 0, p == 5), steps.back().add(tok(rng), 12 + p, 1, true);
+    for (int st = 0; st < 6; st++) {
+        steps.emplace_back();
+        steps.back().add(tok(rng), 30 + st, 0, true);
+        steps.back().add(tok(rng), 18 + st, 1, true);
+    }
+    const bool was = fused_decode();
+    auto run = [&](bool fused) {
+        set_fused_decode(fused);
+        CudaForwardOptions o;
+        o.n_seq = 2;
+        o.ctx = 64;
+        o.max_batch = 64;
+        o.kv = elem;
+        o.exact_matmul = exact;
+        CudaForward gpu(*m, o);
+        std::vector<float> all, lg;
+        for (const Batch& b : steps) {
+            gpu.forward(b, lg);
+            all.insert(all.end(), lg.begin(), lg.end());
+        }
+        set_fused_decode(was);
+        return all;
+    };
+    const std::vector<float> a = run(false), b = run(true);
+    bool finite = true;
+    for (float v : b) finite = finite && std::isfinite(v);
+    snprintf(buf, sizeof buf, "logits of %zu rows identical (max |diff| %.1e)", a.size() / V, max_abs_diff(a, b));
+    report(finite && same_bits(a, b),
+           "fused decode " + path.substr(path.find_last_of('/') + 1) + " kv " + kv_elem_name(elem) +
+               (exact ? " exact" : " int8") + (matvec_kernel() == 2 ? " mmvq2" : ""),
+           buf);
 }
 
 }  // namespace
@@ -783,7 +834,9 @@ int main(int argc, char** argv) {
             check_matmul(f->type, 1001, 4096, 1);
             check_matmul(f->type, 301, 2048, 11);  // token groups of 8 + 3
             check_get_rows(f->type, 512);
-            if (matmul_has_int8_path(f->type)) {
+            for (int kernel : {1, 2}) {
+                if (!matmul_has_int8_path(f->type)) break;
+                set_matvec_kernel(kernel);
                 const int64_t be = f->block_elems;
                 check_matmul_q8(f->type, 1001, 4096, 1);
                 check_matmul_q8(f->type, 301, 2048, 11);  // token groups of 8 + 3
@@ -796,13 +849,18 @@ int main(int argc, char** argv) {
                 for (int nt : {1, 2, 6}) check_matmul_q8(f->type, 4001, 4096 + 3 * be, nt, 0, false);  // one row group per warp
                 check_matmul_q8(f->type, 77, 5120, 2);    // q6_K rows 8-byte aligned
                 check_matmul_q8(f->type, 33, 3 * be, 3);  // q8_0 / q4_0 / q6_K rows 2-byte aligned
+                set_matvec_kernel(1);
             }
             if (f->type == GgmlType::F32 || f->type == GgmlType::F16 || f->type == GgmlType::BF16) {
                 check_matmul(f->type, 77, 172, 3);  // rows that are not a multiple of 8 (stories260K)
                 check_get_rows(f->type, 172);
             }
         }
-        for (int nt : {1, 3, 8}) check_matmul_multi(nt);
+        for (int kernel : {1, 2}) {
+            set_matvec_kernel(kernel);
+            for (int nt : {1, 3, 8}) check_matmul_multi(nt);
+        }
+        set_matvec_kernel(1);
         check_elementwise();
         check_fused();
         for (KvElem e : {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H})
@@ -848,9 +906,25 @@ int main(int argc, char** argv) {
                 // The default path's prompt batch (36 tokens) runs on the tensor cores with f16 inputs
                 // (matmul_tc: 2e-4..5e-4 relative), so float weights get that bound there.
                 check_model(path, std::max(sc.tol, 2e-3), KvElem::F32, false);
+                // the switched-off paths (kernels.h): fused decode bit for bit, then with kernel 2 vs the CPU
+                check_fused_forward(path, KvElem::F32, false);
+                check_fused_forward(path, KvElem::Q8_0H, false);
+                check_fused_forward(path, KvElem::F16, true);
+                set_matvec_kernel(2);
+                set_fused_decode(true);
+                check_model(path, std::max(sc.tol, 2e-3), KvElem::F32, false);
+                set_fused_decode(false);
+                set_matvec_kernel(1);
             }
         }
-        if (!models.empty()) check_graphs(models.back().first);
+        if (!models.empty()) {
+            check_graphs(models.back().first);
+            set_matvec_kernel(2);
+            set_fused_decode(true);
+            check_graphs(models.back().first);
+            set_fused_decode(false);
+            set_matvec_kernel(1);
+        }
         for (const auto& [path, tol] : models) {
             check_model(path, tol, KvElem::F32, true);
             check_model(path, tol, KvElem::F16, true);
@@ -859,6 +933,16 @@ int main(int argc, char** argv) {
             check_model(path, tol, KvElem::Q8_0H, true);
             check_model(path, tol, KvElem::Q4_0H, true);
             check_model(path, std::max(tol, 5e-3), KvElem::F16, false);
+            check_fused_forward(path, KvElem::F16, false);
+            check_fused_forward(path, KvElem::Q4_0H, false);
+            check_fused_forward(path, KvElem::Q8_0, true);
+            set_matvec_kernel(2);
+            set_fused_decode(true);
+            check_fused_forward(path, KvElem::F16, false);  // kernel 2 on both sides
+            check_model(path, std::max(tol, 5e-3), KvElem::F16, false);
+            check_model(path, tol, KvElem::Q4_0H, true);
+            set_fused_decode(false);
+            set_matvec_kernel(1);
         }
     } catch (const std::exception& e) {
         printf("FAIL  %s\n", e.what());
