@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 
+#include "cuda/attention_prefill.h"
 #include "cuda/cuda_forward_gemma4.h"
 #include "cuda/cuda_forward_qwen35.h"
 #include "cuda/device.h"
@@ -345,11 +346,38 @@ void CudaForward::attend(const KvLayerView& kv, const float* q, float* out, int 
     const int dk = kv.head_dim_k, dv = kv.head_dim_v;
     const size_t per_tok = attention_partial_floats(1, H, dv, max_kv) * 4;
     const int group = (int)std::max<size_t>(1, std::min<size_t>(n, partial_.bytes() / per_tok));
-    for (int t0 = 0; t0 < n; t0 += group) {
-        const int nt = std::min(group, n - t0);
-        attention(kv, q + (size_t)t0 * H * dk, out + (size_t)t0 * H * dv, seq_.get<int32_t>() + t0,
-                  pos_.get<int32_t>() + t0, nt, H, scale, max_kv, partial_.get<float>(), stream_);
+    auto split_k = [&](int a, int b) {  // tokens [a, b) on the split-K kernel, in groups that fit partial_
+        for (int t0 = a; t0 < b; t0 += group) {
+            const int nt = std::min(group, b - t0);
+            attention(kv, q + (size_t)t0 * H * dk, out + (size_t)t0 * H * dv, seq_.get<int32_t>() + t0,
+                      pos_.get<int32_t>() + t0, nt, H, scale, max_kv, partial_.get<float>(), stream_);
+        }
+    };
+    // Runs of kMinRun+ consecutive positions of one sequence go to the tensor-core prefill kernel (opt-in
+    // until checked on a GPU: attention_prefill_enabled()). Such a step has more than kGraphMaxTokens
+    // tokens, so it is never captured and staging_ holds its batch.
+    constexpr int kMinRun = 16;
+    static_assert(kMinRun > kGraphMaxTokens);
+    if (n < kMinRun || !attention_prefill_enabled() || !attention_prefill_refusal(kv, H).empty()) {
+        split_k(0, n);
+        return;
     }
+    const int* pos = staging_ + opt_.max_batch;
+    const int* seq = staging_ + 2 * opt_.max_batch;
+    std::vector<PrefillRun> runs;
+    int rest = 0;  // first token not given to a kernel yet
+    for (int t = 0; t < n;) {
+        int u = t + 1;
+        while (u < n && seq[u] == seq[t] && pos[u] == pos[u - 1] + 1) u++;
+        if (u - t >= kMinRun) {
+            split_k(rest, t);
+            runs.push_back({seq[t], pos[t], u - t, t});
+            rest = u;
+        }
+        t = u;
+    }
+    split_k(rest, n);
+    attention_prefill(kv, q, out, runs.data(), (int)runs.size(), H, scale, stream_);
 }
 
 void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_rows) {

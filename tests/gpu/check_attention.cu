@@ -1,2 +1,474 @@
-// placeholder until written
-int main() { return 1; }
+// rotor-check-attention: the tensor-core prefill attention (src/cuda/attention_prefill.cu) against a
+// CPU reference, on the GPU machine, and its benchmark against the split-K kernel (attention.cu).
+//   rotor-check-attention [--no-bench] [--bench-only] [--reps N]
+// Caches hold fresh random stored values of every KV type (f32, f16, q8_0 / q4_0 blocks with random
+// scales and codes; the *h types are the same blocks: the kernel reads stored values only), slots the
+// queries must not read are poisoned with NaN bytes, outputs are poisoned with NaN. Each launch runs
+// several runs (prompt chunks of different sequences) at once: from position 0 and later chunks,
+// lengths 1, 15, 17, 100, 700, GQA 1 / 4 / 8 (and 2), head sizes 64 / 128 / 256 / 512, windows over
+// rings that wrapped. Two references in double:
+//  - "f16 model": the kernel's own inputs (q * scale * log2 e, K and V rounded to f16, as the kernel
+//    decodes them); what is left is P rounded to f16 before P V (relative 2^-11 per weight), so
+//    |err| <= 2^-11 max|v| + f32 rounding: tolerance 6e-4 max|v| + 1e-5 per row;
+//  - exact: the dequantized stored values in double, softmax(scale q.k); f16 Q and K add score errors of
+//    about 2^-11 sum|q k| scale (worst case ~7e-3 at d=512), so 1.5e-2 max|v|; the split-K kernel on the
+//    same cache must match it to 5e-5 max|v| (f32 throughout).
+// One line per check, a summary, exit status 1 if any check fails. Then the benchmark table.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/half.h"
+#include "cuda/attention.h"
+#include "cuda/attention_prefill.h"
+#include "cuda/cuda_util.h"
+#include "formats/blocks.h"
+
+using namespace rotor;
+using namespace rotor::cuda;
+
+namespace {
+
+int g_failed = 0, g_passed = 0;
+
+void report(bool ok, const std::string& what, const std::string& detail) {
+    printf("%s  %-64s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
+    fflush(stdout);
+    (ok ? g_passed : g_failed)++;
+}
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+    char b[512];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(b, sizeof b, f, ap);
+    va_end(ap);
+    return b;
+}
+
+template <class T>
+struct Dev {
+    DeviceBuffer buf;
+    size_t n = 0;
+    explicit Dev(const std::vector<T>& h) : buf(std::max<size_t>(h.size() * sizeof(T), 16)), n(h.size()) {
+        if (n) buf.upload(h.data(), n * sizeof(T));
+    }
+    explicit Dev(size_t count) : buf(std::max<size_t>(count * sizeof(T), 16)), n(count) {
+        ROTOR_CUDA_CHECK(cudaMemset(buf.get(), 0xFF, count * sizeof(T)));  // NaN poison for floats
+    }
+    T* p() const { return buf.get<T>(); }
+    std::vector<T> get() const {
+        ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+        std::vector<T> h(n);
+        if (n) buf.download(h.data(), n * sizeof(T));
+        return h;
+    }
+};
+
+std::mt19937 rng(20261128);
+std::vector<float> gaussian(size_t n, float sigma = 1.0f) {
+    std::normal_distribution<float> g(0.0f, sigma);
+    std::vector<float> v(n);
+    for (auto& x : v) x = g(rng);
+    return v;
+}
+
+float h16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
+
+// One random stored row of d elements of type e into out; its values exactly (dequantized) in x.
+void random_row(KvElem e, int d, uint8_t* out, float* x) {
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    switch (e) {
+        case KvElem::F32:
+            for (int i = 0; i < d; i++) x[i] = g(rng);
+            memcpy(out, x, (size_t)d * 4);
+            break;
+        case KvElem::F16:
+            for (int i = 0; i < d; i++) {
+                const uint16_t h = f32_to_fp16(g(rng));
+                memcpy(out + 2 * i, &h, 2);
+                x[i] = fp16_to_f32(h);
+            }
+            break;
+        case KvElem::Q8_0:
+        case KvElem::Q8_0H:
+            for (int b = 0; b < d / 32; b++) {
+                block_q8_0 blk;
+                blk.d = f32_to_fp16(0.01f + 0.02f * u(rng));
+                for (int i = 0; i < 32; i++) blk.qs[i] = (int8_t)std::uniform_int_distribution<int>(-127, 127)(rng);
+                memcpy(out + b * sizeof blk, &blk, sizeof blk);
+                for (int i = 0; i < 32; i++) x[32 * b + i] = fp16_to_f32(blk.d) * (float)blk.qs[i];
+            }
+            break;
+        case KvElem::Q4_0:
+        case KvElem::Q4_0H:
+            for (int b = 0; b < d / 32; b++) {
+                block_q4_0 blk;
+                blk.d = f32_to_fp16((u(rng) < 0.5f ? -1.0f : 1.0f) * (0.2f + 0.2f * u(rng)));
+                for (int i = 0; i < 16; i++) blk.qs[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
+                memcpy(out + b * sizeof blk, &blk, sizeof blk);
+                for (int i = 0; i < 32; i++) {
+                    const int c = i < 16 ? (blk.qs[i] & 0x0F) : (blk.qs[i - 16] >> 4);
+                    x[32 * b + i] = fp16_to_f32(blk.d) * (float)(c - 8);
+                }
+            }
+            break;
+    }
+}
+
+// A cache of n_seq sequences x ctx slots; slot i of sequence s holds position i (whole context) or
+// the position p with p % ctx == i in (last[s] - ctx, last[s]] (ring). Slots past last[s] hold NaN bytes.
+struct HostCache {
+    KvElem elem;
+    int d, hkv, ctx, n_seq;
+    size_t rb;
+    std::vector<uint8_t> kb, vb;  // stored bytes
+    std::vector<float> kx, vx;    // exact values, [seq][slot][hkv][d]
+    HostCache(KvElem e, int dim, int n_head_kv, int n_ctx, const std::vector<int>& last)
+        : elem(e), d(dim), hkv(n_head_kv), ctx(n_ctx), n_seq((int)last.size()), rb(kv_row_bytes(e, dim)) {
+        const size_t rows = (size_t)n_seq * ctx * hkv;
+        kb.assign(rows * rb, 0xFF);
+        vb.assign(rows * rb, 0xFF);
+        kx.assign(rows * d, NAN);
+        vx.assign(rows * d, NAN);
+        for (int s = 0; s < n_seq; s++)
+            for (int slot = 0; slot < ctx; slot++) {
+                if (last[s] < ctx && slot > last[s]) continue;  // never written: poison
+                for (int g = 0; g < hkv; g++) {
+                    const size_t r = ((size_t)s * ctx + slot) * hkv + g;
+                    random_row(e, d, kb.data() + r * rb, kx.data() + r * d);
+                    random_row(e, d, vb.data() + r * rb, vx.data() + r * d);
+                }
+            }
+    }
+    const float* krow(int s, int p, int g) const { return kx.data() + (((size_t)s * ctx + p % ctx) * hkv + g) * d; }
+    const float* vrow(int s, int p, int g) const { return vx.data() + (((size_t)s * ctx + p % ctx) * hkv + g) * d; }
+};
+
+struct Case {
+    KvElem elem;
+    int d, n_head, hkv, window, ctx;
+    std::vector<PrefillRun> runs;  // seq = index in the cache
+};
+
+void check_case(const Case& c) {
+    const int G = c.n_head / c.hkv;
+    std::vector<int> last;
+    int n_tok = 0;
+    for (const PrefillRun& r : c.runs) {
+        if ((int)last.size() <= r.seq) last.resize(r.seq + 1, 0);
+        last[r.seq] = r.pos0 + r.len - 1;
+        n_tok = std::max(n_tok, r.tok0 + r.len);
+    }
+    const HostCache hc(c.elem, c.d, c.hkv, c.ctx, last);
+    KvLayerView kv;
+    kv.elem = c.elem;
+    kv.n_head_kv = c.hkv;
+    kv.head_dim_k = kv.head_dim_v = c.d;
+    kv.ctx = c.ctx;
+    kv.window = c.window;
+    DeviceBuffer K(hc.kb.size()), V(hc.vb.size());
+    K.upload(hc.kb.data(), hc.kb.size());
+    V.upload(hc.vb.data(), hc.vb.size());
+    kv.k = K.get();
+    kv.v = V.get();
+
+    const std::vector<float> q = gaussian((size_t)n_tok * c.n_head * c.d);
+    std::vector<int32_t> seq(n_tok, 0), pos(n_tok, 0);
+    std::vector<char> used(n_tok, 0);
+    for (const PrefillRun& r : c.runs)
+        for (int t = 0; t < r.len; t++) seq[r.tok0 + t] = r.seq, pos[r.tok0 + t] = r.pos0 + t, used[r.tok0 + t] = 1;
+    const float scale = 1.0f / std::sqrt((float)c.d);
+    Dev<float> dq(q), dout((size_t)n_tok * c.n_head * c.d), dsplit((size_t)n_tok * c.n_head * c.d);
+    attention_prefill(kv, dq.p(), dout.p(), c.runs.data(), (int)c.runs.size(), c.n_head, scale, nullptr);
+    const std::vector<float> out = dout.get();
+    int max_kv = 0;
+    for (int t = 0; t < n_tok; t++) max_kv = std::max(max_kv, pos[t] + 1);
+    Dev<int32_t> dseq(seq), dpos(pos);
+    Dev<float> partial(attention_partial_floats(n_tok, c.n_head, c.d, max_kv));
+    attention(kv, dq.p(), dsplit.p(), dseq.p(), dpos.p(), n_tok, c.n_head, scale, max_kv, partial.p(), nullptr);
+    const std::vector<float> split = dsplit.get();
+
+    const float qscale = scale * 1.4426950408889634f;  // as attention_prefill
+    double worst_tight = 0, worst_exact = 0, worst_split = 0;
+    int nan_rows = 0;
+    std::vector<double> qh(c.d), wt, we;
+    for (int t = 0; t < n_tok; t++) {
+        if (!used[t]) continue;
+        const int s = seq[t], p = pos[t], lo = c.window > 0 ? std::max(0, p - c.window + 1) : 0, n = p - lo + 1;
+        for (int h = 0; h < c.n_head; h++) {
+            const int g = h / G;
+            const float* qr = q.data() + ((size_t)t * c.n_head + h) * c.d;
+            for (int i = 0; i < c.d; i++) qh[i] = h16(qr[i] * qscale);
+            wt.assign(n, 0);
+            we.assign(n, 0);
+            double mt = -1e300, me = -1e300, vmax = 0;
+            for (int j = lo; j <= p; j++) {
+                const float* kr = hc.krow(s, j, g);
+                double st = 0, se = 0;
+                for (int i = 0; i < c.d; i++) {
+                    st += qh[i] * (double)h16(kr[i]);
+                    se += (double)qr[i] * kr[i];
+                }
+                wt[j - lo] = st;
+                we[j - lo] = se * scale;
+                mt = std::max(mt, st);
+                me = std::max(me, se * scale);
+                const float* vr = hc.vrow(s, j, g);
+                for (int i = 0; i < c.d; i++) vmax = std::max(vmax, (double)std::fabs(vr[i]));
+            }
+            double sum_t = 0, sum_e = 0;
+            for (int j = 0; j < n; j++) {
+                sum_t += (wt[j] = std::exp2(wt[j] - mt));
+                sum_e += (we[j] = std::exp(we[j] - me));
+            }
+            const float* got = out.data() + ((size_t)t * c.n_head + h) * c.d;
+            const float* got_split = split.data() + ((size_t)t * c.n_head + h) * c.d;
+            const double tol = 6e-4 * vmax + 1e-5;
+            bool row_nan = false;
+            for (int i = 0; i < c.d; i++) {
+                double ot = 0, oe = 0;
+                for (int j = lo; j <= p; j++) {
+                    const double v = hc.vrow(s, j, g)[i];
+                    ot += wt[j - lo] * (double)h16((float)v);
+                    oe += we[j - lo] * v;
+                }
+                ot /= sum_t;
+                oe /= sum_e;
+                if (!std::isfinite(got[i])) row_nan = true;
+                const double et = std::isfinite(got[i]) ? std::fabs(got[i] - ot) / tol : INFINITY;
+                const double ee = std::isfinite(got[i]) ? std::fabs(got[i] - oe) / vmax : INFINITY;
+                const double es = std::isfinite(got_split[i]) ? std::fabs(got_split[i] - oe) / vmax : INFINITY;
+                worst_tight = std::max(worst_tight, et);
+                worst_exact = std::max(worst_exact, ee);
+                worst_split = std::max(worst_split, es);
+            }
+            nan_rows += row_nan;
+        }
+    }
+    std::string runs;
+    for (const PrefillRun& r : c.runs) runs += fmt(" %d+%d", r.pos0, r.len);
+    const std::string name = fmt("%s d=%d heads %d/%d", kv_elem_name(c.elem), c.d, c.n_head, c.hkv) +
+                             (c.window > 0 ? fmt(" window %d ring %d", c.window, c.ctx) : std::string()) + " runs" + runs;
+    report(worst_tight <= 1.0 && worst_exact <= 1.5e-2 && nan_rows == 0, name,
+           fmt("err/tol %.2f, vs exact %.1e max|v|, split-K %.1e%s", worst_tight, worst_exact, worst_split,
+               nan_rows ? fmt(" NaN rows %d", nan_rows).c_str() : ""));
+    report(worst_split <= 5e-5, "  split-K on the same cache", fmt("vs exact %.1e max|v|", worst_split));
+}
+
+void run_checks() {
+    const KvElem elems[] = {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
+    // refusals
+    {
+        KvLayerView kv;
+        kv.elem = KvElem::F16;
+        kv.n_head_kv = 2;
+        kv.head_dim_k = kv.head_dim_v = 96;
+        report(!attention_prefill_refusal(kv, 4).empty(), "refuses head size 96", attention_prefill_refusal(kv, 4));
+        kv.head_dim_k = kv.head_dim_v = 128;
+        report(attention_prefill_refusal(kv, 4).empty(), "accepts head size 128 GQA 2", attention_prefill_refusal(kv, 4));
+        kv.head_dim_v = 64;
+        report(!attention_prefill_refusal(kv, 4).empty(), "refuses dk != dv", attention_prefill_refusal(kv, 4));
+    }
+    for (KvElem e : elems) {
+        for (int d : {64, 128, 256, 512}) {
+            for (auto [nh, nkv] : {std::pair{2, 2}, std::pair{4, 1}, std::pair{8, 1}}) {
+                // whole context: a first chunk, a one-token run, a second chunk, a longer later chunk
+                Case c{e, d, nh, nkv, 0, 0, {}};
+                c.runs = {{0, 0, 17, 0}, {1, 0, 1, 17}, {2, 40, 15, 18}};
+                if (d <= 256) c.runs.push_back({3, 100, 100, 33});
+                c.ctx = 0;
+                for (const PrefillRun& r : c.runs) c.ctx = std::max(c.ctx, r.pos0 + r.len + 3);  // + poisoned slots
+                check_case(c);
+                // sliding window 40 over a ring of 40 + 64: a ring that wrapped five times, a run shorter
+                // than the window from 0, a run across the window's first wrap
+                Case w{e, d, nh, nkv, 40, 104, {}};
+                w.runs = {{0, 5 * 104 + 17, 64, 0}, {1, 0, 17, 64}, {2, 50, 33, 81}};
+                check_case(w);
+            }
+        }
+        // a long first chunk (700 tokens: many query tiles, partial last tile), GQA 4 at d = 128
+        check_case(Case{e, 128, 8, 2, 0, 710, {{0, 0, 700, 0}}});
+        // gemma4-like sliding layer: d = 256, GQA 2, window 300 over a ring of 300 + 100, a chunk past it
+        check_case(Case{e, 256, 4, 2, 300, 400, {{0, 1000, 100, 0}, {1, 250, 100, 100}}});
+    }
+}
+
+// ---------------------------------------------------------------- benchmark
+
+struct BenchCache {
+    KvLayerView kv;
+    DeviceBuffer K, V;
+    BenchCache(KvElem e, int d, int hkv, int ctx, int window) {
+        const size_t rb = kv_row_bytes(e, d), rows = (size_t)ctx * hkv;
+        kv.elem = e;
+        kv.n_head_kv = hkv;
+        kv.head_dim_k = kv.head_dim_v = d;
+        kv.ctx = ctx;
+        kv.window = window;
+        K.resize(rows * rb);
+        V.resize(rows * rb);
+        // random rows, generated once per distinct 4096 rows and repeated (values only need to be sane)
+        const size_t block = std::min<size_t>(rows, 4096);
+        std::vector<uint8_t> kb(block * rb), vb(block * rb);
+        std::vector<float> x(d);
+        for (size_t r = 0; r < block; r++) {
+            random_row(e, d, kb.data() + r * rb, x.data());
+            random_row(e, d, vb.data() + r * rb, x.data());
+        }
+        for (size_t r0 = 0; r0 < rows; r0 += block) {
+            const size_t n = std::min(block, rows - r0);
+            K.upload(kb.data(), n * rb, r0 * rb);
+            V.upload(vb.data(), n * rb, r0 * rb);
+        }
+        kv.k = K.get();
+        kv.v = V.get();
+    }
+};
+
+// Milliseconds for the attention of chunks [p, p + chunk) for p in chunk_starts, summed, by the
+// prefill kernel (split_k false) or the split-K kernel; mean of reps after one warm-up.
+double time_chunks(const KvLayerView& kv, int n_head, const std::vector<int>& starts, int chunk, bool split_k, int reps,
+                   const float* q, float* out, float* partial) {
+    std::vector<DeviceBuffer> pos_bufs;
+    Dev<int32_t> seq(std::vector<int32_t>(chunk, 0));
+    for (int p0 : starts) {
+        std::vector<int32_t> pos(chunk);
+        for (int t = 0; t < chunk; t++) pos[t] = p0 + t;
+        pos_bufs.emplace_back((size_t)chunk * 4);
+        pos_bufs.back().upload(pos.data(), (size_t)chunk * 4);
+    }
+    const float scale = 1.0f / std::sqrt((float)kv.head_dim_k);
+    auto once = [&]() {
+        for (size_t i = 0; i < starts.size(); i++) {
+            if (split_k) {
+                attention(kv, q, out, seq.p(), pos_bufs[i].get<int32_t>(), chunk, n_head, scale, starts[i] + chunk,
+                          partial, nullptr);
+            } else {
+                const PrefillRun r{0, starts[i], chunk, 0};
+                attention_prefill(kv, q, out, &r, 1, n_head, scale, nullptr);
+            }
+        }
+    };
+    once();
+    ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaEvent_t a, b;
+    ROTOR_CUDA_CHECK(cudaEventCreate(&a));
+    ROTOR_CUDA_CHECK(cudaEventCreate(&b));
+    ROTOR_CUDA_CHECK(cudaEventRecord(a, nullptr));
+    for (int r = 0; r < reps; r++) once();
+    ROTOR_CUDA_CHECK(cudaEventRecord(b, nullptr));
+    ROTOR_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms / reps;
+}
+
+// flops of QK^T and PV over the positions each query sees
+double chunk_flops(int n_head, int d, const std::vector<int>& starts, int chunk, int window) {
+    double keys = 0;
+    for (int p0 : starts)
+        for (int t = 0; t < chunk; t++) keys += window > 0 ? std::min(p0 + t + 1, window) : p0 + t + 1;
+    return 4.0 * n_head * d * keys;
+}
+
+void run_bench(int reps) {
+    struct Shape {
+        const char* name;
+        int n_head, hkv, d, window;
+    };
+    const Shape shapes[] = {{"llama-3.1-8b (32/8 heads, d 128)", 32, 8, 128, 0},
+                            {"gemma4 global (16/2 heads, d 512)", 16, 2, 512, 0},
+                            {"gemma4 sliding (16/8 heads, d 256, window 1024)", 16, 8, 256, 1024}};
+    const KvElem elems[] = {KvElem::F16, KvElem::F32, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
+    const int chunk = 512;
+    struct Ctx {
+        const char* what;
+        std::vector<int> starts;
+    };
+    std::vector<Ctx> ctxs = {{"512 (one chunk)", {0}}, {"8K (16 chunks of 512)", {}}, {"32K (last chunk of 512)", {32768 - 512}}};
+    for (int p = 0; p < 8192; p += chunk) ctxs[1].starts.push_back(p);
+    printf("\n## Prefill attention: tensor-core kernel vs split-K (ms per layer, one sequence, chunks of 512)\n");
+    for (const Shape& sh : shapes) {
+        printf("\n### %s\n\n| KV | context | prefill ms | TFLOP/s | split-K ms | speed-up | vs f16 (prefill) |\n"
+               "|---|---|---|---|---|---|---|\n", sh.name);
+        const bool long_split = sh.window == 0;  // split-K at 32K is slow: fewer reps
+        Dev<float> q(gaussian((size_t)chunk * sh.n_head * sh.d)), out((size_t)chunk * sh.n_head * sh.d);
+        Dev<float> partial(attention_partial_floats(chunk, sh.n_head, sh.d, 32768));
+        std::vector<double> f16_ms(ctxs.size(), 0);
+        for (KvElem e : elems) {
+            const int ctx = sh.window > 0 ? sh.window + chunk : 32768;
+            BenchCache bc(e, sh.d, sh.hkv, ctx, sh.window);
+            for (size_t ci = 0; ci < ctxs.size(); ci++) {
+                const Ctx& cx = ctxs[ci];
+                const double ms = time_chunks(bc.kv, sh.n_head, cx.starts, chunk, false, reps, q.p(), out.p(), partial.p());
+                const double ms_split = time_chunks(bc.kv, sh.n_head, cx.starts, chunk, true,
+                                                    long_split && ci == 2 ? 1 : std::max(1, reps / 4), q.p(), out.p(),
+                                                    partial.p());
+                if (e == KvElem::F16) f16_ms[ci] = ms;
+                const double tf = chunk_flops(sh.n_head, sh.d, cx.starts, chunk, sh.window) / (ms * 1e-3) / 1e12;
+                printf("| %s | %s | %.3f | %.0f | %.2f | %.1fx | %.0f%% |\n", kv_elem_name(e), cx.what, ms, tf, ms_split,
+                       ms_split / ms, 100.0 * f16_ms[ci] / ms);
+                fflush(stdout);
+            }
+        }
+    }
+    // where the prefill kernel starts to win: short runs at position 4096 (llama-8B shape)
+    printf("\n### Short runs at position 4096 (llama-3.1-8b shape): the threshold for CudaForward::attend\n\n"
+           "| KV | run length | prefill ms | split-K ms |\n|---|---|---|---|\n");
+    for (KvElem e : {KvElem::F16, KvElem::Q4_0H}) {
+        BenchCache bc(e, 128, 8, 8192, 0);
+        Dev<float> q(gaussian((size_t)256 * 32 * 128)), out((size_t)256 * 32 * 128);
+        Dev<float> partial(attention_partial_floats(256, 32, 128, 8192));
+        for (int len : {8, 16, 32, 64, 128, 256}) {
+            const double ms = time_chunks(bc.kv, 32, {4096}, len, false, reps, q.p(), out.p(), partial.p());
+            const double ms_split = time_chunks(bc.kv, 32, {4096}, len, true, reps, q.p(), out.p(), partial.p());
+            printf("| %s | %d | %.3f | %.3f |\n", kv_elem_name(e), len, ms, ms_split);
+            fflush(stdout);
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    bool bench = true, checks = true;
+    int reps = 10;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--no-bench") bench = false;
+        else if (a == "--bench-only") checks = false;
+        else if (a == "--reps" && i + 1 < argc) reps = std::max(1, atoi(argv[++i]));
+        else {
+            fprintf(stderr, "usage: rotor-check-attention [--no-bench] [--bench-only] [--reps N]\n");
+            return 2;
+        }
+    }
+    try {
+        int dev = 0;
+        cudaDeviceProp prop;
+        ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+        ROTOR_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+        printf("GPU: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+        if (checks) {
+            run_checks();
+            printf("\n%d passed, %d failed\n", g_passed, g_failed);
+        }
+        if (bench) run_bench(reps);
+    } catch (const std::exception& e) {
+        printf("FAIL  exception: %s\n", e.what());
+        return 1;
+    }
+    return g_failed ? 1 : 0;
+}

@@ -1,0 +1,537 @@
+// Tensor-core prefill attention (attention_prefill.h).
+//
+// One thread block per (KV head g, tile of query tokens of one run): its rows are token x query head
+// of g's group (row r: token r / G, head g * G + r % G), 16 rows per warp, so one K/V tile in shared
+// memory serves every query head of the group. Per K/V tile of BN positions:
+//   S = Q K^T (ldmatrix + mma.sync m16n8k16, f16 in, f32 out; Q pre-scaled by scale * log2 e),
+//   causal / window mask on the edge tiles only, online softmax in f32 (exp2),
+//   O += P V with P rounded to f16.
+// K/V reach shared memory as f16 tiles (rows swizzled in 16-byte chunks, chunk c of row r at
+// c ^ (r % 8), so ldmatrix's 8 rows hit distinct banks):
+//   f16:        cp.async straight into a ring of 2-3 tiles;
+//   q8_0/q4_0:  raw block bytes by cp.async into two staging buffers, decoded to f16 by all threads,
+//               tile j + 1 decoded in the same phase as the products of tile j when two f16 tiles
+//               fit (one barrier per tile), else decode and products in separate phases;
+//   f32:        read and converted by the threads, as the decode above.
+// Positions past the run's last query are zero-filled (never read: the cache may hold anything there).
+// Every configuration fits in 99 KiB of shared memory (sm_86 / sm_89 / sm_120's limit per block).
+#include "cuda/attention_prefill.h"
+
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <type_traits>
+
+#include "cuda/device_common.cuh"
+#include "formats/blocks.h"
+
+namespace rotor::cuda {
+
+namespace {
+
+constexpr size_t kSmemBudget = 99 * 1024;  // opt-in shared memory per block on sm_86/89/120
+constexpr int kMaxRuns = 32;               // runs per launch (more: several launches)
+
+struct RunTable {
+    int n = 0;
+    int seq[kMaxRuns], pos0[kMaxRuns], len[kMaxRuns], tok0[kMaxRuns];
+    int tile0[kMaxRuns + 1];  // first query tile of each run; tile0[n] = all tiles
+};
+
+template <class E>
+constexpr int raw_row_bytes(int d) {
+    if constexpr (std::is_same_v<E, block_q8_0> || std::is_same_v<E, block_q4_0>) return d / 32 * (int)sizeof(E);
+    else return d * (int)sizeof(E);
+}
+
+// Geometry of one instantiation: head size D, NW warps, BN positions per K/V tile, the value
+// columns split over DVS warps (D = 512: 16 rows x 256 accumulators per warp).
+template <class E, int D, int NW, int BN, int DVS>
+struct Geo {
+    static constexpr int kThreads = NW * kWarp;
+    static constexpr int kBM = 16 * NW / DVS;  // rows (token x head) per block
+    static constexpr int kDvw = D / DVS;       // value columns per warp
+    static constexpr bool kDirect = std::is_same_v<E, __half>;
+    static constexpr bool kStaged = std::is_same_v<E, block_q8_0> || std::is_same_v<E, block_q4_0>;
+    static constexpr int kRawRow = raw_row_bytes<E>(D);
+    // widest cp.async that every raw row start allows (rows are 4-byte multiples for D % 64 == 0)
+    static constexpr int kCopy = kRawRow % 16 == 0 ? 16 : (kRawRow % 8 == 0 ? 8 : 4);
+    static constexpr size_t kQBytes = (size_t)kBM * D * 2;
+    static constexpr size_t kOpBytes = (size_t)2 * BN * D * 2;                       // f16 K and V tiles
+    static constexpr size_t kRawBytes = kStaged ? (size_t)2 * BN * kRawRow : 0;      // one staging buffer
+    static constexpr bool kInterleave = !kDirect && kQBytes + 2 * kOpBytes + 2 * kRawBytes <= kSmemBudget;
+    static constexpr int kStages = kDirect ? (kQBytes + 3 * kOpBytes <= kSmemBudget ? 3 : 2) : 0;
+    static constexpr int kOpBuffers = kDirect ? kStages : (kInterleave ? 2 : 1);
+    static constexpr size_t kSmem = kQBytes + kOpBuffers * kOpBytes + 2 * kRawBytes;
+    static_assert(D % 64 == 0 && BN % 16 == 0 && NW % DVS == 0 && kDvw % 16 == 0);
+    static_assert(kSmem <= kSmemBudget, "prefill attention tile does not fit in 99 KiB");
+    static_assert(kRawBytes % 16 == 0 && kOpBytes % 16 == 0 && kQBytes % 16 == 0);
+};
+
+__device__ inline uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// Byte offset of 16-byte chunk c of row r in a tile of rows of D halves (swizzled).
+template <int D>
+__device__ inline uint32_t swz(int r, int c) {
+    return (uint32_t)(r * D * 2 + ((c ^ (r & 7)) << 4));
+}
+
+template <int W>
+__device__ inline void cp_async(uint32_t dst, const void* src, bool valid) {
+    const int n = valid ? W : 0;  // 0: zero-fill, nothing read
+    if constexpr (W == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(W), "r"(n) : "memory");
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ inline void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ inline void ldsm_x4(uint32_t* r, uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ inline void ldsm_x4_trans(uint32_t* r, uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+// c += a (16x16, row) * b (16x8, col), f16 inputs, f32 accumulators
+__device__ inline void mma_16816(float* c, const uint32_t* a, const uint32_t* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ inline uint32_t pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);  // lo at the lower address
+    return *reinterpret_cast<const uint32_t*>(&h);
+}
+__device__ inline uint32_t h2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
+__device__ inline __half2 bits_h2(uint32_t u) { return *reinterpret_cast<const __half2*>(&u); }
+
+// Four bytes u0..u3 (each < 1024 - offset: codes) as the halves 1024 + u: two half2.
+__device__ inline void bytes_to_h2(uint32_t w, uint32_t& lo, uint32_t& hi) {
+    lo = __byte_perm(w, 0x64646464u, 0x4140);  // bytes 0, 1 under 0x64 high bytes
+    hi = __byte_perm(w, 0x64646464u, 0x4342);  // bytes 2, 3
+}
+
+// 8 codes (1024 + u each, as 4 half2) minus `off`, times d: exact codes, one rounding of code * d
+// (the f32 product code * d is exact, so this is the f16 rounding of the dequantized value).
+__device__ inline uint4 scale_codes(const uint32_t (&h)[4], __half2 off, __half2 d) {
+    uint4 r;
+    r.x = h2_bits(__hmul2(__hsub2(bits_h2(h[0]), off), d));
+    r.y = h2_bits(__hmul2(__hsub2(bits_h2(h[1]), off), d));
+    r.z = h2_bits(__hmul2(__hsub2(bits_h2(h[2]), off), d));
+    r.w = h2_bits(__hmul2(__hsub2(bits_h2(h[3]), off), d));
+    return r;
+}
+
+// Chunk c (8 elements) of a row of blocks in shared memory (2-byte aligned) to 8 halves.
+__device__ inline uint4 decode_chunk(const unsigned char* row, int c, const block_q8_0*) {
+    const unsigned char* b = row + (c >> 2) * (int)sizeof(block_q8_0);
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(b + 2 + (c & 3) * 8);
+    const uint32_t w0 = ((uint32_t)p[0] | ((uint32_t)p[1] << 16)) ^ 0x80808080u;  // int8 -> u = x + 128
+    const uint32_t w1 = ((uint32_t)p[2] | ((uint32_t)p[3] << 16)) ^ 0x80808080u;
+    uint32_t h[4];
+    bytes_to_h2(w0, h[0], h[1]);
+    bytes_to_h2(w1, h[2], h[3]);
+    const __half d = __ushort_as_half(*reinterpret_cast<const uint16_t*>(b));
+    return scale_codes(h, __float2half2_rn(1152.0f), __half2half2(d));
+}
+__device__ inline uint4 decode_chunk(const unsigned char* row, int c, const block_q4_0*) {
+    // elements 0-15 of a block: low nibbles of qs[0..15], 16-31: high nibbles
+    const unsigned char* b = row + (c >> 2) * (int)sizeof(block_q4_0);
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(b + 2 + (c & 1) * 8);
+    const int shift = (c & 2) ? 4 : 0;
+    const uint32_t w0 = (((uint32_t)p[0] | ((uint32_t)p[1] << 16)) >> shift) & 0x0F0F0F0Fu;
+    const uint32_t w1 = (((uint32_t)p[2] | ((uint32_t)p[3] << 16)) >> shift) & 0x0F0F0F0Fu;
+    uint32_t h[4];
+    bytes_to_h2(w0, h[0], h[1]);
+    bytes_to_h2(w1, h[2], h[3]);
+    const __half d = __ushort_as_half(*reinterpret_cast<const uint16_t*>(b));
+    return scale_codes(h, __float2half2_rn(1032.0f), __half2half2(d));
+}
+
+template <class E, int D, int NW, int BN, int DVS>
+__global__ void __launch_bounds__(NW* kWarp)
+    prefill_attention_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int ctx, int window,
+                             const float* __restrict__ q, float* __restrict__ out, int n_head, float qscale,
+                             const RunTable runs) {
+    using Gm = Geo<E, D, NW, BN, DVS>;
+    constexpr int kBM = Gm::kBM, kThreads = Gm::kThreads, kChunks = D / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    unsigned char* sQ = smem;
+    unsigned char* sOp = smem + Gm::kQBytes;                        // kOpBuffers x (K tile, V tile)
+    unsigned char* sRaw = sOp + Gm::kOpBuffers * Gm::kOpBytes;      // 2 staging buffers (staged types)
+
+    // which run and which of its query tiles: the last tiles (most positions) first
+    const int G = n_head / hkv, tpb = kBM / G;
+    const int g = blockIdx.x;
+    const int bt = (int)(gridDim.y - 1 - blockIdx.y);
+    int r = 0;
+    while (r + 1 < runs.n && bt >= runs.tile0[r + 1]) r++;
+    const int seq = runs.seq[r], p0 = runs.pos0[r], len = runs.len[r], tok0 = runs.tok0[r];
+    const int t0 = (bt - runs.tile0[r]) * tpb;  // first token of the tile in its run
+    const int n_valid = min(tpb, len - t0);
+    const int qmin = p0 + t0, qmax = qmin + n_valid - 1;
+    const int lo = window > 0 ? max(0, qmin - window + 1) : 0, hi = qmax;
+    const int n_tiles = (hi - lo + BN) / BN;
+    const size_t seq_base = (size_t)seq * ctx;
+    const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
+
+    // row of (position, KV head g) in the cache; positions past hi are never read
+    auto row_index = [&](int p) -> size_t {
+        const int slot = p < ctx ? p : p % ctx;  // only ring positions wrap
+        return (seq_base + slot) * hkv + g;
+    };
+
+    // ---- Q tile: f32 -> f16, times scale * log2 e; rows past the tile's tokens are zeros
+    for (int i = tid; i < kBM * kChunks; i += kThreads) {
+        const int row = i / kChunks, c = i % kChunks;
+        const int tok = row / G;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (row < tpb * G && tok < n_valid) {
+            const float* src = q + ((size_t)(tok0 + t0 + tok) * n_head + g * G + row % G) * D + c * 8;
+            const float4 a = *reinterpret_cast<const float4*>(src);
+            const float4 b = *reinterpret_cast<const float4*>(src + 4);
+            v.x = pack_half2(a.x * qscale, a.y * qscale);
+            v.y = pack_half2(a.z * qscale, a.w * qscale);
+            v.z = pack_half2(b.x * qscale, b.y * qscale);
+            v.w = pack_half2(b.z * qscale, b.w * qscale);
+        }
+        *reinterpret_cast<uint4*>(sQ + swz<D>(row, c)) = v;
+    }
+
+    // ---- K/V tile j: loads and decodes
+    auto op_k = [&](int b) { return sOp + (size_t)b * Gm::kOpBytes; };
+    auto op_v = [&](int b) { return sOp + (size_t)b * Gm::kOpBytes + (size_t)BN * D * 2; };
+    // f16: tile j straight into op buffer b
+    auto issue_direct = [&](int j, int b) {
+        const int kt0 = lo + j * BN;
+        for (int i = tid; i < 2 * BN * kChunks; i += kThreads) {
+            const int which = i / (BN * kChunks), key = (i / kChunks) % BN, c = i % kChunks;
+            const int p = kt0 + key;
+            const bool valid = p <= hi;
+            const E* base = which ? V : K;
+            const E* src = base + (valid ? row_index(p) * D + c * 8 : 0);
+            cp_async<16>(smem_u32((which ? op_v(b) : op_k(b)) + swz<D>(key, c)), src, valid);
+        }
+    };
+    // q8_0 / q4_0: raw rows of tile j into staging buffer j % 2
+    auto issue_raw = [&](int j) {
+        constexpr int kW = Gm::kCopy, kPer = Gm::kRawRow / kW;
+        const int kt0 = lo + j * BN;
+        unsigned char* dst = sRaw + (size_t)(j & 1) * Gm::kRawBytes;
+        for (int i = tid; i < 2 * BN * kPer; i += kThreads) {
+            const int which = i / (BN * kPer), key = (i / kPer) % BN, w = i % kPer;
+            const int p = kt0 + key;
+            const bool valid = p <= hi;
+            const unsigned char* base = reinterpret_cast<const unsigned char*>(which ? V : K);
+            const unsigned char* src = base + (valid ? row_index(p) * Gm::kRawRow + (size_t)w * kW : 0);
+            cp_async<kW>(smem_u32(dst + (size_t)(which * BN + key) * Gm::kRawRow + w * kW), src, valid);
+        }
+    };
+    // staged: staging buffer j % 2 -> op buffer b; f32: global tile j -> op buffer b
+    auto decode = [&](int j, int b) {
+        const int kt0 = lo + j * BN;
+        for (int i = tid; i < 2 * BN * kChunks; i += kThreads) {
+            const int which = i / (BN * kChunks), key = (i / kChunks) % BN, c = i % kChunks;
+            uint4 v;
+            if constexpr (Gm::kStaged) {
+                const unsigned char* row =
+                    sRaw + (size_t)(j & 1) * Gm::kRawBytes + (size_t)(which * BN + key) * Gm::kRawRow;
+                v = decode_chunk(row, c, static_cast<const E*>(nullptr));
+            } else {
+                v = make_uint4(0, 0, 0, 0);
+                const int p = kt0 + key;
+                if (p <= hi) {
+                    const float* src = reinterpret_cast<const float*>(which ? V : K) + row_index(p) * D + c * 8;
+                    const float4 a = *reinterpret_cast<const float4*>(src);
+                    const float4 bb = *reinterpret_cast<const float4*>(src + 4);
+                    v.x = pack_half2(a.x, a.y);
+                    v.y = pack_half2(a.z, a.w);
+                    v.z = pack_half2(bb.x, bb.y);
+                    v.w = pack_half2(bb.z, bb.w);
+                }
+            }
+            *reinterpret_cast<uint4*>((which ? op_v(b) : op_k(b)) + swz<D>(key, c)) = v;
+        }
+    };
+
+    // ---- per-warp state: 16 rows (row group rg), value columns [ds * kDvw, (ds + 1) * kDvw)
+    const int rg = warp / DVS, ds = warp % DVS;
+    const int row_a = rg * 16 + lane / 4, row_b = row_a + 8;  // the two rows this lane holds
+    const int qpos_a = p0 + t0 + row_a / G, qpos_b = p0 + t0 + row_b / G;
+    const int qmax_rows = p0 + t0 + (kBM - 1) / G;  // the largest position any row (valid or not) takes
+    float o[Gm::kDvw / 8][4];
+#pragma unroll
+    for (int i = 0; i < Gm::kDvw / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float mx[2] = {-INFINITY, -INFINITY}, ls[2] = {0.0f, 0.0f};
+
+    auto compute = [&](int j, int b) {
+        const int kt0 = lo + j * BN;
+        const uint32_t qa = smem_u32(sQ), ka = smem_u32(op_k(b)), va = smem_u32(op_v(b));
+        float s[BN / 8][4];
+#pragma unroll
+        for (int i = 0; i < BN / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+            uint32_t a[4];
+            ldsm_x4(a, qa + swz<D>(rg * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ks * 2 + (lane >> 4)));
+#pragma unroll
+            for (int np = 0; np < BN / 16; np++) {
+                uint32_t bk[4];
+                ldsm_x4(bk, ka + swz<D>(np * 16 + (lane & 7) + (lane >> 4) * 8, ks * 2 + ((lane >> 3) & 1)));
+                mma_16816(s[2 * np], a, bk);
+                mma_16816(s[2 * np + 1], a, bk + 2);
+            }
+        }
+        // mask only where a tile crosses the diagonal or the window's start
+        if (kt0 + BN - 1 > qmin || (window > 0 && kt0 <= qmax_rows - window)) {
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int key = kt0 + nt * 8 + 2 * (lane & 3) + (e & 1);
+                    const int qp = e < 2 ? qpos_a : qpos_b;
+                    if (key > qp || (window > 0 && key <= qp - window)) s[nt][e] = -INFINITY;
+                }
+        }
+        float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++) {
+            tmax[0] = fmaxf(tmax[0], fmaxf(s[nt][0], s[nt][1]));
+            tmax[1] = fmaxf(tmax[1], fmaxf(s[nt][2], s[nt][3]));
+        }
+        float corr[2], muse[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            tmax[h] = fmaxf(tmax[h], __shfl_xor_sync(0xffffffffu, tmax[h], 1));
+            tmax[h] = fmaxf(tmax[h], __shfl_xor_sync(0xffffffffu, tmax[h], 2));
+            const float mnew = fmaxf(mx[h], tmax[h]);
+            muse[h] = mnew == -INFINITY ? 0.0f : mnew;  // a row with nothing visible yet stays at zero
+            corr[h] = exp2f(mx[h] - muse[h]);
+            mx[h] = mnew;
+        }
+        float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++) {
+            s[nt][0] = exp2f(s[nt][0] - muse[0]);
+            s[nt][1] = exp2f(s[nt][1] - muse[0]);
+            s[nt][2] = exp2f(s[nt][2] - muse[1]);
+            s[nt][3] = exp2f(s[nt][3] - muse[1]);
+            rs[0] += s[nt][0] + s[nt][1];
+            rs[1] += s[nt][2] + s[nt][3];
+        }
+        ls[0] = ls[0] * corr[0] + rs[0];
+        ls[1] = ls[1] * corr[1] + rs[1];
+#pragma unroll
+        for (int i = 0; i < Gm::kDvw / 8; i++) {
+            o[i][0] *= corr[0];
+            o[i][1] *= corr[0];
+            o[i][2] *= corr[1];
+            o[i][3] *= corr[1];
+        }
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            uint32_t a[4];
+            a[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
+            a[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
+            a[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            a[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int np = 0; np < Gm::kDvw / 16; np++) {
+                uint32_t bv[4];
+                ldsm_x4_trans(bv, va + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                              (ds * Gm::kDvw + np * 16) / 8 + (lane >> 4)));
+                mma_16816(o[2 * np], a, bv);
+                mma_16816(o[2 * np + 1], a, bv + 2);
+            }
+        }
+    };
+
+    // ---- the pipeline
+    if constexpr (Gm::kDirect) {
+        constexpr int S = Gm::kStages;
+#pragma unroll
+        for (int j = 0; j < S - 1; j++) {
+            if (j < n_tiles) issue_direct(j, j);
+            cp_async_commit();
+        }
+        for (int j = 0; j < n_tiles; j++) {
+            cp_async_wait<S - 2>();  // tile j has landed (this thread's copies)
+            __syncthreads();         // everyone's copies; tile j - 1's buffer is free
+            if (j + S - 1 < n_tiles) issue_direct(j + S - 1, (j + S - 1) % S);
+            cp_async_commit();
+            compute(j, j % S);
+        }
+    } else if constexpr (Gm::kInterleave) {
+        // phase j: decode tile j + 1 into op (j + 1) % 2 while the products of tile j read op j % 2
+        if constexpr (Gm::kStaged) {
+            issue_raw(0);
+            cp_async_commit();
+            if (n_tiles > 1) issue_raw(1);
+            cp_async_commit();
+            cp_async_wait<1>();
+            __syncthreads();
+        }
+        decode(0, 0);
+        for (int j = 0; j < n_tiles; j++) {
+            if constexpr (Gm::kStaged) cp_async_wait<0>();  // raw tile j + 1
+            __syncthreads();  // op j % 2 decoded, op (j + 1) % 2 and staging j % 2 free
+            if constexpr (Gm::kStaged) {
+                if (j + 2 < n_tiles) issue_raw(j + 2);
+                cp_async_commit();
+            }
+            if (j + 1 < n_tiles) decode(j + 1, (j + 1) & 1);
+            compute(j, j & 1);
+        }
+    } else {
+        if constexpr (Gm::kStaged) {
+            issue_raw(0);
+            cp_async_commit();
+        }
+        for (int j = 0; j < n_tiles; j++) {
+            if constexpr (Gm::kStaged) {
+                if (j + 1 < n_tiles) issue_raw(j + 1);
+                cp_async_commit();
+                cp_async_wait<1>();  // raw tile j
+            }
+            __syncthreads();  // raw tile j complete; the products of tile j - 1 are done
+            decode(j, 0);
+            __syncthreads();
+            compute(j, 0);
+        }
+    }
+
+    // ---- normalize and write the valid rows
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        ls[h] += __shfl_xor_sync(0xffffffffu, ls[h], 1);
+        ls[h] += __shfl_xor_sync(0xffffffffu, ls[h], 2);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = h ? row_b : row_a, tok = row / G;
+        if (row >= tpb * G || tok >= n_valid) continue;
+        const float inv = 1.0f / ls[h];
+        float* dst = out + ((size_t)(tok0 + t0 + tok) * n_head + g * G + row % G) * D + ds * Gm::kDvw + 2 * (lane & 3);
+#pragma unroll
+        for (int i = 0; i < Gm::kDvw / 8; i++)
+            *reinterpret_cast<float2*>(dst + i * 8) = make_float2(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
+    }
+}
+
+template <class E, int D, int NW, int BN, int DVS>
+void launch(const KvLayerView& kv, const float* q, float* out, const PrefillRun* runs, int n_runs, int n_head,
+            float scale, cudaStream_t s) {
+    using Gm = Geo<E, D, NW, BN, DVS>;
+    auto kernel = prefill_attention_kernel<E, D, NW, BN, DVS>;
+    {  // the shared-memory limit, once per device
+        static std::mutex mu;
+        static bool done[64] = {};
+        int dev = 0;
+        ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+        std::lock_guard<std::mutex> lock(mu);
+        if (dev < 0 || dev >= 64 || !done[dev]) {
+            ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Gm::kSmem));
+            if (dev >= 0 && dev < 64) done[dev] = true;
+        }
+    }
+    const int G = n_head / kv.n_head_kv, tpb = Gm::kBM / G;
+    const float qscale = scale * 1.4426950408889634f;  // scores in log2 units: exp2 in the softmax
+    for (int r0 = 0; r0 < n_runs; r0 += kMaxRuns) {
+        RunTable t;
+        t.n = 0;
+        int tiles = 0;
+        for (int r = r0; r < std::min(n_runs, r0 + kMaxRuns); r++) {
+            if (runs[r].len <= 0) continue;
+            t.seq[t.n] = runs[r].seq;
+            t.pos0[t.n] = runs[r].pos0;
+            t.len[t.n] = runs[r].len;
+            t.tok0[t.n] = runs[r].tok0;
+            t.tile0[t.n] = tiles;
+            tiles += (runs[r].len + tpb - 1) / tpb;
+            t.n++;
+        }
+        if (t.n == 0) continue;
+        t.tile0[t.n] = tiles;
+        if (tiles > 65535) throw Error("CUDA prefill attention: more than 65535 query tiles in one launch");
+        kernel<<<dim3((unsigned)kv.n_head_kv, (unsigned)tiles), Gm::kThreads, Gm::kSmem, s>>>(
+            static_cast<const E*>(kv.k), static_cast<const E*>(kv.v), kv.n_head_kv, kv.ctx, kv.window, q, out,
+            n_head, qscale, t);
+        check_launch("attention_prefill");
+    }
+}
+
+// The configuration per head size: 4 warps; 16-row warps over tiles of 64 / 32 / 16 / 16 positions;
+// D = 512 splits the value columns over two warps (rows per block: 32).
+template <class E>
+void launch_any(const KvLayerView& kv, const float* q, float* out, const PrefillRun* runs, int n_runs, int n_head,
+                float scale, cudaStream_t s) {
+    switch (kv.head_dim_k) {
+        case 64: launch<E, 64, 4, 64, 1>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case 128: launch<E, 128, 4, 32, 1>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case 256: launch<E, 256, 4, 16, 1>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case 512: launch<E, 512, 4, 16, 2>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        default: throw Error("CUDA prefill attention: head size " + std::to_string(kv.head_dim_k));
+    }
+}
+
+int rows_per_block(int d) { return d == 512 ? 32 : 64; }
+
+std::atomic<int> g_enabled{-1};  // -1: not read from the environment yet
+
+}  // namespace
+
+std::string attention_prefill_refusal(const KvLayerView& kv, int n_head) {
+    const int d = kv.head_dim_k;
+    if (kv.head_dim_v != d) return "prefill attention needs equal K and V head sizes";
+    if (d != 64 && d != 128 && d != 256 && d != 512)
+        return "prefill attention supports head sizes 64, 128, 256 and 512, not " + std::to_string(d);
+    if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv) return "query heads must be a multiple of KV heads";
+    if (n_head / kv.n_head_kv > rows_per_block(d))
+        return "prefill attention: more than " + std::to_string(rows_per_block(d)) + " query heads per KV head";
+    if (std::string why = kv_elem_refusal(kv.elem, d); !why.empty()) return why;
+    return {};
+}
+
+void attention_prefill(const KvLayerView& kv, const float* q, float* out, const PrefillRun* runs, int n_runs,
+                       int n_head, float scale, cudaStream_t s) {
+    if (n_runs == 0) return;
+    if (std::string why = attention_prefill_refusal(kv, n_head); !why.empty()) throw Error("CUDA " + why);
+    switch (kv.elem) {
+        case KvElem::F32: launch_any<float>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::F16: launch_any<__half>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::Q8_0:
+        case KvElem::Q8_0H: launch_any<block_q8_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::Q4_0:
+        case KvElem::Q4_0H: launch_any<block_q4_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+    }
+}
+
+bool attention_prefill_enabled() {
+    int v = g_enabled.load();
+    if (v < 0) {
+        const char* e = std::getenv("ROTOR_PREFILL_ATTENTION");
+        v = (e && e[0] == '1') ? 1 : 0;
+        int expected = -1;
+        g_enabled.compare_exchange_strong(expected, v);
+        v = g_enabled.load();
+    }
+    return v == 1;
+}
+void set_attention_prefill_enabled(bool on) { g_enabled.store(on ? 1 : 0); }
+
+}  // namespace rotor::cuda
