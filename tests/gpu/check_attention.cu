@@ -8,8 +8,9 @@
 // lengths 1, 15, 17, 100, 700, GQA 1 / 4 / 8 (and 2), head sizes 64 / 128 / 256 / 512, windows over
 // rings that wrapped. Two references in double:
 //  - "f16 model": the kernel's own inputs (q * scale * log2 e, K and V rounded to f16, as the kernel
-//    decodes them); what is left is P rounded to f16 before P V (relative 2^-11 per weight), so
-//    |err| <= 2^-11 max|v| + f32 rounding: tolerance 6e-4 max|v| + 1e-5 per row;
+//    decodes them); what is left is P rounded to f16 before P V (relative 2^-11 per weight) and the
+//    tensor cores' f32 accumulation (which truncates), so |err| <= 2^-11 max|v| + a little: tolerance
+//    1e-3 max|v| + 1e-5 per row (a mask off by one key moves a row by about |v| / keys);
 //  - exact: the dequantized stored values in double, softmax(scale q.k); f16 Q and K add score errors of
 //    about 2^-11 sum|q k| scale (worst case ~7e-3 at d=512), so 1.5e-2 max|v|; the split-K kernel on the
 //    same cache must match it to 5e-5 max|v| (f32 throughout).
@@ -233,7 +234,7 @@ void check_case(const Case& c) {
             }
             const float* got = out.data() + ((size_t)t * c.n_head + h) * c.d;
             const float* got_split = split.data() + ((size_t)t * c.n_head + h) * c.d;
-            const double tol = 6e-4 * vmax + 1e-5;
+            const double tol = 1e-3 * vmax + 1e-5;
             bool row_nan = false;
             for (int i = 0; i < c.d; i++) {
                 double ot = 0, oe = 0;
