@@ -31,19 +31,14 @@
 #include "cuda/attention_prefill.h"
 #include "cuda/cuda_util.h"
 #include "formats/blocks.h"
+#include "gpu_check.h"
 
 using namespace rotor;
 using namespace rotor::cuda;
+using namespace rotor::gpu_check;
 
 namespace {
 
-int g_failed = 0, g_passed = 0;
-
-void report(bool ok, const std::string& what, const std::string& detail) {
-    printf("%s  %-64s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
-    fflush(stdout);
-    (ok ? g_passed : g_failed)++;
-}
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -55,32 +50,7 @@ std::string fmt(const char* f, ...) {
     return b;
 }
 
-template <class T>
-struct Dev {
-    DeviceBuffer buf;
-    size_t n = 0;
-    explicit Dev(const std::vector<T>& h) : buf(std::max<size_t>(h.size() * sizeof(T), 16)), n(h.size()) {
-        if (n) buf.upload(h.data(), n * sizeof(T));
-    }
-    explicit Dev(size_t count) : buf(std::max<size_t>(count * sizeof(T), 16)), n(count) {
-        ROTOR_CUDA_CHECK(cudaMemset(buf.get(), 0xFF, count * sizeof(T)));  // NaN poison for floats
-    }
-    T* p() const { return buf.get<T>(); }
-    std::vector<T> get() const {
-        ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
-        std::vector<T> h(n);
-        if (n) buf.download(h.data(), n * sizeof(T));
-        return h;
-    }
-};
 
-std::mt19937 rng(20261128);
-std::vector<float> gaussian(size_t n, float sigma = 1.0f) {
-    std::normal_distribution<float> g(0.0f, sigma);
-    std::vector<float> v(n);
-    for (auto& x : v) x = g(rng);
-    return v;
-}
 
 float h16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
 
@@ -444,6 +414,7 @@ void run_bench(int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    g_report_width = 64;
     bool bench = true, checks = true;
     int reps = 10;
     for (int i = 1; i < argc; i++) {

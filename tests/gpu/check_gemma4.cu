@@ -37,46 +37,16 @@
 #include "kv/kv_format.h"
 #include "kv/kv_pool.h"
 #include "model/forward.h"
+#include "gpu_check.h"
 
 using namespace rotor;
 using namespace rotor::cuda;
+using namespace rotor::gpu_check;
 
 namespace {
 
-int g_failed = 0, g_passed = 0;
 
-void report(bool ok, const std::string& what, const std::string& detail) {
-    printf("%s  %-58s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
-    fflush(stdout);
-    (ok ? g_passed : g_failed)++;
-}
 
-template <class T>
-struct Dev {
-    DeviceBuffer buf;
-    size_t n = 0;
-    explicit Dev(const std::vector<T>& h) : buf(std::max<size_t>(h.size() * sizeof(T), 16)), n(h.size()) {
-        if (n) buf.upload(h.data(), n * sizeof(T));
-    }
-    explicit Dev(size_t count) : buf(std::max<size_t>(count * sizeof(T), 16)), n(count) {
-        ROTOR_CUDA_CHECK(cudaMemset(buf.get(), 0xFF, count * sizeof(T)));  // NaN poison for floats
-    }
-    T* p() const { return buf.get<T>(); }
-    std::vector<T> get() const {
-        ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
-        std::vector<T> h(n);
-        if (n) buf.download(h.data(), n * sizeof(T));
-        return h;
-    }
-};
-
-std::mt19937 rng(20260611);
-std::vector<float> gaussian(size_t n, float sigma = 1.0f) {
-    std::normal_distribution<float> g(0.0f, sigma);
-    std::vector<float> v(n);
-    for (auto& x : v) x = g(rng);
-    return v;
-}
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -418,16 +388,7 @@ void check_window_attention(int d, int n_head, int n_head_kv, KvElem elem, int w
 
 // ---------------------------------------------------------------- (b) synthetic tiny-gemma4
 
-double rel_l2(const float* a, const float* b, int n) {
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return std::isfinite(num) ? std::sqrt(num / (den + 1e-30)) : INFINITY;
-}
 
-int argmax(const float* v, int n) { return (int)(std::max_element(v, v + n) - v); }
 
 struct Diff {
     double worst = 0;
@@ -756,6 +717,8 @@ void check_graphs(KvElem elem) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    g_report_width = 58;
+    rng.seed(20260611);
     std::vector<std::pair<std::string, std::string>> hf;  // name, GGUF
     std::string fixtures = "tests/fixtures/hf_parity";
     for (int i = 1; i < argc; i++) {

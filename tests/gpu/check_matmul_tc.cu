@@ -26,28 +26,16 @@
 #include "cuda/matmul_tc.h"
 #include "formats/chunk_decode.h"
 #include "formats/formats.h"
+#include "gpu_check.h"
 
 using namespace rotor;
 using namespace rotor::cuda;
+using namespace rotor::gpu_check;
 
 namespace {
 
-int g_failed = 0, g_passed = 0;
 
-void report(bool ok, const std::string& what, const std::string& detail) {
-    printf("%s  %-52s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
-    fflush(stdout);
-    (ok ? g_passed : g_failed)++;
-}
 
-std::mt19937 rng(20261128);
-
-std::vector<float> gaussian(size_t n, float sigma) {
-    std::normal_distribution<float> g(0.0f, sigma);
-    std::vector<float> v(n);
-    for (auto& x : v) x = g(rng);
-    return v;
-}
 
 // f(i) for i in [0, n) on all cores
 template <class F>

@@ -31,27 +31,15 @@
 #include "formats/formats.h"
 #include "model/forward.h"
 #include "model/forward_ops.h"
+#include "gpu_check.h"
 
 using namespace rotor;
 using namespace rotor::cuda;
+using namespace rotor::gpu_check;
 
 namespace {
 
-int g_failed = 0, g_passed = 0;
 
-void report(bool ok, const std::string& what, const std::string& detail) {
-    printf("%s  %-64s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
-    fflush(stdout);
-    (ok ? g_passed : g_failed)++;
-}
-
-std::mt19937 rng(20261128);
-std::vector<float> gaussian(size_t n, float sigma = 1.0f) {
-    std::normal_distribution<float> g(0.0f, sigma);
-    std::vector<float> v(n);
-    for (auto& x : v) x = g(rng);
-    return v;
-}
 
 std::string tname(GgmlType t) { return std::string(format_info(t).name); }
 
@@ -539,6 +527,7 @@ void bench(const std::string& only, int only_tok) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    g_report_width = 64;
     bool quick = false, bench_only = false;
     std::string only;
     int only_tok = 0;

@@ -35,33 +35,18 @@
 #include "kv/kv_pool.h"
 #include "kv/recurrent_state.h"
 #include "model/forward.h"
+#include "gpu_check.h"
 
 using namespace rotor;
 using namespace rotor::cuda;
+using namespace rotor::gpu_check;
 
 namespace {
 
-int g_failed = 0, g_passed = 0;
 
-void report(bool ok, const std::string& what, const std::string& detail) {
-    printf("%s  %-58s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
-    fflush(stdout);
-    (ok ? g_passed : g_failed)++;
-}
-
-std::mt19937 rng(20261203);
 char buf[512];
 
-double rel_l2(const float* a, const float* b, int n) {
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return std::isfinite(num) ? std::sqrt(num / (den + 1e-30)) : INFINITY;
-}
 
-int argmax(const float* v, int n) { return (int)(std::max_element(v, v + n) - v); }
 
 struct Diff {
     std::vector<double> errs;
@@ -504,6 +489,8 @@ void bench_kernels() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    g_report_width = 58;
+    rng.seed(20261203);
     std::vector<std::pair<std::string, std::string>> hf;
     bool bench = false;
     for (int i = 1; i < argc; i++) {

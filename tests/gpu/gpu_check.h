@@ -1,0 +1,65 @@
+// What every GPU check program (tests/gpu/check_*.cu) shares: one PASS / FAIL line per check and the
+// counts, device buffers poisoned with NaN, seeded Gaussian inputs, and the error measures of logits.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_util.h"
+
+namespace rotor::gpu_check {
+
+inline int g_failed = 0, g_passed = 0;
+inline int g_report_width = 52;  // column of the details
+
+inline void report(bool ok, const std::string& what, const std::string& detail) {
+    printf("%s  %-*s %s\n", ok ? "PASS" : "FAIL", g_report_width, what.c_str(), detail.c_str());
+    fflush(stdout);
+    (ok ? g_passed : g_failed)++;
+}
+
+// A device copy of a host vector, or `count` elements filled with 0xFF bytes (NaN for floats), so
+// that an output the kernel fails to write shows up.
+template <class T>
+struct Dev {
+    cuda::DeviceBuffer buf;
+    size_t n = 0;
+    explicit Dev(const std::vector<T>& h) : buf(std::max<size_t>(h.size() * sizeof(T), 16)), n(h.size()) {
+        if (n) buf.upload(h.data(), n * sizeof(T));
+    }
+    explicit Dev(size_t count) : buf(std::max<size_t>(count * sizeof(T), 16)), n(count) {
+        ROTOR_CUDA_CHECK(cudaMemset(buf.get(), 0xFF, count * sizeof(T)));
+    }
+    T* p() const { return buf.get<T>(); }
+    std::vector<T> get() const {
+        ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+        std::vector<T> h(n);
+        if (n) buf.download(h.data(), n * sizeof(T));
+        return h;
+    }
+};
+
+inline std::mt19937 rng(20261128);  // each program may reseed it first thing in main
+inline std::vector<float> gaussian(size_t n, float sigma = 1.0f) {
+    std::normal_distribution<float> g(0.0f, sigma);
+    std::vector<float> v(n);
+    for (auto& x : v) x = g(rng);
+    return v;
+}
+
+// Relative L2 error of a against the reference b (infinite when a holds a NaN or an infinity).
+inline double rel_l2(const float* a, const float* b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return std::isfinite(num) ? std::sqrt(num / (den + 1e-30)) : INFINITY;
+}
+
+inline int argmax(const float* v, int n) { return (int)(std::max_element(v, v + n) - v); }
+
+}  // namespace rotor::gpu_check
