@@ -416,14 +416,7 @@ std::string temp_path(const std::string& stem) {
 // Every matrix expanded to f32 (experts included): the CPU on these is the GPU's exact-path reference.
 std::unique_ptr<Model> load_dequantized(const std::string& path, std::vector<std::vector<float>>& store) {
     auto m = Model::load(path);
-    auto deq = [&](Weight& w) {
-        if (!w.present() || w.type == GgmlType::F32) return;
-        store.emplace_back((size_t)w.rows() * w.cols());
-        for (int64_t r = 0; r < w.rows(); r++)
-            dequantize_row(w.type, w.data + r * w.row_bytes(), &store.back()[(size_t)r * w.cols()], w.cols());
-        w.type = GgmlType::F32;
-        w.data = reinterpret_cast<const uint8_t*>(store.back().data());
-    };
+    auto deq = [&](Weight& w) { dequantize_in_place(w, store); };
     deq(m->tok_embd);
     deq(m->output);
     for (LayerWeights& L : m->layers)

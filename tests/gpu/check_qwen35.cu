@@ -68,14 +68,7 @@ struct Diff {
 // Every tensor of a model expanded to f32 (the GPU's exact path decodes weights exactly and keeps f32
 // activations: the like-for-like CPU reference).
 void dequantize_all(Model& m, std::vector<std::vector<float>>& store) {
-    auto deq = [&](Weight& w) {
-        if (!w.present() || w.type == GgmlType::F32) return;
-        store.emplace_back((size_t)w.rows() * w.cols());
-        for (int64_t r = 0; r < w.rows(); r++)
-            dequantize_row(w.type, w.data + r * w.row_bytes(), &store.back()[(size_t)r * w.cols()], w.cols());
-        w.type = GgmlType::F32;
-        w.data = reinterpret_cast<const uint8_t*>(store.back().data());
-    };
+    auto deq = [&](Weight& w) { dequantize_in_place(w, store); };
     deq(m.tok_embd);
     deq(m.output);
     for (LayerWeights& L : m.layers)

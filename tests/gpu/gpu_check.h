@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "cuda/cuda_util.h"
+#include "formats/formats.h"
+#include "model/model.h"
 
 namespace rotor::gpu_check {
 
@@ -61,5 +63,16 @@ inline double rel_l2(const float* a, const float* b, int n) {
 }
 
 inline int argmax(const float* v, int n) { return (int)(std::max_element(v, v + n) - v); }
+
+// w rewritten to f32 rows (kept alive in store): the CPU forward then computes with exactly the
+// weights the GPU's exact path decodes, the like-for-like reference for it.
+inline void dequantize_in_place(Weight& w, std::vector<std::vector<float>>& store) {
+    if (!w.present() || w.type == GgmlType::F32) return;
+    store.emplace_back((size_t)w.rows() * w.cols());
+    for (int64_t r = 0; r < w.rows(); r++)
+        dequantize_row(w.type, w.data + r * w.row_bytes(), &store.back()[(size_t)r * w.cols()], w.cols());
+    w.type = GgmlType::F32;
+    w.data = reinterpret_cast<const uint8_t*>(store.back().data());
+}
 
 }  // namespace rotor::gpu_check
