@@ -516,8 +516,12 @@ void CudaForward::enqueue_logits(int n_out, const std::vector<int>& out_rows) {
     linear(output_, hid, n_out, logits_.get<float>());
 }
 
+// Only the position: a step that starts a sequence at position 0 never reads its old state (the
+// Gated DeltaNet kernels start from zero there), so nothing needs clearing on the GPU.
 void CudaForward::reset_seq_state(int seq) {
-    if (has_recurrent_state()) load_seq_state(seq, std::vector<uint8_t>(state_bytes_per_seq_, 0), 0);
+    if (!q35_) return;
+    if (seq < 0 || seq >= opt_.n_seq) throw Error("reset_seq_state: sequence outside the cache's " + std::to_string(opt_.n_seq));
+    q35_->seq_pos[seq] = 0;
 }
 
 void CudaForward::copy_seq_prefix(int src, int dst, int n) {

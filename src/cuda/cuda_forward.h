@@ -54,6 +54,8 @@ public:
 
     // Copies positions [0, n) of sequence src's K/V to sequence dst on the GPU (prefix reuse).
     void copy_seq_prefix(int src, int dst, int n);
+    // Positions layer l stores per sequence: the context, the ring of a sliding-window layer, 0 without KV.
+    int kv_positions(int layer) const { return layers_[layer].kv.n_head_kv ? layers_[layer].kv.ctx : 0; }
     // K+V bytes one position of one sequence takes over all layers.
     uint64_t kv_bytes_per_position() const { return kv_bytes_per_pos_; }
     // Bytes of activation, logits and scratch buffers (everything but weights and KV).
@@ -69,7 +71,7 @@ public:
     void copy_seq_state(int src, int dst);                 // dst's state (and position) = src's
     void save_seq_state(int seq, std::vector<uint8_t>& host) const;  // to host memory (a checkpoint)
     void load_seq_state(int seq, const std::vector<uint8_t>& host, int pos);
-    void reset_seq_state(int seq);  // a fresh state at position 0 (all zeros)
+    void reset_seq_state(int seq);  // a fresh state: position 0 (the next step restarts it)
 
     void set_cuda_graphs(bool on) { opt_.cuda_graphs = on; }
     uint64_t weight_bytes() const { return weight_bytes_; }

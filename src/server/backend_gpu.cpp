@@ -42,11 +42,8 @@ public:
         len_.assign(cfg.n_slots, 0);
         hi_.assign(cfg.n_slots, -1);
         for (int l = 0; l < model.cfg.n_layer; l++)
-            if (model.cfg.is_swa(l) && model.cfg.n_head_kv[l] > 0) {
-                const int R = (std::min(o.ctx, model.cfg.window_of(l) + o.max_seq_tokens) + o.ring_round - 1) /
-                              o.ring_round * o.ring_round;
-                if (R < o.ctx) rings_.push_back({model.cfg.window_of(l), R});
-            }
+            if (const int R = fwd_->kv_positions(l); model.cfg.is_swa(l) && R > 0 && R < o.ctx)
+                rings_.push_back({model.cfg.window_of(l), R});
         checkpoints_.resize(cfg.n_slots);
         fprintf(stderr, "GPU memory on %s: weights %.1f MiB, KV %.1f MiB, recurrent state %.1f MiB, activations %.1f MiB\n",
                 fwd_->gpu_name().c_str(), fwd_->weight_bytes() / 1048576.0, fwd_->kv_bytes() / 1048576.0,
