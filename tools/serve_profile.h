@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,7 +50,8 @@ inline std::string auto_profile_path(const std::string& model_file) {
     const std::vector<cuda::GpuInfo> gpus = cuda::list_gpus();
     if (gpus.empty()) throw Error("--profile auto: no CUDA GPU found (is the NVIDIA driver loaded?); name a profile instead");
     const cuda::GpuInfo& g = gpus[0];
-    std::string best, planned;
+    std::string best;
+    std::set<std::string> planned;  // model files the profiles were planned for
     uint64_t best_bytes = 0;
     for (const auto& d : profile_dirs()) {
         if (!std::filesystem::is_directory(d)) continue;
@@ -58,7 +60,7 @@ inline std::string auto_profile_path(const std::string& model_file) {
             try {
                 const auto j = nlohmann::json::parse(read_text_file(e.path().string()));
                 const std::string file = j.at("model").at("file").get<std::string>();
-                if (planned.find(file) == std::string::npos) planned += (planned.empty() ? "" : ", ") + file;
+                planned.insert(file);
                 if (file != model_file) continue;
                 const uint64_t b = j.at("device_bytes").get<uint64_t>();
                 if (b <= g.total_bytes + (g.total_bytes >> 6) && b > best_bytes) {  // 1.5% slack: reported sizes vary
@@ -71,9 +73,12 @@ inline std::string auto_profile_path(const std::string& model_file) {
         }
         if (!best.empty()) break;
     }
-    if (best.empty() && planned.find(model_file) == std::string::npos)
-        throw Error("--profile auto: no profile was planned for " + model_file + " (profiles exist for " + planned +
+    if (best.empty() && !planned.count(model_file)) {
+        std::string names;
+        for (const std::string& f : planned) names += (names.empty() ? "" : ", ") + f;
+        throw Error("--profile auto: no profile was planned for " + model_file + " (profiles exist for " + names +
                     "); plan it with `rotor plan -m MODEL --vram GIB` and give --slots, --ctx-per-slot, --kv-k, --kv-v");
+    }
     if (best.empty())
         throw Error("--profile auto: no profile for " + model_file + " fits " + g.name + " (" +
                     std::to_string(g.total_bytes >> 20) + " MiB)");
