@@ -99,7 +99,8 @@ __global__ void kv_store_kernel(E* K, E* V, int hkv, int dk, int dv, int ctx, co
                                 const int32_t* __restrict__ pos) {
     const int t = blockIdx.x;
     const size_t slot = (size_t)seq[t] * ctx + pos[t] % ctx;  // a ring on sliding-window layers
-    for (int i = threadIdx.x; i < hkv * dk; i += blockDim.x) K[slot * hkv * dk + i] = store_elem<E>(k[(size_t)t * hkv * dk + i]);
+    if (K)  // null where the key comes from the value
+        for (int i = threadIdx.x; i < hkv * dk; i += blockDim.x) K[slot * hkv * dk + i] = store_elem<E>(k[(size_t)t * hkv * dk + i]);
     for (int i = threadIdx.x; i < hkv * dv; i += blockDim.x) V[slot * hkv * dv + i] = store_elem<E>(v[(size_t)t * hkv * dv + i]);
 }
 
@@ -157,7 +158,7 @@ __global__ void kv_store_blocks_kernel(B* K, B* V, int hkv, int dk, int dv, int 
                                        const float* __restrict__ v, const int32_t* __restrict__ seq,
                                        const int32_t* __restrict__ pos) {
     __shared__ float row[kMaxHeadDim];
-    const int t = blockIdx.x, h = blockIdx.y, which = blockIdx.z;
+    const int t = blockIdx.x, h = blockIdx.y, which = K ? blockIdx.z : 1;  // V only: the key comes from it
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, warps = blockDim.x / kWarp;
     const size_t slot = (size_t)seq[t] * ctx + pos[t] % ctx;  // a ring on sliding-window layers
     const int d = which == 0 ? dk : dv;
@@ -222,6 +223,44 @@ __device__ inline void load_run(const E* p, float* out) {
     }
 }
 
+// In-place orthonormal Walsh-Hadamard transform of a row of 32 * PL floats spread over a warp, PL
+// consecutive elements per lane (element lane * PL + i): the butterflies of hadamard_shared, the
+// low bits inside a lane, the high bits across lanes.
+template <int PL>
+__device__ inline void warp_hadamard(float (&x)[PL], int lane) {
+#pragma unroll
+    for (int h = 1; h < PL; h <<= 1)
+#pragma unroll
+        for (int i = 0; i < PL; i++)
+            if (!(i & h)) {
+                const float a = x[i], b = x[i + h];
+                x[i] = a + b;
+                x[i + h] = a - b;
+            }
+#pragma unroll
+    for (int m = 1; m < kWarp; m <<= 1) {
+        const bool upper = lane & m;
+#pragma unroll
+        for (int i = 0; i < PL; i++) {
+            const float o = __shfl_xor_sync(0xffffffffu, x[i], m);
+            x[i] = upper ? o - x[i] : x[i] + o;
+        }
+    }
+    const float sc = rsqrtf((float)(kWarp * PL));
+#pragma unroll
+    for (int i = 0; i < PL; i++) x[i] *= sc;
+}
+
+constexpr int kMaxRopePairs = kMaxHeadDim / 2;
+
+// What the kernel needs to derive keys from values (KvLayerView's key_from_value fields).
+struct KeyFromValueArgs {
+    const float* k_weight = nullptr;
+    const float* inv_freq = nullptr;
+    int n_rot = 0, rope_pairs = 0;
+    bool rotated = false;  // the stored rows are H v: rotated back per position before the key is built
+};
+
 // One block per (KV head, query-head group, token, split): the query heads that share a KV head
 // (GQA) are served together, so each K/V row is read once per group, not once per query head.
 // Each warp runs an online softmax over its positions (two at a time, loads first), with the
@@ -229,12 +268,17 @@ __device__ inline void load_run(const E* p, float* out) {
 // loads), else elements lane + 32 i. The block merges its warps and writes (max, sum, acc[dv]) per
 // query head and split. A sliding-window layer (window > 0) attends to positions (p - window, p] only,
 // split from the window's first position, position j read from slot j % ctx of its ring.
-template <class E, int PL, int GB>
+// KFV (key from value): K is not read; the key of position j is RoPE_j(w (.) v_j) (v_j rotated back
+// first for a rotated type). Its score needs no per-position rotation of the row: with c, s the cosine
+// and sine of pair (e, e') = (e, e + n_rot / 2) at j, q . k_j = sum_e v_e (c a_e + s b_e) where
+// a_e = q_e w_e and b_e = q_e' w_e, b_e' = -q_e w_e' (pairs past n_rot: a_e only). Each warp computes the
+// cosines and sines of its position once into shared memory (rope_pairs / 32 sincosf per lane).
+template <class E, int PL, int GB, bool KFV>
 __global__ void __launch_bounds__(kAttnWarps* kWarp)
     attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
                            int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
                            const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
-                           float* __restrict__ partial) {
+                           float* __restrict__ partial, KeyFromValueArgs kfv) {
     const int group = n_head / hkv, blocks_per_kv = (group + GB - 1) / GB;
     const int g = blockIdx.x / blocks_per_kv, h0 = g * group + (blockIdx.x % blocks_per_kv) * GB;
     const int nh = min(GB, g * group + group - h0);
@@ -246,41 +290,73 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     const bool contiguous = dk == kWarp * PL && dv == kWarp * PL;
     auto elem = [&](int i) { return contiguous ? lane * PL + i : lane + kWarp * i; };
 
-    float qr[GB][PL], acc[GB][PL], m[GB], l[GB];
+    // qr: the scaled query (KFV: its a_e); qb: KFV's b_e
+    constexpr int QB = KFV ? GB : 1;
+    float qr[GB][PL], qb[QB][PL], acc[GB][PL], m[GB], l[GB];
+    const int half = kfv.n_rot / 2;
+    int pair[KFV ? PL : 1];  // KFV: the RoPE pair of element elem(i), -1 past the rotated pairs
+    if constexpr (KFV) {
+#pragma unroll
+        for (int i = 0; i < PL; i++) {
+            const int e = elem(i), j = e < half ? e : e - half;
+            pair[i] = (e < kfv.n_rot && j < kfv.rope_pairs) ? j : -1;
+        }
+    }
 #pragma unroll
     for (int j = 0; j < GB; j++) {
         const float* qh = q + ((size_t)t * n_head + h0 + j) * dk;
 #pragma unroll
         for (int i = 0; i < PL; i++) {
-            qr[j][i] = (j < nh && elem(i) < dk) ? qh[elem(i)] * scale : 0.0f;
+            const int e = elem(i);
+            const bool live = j < nh && e < dk;
+            qr[j][i] = live ? qh[e] * scale : 0.0f;
+            if constexpr (KFV) {
+                const float w = live ? kfv.k_weight[e] : 0.0f;
+                qr[j][i] *= w;
+                float b = 0.0f;
+                if (live && e < kfv.n_rot) b = e < half ? qh[e + half] * scale * w : -qh[e - half] * scale * w;
+                qb[j][i] = b;
+            }
             acc[j][i] = 0.0f;
         }
         m[j] = -INFINITY;
         l[j] = 0.0f;
     }
+    // KFV: this lane's frequencies (pairs lane + 32 r) and its warp's cosines and sines
+    constexpr int kFreqRegs = KFV ? kMaxRopePairs / kWarp : 1;
+    float freq[kFreqRegs];
+    __shared__ float sm_cos[KFV ? kAttnWarps : 1][KFV ? kMaxRopePairs : 1];
+    __shared__ float sm_sin[KFV ? kAttnWarps : 1][KFV ? kMaxRopePairs : 1];
+    if constexpr (KFV) {
+#pragma unroll
+        for (int r = 0; r < kFreqRegs; r++) {
+            const int j = lane + kWarp * r;
+            freq[r] = j < kfv.rope_pairs ? kfv.inv_freq[j] : 0.0f;
+        }
+    }
 
     const size_t base = (size_t)seq[t] * ctx;
     constexpr int U = 2;  // positions in flight per warp
     for (int p0 = begin + warp; p0 < end; p0 += kAttnWarps * U) {
-        float kv[U][PL], vv[U][PL];
+        float kv[KFV ? 1 : U][PL], vv[U][PL];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int p = p0 + u * kAttnWarps;
             if (p >= end) break;
             constexpr int kU = kUnitElems<E>;
             const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
-            const E* kr = K + (slot * hkv + g) * (dk / kU);
+            const E* kr = KFV ? nullptr : K + (slot * hkv + g) * (dk / kU);
             const E* vr = V + (slot * hkv + g) * (dv / kU);
             bool wide = false;
             if constexpr (kU == 1) {
                 if (contiguous) {
-                    load_run<E, PL>(kr + lane * PL, kv[u]);
+                    if constexpr (!KFV) load_run<E, PL>(kr + lane * PL, kv[u]);
                     load_run<E, PL>(vr + lane * PL, vv[u]);
                     wide = true;
                 }
             } else if constexpr (PL % 2 == 0 && kU % PL == 0) {
                 if (contiguous) {
-                    load_block_run<PL>(kr, lane * PL, kv[u]);
+                    if constexpr (!KFV) load_block_run<PL>(kr, lane * PL, kv[u]);
                     load_block_run<PL>(vr, lane * PL, vv[u]);
                     wide = true;
                 }
@@ -288,20 +364,52 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
             if (!wide) {
 #pragma unroll
                 for (int i = 0; i < PL; i++) {
-                    kv[u][i] = elem(i) < dk ? row_elem(kr, elem(i)) : 0.0f;
+                    if constexpr (!KFV) kv[u][i] = elem(i) < dk ? row_elem(kr, elem(i)) : 0.0f;
                     vv[u][i] = elem(i) < dv ? row_elem(vr, elem(i)) : 0.0f;
                 }
             }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            if (p0 + u * kAttnWarps >= end) break;
+            const int p = p0 + u * kAttnWarps;
+            if (p >= end) break;
+            float dots[GB];
+            if constexpr (KFV) {
+                // the row in the model's basis, this position's cosines and sines, then the GB scores
+                float x[PL];
+#pragma unroll
+                for (int i = 0; i < PL; i++) x[i] = vv[u][i];
+                // rotated types have power-of-two head sizes, so contiguous rows (key_from_value_refusal)
+                if constexpr ((PL & (PL - 1)) == 0)
+                    if (kfv.rotated) warp_hadamard<PL>(x, lane);
+                __syncwarp();  // the previous position's cosines are read
+#pragma unroll
+                for (int r = 0; r < kFreqRegs; r++) {
+                    const int j = lane + kWarp * r;
+                    if (j < kfv.rope_pairs) sincosf((float)p * freq[r], &sm_sin[warp][j], &sm_cos[warp][j]);
+                }
+                __syncwarp();
+#pragma unroll
+                for (int j = 0; j < GB; j++) dots[j] = 0.0f;
+#pragma unroll
+                for (int i = 0; i < PL; i++) {
+                    const float c = pair[i] >= 0 ? sm_cos[warp][pair[i]] : 1.0f;
+                    const float sn = pair[i] >= 0 ? sm_sin[warp][pair[i]] : 0.0f;
+#pragma unroll
+                    for (int j = 0; j < GB; j++) dots[j] += x[i] * (c * qr[j][i] + sn * qb[j][i]);
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < GB; j++) {
+                    float d = 0.0f;
+#pragma unroll
+                    for (int i = 0; i < PL; i++) d += qr[j][i] * kv[u][i];
+                    dots[j] = d;
+                }
+            }
 #pragma unroll
             for (int j = 0; j < GB; j++) {
-                float d = 0.0f;
-#pragma unroll
-                for (int i = 0; i < PL; i++) d += qr[j][i] * kv[u][i];
-                d = warp_sum(d);
+                const float d = warp_sum(dots[j]);
                 const float m_new = fmaxf(m[j], d);
                 const float corr = expf(m[j] - m_new), w = expf(d - m_new);
                 l[j] = l[j] * corr + w;
@@ -352,9 +460,17 @@ void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t
     constexpr int GB = PL <= 4 ? 8 : (PL <= 8 ? 4 : 2);
     const int group = n_head / kv.n_head_kv;
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
-    attention_split_kernel<E, PL, GB><<<grid, kAttnWarps * kWarp, 0, s>>>(
-        static_cast<const E*>(kv.k), static_cast<const E*>(kv.v), kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx,
-        kv.window, q, seq, pos, n_head, scale, ns, partial);
+    const E* K = static_cast<const E*>(kv.k);
+    const E* V = static_cast<const E*>(kv.v);
+    if (kv.key_from_value()) {
+        const KeyFromValueArgs a{kv.k_weight, kv.rope_inv_freq, kv.n_rot, kv.rope_pairs, kv_elem_rotated(kv.elem)};
+        attention_split_kernel<E, PL, GB, true><<<grid, kAttnWarps * kWarp, 0, s>>>(
+            K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial, a);
+    } else {
+        attention_split_kernel<E, PL, GB, false><<<grid, kAttnWarps * kWarp, 0, s>>>(
+            K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial,
+            KeyFromValueArgs{});
+    }
 }
 
 template <class E>
@@ -427,6 +543,23 @@ std::string kv_elem_refusal(KvElem e, int d) {
 }
 bool kv_elem_supports(KvElem e, int d) { return kv_elem_refusal(e, d).empty(); }
 
+std::string key_from_value_refusal(const KvLayerView& kv) {
+    const int d = kv.head_dim_k;
+    if (kv.head_dim_v != d) return "keys derived from values need equal K and V head sizes";
+    if (kv.n_rot < 0 || kv.n_rot > d || kv.n_rot % 2) return "RoPE dimensions " + std::to_string(kv.n_rot) + " do not fit head size " + std::to_string(d);
+    if (kv.rope_pairs < 0 || kv.rope_pairs > kv.n_rot / 2 || kv.rope_pairs > kMaxRopePairs)
+        return "rotated RoPE pairs " + std::to_string(kv.rope_pairs) + " out of range";
+    if (!kv.k_weight || (kv.rope_pairs > 0 && !kv.rope_inv_freq)) return "key from value: k_weight or frequencies missing";
+    return kv_elem_refusal(kv.elem, d);
+}
+
+int key_from_value_rope_pairs(const float* inv_freq, int n_rot, int n_ctx) {
+    int pairs = 0;
+    for (int j = 0; j < n_rot / 2; j++)
+        if ((double)std::fabs(inv_freq[j]) * std::max(n_ctx, 1) >= 1e-6) pairs = j + 1;
+    return pairs;
+}
+
 void hadamard_rows(float* x, int n_rows, int d, cudaStream_t s) {
     if (n_rows == 0) return;
     if (d > kMaxHeadDim || (d & (d - 1))) throw Error("CUDA Hadamard rotation: size must be a power of two <= 512");
@@ -438,7 +571,8 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
               cudaStream_t s) {
     if (n_tok == 0) return;
     const int H = kv.n_head_kv, dk = kv.head_dim_k, dv = kv.head_dim_v;
-    const dim3 rows((unsigned)n_tok, (unsigned)H, 2);  // block types: one thread block per K or V head row
+    // block types: one thread block per K or V head row (V rows only where the key comes from the value)
+    const dim3 rows((unsigned)n_tok, (unsigned)H, kv.k ? 2 : 1);
     switch (kv.elem) {
         case KvElem::F32:
             kv_store_kernel<float><<<n_tok, 256, 0, s>>>(static_cast<float*>(kv.k), static_cast<float*>(kv.v), H, dk, dv,
@@ -484,6 +618,8 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
     const int ns = attention_splits(kv.window > 0 ? std::min(max_kv, kv.window) : max_kv);
     for (int d : {kv.head_dim_k, kv.head_dim_v})  // head size, block multiple, rotation order
         if (std::string why = kv_elem_refusal(kv.elem, d); !why.empty()) throw Error("CUDA attention: " + why);
+    if (kv.key_from_value())
+        if (std::string why = key_from_value_refusal(kv); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
     switch (kv.elem) {
         case KvElem::F32: launch_attention_split_any<float>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;

@@ -36,10 +36,29 @@ struct KvLayerView {
     // Sliding-window layer (gemma4): a query at p sees (p - window, p]; position p is stored at
     // p % ctx (ctx = window + the most tokens one sequence stores in a step). 0 = whole context.
     int window = 0;
+    // Key from value (gemma4's K = V global layers): only V is stored (k is null) and the key of position
+    // j is RoPE-NeoX(j; n_rot, rope_inv_freq)(k_weight (.) v_j) in the model's basis, what the forward
+    // computes as k (k_norm's weight, then RoPE) from the same normalized projection; the CPU cache's
+    // KvGeometry::KeyFromValue. The query then stays in the model's basis even for a rotated type (the
+    // key is rebuilt there, the stored row rotated back per position); the output is in the stored basis
+    // as for every layer (rotate it back after attention).
+    const float* k_weight = nullptr;       // head_dim floats (device)
+    const float* rope_inv_freq = nullptr;  // n_rot / 2 floats (device)
+    int n_rot = 0;
+    // Pairs [0, rope_pairs) are rotated; later pairs have frequencies so small that no position of the
+    // context turns them (cos 1, sin below 1e-6: gemma4's proportional RoPE leaves 3/4 of them still).
+    int rope_pairs = 0;
+    bool key_from_value() const { return k_weight != nullptr; }
 };
 
-// Stores k[t], v[t] at (seq[t], pos[t] % ctx) (the slot itself when pos < ctx, as outside rings). Tokens
-// of one call must not share a slot (a step stores at most ctx - window positions of a sequence).
+// Why attention cannot derive keys from values for this layer shape ("" when it can).
+std::string key_from_value_refusal(const KvLayerView& kv);
+// rope_pairs for a layer: 1 + the last pair whose angle reaches 1e-6 within n_ctx positions.
+int key_from_value_rope_pairs(const float* host_inv_freq, int n_rot, int n_ctx);
+
+// Stores k[t], v[t] at (seq[t], pos[t] % ctx) (the slot itself when pos < ctx, as outside rings; only v
+// where the key comes from the value). Tokens of one call must not share a slot (a step stores at most
+// ctx - window positions of a sequence).
 void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
               cudaStream_t s);
 

@@ -498,6 +498,7 @@ std::atomic<int> g_enabled{-1};  // -1: not read from the environment yet
 std::string attention_prefill_refusal(const KvLayerView& kv, int n_head) {
     const int d = kv.head_dim_k;
     if (kv.head_dim_v != d) return "prefill attention needs equal K and V head sizes";
+    if (kv.key_from_value()) return "prefill attention reads stored keys; this layer derives them from its values";
     if (d != 64 && d != 128 && d != 256 && d != 512)
         return "prefill attention supports head sizes 64, 128, 256 and 512, not " + std::to_string(d);
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv) return "query heads must be a multiple of KV heads";

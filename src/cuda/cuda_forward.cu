@@ -104,7 +104,8 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     weight_bytes_ = total;
 
     // KV cache: per layer K then V, [seq][pos][head_kv][dim]; nothing on layers without KV heads
-    // (Gated DeltaNet), a ring of window + max_seq_tokens positions on sliding-window layers.
+    // (Gated DeltaNet), a ring of window + max_seq_tokens positions on sliding-window layers, V only on
+    // gemma4's K = V layers (the key is derived from it: attention.h, KvLayerView::key_from_value).
     size_t kv_total = 0;
     std::vector<std::pair<size_t, size_t>> kv_off(c.n_layer);
     std::vector<int> kv_pos(c.n_layer);
@@ -116,7 +117,9 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
         } else {
             kv_pos[l] = opt.ctx;
         }
-        const size_t ks = (size_t)opt.n_seq * kv_pos[l] * geo.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_k[l]);
+        const size_t ks = c.v_is_k_at(l) ? 0
+                                            : (size_t)opt.n_seq * kv_pos[l] * geo.n_head_kv[l] *
+                                                  kv_row_bytes(opt.kv, c.head_dim_k[l]);
         const size_t vs = (size_t)opt.n_seq * kv_pos[l] * geo.n_head_kv[l] * kv_row_bytes(opt.kv, c.head_dim_v[l]);
         kv_off[l] = {kv_total, kv_total + align_up(ks)};
         kv_total += align_up(ks) + align_up(vs);
@@ -126,11 +129,11 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     kv_bytes_ = kv_total;
     for (int l = 0; l < c.n_layer; l++)
         if (c.window_of(l) == 0)  // rings are a fixed size per sequence, not per position
-            kv_bytes_per_pos_ += (uint64_t)geo.n_head_kv[l] *
-                                 (kv_row_bytes(opt.kv, c.head_dim_k[l]) + kv_row_bytes(opt.kv, c.head_dim_v[l]));
+            kv_bytes_per_pos_ += (uint64_t)geo.n_head_kv[l] * ((c.v_is_k_at(l) ? 0 : kv_row_bytes(opt.kv, c.head_dim_k[l])) +
+                                                               kv_row_bytes(opt.kv, c.head_dim_v[l]));
     for (int l = 0; l < c.n_layer; l++) {
         KvLayerView& v = layers_[l].kv;
-        v.k = kv_arena_.get<char>() + kv_off[l].first;
+        v.k = c.v_is_k_at(l) ? nullptr : kv_arena_.get<char>() + kv_off[l].first;
         v.v = kv_arena_.get<char>() + kv_off[l].second;
         v.elem = opt.kv;
         v.n_head_kv = geo.n_head_kv[l];
@@ -186,6 +189,19 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     if (inv.empty()) inv.push_back(0.0f);
     inv_freq_.resize(inv.size() * 4);
     inv_freq_.upload(inv.data(), inv.size() * 4);
+    // K = V layers read the layer's k_norm weight and the global RoPE to derive their keys
+    for (int l = 0; l < c.n_layer; l++) {
+        if (!c.v_is_k_at(l) || geo.n_head_kv[l] == 0) continue;
+        KvLayerView& v = layers_[l].kv;
+        if (layers_[l].k_norm.type != GgmlType::F32 || !layers_[l].k_norm.data)
+            throw Error("gemma4 layer " + std::to_string(l) + ": attn_k_norm must be F32 (its keys are derived from it)");
+        v.k_weight = static_cast<const float*>(layers_[l].k_norm.data);
+        v.rope_inv_freq = inv_freq_.get<float>();
+        v.n_rot = c.n_rot;
+        v.rope_pairs = key_from_value_rope_pairs(inv.data(), c.n_rot, opt.ctx);
+        if (std::string why = key_from_value_refusal(v); !why.empty())
+            throw Error("gemma4 layer " + std::to_string(l) + " on the GPU: " + why);
+    }
 
     if (c.hybrid()) init_qwen35();
     else if (c.arch == Arch::Gemma4) init_gemma4();
@@ -538,6 +554,7 @@ void CudaForward::copy_seq_prefix(int src, int dst, int n) {
         const int cnt = std::min(n, v.ctx);
         for (const auto& [base, dim] : {std::pair<char*, int>{static_cast<char*>(v.k), v.head_dim_k},
                                         std::pair<char*, int>{static_cast<char*>(v.v), v.head_dim_v}}) {
+            if (!base) continue;  // no K rows where the key comes from the value
             const size_t pos_bytes = (size_t)v.n_head_kv * kv_row_bytes(v.elem, dim);
             const size_t seq_bytes = (size_t)v.ctx * pos_bytes;
             ROTOR_CUDA_CHECK(cudaMemcpyAsync(base + (size_t)dst * seq_bytes, base + (size_t)src * seq_bytes,

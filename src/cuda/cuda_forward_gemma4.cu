@@ -137,9 +137,10 @@ void CudaForward::enqueue_gemma4(int n, int max_kv, const std::vector<int>& out_
         const bool swa = c.is_swa(l);
         gemma4_qkv_prep(q, k, v, n, H, Hkv, D, swa ? c.n_rot_swa : c.n_rot, f32p(L.q_norm.data), f32p(L.k_norm.data),
                         L.wv.data == nullptr, pos, swa ? g.inv_freq_swa.get<float>() : inv_freq_.get<float>(), eps, s);
-        kv_store(L.kv, k, v, seq_.get<int32_t>(), pos, n, s);  // rotates K and V itself
+        kv_store(L.kv, k, v, seq_.get<int32_t>(), pos, n, s);  // rotates K and V itself; V only on K = V layers
         const bool rotated = kv_elem_rotated(L.kv.elem);
-        if (rotated) hadamard_rows(q, n * H, D, s);  // attention runs in the rotated basis
+        // attention runs in the rotated basis, but for K = V layers it builds keys in the model's
+        if (rotated && !L.kv.key_from_value()) hadamard_rows(q, n * H, D, s);
         attend(L.kv, q, attn, n, H, /*scale=*/1.0f, max_kv);  // the q/k norms set the scale
         if (rotated) hadamard_rows(attn, n * H, D, s);
         linear(L.wo, attn, n, xn);

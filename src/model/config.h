@@ -63,6 +63,8 @@ struct ModelConfig {
     bool is_recurrent(int layer) const { return !recurrent.empty() && recurrent[layer] != 0; }
     int window_of(int layer) const { return window.empty() ? 0 : window[layer]; }
     bool is_swa(int layer) const { return window_of(layer) > 0; }
+    // K = V layer: the KV caches store only v and derive the key from it (kv_cache.h, KeyFromValue)
+    bool v_is_k_at(int layer) const { return !v_is_k.empty() && v_is_k[layer] != 0; }
     bool hybrid() const { return arch == Arch::Qwen35 || arch == Arch::Qwen35Moe; }
     int ssm_conv_dim() const { return 2 * ssm_n_k_heads * ssm_d_k + ssm_n_v_heads * ssm_d_v; }
 

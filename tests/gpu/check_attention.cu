@@ -1,5 +1,6 @@
 // rotor-check-attention: the tensor-core prefill attention (src/cuda/attention_prefill.cu) against a
-// CPU reference, on the GPU machine, and its benchmark against the split-K kernel (attention.cu).
+// CPU reference, on the GPU machine, and its benchmark against the split-K kernel (attention.cu); first
+// the split-K kernel's keys derived from values (check_key_from_value).
 //   rotor-check-attention [--no-bench] [--bench-only] [--reps N]
 // Caches hold fresh random stored values of every KV type (f32, f16, q8_0 / q4_0 blocks with random
 // scales and codes; the *h types are the same blocks: the kernel reads stored values only), slots the
@@ -236,6 +237,149 @@ void check_case(const Case& c) {
     report(worst_split <= 5e-5, "  split-K on the same cache", fmt("vs exact %.1e max|v|", worst_split));
 }
 
+// The split-K kernel deriving keys from values (gemma4's K = V layers: KvLayerView::key_from_value)
+// against a double reference written out here: v_j = the stored row in the model's basis (H x for a
+// rotated type, with H the orthonormal Sylvester Hadamard matrix built entry by entry, not by the
+// butterfly), k_j = NeoX RoPE at j of w (.) v_j over n_rot dims (cos and sin in double of the float32
+// angle j * inv_freq, as the CPU forward and transformers form it), scores q . k_j
+// with q unrotated; the output in the stored basis (sum p_j x_j). rope_pairs from the kernel's own
+// rule is checked to keep every pair that turns by 1e-6 or more.
+void check_key_from_value(KvElem e, int d, int n_head, int hkv, int n_rot, bool proportional, int window, int ctx,
+                          std::vector<int> last) {
+    const int G = n_head / hkv, n_tok = (int)last.size();
+    const HostCache hc(e, d, hkv, ctx, last);
+    std::vector<float> w = gaussian(d), inv(n_rot / 2);
+    for (float& x : w) x = 0.5f + std::fabs(x);
+    for (int j = 0; j < n_rot / 2; j++) {
+        inv[j] = (float)std::pow(10000.0, -2.0 * j / n_rot);
+        if (proportional && j >= n_rot / 8) inv[j] /= 1e30f;  // gemma4's rope_freqs: a quarter turns
+    }
+    const int max_pos = *std::max_element(last.begin(), last.end()) + 1;
+    KvLayerView kv;
+    kv.elem = e;
+    kv.n_head_kv = hkv;
+    kv.head_dim_k = kv.head_dim_v = d;
+    kv.ctx = ctx;
+    kv.window = window;
+    kv.n_rot = n_rot;
+    kv.rope_pairs = key_from_value_rope_pairs(inv.data(), n_rot, max_pos);
+    DeviceBuffer V(hc.vb.size());
+    V.upload(hc.vb.data(), hc.vb.size());
+    kv.v = V.get();
+    Dev<float> dw(w), dinv(inv);
+    kv.k_weight = dw.p();
+    kv.rope_inv_freq = dinv.p();
+    const std::string why = key_from_value_refusal(kv);
+    if (!why.empty()) {
+        report(false, "key from value refused", why);
+        return;
+    }
+    const std::vector<float> q = gaussian((size_t)n_tok * n_head * d);
+    std::vector<int32_t> seq(n_tok), pos(n_tok);
+    for (int t = 0; t < n_tok; t++) seq[t] = t, pos[t] = last[t];
+    const float scale = 1.0f / std::sqrt((float)d);
+    Dev<float> dq(q), dout((size_t)n_tok * n_head * d);
+    Dev<int32_t> dseq(seq), dpos(pos);
+    Dev<float> partial(attention_partial_floats(n_tok, n_head, d, max_pos));
+    attention(kv, dq.p(), dout.p(), dseq.p(), dpos.p(), n_tok, n_head, scale, max_pos, partial.p(), nullptr);
+    const std::vector<float> out = dout.get();
+
+    const bool rot = kv_elem_rotated(e);
+    auto hadamard = [&](int i, int j) { return (__builtin_popcount((unsigned)(i & j)) & 1 ? -1.0 : 1.0) / std::sqrt((double)d); };
+    double worst = 0;
+    int nan_rows = 0, dropped_turning = 0;
+    for (int j = kv.rope_pairs; j < n_rot / 2; j++)
+        if ((double)inv[j] * max_pos >= 1e-6) dropped_turning++;
+    std::vector<double> vm(d), sc;
+    std::vector<std::vector<double>> keys;  // per position of the window, for one KV head
+    for (int t = 0; t < n_tok; t++) {
+        const int p = pos[t], lo = window > 0 ? std::max(0, p - window + 1) : 0;
+        for (int g = 0; g < hkv; g++) {
+            keys.assign(p - lo + 1, std::vector<double>(d));
+            double vmax = 0;
+            for (int j = lo; j <= p; j++) {
+                const float* x = hc.vrow(t, j, g);
+                for (int i = 0; i < d; i++) {
+                    double a = 0;
+                    if (rot)
+                        for (int c = 0; c < d; c++) a += hadamard(i, c) * x[c];
+                    else
+                        a = x[i];
+                    vm[i] = a;
+                    vmax = std::max(vmax, (double)std::fabs(x[i]));
+                }
+                std::vector<double>& k = keys[j - lo];
+                for (int i = 0; i < d; i++) k[i] = w[i] * vm[i];
+                for (int i = 0; i < n_rot / 2; i++) {
+                    // the angle as the model defines it: a float32 product (CPU forward, transformers)
+                    const double th = (double)((float)j * inv[i]), c = std::cos(th), s = std::sin(th);
+                    const double x0 = k[i], x1 = k[i + n_rot / 2];
+                    k[i] = x0 * c - x1 * s;
+                    k[i + n_rot / 2] = x0 * s + x1 * c;
+                }
+            }
+            for (int h = g * G; h < (g + 1) * G; h++) {
+                const float* qr = q.data() + ((size_t)t * n_head + h) * d;
+                sc.assign(p - lo + 1, 0);
+                double mx = -1e300;
+                for (int j = lo; j <= p; j++) {
+                    double dot = 0;
+                    for (int i = 0; i < d; i++) dot += (double)qr[i] * keys[j - lo][i];
+                    sc[j - lo] = dot * scale;
+                    mx = std::max(mx, sc[j - lo]);
+                }
+                double sum = 0;
+                for (double& x : sc) sum += (x = std::exp(x - mx));
+                const float* got = out.data() + ((size_t)t * n_head + h) * d;
+                bool bad = false;
+                for (int i = 0; i < d; i++) {
+                    double o = 0;
+                    for (int j = lo; j <= p; j++) o += sc[j - lo] * hc.vrow(t, j, g)[i];
+                    o /= sum;
+                    if (!std::isfinite(got[i])) bad = true;
+                    worst = std::max(worst, std::isfinite(got[i]) ? std::fabs(got[i] - o) / vmax : INFINITY);
+                }
+                nan_rows += bad;
+            }
+        }
+    }
+    std::string at;
+    for (int p : last) at += fmt(" %d", p);
+    report(worst <= 1e-4 && nan_rows == 0 && dropped_turning == 0,
+           fmt("key from value %s d=%d heads %d/%d rot %d%s", kv_elem_name(e), d, n_head, hkv, n_rot,
+               proportional ? " prop" : "") +
+               (window > 0 ? fmt(" window %d ring %d", window, ctx) : std::string()) + " at" + at,
+           fmt("vs double %.1e max|v|, rope pairs %d/%d%s", worst, kv.rope_pairs, n_rot / 2,
+               nan_rows ? fmt(" NaN rows %d", nan_rows).c_str() : ""));
+}
+
+void run_key_from_value_checks() {
+    const KvElem elems[] = {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
+    for (KvElem e : elems) {
+        // gemma4 26B's global layer: d 512, 16 query heads over 2 KV heads, proportional RoPE
+        check_key_from_value(e, 512, 16, 2, 512, true, 0, 700, {0, 1, 300, 699});
+        check_key_from_value(e, 512, 8, 1, 512, false, 0, 600, {17, 599});
+        check_key_from_value(e, 256, 8, 2, 256, false, 0, 520, {5, 519});
+        check_key_from_value(e, 64, 4, 1, 64, false, 0, 300, {0, 299});
+        // partial RoPE (n_rot < d), and a ring at large positions (angles past 1e5 radians)
+        check_key_from_value(e, 128, 4, 2, 64, false, 0, 300, {0, 299});
+        check_key_from_value(e, 512, 16, 2, 512, true, 200, 300, {150000, 131071});
+    }
+    // a head size that is not 32 * (1..4, 8, 16) runs element-strided rows (f16: no block constraint)
+    check_key_from_value(KvElem::F16, 80, 4, 2, 80, false, 0, 300, {299});
+    KvLayerView kv;
+    kv.elem = KvElem::F16;
+    kv.n_head_kv = 1;
+    kv.head_dim_k = kv.head_dim_v = 128;
+    kv.n_rot = 130;
+    const float one = 1.0f;
+    kv.k_weight = &one;
+    report(!key_from_value_refusal(kv).empty(), "key from value refuses n_rot > head size", key_from_value_refusal(kv));
+    kv.n_rot = 128;
+    kv.head_dim_v = 64;
+    report(!key_from_value_refusal(kv).empty(), "key from value refuses dk != dv", key_from_value_refusal(kv));
+}
+
 void run_checks() {
     const KvElem elems[] = {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
     // refusals
@@ -434,6 +578,7 @@ int main(int argc, char** argv) {
         ROTOR_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
         printf("GPU: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
         if (checks) {
+            run_key_from_value_checks();
             run_checks();
             printf("\n%d passed, %d failed\n", g_passed, g_failed);
         }
