@@ -146,7 +146,7 @@ double graph_time_us(int n_bufs, F&& launch) {
 
 int rotor::cuda::bench_cuda_main(int argc, char** argv) {
     std::string dir = "/tmp/rotor-bench", shapes = "llama-3.1-8b,qwen2.5-32b", kv_name = "f16";
-    std::string batches_arg = "1";
+    std::string batches_arg = "1", ctxs_arg, prompts_arg = "512,8192,32768";
     bool quick = false, no_matvec = false, matvec_only = false, sweep = false;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
@@ -166,11 +166,17 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
             sweep = true;
         else if (a == "--batches" && i + 1 < argc)
             batches_arg = argv[++i];
+        else if (a == "--ctxs" && i + 1 < argc)
+            ctxs_arg = argv[++i];
+        else if (a == "--prompts" && i + 1 < argc)
+            prompts_arg = argv[++i];
         else {
             fprintf(stderr,
                     "usage: rotor bench (or rotor-bench-cuda) [--dir DIR] [--shapes A,B] [--kv f16|f32|q8_0] [--quick] "
                     "[--no-matvec] "
-                    "[--matvec-only] [--sweep] [--batches 1,4]\n");
+                    "[--matvec-only] [--sweep] [--batches 1,4] [--ctxs 0,32768,114688] [--prompts 512,8192]\n"
+                    "  --ctxs: decode contexts (default 0,4096,32768, and 114688,131072 without --quick)\n"
+                    "  --prompts: prefill lengths (default 512,8192,32768)\n");
             return 2;
         }
     }
@@ -363,11 +369,20 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
             const uint64_t budget = g.total_bytes - m->weight_bytes() - ((uint64_t)8 << 30);
             std::vector<int> ctxs = {0, 4096, 32768};
             if (!quick) ctxs.insert(ctxs.end(), {114688, 131072});
+            if (!ctxs_arg.empty()) {
+                ctxs.clear();
+                for (const std::string& x : split(ctxs_arg)) ctxs.push_back(std::max(0, std::stoi(x)));
+            }
+            std::vector<int> prompts;
+            for (const std::string& x : split(prompts_arg))  // whole chunks of 512
+                prompts.push_back((std::max(1, std::stoi(x)) + 511) / 512 * 512);
             const int iters = quick ? 10 : 30;
 
             // One sequence: prefill at 512 / 8K / 32K tokens (chunks of 512) and decode at each context.
             {
                 int max_ctx = 512;
+                for (int x : prompts)
+                    if ((uint64_t)x * per_pos <= budget) max_ctx = std::max(max_ctx, x);
                 for (int x : ctxs)
                     if ((uint64_t)(x + margin) * per_pos <= budget) max_ctx = std::max(max_ctx, x + margin);
                 CudaForwardOptions o;
@@ -379,7 +394,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                 auto start_at = [&](int pos) {  // a hybrid model's state must be at the next position
                     if (fw.has_recurrent_state()) fw.load_seq_state(0, std::vector<uint8_t>(fw.state_bytes_per_seq(), 0), pos);
                 };
-                for (int prompt : {512, 8192, 32768}) {
+                for (int prompt : prompts) {
                     if (prompt > o.ctx) {
                         prefill_rows.push_back("| " + name + " | " + kv_name + " | " + std::to_string(prompt) +
                                                " | (cache does not fit) |");
@@ -392,7 +407,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                             fw.forward_device(b);
                         }
                     };
-                    if (prompt == 512) run_prompt();  // warm-up
+                    if (prompt == prompts.front()) run_prompt();  // warm-up
                     const auto t0 = std::chrono::steady_clock::now();
                     run_prompt();
                     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -54,10 +54,10 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   for kv in q4_0h q4_0; do
     build-gpu/rotor-bench-cuda --kv $kv --shapes llama-3.1-8b,qwen2.5-32b --no-matvec ${BENCH_ARGS:-} | tee "$out/bench_cuda_$kv.md" || status=1
   done
-  # Qwen3.5-27B and Gemma 4 26B-A4B (issues 9, 10): per KV type, 1 to 16 slots
+  # Qwen3.5-27B and Gemma 4 26B-A4B (issues 9, 10): per KV type, decode at 0 / 32K / 112K, 1 to 16 slots
   for kv in f16 q8_0 q4_0h; do
-    build-gpu/rotor-bench-cuda --kv $kv --shapes qwen3.5-27b,gemma-4-26b-a4b --no-matvec --batches 1,2,4,8,16 \
-      ${BENCH_ARGS:-} | tee "$out/bench_hybrid_$kv.md" || status=1
+    build-gpu/rotor-bench-cuda --kv $kv --shapes qwen3.5-27b,gemma-4-26b-a4b --no-matvec --batches 1,4,16 \
+      --ctxs 0,32768,114688 ${BENCH_ARGS:-} | tee "$out/bench_hybrid_$kv.md" || status=1
   done
 fi
 if [ "$what" = tool ] || [ "$what" = all ] || [ "$what" = server ]; then
