@@ -33,7 +33,7 @@ struct Row {
 Row bench(const std::string& path, int threads, int n_prompt, int n_decode) {
     auto m = Model::load(path);
     const int ctx = n_prompt + n_decode + 1;
-    DenseKvCache kv(kv_geometry(m->cfg), 1, ctx);
+    DenseKvCache kv(kv_geometry(*m), 1, ctx);
     CpuForward fw(*m, threads);
     std::vector<float> logits;
     Batch b;

@@ -90,7 +90,7 @@ void model_eval(const std::string& model_path, const std::string& tokens_path, i
         if (!csv) throw Error("cannot write '" + csv_path + "'");
         csv << "model,type,bits_per_element,ppl,ppl_ratio,kl_mean,kl_p99,kl_max,same_top\n";
     }
-    const KvGeometry geo = kv_geometry(model->cfg);
+    const KvGeometry geo = kv_geometry(*model);
     for (const auto& [kf, vf] : types) {
         const std::string name = kf->name() == vf->name() ? kf->name() : kf->name() + "/" + vf->name();
         std::string why;
@@ -104,14 +104,18 @@ void model_eval(const std::string& model_path, const std::string& tokens_path, i
         double bits = 0, elems = 0;
         for (int l = 0; l < geo.n_layer(); l++) {
             if (!geo.n_head_kv[l]) continue;
-            bits += 8.0 * geo.n_head_kv[l] * (double)(kf->row_bytes(geo.head_dim_k[l]) + vf->row_bytes(geo.head_dim_v[l]));
-            elems += (double)geo.n_head_kv[l] * (geo.head_dim_k[l] + geo.head_dim_v[l]);
+            // a K = V layer stores one row (the value) for both
+            const bool kfv = geo.key_from_value_at(l);
+            bits += 8.0 * geo.n_head_kv[l] *
+                    (double)((kfv ? 0 : kf->row_bytes(geo.head_dim_k[l])) + vf->row_bytes(geo.head_dim_v[l]));
+            elems += (double)geo.n_head_kv[l] * ((kfv ? 0 : geo.head_dim_k[l]) + geo.head_dim_v[l]);
         }
         PerplexityOptions o = po;
         // named copies: clang < 16 cannot capture structured bindings
         const std::string k_name = kf->name(), v_name = vf->name();
         o.make_cache = [&](const ModelConfig& c, int n_seq, int ctx) -> std::unique_ptr<KvCache> {
-            return make_paged_kv_cache(kv_geometry(c), k_name, v_name, n_seq, ctx);
+            (void)c;  // the model's own geometry: gemma4's K = V layers need its weights
+            return make_paged_kv_cache(geo, k_name, v_name, n_seq, ctx);
         };
         std::vector<double> kl;
         int64_t pos = 0, same = 0;

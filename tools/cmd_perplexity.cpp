@@ -62,9 +62,10 @@ int cmd_perplexity(const Args& args) {
     const std::vector<int32_t> tokens = vocab.tokenize(read_text_file(text_path), false, false);
     opt.bos = vocab.add_bos() ? vocab.bos() : -1;
     // validate the KV types (and head sizes) before any work
-    (void)make_kv_layout(kv_geometry(model->cfg), k_type, v_type);
+    (void)make_kv_layout(kv_geometry(*model), k_type, v_type);
     opt.make_cache = [&](const ModelConfig& cfg, int n_seq, int n_ctx) -> std::unique_ptr<KvCache> {
-        return make_paged_kv_cache(kv_geometry(cfg), k_type, v_type, n_seq, n_ctx);
+        (void)cfg;  // the model's own geometry: gemma4's K = V layers need its weights
+        return make_paged_kv_cache(kv_geometry(*model), k_type, v_type, n_seq, n_ctx);
     };
     std::unique_ptr<GpuBackend> backend;
     if (gpu) {

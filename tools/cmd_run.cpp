@@ -92,7 +92,7 @@ int cmd_run(const Args& args) {
     if (gpu) {
         backend = std::make_unique<GpuBackend>(*model, 1, n_ctx, (int)tokens.size(), k_type, v_type);
     } else {
-        kv = make_paged_kv_cache(kv_geometry(model->cfg), k_type, v_type, 1, n_ctx);
+        kv = make_paged_kv_cache(kv_geometry(*model), k_type, v_type, 1, n_ctx);
         if (model->cfg.hybrid()) rs = std::make_unique<RecurrentState>(recurrent_geometry(model->cfg), 1);
         cpu = std::make_unique<CpuForward>(*model, threads);
     }

@@ -32,7 +32,8 @@ void DenseKvCache::seq_reserve(int seq, int n_tokens) {
     if (reserved_[seq] == 0 && n_tokens > 0) {
         for (int l = 0; l < geo_.n_layer(); l++) {
             Slab& s = slab(l, seq);
-            s.k.assign((size_t)n_ctx_ * geo_.n_head_kv[l] * geo_.head_dim_k[l], 0.0f);
+            // no K where the key comes from the value
+            s.k.assign(geo_.key_from_value_at(l) ? 0 : (size_t)n_ctx_ * geo_.n_head_kv[l] * geo_.head_dim_k[l], 0.0f);
             s.v.assign((size_t)n_ctx_ * geo_.n_head_kv[l] * geo_.head_dim_v[l], 0.0f);
         }
     }
@@ -59,7 +60,7 @@ void DenseKvCache::store(int layer, int seq, int pos, const float* k, const floa
     const size_t dk = (size_t)geo_.n_head_kv[layer] * geo_.head_dim_k[layer];
     const size_t dv = (size_t)geo_.n_head_kv[layer] * geo_.head_dim_v[layer];
     Slab& s = slab(layer, seq);
-    memcpy(s.k.data() + pos * dk, k, dk * sizeof(float));
+    if (!geo_.key_from_value_at(layer)) memcpy(s.k.data() + pos * dk, k, dk * sizeof(float));
     memcpy(s.v.data() + pos * dv, v, dv * sizeof(float));
 }
 
@@ -71,13 +72,21 @@ void DenseKvCache::attend(int layer, int seq, int n_kv, const float* q, float* o
     const Slab& s = slab(layer, seq);
     const int w_len = geo_.window_of(layer);
     const int t0 = w_len > 0 ? std::max(0, n_kv - w_len) : 0;  // sliding window: the last w_len positions
-    std::vector<float> w((size_t)n_kv);
+    std::vector<float> w((size_t)n_kv), derived;
+    const bool kfv = geo_.key_from_value_at(layer);
+    if (kfv) {  // every position's key, rebuilt from its value
+        derived.resize((size_t)n_kv * hkv * dk);
+        for (int t = t0; t < n_kv; t++)
+            for (int g = 0; g < hkv; g++)
+                geo_.derive_key(layer, t, s.v.data() + ((size_t)t * hkv + g) * dv, &derived[((size_t)t * hkv + g) * dk]);
+    }
+    const float* keys = kfv ? derived.data() : s.k.data();
     for (int h = 0; h < p.n_head; h++) {
         const int g = h / group;
         const float* qh = q + (size_t)h * dk;
         float mx = -INFINITY;
         for (int t = t0; t < n_kv; t++) {
-            const float* kt = s.k.data() + ((size_t)t * hkv + g) * dk;
+            const float* kt = keys + ((size_t)t * hkv + g) * dk;
             float d = 0;
             for (int i = 0; i < dk; i++) d += qh[i] * kt[i];
             w[t] = d * p.scale;

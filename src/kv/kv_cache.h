@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/rope.h"
 
 namespace rotor {
 
@@ -19,8 +20,23 @@ struct KvGeometry {
     // `window` positions including itself (transformers' sliding_window, llama.cpp's n_swa). Empty or
     // 0 = the whole context.
     std::vector<int> window;
+    // A layer whose keys are derived from its stored values (gemma4's K = V global layers): the cache
+    // keeps only v (n_head_kv * head_dim_v floats per position; head_dim_k == head_dim_v) and the key of
+    // position p is RoPE-NeoX(p; n_rot, inv_freq)(k_weight (.) v_p), exactly what the forward computes as
+    // k there (k_norm = its weight times v's weightless norm, then RoPE). Empty: K and V stored apart.
+    struct KeyFromValue {
+        std::vector<float> k_weight;  // head_dim floats
+        std::vector<float> inv_freq;  // n_rot / 2 frequencies
+        int n_rot = 0;
+    };
+    std::vector<KeyFromValue> key_from_value;  // per layer, or empty
     int n_layer() const { return (int)n_head_kv.size(); }
     int window_of(int layer) const { return window.empty() ? 0 : window[layer]; }
+    bool key_from_value_at(int layer) const {
+        return layer < (int)key_from_value.size() && !key_from_value[layer].k_weight.empty();
+    }
+    // The key of a stored value v (head_dim floats, the model's basis) at position pos, into k.
+    void derive_key(int layer, int pos, const float* v, float* k) const;
 };
 
 // Thrown when a sequence cannot grow: the pool is full or the sequence reached its context limit.
@@ -45,7 +61,8 @@ public:
     virtual void seq_truncate(int seq, int n_tokens) = 0;
     virtual int seq_capacity(int seq) const = 0;
 
-    // k: n_head_kv * head_dim_k floats, v: n_head_kv * head_dim_v floats, for position pos of seq.
+    // k: n_head_kv * head_dim_k floats, v: n_head_kv * head_dim_v floats, for position pos of seq (k is
+    // not read on a key-from-value layer).
     virtual void store(int layer, int seq, int pos, const float* k, const float* v) = 0;
     // out[h] = sum_p softmax_p(scale * q[h] . k[p]) v[p] over positions p in [0, n_kv) of seq, where
     // q holds n_head * head_dim_k floats and out n_head * head_dim_v; on a sliding-window layer over
@@ -70,6 +87,13 @@ public:
     // a sliding-window ring no longer holds the positions a query at n' would see.
     int seq_reusable(int seq, int n) const;
 };
+
+inline void KvGeometry::derive_key(int layer, int pos, const float* v, float* k) const {
+    const KeyFromValue& f = key_from_value[layer];
+    const int d = head_dim_k[layer];
+    for (int i = 0; i < d; i++) k[i] = f.k_weight[i] * v[i];
+    rope(k, 1, d, f.n_rot, RopeStyle::Neox, pos, f.inv_freq.data());
+}
 
 inline int KvCache::seq_reusable(int seq, int n) const {
     const KvGeometry& g = geometry();

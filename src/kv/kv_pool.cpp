@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 namespace rotor {
 
@@ -16,16 +17,38 @@ KvPoolLayout make_kv_layout(const KvGeometry& geo, const std::string& k_type, co
     L.batch_tokens = batch_tokens;
     for (int l = 0; l < geo.n_layer(); l++) {
         const bool has_kv = geo.n_head_kv[l] > 0;
-        L.k_fmt.push_back(has_kv ? &require_kv_format(k_type, geo.head_dim_k[l]) : nullptr);
+        const bool kfv = has_kv && geo.key_from_value_at(l);
+        if (kfv) {
+            const KvGeometry::KeyFromValue& f = geo.key_from_value[l];
+            if (geo.head_dim_k[l] != geo.head_dim_v[l] || (int)f.k_weight.size() != geo.head_dim_k[l] ||
+                f.n_rot < 0 || f.n_rot > geo.head_dim_k[l] || f.n_rot % 2 || (int)f.inv_freq.size() < f.n_rot / 2)
+                throw Error("KV cache: layer " + std::to_string(l) + " derives keys from values but its shapes disagree");
+        }
         L.v_fmt.push_back(has_kv ? &require_kv_format(v_type, geo.head_dim_v[l]) : nullptr);
+        // no K rows where keys come from values: k_fmt then only marks the layer as cached (the V type)
+        L.k_fmt.push_back(!has_kv ? nullptr : kfv ? L.v_fmt.back() : &require_kv_format(k_type, geo.head_dim_k[l]));
     }
     return L;
 }
 
+std::string kv_layout_notes(const KvPoolLayout& L) {
+    std::string layers, type;
+    for (int l = 0; l < L.geo.n_layer(); l++)
+        if (L.k_fmt[l] && !L.k_stored(l)) {
+            layers += (layers.empty() ? "" : ",") + std::to_string(l);
+            type = L.v_fmt[l]->name();
+        }
+    if (layers.empty()) return {};
+    return "layers " + layers + " (K = V) store one " + type +
+           " row per position and KV head; each key is rebuilt from it on read (k_norm weight, RoPE)";
+}
+
 namespace {
+uint64_t k_row_bytes(const KvPoolLayout& L, int l) {  // 0 where the key comes from the value
+    return L.k_stored(l) ? L.k_fmt[l]->row_bytes(L.geo.head_dim_k[l]) : 0;
+}
 uint64_t position_bytes(const KvPoolLayout& L, int l) {  // one position of layer l, K and V, every KV head
-    return (uint64_t)L.geo.n_head_kv[l] *
-           (L.k_fmt[l]->row_bytes(L.geo.head_dim_k[l]) + L.v_fmt[l]->row_bytes(L.geo.head_dim_v[l]));
+    return (uint64_t)L.geo.n_head_kv[l] * (k_row_bytes(L, l) + L.v_fmt[l]->row_bytes(L.geo.head_dim_v[l]));
 }
 }  // namespace
 
@@ -72,7 +95,7 @@ PagedKvCache::PagedKvCache(KvPoolLayout layout, int64_t n_blocks, int n_seq, int
     ring_bytes_ = kv_ring_bytes_per_seq(layout_, n_ctx_max);
     for (int l = 0; l < nl; l++) {
         if (!layout_.k_fmt[l]) continue;
-        k_row_bytes_[l] = layout_.k_fmt[l]->row_bytes(layout_.geo.head_dim_k[l]);
+        k_row_bytes_[l] = k_row_bytes(layout_, l);
         v_row_bytes_[l] = layout_.v_fmt[l]->row_bytes(layout_.geo.head_dim_v[l]);
         ring_tokens_[l] = kv_ring_tokens(layout_, l, n_ctx_max);
         // rows: n_blocks blocks of block_tokens positions, or n_seq rings of ring_tokens positions
@@ -234,8 +257,9 @@ void PagedKvCache::store(int layer, int seq, int pos, const float* k, const floa
     if (ring_tokens_[layer]) s.hi = std::max(s.hi, pos);
     else make_block_private(seq, pos / layout_.block_tokens);
     const int hkv = layout_.geo.n_head_kv[layer], dk = layout_.geo.head_dim_k[layer], dv = layout_.geo.head_dim_v[layer];
+    const bool k_stored = layout_.k_stored(layer);
     for (int h = 0; h < hkv; h++) {
-        layout_.k_fmt[layer]->quantize(k + (size_t)h * dk, k_at(layer, seq, pos, h), dk);
+        if (k_stored) layout_.k_fmt[layer]->quantize(k + (size_t)h * dk, k_at(layer, seq, pos, h), dk);
         layout_.v_fmt[layer]->quantize(v + (size_t)h * dv, v_at(layer, seq, pos, h), dv);
     }
 }
@@ -253,6 +277,10 @@ void PagedKvCache::attend(int layer, int seq, int n_kv, const float* q, float* o
     if (ring_tokens_[layer] && t0 < seq_window_floor(seq, layer))
         throw Error("KV cache: the sliding-window ring no longer holds position " + std::to_string(t0));
     thread_local std::vector<float> scores, q_rot;
+    if (!layout_.k_stored(layer)) {
+        attend_key_from_value(layer, seq, t0, n_kv, q, out, p);
+        return;
+    }
     scores.resize((size_t)n_kv);
     q_rot.resize((size_t)dk);
     for (int h = 0; h < p.n_head; h++) {
@@ -274,6 +302,43 @@ void PagedKvCache::attend(int layer, int seq, int n_kv, const float* q, float* o
         const float inv = (float)(1.0 / sum);
         for (int t = t0; t < n_kv; t++) vf.axpy(v_at(layer, seq, t, g), scores[t] * inv, oh, dv);
         vf.unrotate(oh, dv);  // once per output head
+    }
+}
+
+// A key-from-value layer: each position's value is decoded once per KV head to the model's basis, its
+// key rebuilt (KvGeometry::derive_key) and dotted with the group's query heads (not rotated: the key is
+// in the model's basis); the values are then summed in the stored basis and the output rotated back.
+void PagedKvCache::attend_key_from_value(int layer, int seq, int t0, int n_kv, const float* q, float* out,
+                                         const AttnParams& p) const {
+    const KvFormat& vf = *layout_.v_fmt[layer];
+    const int hkv = layout_.geo.n_head_kv[layer], d = layout_.geo.head_dim_v[layer];
+    const int group = p.n_head / hkv, n = n_kv - t0;
+    thread_local std::vector<float> scores, v, k;
+    scores.resize((size_t)group * n);
+    v.resize((size_t)d);
+    k.resize((size_t)d);
+    for (int g = 0; g < hkv; g++) {
+        for (int t = t0; t < n_kv; t++) {
+            vf.dequantize(v_at(layer, seq, t, g), v.data(), d);
+            layout_.geo.derive_key(layer, t, v.data(), k.data());
+            for (int j = 0; j < group; j++) {
+                const float* qh = q + (size_t)(g * group + j) * d;
+                float dot = 0;
+                for (int i = 0; i < d; i++) dot += qh[i] * k[i];
+                scores[(size_t)j * n + (t - t0)] = dot * p.scale;
+            }
+        }
+        for (int j = 0; j < group; j++) {
+            float* sc = &scores[(size_t)j * n];
+            const float mx = *std::max_element(sc, sc + n);
+            double sum = 0;
+            for (int i = 0; i < n; i++) sum += (sc[i] = std::exp(sc[i] - mx));
+            float* oh = out + (size_t)(g * group + j) * d;
+            std::fill(oh, oh + d, 0.0f);
+            const float inv = (float)(1.0 / sum);
+            for (int t = t0; t < n_kv; t++) vf.axpy(v_at(layer, seq, t, g), sc[t - t0] * inv, oh, d);
+            vf.unrotate(oh, d);
+        }
     }
 }
 

@@ -27,16 +27,22 @@ struct KvPoolLayout {
     int block_tokens = 16;
     int batch_tokens = 512;  // positions one step may add to a sequence, beyond the window (ring sizes)
     bool ring(int layer) const { return k_fmt[layer] && geo.window_of(layer) > 0; }
+    // Whether the layer stores K rows: not where keys are derived from values (k_fmt is then unused).
+    bool k_stored(int layer) const { return k_fmt[layer] && !geo.key_from_value_at(layer); }
 };
 
 // Builds the layout for one K type and one V type on every layer; throws rotor::Error (at load time)
-// when a type does not support a layer's head size.
+// when a type does not support a layer's head size. Key-from-value layers (KvGeometry) store V rows only:
+// the V type holds them and the K type is not used there (kv_layout_notes says so).
 KvPoolLayout make_kv_layout(const KvGeometry& geo, const std::string& k_type, const std::string& v_type,
                             int block_tokens = 16, int batch_tokens = 512);
 
 // Bytes of one block (block_tokens positions of every layer that is not a sliding-window ring, K and
 // V, scales included): the pool allocates n_blocks * this for those layers.
 uint64_t kv_block_bytes(const KvPoolLayout& layout);
+// What a user should know about the layout beyond the types asked for ("" when nothing): the layers that
+// store one V row per position and derive keys from it.
+std::string kv_layout_notes(const KvPoolLayout& layout);
 // Positions of a sliding-window layer's ring for sequences of up to n_ctx positions (0 for other
 // layers): min(n_ctx, window + batch_tokens), rounded up to whole blocks, as the planner counts them.
 int kv_ring_tokens(const KvPoolLayout& layout, int layer, int n_ctx);
@@ -91,6 +97,8 @@ private:
         int n_tokens = 0;
         int hi = -1;  // highest position stored in the rings since the sequence was last empty
     };
+    void attend_key_from_value(int layer, int seq, int t0, int n_kv, const float* q, float* out,
+                               const AttnParams& p) const;
     uint8_t* k_row(int layer, int block, int slot, int head) const;
     uint8_t* v_row(int layer, int block, int slot, int head) const;
     // The stored row of position pos of seq (blocks or ring).

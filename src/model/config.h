@@ -6,15 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "common/rope.h"
 #include "gguf/gguf.h"
 
 namespace rotor {
 
 enum class Arch { Llama, Qwen2, Qwen3, Qwen35, Qwen35Moe, Gemma4 };
-enum class RopeStyle {
-    Norm,  // rotate adjacent pairs (2i, 2i+1); llama (the converter permutes Q/K rows to match HF)
-    Neox,  // rotate pairs (i, i + n_rot/2) on HF's layout; qwen2, qwen3, gemma4; qwen35's IMROPE for text
-};
 
 struct ModelConfig {
     Arch arch = Arch::Llama;

@@ -35,6 +35,25 @@ KvGeometry kv_geometry(const ModelConfig& c) {
     return g;
 }
 
+KvGeometry kv_geometry(const Model& m) {
+    const ModelConfig& c = m.cfg;
+    KvGeometry g = kv_geometry(c);
+    for (int l = 0; l < c.n_layer; l++) {
+        if (!c.v_is_k_at(l) || g.n_head_kv[l] == 0) continue;
+        const Weight& w = m.layers[l].k_norm;
+        if (!w.present() || w.type != GgmlType::F32 || w.cols() * w.rows() != c.head_dim_k[l])
+            throw Error("layer " + std::to_string(l) + ": K = V needs an F32 attn_k_norm of " +
+                        std::to_string(c.head_dim_k[l]) + " values (its keys are rebuilt from the values with it)");
+        if (g.key_from_value.empty()) g.key_from_value.resize(c.n_layer);
+        KvGeometry::KeyFromValue& f = g.key_from_value[l];
+        const float* kw = reinterpret_cast<const float*>(w.data);
+        f.k_weight.assign(kw, kw + c.head_dim_k[l]);
+        f.inv_freq = rope_inv_freq(m);
+        f.n_rot = c.n_rot;
+    }
+    return g;
+}
+
 RecurrentGeometry recurrent_geometry(const ModelConfig& c) {
     RecurrentGeometry g;
     g.conv_channels.assign(c.n_layer, 0);

@@ -99,6 +99,9 @@ private:
 
 // KV cache shapes: layers without a cache (Gated DeltaNet layers, MTP layers) have n_head_kv == 0.
 KvGeometry kv_geometry(const ModelConfig& c);
+// The same for a loaded model, with gemma4's K = V layers described (KvGeometry::KeyFromValue: their
+// k_norm weight and the global RoPE), so caches store only their values. Use this one to build caches.
+KvGeometry kv_geometry(const Model& m);
 // Recurrent state shapes (no layer has any for non-hybrid models).
 RecurrentGeometry recurrent_geometry(const ModelConfig& c);
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 
+#include "common/rope.h"
 #include "cpu/matmul.h"
 #include "cpu/thread_pool.h"
 #include "model/model.h"
@@ -34,23 +35,6 @@ inline void linear(const Weight& w, const float* x, int n_tok, float* y, ThreadP
 }
 
 inline const float* f32(const Weight& w) { return reinterpret_cast<const float*>(w.data); }
-
-// Rotates the first n_rot dims of each head in place. Norm style pairs (2i, 2i+1); Neox pairs (i, i+n_rot/2).
-inline void rope(float* x, int n_head, int head_dim, int n_rot, RopeStyle style, int pos, const float* inv_freq) {
-    const int half = n_rot / 2;
-    for (int h = 0; h < n_head; h++) {
-        float* v = x + (size_t)h * head_dim;
-        for (int i = 0; i < half; i++) {
-            const float theta = (float)pos * inv_freq[i];
-            const float c = std::cos(theta), s = std::sin(theta);
-            const int a = style == RopeStyle::Norm ? 2 * i : i;
-            const int b = style == RopeStyle::Norm ? 2 * i + 1 : i + half;
-            const float x0 = v[a], x1 = v[b];
-            v[a] = x0 * c - x1 * s;
-            v[b] = x0 * s + x1 * c;
-        }
-    }
-}
 
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 // transformers' gelu_pytorch_tanh (llama.cpp's ggml_gelu): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))

@@ -89,7 +89,7 @@ PerplexityResult compute_perplexity(const Model& m, const std::vector<int32_t>& 
         std::unique_ptr<RecurrentState> rs;  // hybrid models: every chunk starts at position 0 (a fresh state)
         if (!opt.step) {
             kv = opt.make_cache ? opt.make_cache(m.cfg, np, opt.n_ctx)
-                                : std::make_unique<DenseKvCache>(kv_geometry(m.cfg), np, opt.n_ctx);
+                                : std::make_unique<DenseKvCache>(kv_geometry(m), np, opt.n_ctx);
             if (m.cfg.hybrid()) rs = std::make_unique<RecurrentState>(recurrent_geometry(m.cfg), np);
         }
         auto run = [&](const Batch& batch) {

@@ -33,7 +33,8 @@ uint64_t kv_bytes_per_slot(const ModelMemory& m, const PlanSettings& s, int64_t 
         int64_t tokens = ctx;
         if (l.window > 0) tokens = std::min<int64_t>(ctx, l.window + s.batch_tokens);  // a ring, not the context
         const int64_t blocks = (tokens + B - 1) / B;
-        const uint64_t row = s.k->row_bytes(l.head_dim_k) + s.v->row_bytes(l.head_dim_v);
+        // K = V layers store the value alone and rebuild keys from it (kv_cache.h, KeyFromValue)
+        const uint64_t row = (l.v_is_k ? 0 : s.k->row_bytes(l.head_dim_k)) + s.v->row_bytes(l.head_dim_v);
         total += (uint64_t)blocks * (uint64_t)B * (uint64_t)l.n_head_kv * row;
     }
     return total;

@@ -20,7 +20,7 @@ public:
         // always reach its full context; shared prefixes only ever need fewer blocks than that.
         // Sliding-window layers keep rings of window + the most positions a slot adds in one step.
         KvPoolLayout layout =
-            make_kv_layout(kv_geometry(model.cfg), cfg.kv_k, cfg.kv_v, cfg.block_tokens, std::max(cfg.n_batch, 1));
+            make_kv_layout(kv_geometry(model), cfg.kv_k, cfg.kv_v, cfg.block_tokens, std::max(cfg.n_batch, 1));
         const int64_t blocks_per_slot = (cfg.n_ctx_per_slot + cfg.block_tokens - 1) / cfg.block_tokens;
         kv_ = std::make_unique<PagedKvCache>(std::move(layout), blocks_per_slot * cfg.n_slots, cfg.n_slots,
                                              cfg.n_ctx_per_slot);

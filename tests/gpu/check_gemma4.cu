@@ -500,8 +500,8 @@ void check_synthetic(const SynthCase& sc) {
     try {
         CudaForward gpu(*m, o);
         CpuForward cpu(ref_model, 8);
-        DenseKvCache whole(kv_geometry(c), 2, ctx);
-        auto ring = make_paged_kv_cache(kv_geometry(c), kv_elem_name(sc.elem), kv_elem_name(sc.elem), 2, ctx, 16, mst);
+        DenseKvCache whole(kv_geometry(ref_model), 2, ctx);
+        auto ring = make_paged_kv_cache(kv_geometry(ref_model), kv_elem_name(sc.elem), kv_elem_name(sc.elem), 2, ctx, 16, mst);
         Diff vs_whole, vs_ring;
         std::vector<float> lg, lw, lr;
         for (const Batch& b : steps) {

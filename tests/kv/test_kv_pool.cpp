@@ -143,7 +143,7 @@ TEST(KvPool, Stories260KGreedyThroughThePagedCache) {
     std::vector<int> want;
     for (int t; f >> t;) want.push_back(t);
     // head size 8 is only storable in float formats; blocks of 5 so sequences cross block edges
-    PagedKvCache kv(make_kv_layout(kv_geometry(m->cfg), "f32", "f32", 5), 20, 1, 128);
+    PagedKvCache kv(make_kv_layout(kv_geometry(*m), "f32", "f32", 5), 20, 1, 128);
     CpuForward fw(*m, 1);
     std::vector<int> got(want.begin(), want.begin() + 5);
     std::vector<float> logits;

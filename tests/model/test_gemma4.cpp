@@ -38,7 +38,7 @@ std::vector<int> tokens(int n, int salt) {
 
 // Logits of every token of `ids` run alone as one sequence (one batch, the dense f32 cache).
 std::vector<float> alone(const Model& m, const std::vector<int>& ids) {
-    DenseKvCache kv(kv_geometry(m.cfg), 1, (int)ids.size());
+    DenseKvCache kv(kv_geometry(m), 1, (int)ids.size());
     CpuForward fw(m, 2);
     Batch b;
     for (size_t i = 0; i < ids.size(); i++) b.add(ids[i], (int)i, 0, true);
@@ -94,7 +94,7 @@ TEST(Gemma4, InterleavedSequencesThroughKvRingsMatchEachSequenceAlone) {
     std::vector<std::vector<float>> ref;
     for (const auto& s : seqs) ref.push_back(alone(*m, s));
 
-    auto kv = make_paged_kv_cache(kv_geometry(m->cfg), "f32", "f32", 3, 96, 8, 8);
+    auto kv = make_paged_kv_cache(kv_geometry(*m), "f32", "f32", 3, 96, 8, 8);
     EXPECT_EQ(kv->ring_tokens(0), 40);  // window 32 + batch 8
     EXPECT_EQ(kv->ring_tokens(2), 0);   // a global layer keeps every position
     EXPECT_EQ(kv->max_step_tokens(), 9);
@@ -147,7 +147,7 @@ TEST(Gemma4, RingRollbackAndPrefixSharingFollowTheWindow) {
     const int V = m->cfg.n_vocab;
     const std::vector<int> a = tokens(80, 4);
     const std::vector<float> ref = alone(*m, a);
-    auto kv = make_paged_kv_cache(kv_geometry(m->cfg), "f32", "f32", 3, 96, 8, 8);
+    auto kv = make_paged_kv_cache(kv_geometry(*m), "f32", "f32", 3, 96, 8, 8);
     CpuForward fw(*m, 2);
     std::vector<float> out;
     auto feed = [&](int seq, int from, int to) {
@@ -188,7 +188,7 @@ TEST(Gemma4, CompressedKvTypesAtHeadSize512) {
     const int V = m->cfg.n_vocab;
     const std::vector<int> ids = tokens(std::getenv("ROTOR_SANITIZED") ? 40 : 72, 5);  // beyond the window either way
     auto run = [&](const std::string& k, const std::string& v) {
-        auto kv = make_paged_kv_cache(kv_geometry(m->cfg), k, v, 1, (int)ids.size(), 16, 16);
+        auto kv = make_paged_kv_cache(kv_geometry(*m), k, v, 1, (int)ids.size(), 16, 16);
         CpuForward fw(*m, 2);
         Batch b;
         for (size_t i = 0; i < ids.size(); i++) b.add(ids[i], (int)i, 0, true);
@@ -230,7 +230,17 @@ TEST(Gemma4, PoolBytesEqualThePlannersKvBytes) {
         const gguf::File f = gguf::File::open(path, gguf::OpenOptions{true});
         const ModelConfig c = read_model_config(f);
         const ModelMemory mm = read_model_memory(f);
-        const KvGeometry geo = kv_geometry(c);
+        // the metadata-only file has no k_norm weights: K = V layers described with stand-in ones (the bytes
+        // depend only on which layers derive their keys)
+        KvGeometry geo = kv_geometry(c);
+        geo.key_from_value.resize(c.n_layer);
+        int kfv_layers = 0;
+        for (int l = 0; l < c.n_layer; l++)
+            if (c.v_is_k_at(l) && geo.n_head_kv[l]) {
+                geo.key_from_value[l] = {std::vector<float>(c.head_dim_k[l], 1.0f), std::vector<float>(c.n_rot / 2, 0.0f), c.n_rot};
+                kfv_layers++;
+            }
+        EXPECT_EQ(kfv_layers, std::string(shape) == "gemma-4-26b-a4b" ? 5 : (int)std::count(c.v_is_k.begin(), c.v_is_k.end(), 1));
         for (int l = 0; l < c.n_layer; l++) EXPECT_EQ(geo.window_of(l), mm.layers[l].window) << shape << " layer " << l;
         // (the real shape's pools are hundreds of MiB of address space each, never touched: fewer of them)
         const bool big = std::string(shape) == "gemma-4-26b-a4b";
@@ -248,6 +258,10 @@ TEST(Gemma4, PoolBytesEqualThePlannersKvBytes) {
                     EXPECT_EQ(kv->bytes_capacity(), (uint64_t)slots * kv_bytes_per_slot(mm, s, ctx))
                         << shape << " " << type << " batch " << batch << " ctx " << ctx;
                 }
+        // models-and-memory.md: the 26B's five global layers take 10 KiB per token at f16 with K = V stored once
+        if (big) {
+            EXPECT_EQ(kv_bytes_per_token(make_kv_layout(geo, "f16", "f16", 16, 512)), 5 * 2 * 512 * 2.0);
+        }
         // The sliding layers' share stops growing once the context passes window + batch.
         auto a = make_paged_kv_cache(geo, "q8_0", "q8_0", 1, 4096, 16, 512);
         auto b = make_paged_kv_cache(geo, "q8_0", "q8_0", 1, 8192, 16, 512);

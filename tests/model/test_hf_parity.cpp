@@ -50,7 +50,7 @@ std::vector<float> read_f32(const std::string& path) {
 // Runs the prompt either as one batch (prefill) or one token at a time (decode path). delta_chunk > 0:
 // Gated DeltaNet layers in the chunked form.
 std::vector<float> run(const Model& m, const std::vector<int>& ids, bool batched, int threads, int delta_chunk = 0) {
-    DenseKvCache kv(kv_geometry(m.cfg), 1, (int)ids.size());
+    DenseKvCache kv(kv_geometry(m), 1, (int)ids.size());
     RecurrentState rs(recurrent_geometry(m.cfg), 1);  // empty for the llama family
     CpuForward fw(m, threads);
     fw.set_delta_rule_chunk(delta_chunk);
@@ -73,7 +73,7 @@ std::vector<float> run(const Model& m, const std::vector<int>& ids, bool batched
 // Prefill through the paged pool (f32 KV) with small blocks and steps, so that sliding-window layers
 // keep rings of a few positions that wrap many times and the forward pass splits the batch.
 std::vector<float> run_paged(const Model& m, const std::vector<int>& ids, int block_tokens, int batch_tokens) {
-    auto kv = make_paged_kv_cache(kv_geometry(m.cfg), "f32", "f32", 1, (int)ids.size(), block_tokens, batch_tokens);
+    auto kv = make_paged_kv_cache(kv_geometry(m), "f32", "f32", 1, (int)ids.size(), block_tokens, batch_tokens);
     CpuForward fw(m, 2);
     std::vector<float> all;
     Batch b;

@@ -32,7 +32,7 @@ std::vector<int> tokens(int n, int salt) {
 
 // Logits of every token of `ids` run alone as one sequence (one batch).
 std::vector<float> alone(const Model& m, const std::vector<int>& ids) {
-    DenseKvCache kv(kv_geometry(m.cfg), 1, 64);
+    DenseKvCache kv(kv_geometry(m), 1, 64);
     RecurrentState rs(recurrent_geometry(m.cfg), 1);
     CpuForward fw(m, 2);
     Batch b;
@@ -62,7 +62,7 @@ TEST(Qwen35, SyntheticModelsRunInCommonFormats) {
             ASSERT_TRUE(m->cfg.hybrid());
             EXPECT_EQ(m->cfg.is_recurrent(0), true);
             EXPECT_EQ(m->cfg.is_recurrent(1), false);
-            DenseKvCache kv(kv_geometry(m->cfg), 1, 16);
+            DenseKvCache kv(kv_geometry(*m), 1, 16);
             RecurrentState rs(recurrent_geometry(m->cfg), 1);
             CpuForward fw(*m, 2);
             Batch b;
@@ -87,7 +87,7 @@ TEST_P(Qwen35Shapes, DecodeAndInterleavedSequencesMatchOneSequenceAlone) {
 
     // Token by token (the decode path) equals the one-batch prefill.
     {
-        DenseKvCache kv(kv_geometry(m->cfg), 1, 64);
+        DenseKvCache kv(kv_geometry(*m), 1, 64);
         RecurrentState rs(recurrent_geometry(m->cfg), 1);
         CpuForward fw(*m, 1);
         std::vector<float> out;
@@ -99,7 +99,7 @@ TEST_P(Qwen35Shapes, DecodeAndInterleavedSequencesMatchOneSequenceAlone) {
         }
     }
     // Two sequences in the same batches, their tokens interleaved, in two steps of unequal chunks.
-    DenseKvCache kv(kv_geometry(m->cfg), 2, 64);
+    DenseKvCache kv(kv_geometry(*m), 2, 64);
     RecurrentState rs(recurrent_geometry(m->cfg), 2);
     CpuForward fw(*m, 2);
     const int split_a[] = {0, 5, 12}, split_b[] = {0, 3, 7};
@@ -132,7 +132,7 @@ TEST_P(Qwen35Shapes, BatchesMustContinueTheRecurrentState) {
     const int V = m->cfg.n_vocab;
     const std::vector<int> a = tokens(8, 3);
     const std::vector<float> ref = alone(*m, a);
-    DenseKvCache kv(kv_geometry(m->cfg), 2, 64);
+    DenseKvCache kv(kv_geometry(*m), 2, 64);
     RecurrentState rs(recurrent_geometry(m->cfg), 2);
     CpuForward fw(*m, 2);
     std::vector<float> out;
@@ -183,7 +183,7 @@ TEST_P(Qwen35Shapes, PrefixReuseSharesKvBlocksAndCopiesTheState) {
     whole.insert(whole.end(), suffix.begin(), suffix.end());
     const std::vector<float> ref = alone(*m, whole);
 
-    auto kv = make_paged_kv_cache(kv_geometry(m->cfg), "f32", "f32", 3, 64);
+    auto kv = make_paged_kv_cache(kv_geometry(*m), "f32", "f32", 3, 64);
     RecurrentState rs(recurrent_geometry(m->cfg), 3);
     CpuForward fw(*m, 2);
     std::vector<float> out;
@@ -304,7 +304,7 @@ TEST_P(Qwen35Shapes, ChunkedPrefillMatchesRecurrentPrefill) {
     const int V = m->cfg.n_vocab;
     const std::vector<int> a = tokens(21, 6);
     const std::vector<float> ref = alone(*m, a);
-    DenseKvCache kv(kv_geometry(m->cfg), 1, 64);
+    DenseKvCache kv(kv_geometry(*m), 1, 64);
     RecurrentState rs(recurrent_geometry(m->cfg), 1);
     CpuForward fw(*m, 2);
     fw.set_delta_rule_chunk(8);

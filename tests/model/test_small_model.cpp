@@ -50,7 +50,7 @@ TEST(SmallModel, GreedyContinuationsMatchPyTorch) {
     for (const auto& c : cases) {
         const auto prompt = c["prompt_ids"].get<std::vector<int>>();
         const auto want = c["ids"].get<std::vector<int>>();
-        DenseKvCache kv(kv_geometry(m->cfg), 1, (int)want.size());
+        DenseKvCache kv(kv_geometry(*m), 1, (int)want.size());
         CpuForward fw(*m, 2);
         Batch b;
         for (size_t i = 0; i < prompt.size(); i++) b.add(prompt[i], (int)i, 0, i + 1 == prompt.size());

@@ -33,7 +33,7 @@ int argmax(const float* x, int n) {
 
 // Greedy continuation of `prompt` (fed one token at a time, as run.c does) until `total` tokens.
 std::vector<int> greedy(const Model& m, std::vector<int> seq, int total, int threads, bool prefill_batch) {
-    DenseKvCache kv(kv_geometry(m.cfg), 1, 512);
+    DenseKvCache kv(kv_geometry(m), 1, 512);
     CpuForward fw(m, threads);
     Batch b;
     std::vector<float> logits;
@@ -85,7 +85,7 @@ TEST_F(Stories260K, Config) {
 TEST_F(Stories260K, LogitsMatchLlama2cAtPositions0To3) {
     std::ifstream f(ref("logits_once_upon_a_time_pos0-3.json"));
     const auto j = nlohmann::json::parse(f);
-    DenseKvCache kv(kv_geometry(model_->cfg), 1, 64);
+    DenseKvCache kv(kv_geometry(*model_), 1, 64);
     CpuForward fw(*model_, 1);
     std::vector<float> logits;
     for (int pos = 0; pos < 4; pos++) {
@@ -132,7 +132,7 @@ TEST_F(Stories260K, SeveralSequencesInOneBatchMatchOneAtATime) {
     std::vector<std::vector<int>> solo;
     for (const auto& p : prompts) solo.push_back(greedy(*model_, p, (int)p.size() + steps, 1, true));
 
-    DenseKvCache kv(kv_geometry(model_->cfg), 3, 64);
+    DenseKvCache kv(kv_geometry(*model_), 3, 64);
     CpuForward fw(*model_, 2);
     std::vector<std::vector<int>> seqs = prompts;
     std::vector<int> fed(3, 0);
@@ -160,7 +160,7 @@ TEST_F(Stories260K, SeveralSequencesInOneBatchMatchOneAtATime) {
 }
 
 TEST_F(Stories260K, BadInputIsAnErrorAndTheCacheLimitHolds) {
-    DenseKvCache kv(kv_geometry(model_->cfg), 1, 4);
+    DenseKvCache kv(kv_geometry(*model_), 1, 4);
     CpuForward fw(*model_, 1);
     std::vector<float> logits;
     Batch b;
@@ -178,7 +178,7 @@ TEST_F(Stories260K, SeededTopPSampleMatchesRunC) {
     // run.c -t 1.0 -p 0.9 -s 133742 from BOS: its xorshift RNG, one coin per step, top-p 0.9.
     const std::vector<int> want = read_tokens(ref("sample_t1.0_p0.9_s133742_n256.tokens"));
     ASSERT_FALSE(want.empty());
-    DenseKvCache kv(kv_geometry(model_->cfg), 1, 512);
+    DenseKvCache kv(kv_geometry(*model_), 1, 512);
     CpuForward fw(*model_, 1);
     Sampler sampler(SamplerParams::llama2c(1.0f, 0.9f, 133742));
     std::vector<int> got;

@@ -29,7 +29,7 @@ TEST(Synthetic, TinyModelLoadsAndRunsInEveryCommonFormat) {
                                   ("rotor_tiny_" + std::string(mix) + "_" + std::to_string(getpid()) + ".gguf")).string();
         write_synthetic_model(find_shape("tiny-llama"), parse_quant_mix(mix), path);
         auto m = Model::load(path);
-        DenseKvCache kv(kv_geometry(m->cfg), 1, 16);
+        DenseKvCache kv(kv_geometry(*m), 1, 16);
         CpuForward fw(*m, 2);
         Batch b;
         for (int i = 0; i < 8; i++) b.add(i * 7, i, 0, i == 7);

@@ -47,10 +47,11 @@ TEST(Planner, Gemma4GlobalLayersGrowAndSlidingLayersAreRings) {
     const ModelMemory m = memory_of("gemma-4-26b-a4b");
     const PlanSettings s = settings("f16", "f16", 512);
     const uint64_t a = kv_bytes_per_slot(m, s, 65536), b = kv_bytes_per_slot(m, s, 131072);
-    // only the 5 global layers grow: 5 x 2 heads x 512 x 2 bytes x (K and V) = 20 KiB per token
-    EXPECT_EQ(b - a, 65536ull * 20480);
+    // only the 5 global layers grow: 5 x 2 heads x 512 x 2 bytes, K = V stored once = 10 KiB per token
+    // (models-and-memory.md: 20 KiB with K and V apart)
+    EXPECT_EQ(b - a, 65536ull * 10240);
     // the 25 sliding layers hold window + batch tokens each: 25 x 8 heads x 256 x 2 x 2 x (1024 + 512)
-    EXPECT_EQ(a - 65536ull * 20480, 25ull * 8 * 256 * 2 * 2 * 1536);
+    EXPECT_EQ(a - 65536ull * 10240, 25ull * 8 * 256 * 2 * 2 * 1536);
 }
 
 TEST(Planner, BudgetsAreRespectedAndMonotonic) {
