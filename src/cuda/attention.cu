@@ -253,6 +253,16 @@ __device__ inline void warp_hadamard(float (&x)[PL], int lane) {
 
 constexpr int kMaxRopePairs = kMaxHeadDim / 2;
 
+// sin and cos of the float angle a (RoPE's float product position * frequency, up to ~1e6): reduced by
+// 2 pi in two FMA steps (float(2 pi) and its error, ~2e-7 absolute), then the hardware approximations
+// (~5e-7 absolute on [-pi, pi]); sincosf's slow path for large angles cost more than the row itself.
+__device__ inline void rope_sincos(float a, float* s, float* c) {
+    const float k = rintf(a * 0.159154943091895336f);  // 1 / (2 pi)
+    float r = fmaf(-k, 6.28318548202514648f, a);        // float(2 pi) = 2 pi + 1.7484556e-7
+    r = fmaf(k, 1.7484556e-7f, r);
+    __sincosf(r, s, c);
+}
+
 // What the kernel needs to derive keys from values (KvLayerView's key_from_value fields).
 struct KeyFromValueArgs {
     const float* k_weight = nullptr;
@@ -272,7 +282,7 @@ struct KeyFromValueArgs {
 // first for a rotated type). Its score needs no per-position rotation of the row: with c, s the cosine
 // and sine of pair (e, e') = (e, e + n_rot / 2) at j, q . k_j = sum_e v_e (c a_e + s b_e) where
 // a_e = q_e w_e and b_e = q_e' w_e, b_e' = -q_e w_e' (pairs past n_rot: a_e only). Each warp computes the
-// cosines and sines of its position once into shared memory (rope_pairs / 32 sincosf per lane).
+// cosines and sines of its position once into shared memory (rope_pairs / 32 per lane, rope_sincos).
 template <class E, int PL, int GB, bool KFV>
 __global__ void __launch_bounds__(kAttnWarps* kWarp)
     attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
@@ -386,7 +396,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
 #pragma unroll
                 for (int r = 0; r < kFreqRegs; r++) {
                     const int j = lane + kWarp * r;
-                    if (j < kfv.rope_pairs) sincosf((float)p * freq[r], &sm_sin[warp][j], &sm_cos[warp][j]);
+                    if (j < kfv.rope_pairs) rope_sincos((float)p * freq[r], &sm_sin[warp][j], &sm_cos[warp][j]);
                 }
                 __syncwarp();
 #pragma unroll

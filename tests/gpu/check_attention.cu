@@ -559,15 +559,16 @@ void run_bench(int reps) {
 
 int main(int argc, char** argv) {
     g_report_width = 64;
-    bool bench = true, checks = true;
+    bool bench = true, checks = true, kfv_only = false;
     int reps = 10;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a == "--no-bench") bench = false;
+        else if (a == "--key-from-value-only") checks = bench = false, kfv_only = true;
         else if (a == "--bench-only") checks = false;
         else if (a == "--reps" && i + 1 < argc) reps = std::max(1, atoi(argv[++i]));
         else {
-            fprintf(stderr, "usage: rotor-check-attention [--no-bench] [--bench-only] [--reps N]\n");
+            fprintf(stderr, "usage: rotor-check-attention [--no-bench] [--bench-only] [--key-from-value-only] [--reps N]\n");
             return 2;
         }
     }
@@ -577,6 +578,10 @@ int main(int argc, char** argv) {
         ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
         ROTOR_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
         printf("GPU: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+        if (kfv_only) {
+            run_key_from_value_checks();
+            printf("\n%d passed, %d failed\n", g_passed, g_failed);
+        }
         if (checks) {
             run_key_from_value_checks();
             run_checks();
