@@ -96,6 +96,11 @@ ModelMemory read_model_memory(const gguf::File& f) {
             m.layers[l].recurrent = true;
             m.recurrent_bytes_per_seq += 4ull * h_v * d_state * d_v + 4ull * (uint64_t)(conv_k - 1) * conv_dim;
         }
+        m.ssm_channels = (int)conv_dim;
+        m.ssm_v_dim = inner;
+        m.ssm_v_heads = h_v;
+        for (int l = 0; l < n_main; l++)
+            if (!recurrent[l]) m.max_gated_q = std::max(m.max_gated_q, 2 * n_head[l] * hk);
     } else if (a == "gemma3") {
         const int window = req(f, p + "attention.sliding_window");
         std::vector<bool> swa(L);
@@ -120,13 +125,20 @@ ModelMemory read_model_memory(const gguf::File& f) {
                 lm.head_dim_k = hk_swa;
                 lm.head_dim_v = hv_swa;
             }
-            // K = V layers have no attn_v tensor; the value is the key projection (kept as its own rows:
-            // V gets a weightless norm and no RoPE, so the stored vectors differ)
+            // K = V layers have no attn_v tensor; the value is the key projection, stored once (the caches
+            // rebuild the key from it: kv_cache.h, KeyFromValue)
             lm.v_is_k = !f.tensor("blk." + std::to_string(l) + ".attn_v.weight");
             if (l >= L - shared) lm.has_kv = false;  // reuses an earlier layer's cache
             m.max_q_dim = std::max(m.max_q_dim, n_head[l] * lm.head_dim_k);
         }
     }
+
+    m.n_expert = opt(f, p + "expert_count", 0);
+    m.n_expert_used = n_used;
+    m.n_ff_exp = f_exp;
+    m.n_ff_shexp = opt(f, p + "expert_shared_feed_forward_length", 0);
+    for (int l = 0; l < L && m.n_expert > 0; l++)
+        if (f.tensor("blk." + std::to_string(l) + ".ffn_gate_inp.weight")) m.n_moe_layers++;
 
     for (const auto& t : f.tensors()) m.weight_bytes += t.n_bytes;
     m.n_tensors = (int)f.tensors().size();

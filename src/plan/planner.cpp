@@ -40,6 +40,46 @@ uint64_t kv_bytes_per_slot(const ModelMemory& m, const PlanSettings& s, int64_t 
     return total;
 }
 
+namespace {
+
+// The routed experts' scratch for steps of up to B tokens (cuda/moe.cu, MoeRunner's constructor): an
+// entry table, counters, the int8 copies of x and of the hidden rows, the hidden and down rows of
+// each (token, expert) pair of a 256-token chunk, and for prefill the tensor-core buffers.
+uint64_t moe_runner_bytes(uint64_t B, uint64_t E, uint64_t F, uint64_t top) {
+    const uint64_t chunk = std::min<uint64_t>(B, 256), P = chunk * top;
+    auto int8_rows = [](uint64_t n, uint64_t cols) { return n * cols + 2 * 4 * n * ((cols + 31) / 32); };  // codes, d, s
+    uint64_t b = 4 * (1 + P * 9 + 2 * P) + 4 * ((E + 1) / 2) + 4 * P * ((F + 31) / 32) + int8_rows(chunk, E) +
+                 4 * P * F + int8_rows(P, F) + 4 * P * E;
+    if (B > 8 && chunk >= 32)  // prefill on the tensor cores: gathered x, gate|up, h, down, f16 copy + scale
+        b += 4 * chunk * (2 * E + 3 * F) + chunk * std::max(E, F) * 2 + 4 * chunk + (8ull << 20);
+    return b;
+}
+
+// What the qwen35 / qwen35moe / gemma4 forwards add to the llama buffers for steps of B tokens
+// (cuda_forward_qwen35.cu init_qwen35, cuda_forward_gemma4.cu init_gemma4), f32 unless said.
+uint64_t family_buffers(const ModelMemory& m, uint64_t B) {
+    const uint64_t E = (uint64_t)m.n_embd;
+    uint64_t b = 0;
+    if (m.arch == "qwen35" || m.arch == "qwen35moe") {
+        // conv input and output, the gate z, alpha|beta, the DeltaNet output, q + gate, the batch plan (int)
+        b += 4 * B * (2ull * m.ssm_channels + 2ull * m.ssm_v_dim + 2ull * m.ssm_v_heads + (uint64_t)m.max_gated_q + 5);
+    } else if (m.arch == "gemma4") {
+        b += 4 * B * E;  // the dense MLP's output beside the experts
+        if (m.n_moe_layers > 0) b += 4 * B * 3 * E + 4ull * m.n_moe_layers * E;  // experts' in, router's in, out; router norms
+    }
+    if (m.n_expert > 0 && m.n_expert_used > 0) {
+        b += 4 * B * ((uint64_t)m.n_expert + 2ull * m.n_expert_used);  // router logits, chosen ids and weights
+        if (m.arch == "qwen35moe") {
+            b += 4 * B * E;  // the experts' sum
+            if (m.n_ff_shexp > 0) b += 4 * B * (2ull * m.n_ff_shexp + E);  // the shared expert
+        }
+        b += moe_runner_bytes(B, E, (uint64_t)m.n_ff_exp, (uint64_t)m.n_expert_used);
+    }
+    return b;
+}
+
+}  // namespace
+
 MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slots, int64_t ctx_per_slot) {
     MemoryBreakdown b;
     b.weights = m.weight_bytes;
@@ -50,7 +90,8 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     // normed copy, q, k, v, attention output and the two feed-forward halves, plus the int8 copy of the
     // widest input (codes and one f32 scale per 32); per slot, one row of hidden state and of logits;
     // the split-K attention scratch (capped at 64 MiB); and the tensor-core matmul's f16 copy of the
-    // widest input with a scale per token, plus its 32 MiB of split-K sums (batches of 32+ tokens).
+    // widest input with a scale per token, plus its 32 MiB of split-K sums (batches of 32+ tokens);
+    // then the Gated DeltaNet, routed-expert and Gemma 4 buffers (family_buffers).
     const uint64_t B = (uint64_t)s.batch_tokens + (uint64_t)std::max(slots, 1);
     const uint64_t R = (uint64_t)std::max(slots, 1);
     int max_k = 0, max_v = 0;
@@ -68,7 +109,7 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     const uint64_t partial = std::max(partial_per_token, std::min<uint64_t>(partial_per_token * B, 64ull << 20));
     const uint64_t tensor_core = B >= 32 ? B * widest * 2 + 4 * B + (32ull << 20) : 0;
     b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + partial +
-                tensor_core;
+                tensor_core + family_buffers(m, B);
     b.overhead = s.overhead_bytes;
     return b;
 }

@@ -73,3 +73,33 @@ TEST(Planner, BudgetsAreRespectedAndMonotonic) {
     EXPECT_EQ(max_context_per_slot(m, s, 1, 1ull << 30), 0);  // the weights alone do not fit in 1 GiB
     EXPECT_THROW(find_device("voodoo-5"), Error);
 }
+
+// The compute term counts the Gated DeltaNet and expert buffers of the GPU forward (planner.cpp,
+// family_buffers), from the shapes of gguf-conventions.md written out here: the difference against the
+// same model planned as a plain llama-family one without experts.
+TEST(Planner, ComputeCountsTheHybridAndExpertBuffers) {
+    PlanSettings s = settings("q8_0", "q8_0", 256);
+    s.batch_tokens = 512;
+    auto family_part = [&](ModelMemory m, int slots) {
+        const uint64_t with = plan_memory(m, s, slots, 4096).compute;
+        m.arch = "llama";
+        m.n_expert = m.n_expert_used = 0;
+        return with - plan_memory(m, s, slots, 4096).compute;
+    };
+    // Qwen3.5-27B: GDN 16 k heads x 128 and 48 v heads x 128 (conv channels 2*16*128 + 48*128 = 10240,
+    // v 6144), 24 query heads x 256 with a gate (12288 rows); per token: 2 x conv, z, out, alpha|beta,
+    // q + gate, 5 plan ints
+    const uint64_t B = 512 + 1;
+    EXPECT_EQ(family_part(memory_of("qwen3.5-27b"), 1), 4 * B * (2 * 10240 + 2 * 6144 + 2 * 48 + 12288 + 5));
+    // Gemma 4 26B-A4B: E 2816, 128 experts top-8 of width 704 on all 30 layers; beside the MoE runner:
+    // the dense MLP's output, 3 rows of E for the experts, router logits + ids + weights, router norms
+    const ModelMemory g = memory_of("gemma-4-26b-a4b");
+    EXPECT_EQ(g.n_moe_layers, 30);
+    const uint64_t runner = family_part(g, 1) - (4 * B * 2816 + 4 * B * 3 * 2816 + 4ull * 30 * 2816 + 4 * B * (128 + 16));
+    // the runner holds at least the hidden (4 x 704) and down (4 x 2816) rows of 256 tokens x 8 experts
+    EXPECT_GE(runner, 256ull * 8 * 4 * (704 + 2816));
+    EXPECT_LE(runner, 100ull << 20);
+    // more slots, more tokens per step: every part grows
+    EXPECT_GT(family_part(memory_of("qwen3.5-35b-a3b"), 16), family_part(memory_of("qwen3.5-27b"), 16) / 4);
+    EXPECT_EQ(family_part(memory_of("llama-3.1-8b"), 4), 0u);
+}
