@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one go: build the engine and the CUDA programs (CMake alone, no Debian
 # packages), run the GPU checks against the CPU reference, then the benchmark; tables last.
-#   scripts/gpu/cuda_run.sh [check|bench|tool|server|all]   (default all; server is not part of all)
+#   scripts/gpu/cuda_run.sh [check|bench|tool|server|memory|all]   (default all; server and memory are not
+#   part of all)
 # "tool" also builds the whole rotor program there (its tokenizer needs pcre2.h and the server
 # nlohmann/json.hpp: copy /usr/include/pcre2.h and /usr/include/nlohmann into carry/include and
 # carry it; the machine has libpcre2-8.so.0) and compares `rotor run/perplexity --gpu` with the CPU.
@@ -60,7 +61,7 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
       --ctxs 0,32768,114688 ${BENCH_ARGS:-} | tee "$out/bench_hybrid_$kv.md" || status=1
   done
 fi
-if [ "$what" = tool ] || [ "$what" = all ] || [ "$what" = server ]; then
+if [ "$what" = tool ] || [ "$what" = all ] || [ "$what" = server ] || [ "$what" = memory ]; then
   cmake -S . -B build-gpu-tool -DCMAKE_BUILD_TYPE=Release -DROTOR_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" \
     -DROTOR_TESTS=OFF -DROTOR_BENCH=OFF -DPCRE2_INCLUDE_DIR="$PWD/carry/include" \
     -DCMAKE_CXX_FLAGS="-isystem $PWD/carry/include" >/dev/null
@@ -103,5 +104,22 @@ if [ "$what" = server ]; then
     python3 $py memory --bin $bin --model /tmp/llama1b-q4km.gguf --kv q8_0 --slots 8 --ctx 32768 || status=1
     python3 $py memory --bin $bin --model /tmp/llama1b-q4km.gguf --kv f32 --slots 4 --ctx 16384 || status=1
   } | tee "$out/server_memory.txt"
+fi
+if [ "$what" = memory ]; then
+  # The planner against measured peak GPU memory on the hybrid and sliding-window shapes (issue 8): random
+  # Q4_K_M models of Qwen3.5-27B and Gemma 4 26B-A4B with real tokenizers (copy ../shared/testdata/vocab/
+  # ggml-vocab-qwen3-from-npm.gguf and ggml-vocab-gemma4-from-gemma3-npm.gguf into carry/gpu; the
+  # vocabulary follows the tokenizer's size).
+  bin=build-gpu-tool/rotor
+  py=scripts/gpu/server_gpu.py
+  $bin synth --shape qwen3.5-27b --mix Q4_K_M --vocab-from carry/gpu/ggml-vocab-qwen3-from-npm.gguf -o /tmp/q27.gguf >/dev/null
+  $bin synth --shape gemma-4-26b-a4b --mix Q4_K_M --vocab-from carry/gpu/ggml-vocab-gemma4-from-gemma3-npm.gguf \
+    -o /tmp/g26.gguf >/dev/null
+  {
+    python3 $py memory --bin $bin --model /tmp/g26.gguf --kv q8_0 --slots 2 --ctx 65536 || status=1
+    python3 $py memory --bin $bin --model /tmp/g26.gguf --kv f16 --slots 8 --ctx 8192 || status=1
+    python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q4_0h --slots 4 --ctx 32768 || status=1
+    python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q8_0 --slots 1 --ctx 131072 || status=1
+  } | tee "$out/server_memory_hybrid.txt"
 fi
 exit $status

@@ -334,16 +334,25 @@ std::vector<PlannedTensor> plan_synthetic_tensors(const ModelShape& shape, const
     return build_plan(shape, mix);
 }
 
-uint64_t write_synthetic_model(const ModelShape& s, const QuantMix& mix, const std::string& path, uint64_t seed,
+uint64_t write_synthetic_model(const ModelShape& shape, const QuantMix& mix, const std::string& path, uint64_t seed,
                                const std::string& vocab_from, bool with_data) {
     gguf::Writer w;
+    ModelShape s = shape;
+    std::unique_ptr<gguf::File> vf;
+    if (!vocab_from.empty()) {
+        // the tokenizer decides the vocabulary: embedding and output rows follow it (a server refuses a
+        // model whose rows and tokens disagree)
+        vf = std::make_unique<gguf::File>(gguf::File::open(vocab_from, gguf::OpenOptions{true}));
+        const gguf::Value* tokens = vf->find("tokenizer.ggml.tokens");
+        if (!tokens || tokens->type != gguf::ValueType::ARRAY || tokens->count == 0)
+            throw Error("'" + vocab_from + "' has no tokenizer.ggml.tokens to copy");
+        s.n_vocab = (int)tokens->count;
+    }
     write_metadata(w, s);
     w.set_string("general.name", s.name + " (random weights, " + mix.name + ")");
-    if (!vocab_from.empty()) {
-        gguf::File vf = gguf::File::open(vocab_from, gguf::OpenOptions{true});
-        for (const auto& kv : vf.kvs())
+    if (vf)
+        for (const auto& kv : vf->kvs())
             if (kv.key.substr(0, 10) == "tokenizer.") w.set_value(kv.key, kv.value);
-    }
     auto pool = std::make_shared<RowPool>(seed);
     uint64_t total = 0, tensor_index = 0;
     const std::vector<PlannedTensor> plan = build_plan(s, mix);

@@ -55,6 +55,7 @@ std::vector<PlannedTensor> plan_synthetic_tensors(const ModelShape& shape, const
 uint64_t synthetic_data_bytes(const ModelShape& shape, const QuantMix& mix);
 
 // Writes the model; returns the total tensor bytes. with_data = false writes a metadata-only file.
+// vocab_from copies a real tokenizer, and the vocabulary (embedding and output rows) becomes its size.
 uint64_t write_synthetic_model(const ModelShape& shape, const QuantMix& mix, const std::string& path,
                                uint64_t seed = 1, const std::string& vocab_from = "", bool with_data = true);
 

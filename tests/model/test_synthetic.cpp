@@ -8,6 +8,7 @@
 #include "convert/synthetic.h"
 #include "kv/dense_kv_cache.h"
 #include "model/forward.h"
+#include "testdata.h"
 
 using namespace rotor;
 
@@ -65,4 +66,18 @@ TEST(Synthetic, HybridAndMoEShapesMatchTheStockQuantizer) {
     EXPECT_EQ(plan_synthetic_tensors(find_shape("qwen3.5-27b"), mix).size(), 851u);
     EXPECT_EQ(plan_synthetic_tensors(find_shape("gemma-4-26b-a4b"), mix).size(), 658u);
     EXPECT_EQ(plan_synthetic_tensors(find_shape("qwen3.5-35b-a3b"), mix).size(), 733u);
+}
+
+// A copied tokenizer decides the vocabulary: the embedding rows and vocab_size follow its token count
+// (Llama 3's 128,256 here), so a server accepts the model.
+TEST(Synthetic, VocabFromSetsTheVocabularySize) {
+    const std::string vocab = test::testdata("vocab/ggml-vocab-llama3-from-npm.gguf");
+    if (!std::filesystem::exists(vocab)) GTEST_SKIP() << "no " << vocab;
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("rotor_vocab_from_" + std::to_string(getpid()) + ".gguf")).string();
+    write_synthetic_model(find_shape("gemma-4-26b-a4b"), parse_quant_mix("q4_k_m"), path, 1, vocab, false);
+    const gguf::File f = gguf::File::open(path, gguf::OpenOptions{true});
+    EXPECT_EQ(f.tensor("token_embd.weight")->ne[1], 128256);
+    EXPECT_EQ(f.find("tokenizer.ggml.tokens")->count, 128256u);
+    std::filesystem::remove(path);
 }
