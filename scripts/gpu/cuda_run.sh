@@ -107,19 +107,25 @@ if [ "$what" = server ]; then
 fi
 if [ "$what" = memory ]; then
   # The planner against measured peak GPU memory on the hybrid and sliding-window shapes (issue 8): random
-  # Q4_K_M models of Qwen3.5-27B and Gemma 4 26B-A4B with real tokenizers (copy ../shared/testdata/vocab/
-  # ggml-vocab-qwen3-from-npm.gguf and ggml-vocab-gemma4-from-gemma3-npm.gguf into carry/gpu; the
-  # vocabulary follows the tokenizer's size).
+  # Q4_K_M models of Qwen3.5-27B and Gemma 4 26B-A4B with real tokenizers (the vocabulary follows the
+  # tokenizer's size). Copy ../shared/testdata/vocab/ggml-vocab-gemma4-from-gemma3-npm.gguf and/or
+  # ggml-vocab-qwen3-from-npm.gguf into carry/vocab and carry them by file name with carry/include (not
+  # carry/gpu): the tree and both together exceed the 64 MiB a call takes, so one model per call.
   bin=build-gpu-tool/rotor
   py=scripts/gpu/server_gpu.py
-  $bin synth --shape qwen3.5-27b --mix Q4_K_M --vocab-from carry/gpu/ggml-vocab-qwen3-from-npm.gguf -o /tmp/q27.gguf >/dev/null
-  $bin synth --shape gemma-4-26b-a4b --mix Q4_K_M --vocab-from carry/gpu/ggml-vocab-gemma4-from-gemma3-npm.gguf \
-    -o /tmp/g26.gguf >/dev/null
   {
-    python3 $py memory --bin $bin --model /tmp/g26.gguf --kv q8_0 --slots 2 --ctx 65536 || status=1
-    python3 $py memory --bin $bin --model /tmp/g26.gguf --kv f16 --slots 8 --ctx 8192 || status=1
-    python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q4_0h --slots 4 --ctx 32768 || status=1
-    python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q8_0 --slots 1 --ctx 131072 || status=1
+    gv=carry/vocab/ggml-vocab-gemma4-from-gemma3-npm.gguf
+    if [ -f $gv ]; then
+      $bin synth --shape gemma-4-26b-a4b --mix Q4_K_M --vocab-from $gv -o /tmp/g26.gguf >/dev/null
+      python3 $py memory --bin $bin --model /tmp/g26.gguf --kv q8_0 --slots 2 --ctx 65536 || status=1
+      python3 $py memory --bin $bin --model /tmp/g26.gguf --kv f16 --slots 8 --ctx 8192 || status=1
+    else echo "skipped Gemma 4: no $gv"; fi
+    qv=carry/vocab/ggml-vocab-qwen3-from-npm.gguf
+    if [ -f $qv ]; then
+      $bin synth --shape qwen3.5-27b --mix Q4_K_M --vocab-from $qv -o /tmp/q27.gguf >/dev/null
+      python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q4_0h --slots 4 --ctx 32768 || status=1
+      python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q8_0 --slots 1 --ctx 131072 || status=1
+    else echo "skipped Qwen3.5: no $qv"; fi
   } | tee "$out/server_memory_hybrid.txt"
 fi
 exit $status
