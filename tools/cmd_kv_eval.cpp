@@ -26,6 +26,19 @@ namespace rotor::cli {
 
 namespace {
 
+// A CSV field: quoted (with doubled quotes) when it holds a comma or a quote, e.g. a capture named
+// "tiny-qwen35 (random weights, f32)".
+std::string csv_field(const std::string& v) {
+    if (v.find_first_of(",\"") == std::string::npos) return v;
+    std::string q = "\"";
+    for (char c : v) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+}
+
+}  // namespace
+
+namespace {
+
 std::vector<std::string> split(const std::string& s, char sep) {
     std::vector<std::string> out;
     std::stringstream ss(s);
@@ -146,7 +159,7 @@ void model_eval(const std::string& model_path, const std::string& tokens_path, i
         fflush(stdout);
         if (csv.is_open()) {
             char line[512];
-            snprintf(line, sizeof line, "%s,%s,%.4f,%.6f,%.6f,%.6e,%.6e,%.6e,%.4f\n", model->cfg.arch_name.c_str(),
+            snprintf(line, sizeof line, "%s,%s,%.4f,%.6f,%.6f,%.6e,%.6e,%.6e,%.4f\n", csv_field(model->cfg.arch_name).c_str(),
                      name.c_str(), bits / elems, r.ppl(), r.ppl() / rb.ppl(), mean, p99, mx, top);
             csv << line;
         }
@@ -238,7 +251,7 @@ int cmd_kv_eval(const Args& args) {
             fflush(stdout);
             if (csv.is_open()) {
                 char line[512];
-                snprintf(line, sizeof line, "%s,%s,%.4f,%.6e,%.6e,%.6e,%.6e\n", r.dataset.c_str(), r.type.c_str(),
+                snprintf(line, sizeof line, "%s,%s,%.4f,%.6e,%.6e,%.6e,%.6e\n", csv_field(r.dataset).c_str(), r.type.c_str(),
                          r.bits_per_element, r.mse_rel, r.k_dot_rel_err, r.attn_out_rel_err, r.attn_kl);
                 csv << line;
             }

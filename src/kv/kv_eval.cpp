@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <memory>
 
 #include "common/error.h"
 #include "cpu/thread_pool.h"
@@ -271,6 +272,9 @@ KvCapture capture_kv(const Model& model, const std::vector<int32_t>& tokens, int
     RecordingKvCache kv(geo, n_ctx);
     kv.scale_.assign(geo.n_layer(), 1.0f);
     CpuForward fw(model, n_threads);
+    // hybrid models (qwen35): the Gated DeltaNet layers keep a state; each chunk starts it afresh at 0
+    std::unique_ptr<RecurrentState> rs;
+    if (c.hybrid()) rs = std::make_unique<RecurrentState>(recurrent_geometry(c), 1);
     std::vector<float> logits;
     cap.k.resize(n_chunk);
     cap.v.resize(n_chunk);
@@ -283,7 +287,7 @@ KvCapture capture_kv(const Model& model, const std::vector<int32_t>& tokens, int
             if (i == 0 && bos >= 0) tok = bos;
             b.add(tok, i, 0, i == n_ctx - 1);
         }
-        fw.forward(b, kv, logits);
+        fw.forward(b, kv, rs.get(), logits);
     }
     for (int l = 0; l < geo.n_layer(); l++)
         cap.layers.push_back({c.n_head[l], geo.n_head_kv[l], geo.head_dim_k[l], geo.head_dim_v[l], kv.scale_[l]});

@@ -198,3 +198,36 @@ TEST(KvEvalCli, SmallRunWritesTheCsvColumns) {
     EXPECT_FALSE(std::getline(f, l3));
     fs::remove(csv);
 }
+
+// A hybrid model (the transformers qwen3_5 fixture: Gated DeltaNet layers 0, 2, 3, full attention on
+// layer 1): kv-capture records the attention layer only, every chunk starts the recurrent state afresh
+// (two equal chunks give equal keys), and the formats order as their bits say on its K/V.
+TEST(KvEval, CapturesAHybridModelsAttentionLayers) {
+    const fs::path dir = fs::temp_directory_path() / ("rotor_kvcap35_" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    const std::string gguf = (dir / "qwen35.gguf").string();
+    HfConvertOptions opt;
+    opt.outtype = GgmlType::F32;
+    convert_hf_to_gguf(test::source_dir() + "/tests/fixtures/hf_parity/qwen35", gguf, opt);
+    auto model = Model::load(gguf);
+    std::vector<int32_t> tokens;
+    for (int i = 0; i < 96; i++) tokens.push_back((i * 37 + 11) % model->cfg.n_vocab);
+    for (int i = 0; i < 48; i++) tokens.push_back(tokens[i]);  // chunk 2 repeats chunk 0
+    const KvCapture cap = capture_kv(*model, tokens, 48, 3, -1, 2, "qwen35");
+    ASSERT_EQ(cap.layers.size(), 4u);
+    for (int l : {0, 2, 3}) EXPECT_EQ(cap.layers[l].n_head_kv, 0) << l;
+    ASSERT_EQ(cap.layers[1].n_head_kv, 2);
+    ASSERT_FALSE(cap.k[0][1].empty());
+    EXPECT_EQ(cap.k[0][1], cap.k[2][1]);  // a state carried over from chunk 1 would change them
+    EXPECT_NE(cap.k[0][1], cap.k[1][1]);
+    const std::vector<KvEvalDataset> ds = datasets_from_capture(cap, 8);
+    ASSERT_EQ(ds.size(), 1u);
+    const KvEvalResult f32 = eval(ds[0], "f32"), q8 = eval(ds[0], "q8_0"), q4 = eval(ds[0], "q4_0"),
+                       t3 = eval(ds[0], "tbq3");
+    EXPECT_EQ(f32.mse_rel, 0.0);
+    EXPECT_GT(q8.mse_rel, 0.0);
+    EXPECT_LT(q8.mse_rel, q4.mse_rel);
+    EXPECT_LT(q4.mse_rel, t3.mse_rel);
+    EXPECT_LT(q8.attn_kl, q4.attn_kl);
+    fs::remove_all(dir);
+}
