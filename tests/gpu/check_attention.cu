@@ -142,12 +142,7 @@ void check_case(const Case& c) {
         n_tok = std::max(n_tok, r.tok0 + r.len);
     }
     const HostCache hc(c.elem, c.d, c.hkv, c.ctx, last);
-    KvLayerView kv;
-    kv.elem = c.elem;
-    kv.n_head_kv = c.hkv;
-    kv.head_dim_k = kv.head_dim_v = c.d;
-    kv.ctx = c.ctx;
-    kv.window = c.window;
+    KvLayerView kv = kv_view(c.elem, c.hkv, c.d, c.ctx, c.window);
     DeviceBuffer K(hc.kb.size()), V(hc.vb.size());
     K.upload(hc.kb.data(), hc.kb.size());
     V.upload(hc.vb.data(), hc.vb.size());
@@ -255,12 +250,7 @@ void check_key_from_value(KvElem e, int d, int n_head, int hkv, int n_rot, bool 
         if (proportional && j >= n_rot / 8) inv[j] /= 1e30f;  // gemma4's rope_freqs: a quarter turns
     }
     const int max_pos = *std::max_element(last.begin(), last.end()) + 1;
-    KvLayerView kv;
-    kv.elem = e;
-    kv.n_head_kv = hkv;
-    kv.head_dim_k = kv.head_dim_v = d;
-    kv.ctx = ctx;
-    kv.window = window;
+    KvLayerView kv = kv_view(e, hkv, d, ctx, window);
     kv.n_rot = n_rot;
     kv.rope_pairs = key_from_value_rope_pairs(inv.data(), n_rot, max_pos);
     DeviceBuffer V(hc.vb.size());
@@ -425,11 +415,7 @@ struct BenchCache {
     DeviceBuffer K, V;
     BenchCache(KvElem e, int d, int hkv, int ctx, int window) {
         const size_t rb = kv_row_bytes(e, d), rows = (size_t)ctx * hkv;
-        kv.elem = e;
-        kv.n_head_kv = hkv;
-        kv.head_dim_k = kv.head_dim_v = d;
-        kv.ctx = ctx;
-        kv.window = window;
+        kv = kv_view(e, hkv, d, ctx, window);
         K.resize(rows * rb);
         V.resize(rows * rb);
         // random rows, generated once per distinct 4096 rows and repeated (values only need to be sane)

@@ -274,12 +274,7 @@ void check_window_attention(int d, int n_head, int n_head_kv, KvElem elem, int w
         korig[s] = gaussian((size_t)(last[s] + 1) * hkv * d);
         vorig[s] = gaussian((size_t)(last[s] + 1) * hkv * d);
     }
-    KvLayerView kv;
-    kv.elem = elem;
-    kv.n_head_kv = hkv;
-    kv.head_dim_k = kv.head_dim_v = d;
-    kv.ctx = ctx;
-    kv.window = window;
+    KvLayerView kv = kv_view(elem, hkv, d, ctx, window);
     const size_t rb = kv_row_bytes(elem, d), cache_bytes = (size_t)n_seq * ctx * hkv * rb;
     DeviceBuffer K(cache_bytes), V(cache_bytes);
     ROTOR_CUDA_CHECK(cudaMemset(K.get(), 0xFF, cache_bytes));

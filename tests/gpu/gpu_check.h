@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/attention.h"
 #include "cuda/cuda_util.h"
 #include "formats/formats.h"
 #include "model/model.h"
@@ -43,6 +44,17 @@ struct Dev {
         return h;
     }
 };
+
+// A KV layer view with equal K and V head sizes (the caller sets the k and v pointers).
+inline cuda::KvLayerView kv_view(cuda::KvElem e, int hkv, int d, int ctx, int window) {
+    cuda::KvLayerView kv;
+    kv.elem = e;
+    kv.n_head_kv = hkv;
+    kv.head_dim_k = kv.head_dim_v = d;
+    kv.ctx = ctx;
+    kv.window = window;
+    return kv;
+}
 
 inline std::mt19937 rng(20261128);  // each program may reseed it first thing in main
 inline std::vector<float> gaussian(size_t n, float sigma = 1.0f) {
