@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cstdio>
+#include <string>
 #include <thread>
 
 #include "common/error.h"
@@ -21,6 +23,7 @@ public:
         // Sliding-window layers keep rings of window + the most positions a slot adds in one step.
         KvPoolLayout layout =
             make_kv_layout(kv_geometry(model), cfg.kv_k, cfg.kv_v, cfg.block_tokens, std::max(cfg.n_batch, 1));
+        if (const std::string note = kv_layout_notes(layout); !note.empty()) fprintf(stderr, "KV cache: %s\n", note.c_str());
         const int64_t blocks_per_slot = (cfg.n_ctx_per_slot + cfg.block_tokens - 1) / cfg.block_tokens;
         kv_ = std::make_unique<PagedKvCache>(std::move(layout), blocks_per_slot * cfg.n_slots, cfg.n_slots,
                                              cfg.n_ctx_per_slot);
