@@ -348,23 +348,20 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                 return dense_bytes + (double)expert_bytes * share;
             };
             const KvGeometry geo = kv_geometry(c);  // KV heads per layer (none on Gated DeltaNet layers)
-            auto row_bytes = [&](int l) {  // K and V of one head; V only where gemma4 derives K from it
-                return (c.v_is_k_at(l) ? 0 : kv_row_bytes(kv, c.head_dim_k[l])) + kv_row_bytes(kv, c.head_dim_v[l]);
-            };
             auto kv_read = [&](int ctx_pos) {  // one query at position ctx_pos
                 double b = 0;
                 for (int l = 0; l < c.n_layer; l++) {
                     if (geo.n_head_kv[l] == 0) continue;
                     const int w = c.window_of(l);
                     const int positions = w > 0 ? std::min(ctx_pos + 1, w) : ctx_pos + 1;
-                    b += (double)positions * geo.n_head_kv[l] * row_bytes(l);
+                    b += (double)positions * geo.n_head_kv[l] * kv_head_position_bytes(c, l, kv);
                 }
                 return b;
             };
             uint64_t per_pos = 0;  // cache bytes per position of context (not counting the rings)
             for (int l = 0; l < c.n_layer; l++)
                 if (c.window_of(l) == 0)
-                    per_pos += (uint64_t)geo.n_head_kv[l] * row_bytes(l);
+                    per_pos += (uint64_t)geo.n_head_kv[l] * kv_head_position_bytes(c, l, kv);
             const int margin = 64;  // decode runs on from the context for warm-up and timing
             const uint64_t budget = g.total_bytes - m->weight_bytes() - ((uint64_t)8 << 30);
             std::vector<int> ctxs = {0, 4096, 32768};

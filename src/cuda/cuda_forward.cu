@@ -49,6 +49,10 @@ CudaForward::layer_fields() {
     return fields;
 }
 
+size_t kv_head_position_bytes(const ModelConfig& c, int layer, KvElem kv) {
+    return (c.v_is_k_at(layer) ? 0 : kv_row_bytes(kv, c.head_dim_k[layer])) + kv_row_bytes(kv, c.head_dim_v[layer]);
+}
+
 CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_(model), opt_(opt) {
     const ModelConfig& c = m_.cfg;
     if (opt.n_seq < 1 || opt.ctx < 1 || opt.max_batch < 1) throw Error("CUDA forward: n_seq, ctx and max_batch must be positive");
@@ -129,8 +133,7 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     kv_bytes_ = kv_total;
     for (int l = 0; l < c.n_layer; l++)
         if (c.window_of(l) == 0)  // rings are a fixed size per sequence, not per position
-            kv_bytes_per_pos_ += (uint64_t)geo.n_head_kv[l] * ((c.v_is_k_at(l) ? 0 : kv_row_bytes(opt.kv, c.head_dim_k[l])) +
-                                                               kv_row_bytes(opt.kv, c.head_dim_v[l]));
+            kv_bytes_per_pos_ += (uint64_t)geo.n_head_kv[l] * kv_head_position_bytes(c, l, opt.kv);
     for (int l = 0; l < c.n_layer; l++) {
         KvLayerView& v = layers_[l].kv;
         v.k = c.v_is_k_at(l) ? nullptr : kv_arena_.get<char>() + kv_off[l].first;

@@ -39,6 +39,8 @@ struct CudaForwardOptions {
 
 // KV element type by name; rotor::Error lists the supported names otherwise.
 KvElem parse_kv_elem(const std::string& name);
+// Bytes one position of layer l takes per KV head: its K and V rows, the V row alone on K = V layers.
+size_t kv_head_position_bytes(const ModelConfig& c, int layer, KvElem kv);
 
 class CudaForward {
 public:

@@ -38,6 +38,7 @@ KvGeometry kv_geometry(const ModelConfig& c) {
 KvGeometry kv_geometry(const Model& m) {
     const ModelConfig& c = m.cfg;
     KvGeometry g = kv_geometry(c);
+    std::vector<float> inv_freq;  // the global layers' RoPE, shared by every K = V layer
     for (int l = 0; l < c.n_layer; l++) {
         if (!c.v_is_k_at(l) || g.n_head_kv[l] == 0) continue;
         const Weight& w = m.layers[l].k_norm;
@@ -48,7 +49,8 @@ KvGeometry kv_geometry(const Model& m) {
         KvGeometry::KeyFromValue& f = g.key_from_value[l];
         const float* kw = reinterpret_cast<const float*>(w.data);
         f.k_weight.assign(kw, kw + c.head_dim_k[l]);
-        f.inv_freq = rope_inv_freq(m);
+        if (inv_freq.empty()) inv_freq = rope_inv_freq(m);
+        f.inv_freq = inv_freq;
         f.n_rot = c.n_rot;
     }
     return g;

@@ -3,6 +3,8 @@
 #include <string>
 
 #include "common/error.h"
+#include "kv/kv_pool.h"
+#include "model/forward.h"
 #include "model/model.h"
 #include "server/backend.h"
 #include "server/engine.h"
@@ -49,12 +51,13 @@ public:
         fprintf(stderr, "GPU memory on %s: weights %.1f MiB, KV %.1f MiB, recurrent state %.1f MiB, activations %.1f MiB\n",
                 fwd_->gpu_name().c_str(), fwd_->weight_bytes() / 1048576.0, fwd_->kv_bytes() / 1048576.0,
                 fwd_->state_bytes_per_seq() * (double)cfg.n_slots / 1048576.0, fwd_->activation_bytes() / 1048576.0);
-        std::string kfv;  // K = V layers (gemma4): one row per position, keys rebuilt on read
-        for (int l = 0; l < model.cfg.n_layer; l++)
-            if (model.cfg.v_is_k_at(l) && fwd_->kv_positions(l) > 0) kfv += (kfv.empty() ? "" : ",") + std::to_string(l);
-        if (!kfv.empty())
-            fprintf(stderr, "KV cache: layers %s (K = V) store one %s row per position and KV head; each key is rebuilt from it on read\n",
-                    kfv.c_str(), cfg.kv_k.c_str());
+        // K = V layers (gemma4): the same note as the CPU pool's, from the same geometry and types
+        bool kfv = false;
+        for (int l = 0; l < model.cfg.n_layer; l++) kfv = kfv || model.cfg.v_is_k_at(l);
+        if (kfv)
+            if (const std::string note = kv_layout_notes(make_kv_layout(kv_geometry(model), cfg.kv_k, cfg.kv_v));
+                !note.empty())
+                fprintf(stderr, "KV cache: %s\n", note.c_str());
     }
     void forward(const Batch& batch, std::vector<float>& logits) override {
         for (int i = 0; i < batch.size(); i++)  // the first position of each slot's run must still see its window

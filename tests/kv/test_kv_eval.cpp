@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "common/error.h"
 #include "convert/hf_convert.h"
@@ -27,6 +28,16 @@ SyntheticOptions small() {
     o.n_pos = 128;
     o.n_queries = 8;
     return o;
+}
+
+// A transformers fixture (tests/fixtures/hf_parity/NAME) converted to an f32 GGUF in dir, loaded.
+std::unique_ptr<Model> load_fixture(const std::string& name, const fs::path& dir) {
+    fs::create_directories(dir);
+    const std::string gguf = (dir / (name + ".gguf")).string();
+    HfConvertOptions opt;
+    opt.outtype = GgmlType::F32;
+    convert_hf_to_gguf(test::source_dir() + "/tests/fixtures/hf_parity/" + name, gguf, opt);
+    return Model::load(gguf);
 }
 
 KvEvalResult eval(const KvEvalDataset& ds, const char* type) {
@@ -108,12 +119,7 @@ TEST(KvEval, MeasuresAreExactWhereTheyMustBe) {
 TEST(KvEval, CaptureRoundTripsAndRejectsBadFiles) {
     // A transformers fixture model (llama, head size 32, GQA 2:1), converted and run on its input ids.
     const fs::path dir = fs::temp_directory_path() / ("rotor_kvcap_" + std::to_string(getpid()));
-    fs::create_directories(dir);
-    const std::string gguf = (dir / "llama.gguf").string();
-    HfConvertOptions opt;
-    opt.outtype = GgmlType::F32;
-    convert_hf_to_gguf(test::source_dir() + "/tests/fixtures/hf_parity/llama", gguf, opt);
-    auto model = Model::load(gguf);
+    auto model = load_fixture("llama", dir);
     std::vector<int32_t> tokens;
     for (int i = 0; i < 64; i++) tokens.push_back((i * 37 + 11) % model->cfg.n_vocab);
     const KvCapture cap = capture_kv(*model, tokens, 32, 2, -1, 2, "fixture");
@@ -204,12 +210,7 @@ TEST(KvEvalCli, SmallRunWritesTheCsvColumns) {
 // (two equal chunks give equal keys), and the formats order as their bits say on its K/V.
 TEST(KvEval, CapturesAHybridModelsAttentionLayers) {
     const fs::path dir = fs::temp_directory_path() / ("rotor_kvcap35_" + std::to_string(getpid()));
-    fs::create_directories(dir);
-    const std::string gguf = (dir / "qwen35.gguf").string();
-    HfConvertOptions opt;
-    opt.outtype = GgmlType::F32;
-    convert_hf_to_gguf(test::source_dir() + "/tests/fixtures/hf_parity/qwen35", gguf, opt);
-    auto model = Model::load(gguf);
+    auto model = load_fixture("qwen35", dir);
     std::vector<int32_t> tokens;
     for (int i = 0; i < 96; i++) tokens.push_back((i * 37 + 11) % model->cfg.n_vocab);
     for (int i = 0; i < 48; i++) tokens.push_back(tokens[i]);  // chunk 2 repeats chunk 0
