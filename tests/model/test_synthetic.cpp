@@ -79,5 +79,17 @@ TEST(Synthetic, VocabFromSetsTheVocabularySize) {
     const gguf::File f = gguf::File::open(path, gguf::OpenOptions{true});
     EXPECT_EQ(f.tensor("token_embd.weight")->ne[1], 128256);
     EXPECT_EQ(f.find("tokenizer.ggml.tokens")->count, 128256u);
+    // a file without a tokenizer to copy (the model just written has one; a tokenizer-less one does not)
+    const std::string bare = path + ".bare.gguf";
+    write_synthetic_model(find_shape("tiny-llama"), parse_quant_mix("f32"), bare, 1, "", false);
+    try {
+        write_synthetic_model(find_shape("tiny-llama"), parse_quant_mix("f32"), path, 1, bare, false);
+        ADD_FAILURE() << "a vocabulary file without tokens was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("has no tokenizer.ggml.tokens"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(write_synthetic_model(find_shape("tiny-llama"), parse_quant_mix("f32"), path, 1, "/nonexistent.gguf", false),
+                 Error);
     std::filesystem::remove(path);
+    std::filesystem::remove(bare);
 }
