@@ -4,12 +4,15 @@
 #   (profiles/*.json; --profile auto implies --gpu); PROFILE=rtx-4090 (Qwen) or rtx-4090-gemma4 names
 #   one, PROFILE=auto:throughput takes the many-slots variant.
 #   run-llama8b: the Llama-3.1-8B settings below (q8_0 KV, 4 slots x 16K: 9.5 GiB by `rotor plan`).
+#   SERVE_ARGS="--port 8081 ..." adds to rotor serve's arguments. A model file already in MODELS is
+#   served as it is (scripts/gpu/cuda_run.sh memory serves random-weight files that way on the GPU).
 # Repository and file names follow Unsloth's naming pattern and are assumed, not checked here (no
 # network); if one differs, run build/rotor pull ORG/REPO FILE yourself.
 ROTOR   ?= build/rotor
 MODELS  ?= models
 PROFILE ?= auto
 PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
+SERVE_ARGS ?=
 
 .PHONY: run test build run-qwen run-gemma run-llama8b profiles memory-tables
 
@@ -23,10 +26,11 @@ build:
 	scripts/setup.sh
 	scripts/build.sh
 
-# $(call pull_and_serve,REPO,FILE)
+# $(call pull_and_serve,REPO,FILE): `rotor pull` writes FILE only once its checksum is verified (FILE.part
+# until then), so a FILE already there is complete and is served without asking the network.
 define pull_and_serve
-	$(ROTOR) pull $(1) $(2) -o $(MODELS)
-	$(ROTOR) serve -m $(MODELS)/$(2) $(PROFILE_ARG)
+	test -f $(MODELS)/$(2) || $(ROTOR) pull $(1) $(2) -o $(MODELS)
+	$(ROTOR) serve -m $(MODELS)/$(2) $(PROFILE_ARG) $(SERVE_ARGS)
 endef
 
 run-qwen: build
@@ -38,8 +42,9 @@ run-gemma: build
 LLAMA8B_ARGS ?= --gpu --slots 4 --ctx-per-slot 16384 --kv-k q8_0 --kv-v q8_0
 
 run-llama8b: build
-	$(ROTOR) pull unsloth/Llama-3.1-8B-Instruct-GGUF Llama-3.1-8B-Instruct-Q4_K_M.gguf -o $(MODELS)
-	$(ROTOR) serve -m $(MODELS)/Llama-3.1-8B-Instruct-Q4_K_M.gguf $(LLAMA8B_ARGS)
+	$(call pull_and_serve,unsloth/Llama-3.1-8B-Instruct-GGUF,Llama-3.1-8B-Instruct-Q4_K_M.gguf)
+
+run-llama8b: PROFILE_ARG = $(LLAMA8B_ARGS)
 
 # Regenerate the planner's outputs that are committed (tests check they are current).
 profiles:

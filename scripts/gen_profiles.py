@@ -67,6 +67,7 @@ def profile(planner, card, label, model, why):
         "name": card,
         "card": label,
         "device_bytes": p["device_bytes"],
+        "usable_bytes": p["usable_bytes"],
         "model": dict(model, weights_bytes=p["weights_bytes"]),
         "why": why,
         "overhead_bytes": OVERHEAD_MIB << 20,

@@ -15,6 +15,9 @@ namespace {
 
 const char* kUsage =
     "usage: rotor plan -m MODEL.gguf (--gpu NAME | --vram GIB) [options]\n"
+    "  --gpu NAME          a known card (rtx-4060ti-16, rtx-4090, rtx-5090, a100-80, h100, h200): its nvidia-smi\n"
+    "                      total less what the driver keeps\n"
+    "  --vram GIB          memory CUDA can allocate (the total `rotor serve --gpu` logs)\n"
     "  --kv-k T --kv-v T   KV types to plan for (default: f16, q8_0, q4_0h, tcq4, tcq3, each for K and V)\n"
     "  --slots N           largest context per slot for 1..N slots (default 8)\n"
     "  --ctx C             most slots of C tokens each (instead of --slots)\n"
@@ -57,7 +60,10 @@ int cmd_plan(const Args& args) {
     if (model_path.empty() || (gpu.empty() == (vram_gib <= 0)))
         throw Error(std::string("a model and exactly one of --gpu / --vram are required\n") + kUsage);
     if (max_slots_n < 1 || max_slots_n > 1024 || batch < 1 || ctx < 0) throw Error("--slots, --batch and --ctx must be positive");
+    // --vram is what CUDA can allocate (its total, as `rotor serve` or torch.cuda reports it); a named
+    // card's nvidia-smi total less what its driver keeps.
     const Device dev = gpu.empty() ? Device{"custom", (uint64_t)(vram_gib * 1073741824.0)} : find_device(gpu);
+    const uint64_t budget = dev.usable();
 
     gguf::File f = gguf::File::open(model_path, gguf::OpenOptions{true});
     const ModelMemory m = read_model_memory(f);
@@ -77,6 +83,8 @@ int cmd_plan(const Args& args) {
     out["weights_bytes"] = m.weight_bytes;
     out["device"] = dev.name;
     out["device_bytes"] = dev.bytes;
+    out["usable_bytes"] = budget;
+    out["reserved_bytes"] = dev.reserved_bytes;
     out["overhead_bytes"] = overhead_mib << 20;
     out["recurrent_bytes_per_slot"] = m.recurrent_bytes_per_seq;
     out["plans"] = nlohmann::ordered_json::array();
@@ -87,8 +95,11 @@ int cmd_plan(const Args& args) {
         printf("model:  %s (%s), weights %s, %d of %d layers keep a KV cache", model_path.c_str(), m.arch.c_str(),
                gib(m.weight_bytes).c_str(), kv_layers, m.n_layer);
         if (m.recurrent_bytes_per_seq) printf(", recurrent state %.1f MiB per slot", m.recurrent_bytes_per_seq / 1048576.0);
-        printf("\ndevice: %s, %s; runtime overhead %llu MiB (an estimate until measured on that card)\n\n", dev.name.c_str(),
-               gib(dev.bytes).c_str(), (unsigned long long)overhead_mib);
+        printf("\ndevice: %s, %s", dev.name.c_str(), gib(dev.bytes).c_str());
+        if (dev.reserved_bytes)
+            printf(" (%s usable: the driver keeps %llu MiB, %s)", gib(budget).c_str(),
+                   (unsigned long long)(dev.reserved_bytes >> 20), dev.reserved_measured ? "measured" : "estimated");
+        printf("; runtime overhead %llu MiB (an estimate until measured on that card)\n\n", (unsigned long long)overhead_mib);
     }
     for (const auto& [kt, vt] : types) {
         PlanSettings s;
@@ -109,14 +120,14 @@ int cmd_plan(const Args& args) {
             plan["ctx_per_slot"] = ctx;
             plan["breakdown"] = {{"weights", b.weights}, {"kv", b.kv},           {"recurrent", b.recurrent},
                                  {"compute", b.compute}, {"overhead", b.overhead}, {"total", b.total()}};
-            plan["fits"] = b.total() <= dev.bytes;
+            plan["fits"] = b.total() <= budget;
             if (!json_out)
                 printf("  %d slots x %lld tokens: weights %s + KV %s + recurrent %s + compute %s + overhead %s = %s (%s)\n",
                        max_slots_n, (long long)ctx, gib(b.weights).c_str(), gib(b.kv).c_str(), gib(b.recurrent).c_str(),
                        gib(b.compute).c_str(), gib(b.overhead).c_str(), gib(b.total()).c_str(),
-                       b.total() <= dev.bytes ? "fits" : "does not fit");
+                       b.total() <= budget ? "fits" : "does not fit");
         } else if (ctx > 0) {
-            const int n = max_slots(m, s, ctx, dev.bytes);
+            const int n = max_slots(m, s, ctx, budget);
             plan["ctx_per_slot"] = ctx;
             plan["max_slots"] = n;
             if (!json_out) printf("  %d slots of %lld tokens fit\n", n, (long long)ctx);
@@ -124,7 +135,7 @@ int cmd_plan(const Args& args) {
             plan["max_ctx_per_slot"] = nlohmann::ordered_json::array();
             if (!json_out) printf("  slots  context per slot  total memory\n");
             for (int slots = 1; slots <= max_slots_n; slots++) {
-                const int64_t c = max_context_per_slot(m, s, slots, dev.bytes);
+                const int64_t c = max_context_per_slot(m, s, slots, budget);
                 const MemoryBreakdown b = plan_memory(m, s, slots, std::max<int64_t>(c, 1));
                 plan["max_ctx_per_slot"].push_back({{"slots", slots}, {"ctx", c}, {"total_bytes", c ? b.total() : 0}});
                 if (!json_out) printf("  %5d  %16lld  %s\n", slots, (long long)c, c ? gib(b.total()).c_str() : "does not fit");

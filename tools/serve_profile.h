@@ -43,7 +43,7 @@ inline std::vector<std::filesystem::path> profile_dirs() {
     return dirs;
 }
 
-// The profile for this machine's GPU 0 and this model file: the largest card (device_bytes) not above
+// The profile for this machine's GPU 0 and this model file: the largest card (usable_bytes) not above
 // its memory among the profiles planned for model_file.
 inline std::string auto_profile_path(const std::string& model_file) {
 #ifdef ROTOR_HAVE_CUDA
@@ -62,7 +62,8 @@ inline std::string auto_profile_path(const std::string& model_file) {
                 const std::string file = j.at("model").at("file").get<std::string>();
                 planned.insert(file);
                 if (file != model_file) continue;
-                const uint64_t b = j.at("device_bytes").get<uint64_t>();
+                // what CUDA reports as total is the card less the driver's share (usable_bytes)
+                const uint64_t b = j.value("usable_bytes", j.at("device_bytes").get<uint64_t>());
                 if (b <= g.total_bytes + (g.total_bytes >> 6) && b > best_bytes) {  // 1.5% slack: reported sizes vary
                     best_bytes = b;
                     best = e.path().string();

@@ -16,12 +16,17 @@
 // Decode at context P runs consecutive tokens from position P (the cache holds whatever was there;
 // its values do not change the time; a hybrid model's recurrent state is set to position P first).
 // Prints markdown tables.
+// ROTOR_BENCH_PROFILE=1: the first timed decode step at context 0 of each batch size runs between
+// cudaProfilerStart/Stop, so that `ncu --profile-from-start off` times that one step's kernels
+// (scripts/gpu/kernel_times.py sums them per kernel).
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -140,6 +145,18 @@ double graph_time_us(int n_bufs, F&& launch) {
     cudaStreamDestroy(s);
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];
+}
+
+// One step between cudaProfilerStart/Stop when ROTOR_BENCH_PROFILE is set (see the header comment).
+template <class F>
+void profiled_step(F&& step) {
+    const char* e = std::getenv("ROTOR_BENCH_PROFILE");
+    if (!e || !*e || *e == '0') return;
+    ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaProfilerStart();
+    step();
+    ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaProfilerStop();
 }
 
 }  // namespace
@@ -427,6 +444,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                         fw.forward_device(d);
                     };
                     for (int i = 0; i < 3; i++) step();
+                    if (x == 0) profiled_step(step);
                     const auto t0 = std::chrono::steady_clock::now();
                     for (int i = 0; i < iters; i++) step();
                     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
@@ -465,6 +483,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                                 fw.forward_device(d);
                             };
                             for (int i = 0; i < 3; i++) step();
+                            if (x == 0) profiled_step(step);
                             const auto t0 = std::chrono::steady_clock::now();
                             for (int i = 0; i < iters; i++) step();  // margin > 3 + iters: within the cache
                             const double sec =

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one go: build the engine and the CUDA programs (CMake alone, no Debian
 # packages), run the GPU checks against the CPU reference, then the benchmark; tables last.
-#   scripts/gpu/cuda_run.sh [check|bench|tool|server|memory|all]   (default all; server and memory are not
-#   part of all)
+#   scripts/gpu/cuda_run.sh [check|bench|tool|server|memory|profile|all]   (default all; server, memory
+#   and profile are not part of all)
 # "tool" also builds the whole rotor program there (its tokenizer needs pcre2.h and the server
 # nlohmann/json.hpp: copy /usr/include/pcre2.h and /usr/include/nlohmann into carry/include and
 # carry it; the machine has libpcre2-8.so.0) and compares `rotor run/perplexity --gpu` with the CPU.
@@ -21,10 +21,18 @@ jobs=$(nproc)
 out=${OUT:-out}
 mkdir -p "$out"
 
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DROTOR_ENGINE_ONLY=ON -DROTOR_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-cmake --build build-gpu -j "$jobs" --target rotor-check-cuda rotor-bench-cuda rotor-check-moe rotor-check-qwen35 \
-  rotor-check-gemma4 rotor-check-attention rotor-check-matmul-tc 2>&1 | grep -vE "^\[|Built target|Scanning" || true
+case "$what" in
+  check|bench|all) targets="rotor-check-cuda rotor-bench-cuda rotor-check-moe rotor-check-qwen35 rotor-check-gemma4
+    rotor-check-attention rotor-check-matmul-tc" ;;
+  profile) targets=rotor-bench-cuda ;;
+  *) targets= ;;
+esac
+if [ -n "$targets" ]; then
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DROTOR_ENGINE_ONLY=ON -DROTOR_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
+  # shellcheck disable=SC2086
+  cmake --build build-gpu -j "$jobs" --target $targets 2>&1 | grep -vE "^\[|Built target|Scanning" || true
+fi
 
 status=0
 if [ "$what" = check ] || [ "$what" = all ]; then
@@ -59,6 +67,21 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
   for kv in f16 q8_0 q4_0h; do
     build-gpu/rotor-bench-cuda --kv $kv --shapes qwen3.5-27b,gemma-4-26b-a4b --no-matvec --batches 1,4,16 \
       --ctxs 0,32768,114688 ${BENCH_ARGS:-} | tee "$out/bench_hybrid_$kv.md" || status=1
+  done
+fi
+if [ "$what" = profile ]; then
+  # Where one decode step's time goes: ncu times each kernel of the first timed step at context 0
+  # (ROTOR_BENCH_PROFILE), one sequence and PROFILE_BATCH sequences; kernel_times.py sums per kernel.
+  for shape in ${PROFILE_SHAPES:-qwen3.5-27b}; do
+    for b in 1 ${PROFILE_BATCH:-16}; do
+      ROTOR_BENCH_PROFILE=1 ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum \
+        --csv --page raw build-gpu/rotor-bench-cuda --kv ${PROFILE_KV:-q4_0h} --shapes $shape --no-matvec \
+        --batches $b --ctxs 0 --prompts 512 --quick >/tmp/ncu-$shape-$b.csv 2>/tmp/ncu-$shape-$b.err || status=1
+      { echo "## $shape, KV ${PROFILE_KV:-q4_0h}, $b sequence(s), context 0: one decode step under ncu"
+        python3 scripts/gpu/kernel_times.py /tmp/ncu-$shape-$b.csv || tail -20 /tmp/ncu-$shape-$b.err
+        gzip -c /tmp/ncu-$shape-$b.csv >"$out/ncu-$shape-$b.csv.gz"
+        echo; } | tee -a "$out/profile.md"
+    done
   done
 fi
 if [ "$what" = tool ] || [ "$what" = all ] || [ "$what" = server ] || [ "$what" = memory ]; then
@@ -108,23 +131,48 @@ fi
 if [ "$what" = memory ]; then
   # The planner against measured peak GPU memory on the hybrid and sliding-window shapes (issue 8): random
   # Q4_K_M models of Qwen3.5-27B and Gemma 4 26B-A4B with real tokenizers (the vocabulary follows the
-  # tokenizer's size). Copy ../shared/testdata/vocab/ggml-vocab-gemma4-from-gemma3-npm.gguf and/or
-  # ggml-vocab-qwen3-from-npm.gguf into carry/vocab and carry them by file name with carry/include (not
-  # carry/gpu): the tree and both together exceed the 64 MiB a call takes, so one model per call.
+  # tokenizer's size). Put ../shared/testdata/vocab/ggml-vocab-gemma4-from-gemma3-npm.gguf and/or
+  # ggml-vocab-qwen3-from-npm.gguf in carry/vocab (both uncompressed with the tree exceed the 64 MiB a
+  # call takes: carry them xz-compressed and unpack there). PROFILES_ONLY=1: only the profile runs.
   bin=build-gpu-tool/rotor
   py=scripts/gpu/server_gpu.py
   {
+    nvidia-smi --query-gpu=name,memory.total,memory.reserved,memory.used,memory.free --format=csv
+    # then `make run-qwen` / `make run-gemma` with the file under the profile's name (the make target
+    # serves a file already there), --profile auto on this card: the long-context variant, measured
+    mkdir -p /tmp/models
+    profile_run() {  # MODEL_FILE PROFILE_JSON MAKE_TARGET
+      local f; f=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model']['file'])" "$2")
+      mv "$1" "/tmp/models/$f"
+      read -r slots ctx kv < <(python3 -c "import json,sys; v=json.load(open(sys.argv[1]))['variants']['long_context']
+print(v['slots'], v['ctx_per_slot'], v['kv_k'])" "$2")
+      python3 $py memory --bin $bin --model "/tmp/models/$f" --kv "$kv" --slots "$slots" --ctx "$ctx" \
+        --cmd "make -o build $3 ROTOR=$bin MODELS=/tmp/models SERVE_ARGS='--port 0'" || status=1
+      # twice the profile's slots: the server must refuse at load with the plan's numbers
+      echo "== $((2 * slots)) slots x $ctx: expect a refusal"
+      timeout 120 $bin serve -m "/tmp/models/$f" --gpu --slots $((2 * slots)) --ctx-per-slot "$ctx" --kv-k "$kv" \
+        --kv-v "$kv" --port 0 >/tmp/refusal.txt 2>&1 || true
+      cat /tmp/refusal.txt
+      grep -q "not enough GPU memory" /tmp/refusal.txt || { echo "FAIL: no refusal"; status=1; }
+      rm -f "/tmp/models/$f"
+    }
     gv=carry/vocab/ggml-vocab-gemma4-from-gemma3-npm.gguf
     if [ -f $gv ]; then
       $bin synth --shape gemma-4-26b-a4b --mix Q4_K_M --vocab-from $gv -o /tmp/g26.gguf >/dev/null
-      python3 $py memory --bin $bin --model /tmp/g26.gguf --kv q8_0 --slots 2 --ctx 65536 || status=1
-      python3 $py memory --bin $bin --model /tmp/g26.gguf --kv f16 --slots 8 --ctx 8192 || status=1
+      if [ -z "${PROFILES_ONLY:-}" ]; then
+        python3 $py memory --bin $bin --model /tmp/g26.gguf --kv q8_0 --slots 2 --ctx 65536 || status=1
+        python3 $py memory --bin $bin --model /tmp/g26.gguf --kv f16 --slots 8 --ctx 8192 || status=1
+      fi
+      profile_run /tmp/g26.gguf profiles/h200-gemma4.json run-gemma
     else echo "skipped Gemma 4: no $gv"; fi
     qv=carry/vocab/ggml-vocab-qwen3-from-npm.gguf
     if [ -f $qv ]; then
       $bin synth --shape qwen3.5-27b --mix Q4_K_M --vocab-from $qv -o /tmp/q27.gguf >/dev/null
-      python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q4_0h --slots 4 --ctx 32768 || status=1
-      python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q8_0 --slots 1 --ctx 131072 || status=1
+      if [ -z "${PROFILES_ONLY:-}" ]; then
+        python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q4_0h --slots 4 --ctx 32768 || status=1
+        python3 $py memory --bin $bin --model /tmp/q27.gguf --kv q8_0 --slots 1 --ctx 131072 || status=1
+      fi
+      profile_run /tmp/q27.gguf profiles/h200.json run-qwen
     else echo "skipped Qwen3.5: no $qv"; fi
   } | tee "$out/server_memory_hybrid.txt"
 fi

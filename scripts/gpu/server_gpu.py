@@ -17,7 +17,9 @@ planner-versus-measured GPU memory check. Python's standard library only (that m
 import argparse
 import http.client
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -36,10 +38,13 @@ LONG = ("And the earth was without form, and void; and darkness was upon the fac
 
 
 class Server:
-    def __init__(self, binary, model, extra):
+    def __init__(self, binary, model, extra, cmd=None):
+        """cmd: a shell command that starts the server instead (e.g. `make run-qwen`); it runs in its own
+        process group, which stop() ends."""
         self.log = []
-        self.proc = subprocess.Popen([binary, "serve", "-m", model, "--port", "0", *extra], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        argv = ["bash", "-c", cmd] if cmd else [binary, "serve", "-m", model, "--port", "0", *extra]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
         self.port = None
         ready = threading.Event()
 
@@ -112,11 +117,11 @@ class Server:
         return ttft, tokens if tokens is not None else chunks, time.perf_counter() - t0
 
     def stop(self):
-        self.proc.terminate()
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def parallel(fn, items):
@@ -265,13 +270,22 @@ def memory(a):
 
     threading.Thread(target=sample, daemon=True).start()
     srv = Server(a.bin, a.model, ["--gpu", "--slots", str(a.slots), "--ctx-per-slot", str(a.ctx), "--kv-k", a.kv,
-                                  "--kv-v", a.kv, "--batch", "512"])
+                                  "--kv-v", a.kv, "--batch", "512"], cmd=a.cmd)
     # Every slot reads a prompt of almost its whole context in 512-token chunks, then decodes: the
     # step buffers and the whole cache are in use.
     words = max(1, min(a.ctx // 2, 256))
     parallel(lambda i: srv.complete(f"{i} " + "the " * words, 8, ignore_eos=True), list(range(a.slots)))
     time.sleep(0.3)
     done.set()
+    if a.cmd:  # a started-by-command server: show that it answers a chat request too
+        print(f"command: {a.cmd}")
+        try:
+            j = srv.post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Say hello."}],
+                                                  "max_tokens": 8, "temperature": 0})
+            print(f"  chat answer ({j['usage']['completion_tokens']} tokens): {j['choices'][0]['message'].get('content')!r}")
+        except RuntimeError as e:
+            print(f"  chat request failed: {e}")
+        print("  " + "  ".join(l for l in srv.log if "profile" in l or "slots" in l)[:2000])
     gpu_line = [l.strip() for l in srv.log if l.startswith("GPU memory")]
     srv.stop()
     measured = (peak[0] - base) * 1048576
@@ -297,6 +311,8 @@ def main():
     ap.add_argument("--clients", default="1,2,4,8,16")
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--requests", type=int, default=4)
+    ap.add_argument("--cmd", help="memory: start the server with this shell command (its settings must be the "
+                    "--slots/--ctx/--kv given, which the planner is asked about)")
     ap.add_argument("--no-gpu", action="store_true", help="dry run on the CPU (checks this script, not the GPU)")
     a = ap.parse_args()
     if a.no_gpu:

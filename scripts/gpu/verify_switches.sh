@@ -1,33 +1,47 @@
 #!/usr/bin/env bash
-# On the GPU machine, after `scripts/gpu/cuda_run.sh check` built build-gpu/ and passed: the faster
-# paths that are off by default (written in the 2026-11-28 session, compiled but never run on a GPU),
-# each checked with its switch on, then the benchmarks that decide whether to turn it on.
-#   prefill attention  ROTOR_PREFILL_ATTENTION=1   (attention_prefill.cu; default in its g_enabled,
-#                      threshold kMinRun in CudaForward::attend from rotor-check-attention's short-run table)
-#   fused llama decode ROTOR_FUSED_DECODE=1        (kernels.cu g_fused_decode)
-#   team-split mat-vec ROTOR_MMVQ=2                (matvec_q8.cu g_kernel)
-#   Qwen3.5 fast path  rotor-check-qwen35 --fast   (cuda_forward_qwen35.cu g_fast_paths)
-#   MoE two waves      compile-time kGpwTwoWaves in moe.cu (set it, rebuild, rerun rotor-check-moe)
-# Turn a path on only when its checks print "0 failed" and its benchmark shows the gain.
+# On the GPU machine: the paths that switches choose between, each checked, then the benchmarks that
+# compare them. Builds build-gpu/ itself (cuda_run.sh's targets). Since the 2026-11-28 H200 run
+# (bench/RESULTS.md, "Switches verified") the newer paths are the defaults and the switches select the
+# first ones:
+#   int8 mat-vec       ROTOR_MMVQ=1 (first kernel) / 2 (team-split, default)   matvec_q8.cu g_kernel
+#   fused llama decode ROTOR_FUSED_DECODE=0 / 1 (default)                     kernels.cu g_fused_decode
+#   Qwen3.5 fast path  ROTOR_QWEN35_FAST=0 / 1 (default); rotor-check-qwen35 --no-fast
+# Still off: prefill attention (ROTOR_PREFILL_ATTENTION=1, attention_prefill.cu: fails end to end on
+# f16 rounding, bench/RESULTS.md) and moe.cu's compile-time kGpwTwoWaves.
+# Models: carry/gpu as cuda_run.sh check says.
+#   SHAPES=llama-3.1-8b,qwen3.5-27b,gemma-4-26b-a4b (default)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-out}
+arch=${ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)}
 mkdir -p "$out" /tmp/rotor-synth
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DROTOR_ENGINE_ONLY=ON -DROTOR_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
+cmake --build build-gpu -j "$(nproc)" --target rotor-check-cuda rotor-bench-cuda rotor-check-qwen35 rotor-check-gemma4 \
+  rotor-check-moe 2>&1 | grep -vE "^\[|Built target|Scanning" || true
 hf=carry/gpu/hf
 m=(--model carry/gpu/stories260K.gguf:1e-4 --model models/rotor-kjv-11m/rotor-kjv-11m-bf16.gguf:1e-4
    --model models/rotor-kjv-11m/rotor-kjv-11m-q8_0.gguf:1e-1)
+q=(--hf $hf/qwen35-f32.gguf:tests/fixtures/hf_parity/qwen35 --hf $hf/qwen35moe-f32.gguf:tests/fixtures/hf_parity/qwen35moe)
+g=(--hf gemma4=$hf/gemma4-f32.gguf --hf gemma4_dense=$hf/gemma4_dense-f32.gguf)
 status=0
-run() { echo "== $*"; "$@" 2>&1 | tail -n 40 || status=1; }
+run() {
+  echo "== $*"
+  timeout 150 "$@" >/tmp/run.txt 2>&1 || { echo "exit status $?"; status=1; }
+  grep -E "FAIL|error" /tmp/run.txt | head -n 20
+  tail -n 3 /tmp/run.txt
+}
 {
-  run build-gpu/rotor-check-attention
-  run env ROTOR_PREFILL_ATTENTION=1 build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
-  run env ROTOR_PREFILL_ATTENTION=1 build-gpu/rotor-check-gemma4 --hf gemma4=$hf/gemma4-f32.gguf \
-    --hf gemma4_dense=$hf/gemma4_dense-f32.gguf
-  run env ROTOR_FUSED_DECODE=1 ROTOR_MMVQ=2 build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
-  run build-gpu/rotor-check-qwen35 --fast --bench --hf $hf/qwen35-f32.gguf:tests/fixtures/hf_parity/qwen35 \
-    --hf $hf/qwen35moe-f32.gguf:tests/fixtures/hf_parity/qwen35moe
-  for env in "" "ROTOR_FUSED_DECODE=1" "ROTOR_FUSED_DECODE=1 ROTOR_MMVQ=2"; do
-    run env $env build-gpu/rotor-bench-cuda --quick --no-matvec --batches 1,4 --shapes llama-3.1-8b,qwen2.5-32b
+  run env ROTOR_FUSED_DECODE=0 ROTOR_MMVQ=1 build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
+  run env ROTOR_MMVQ=1 build-gpu/rotor-check-qwen35 --no-fast "${q[@]}"
+  run env ROTOR_MMVQ=1 build-gpu/rotor-check-gemma4 "${g[@]}"
+  run env ROTOR_MMVQ=1 build-gpu/rotor-check-moe
+  echo "== rotor-check-qwen35 --bench (default and fast Gated DeltaNet kernels)"
+  build-gpu/rotor-check-qwen35 --bench 2>&1 | grep -E "decode|prefill" | tail -n 20
+  for env in "ROTOR_MMVQ=1 ROTOR_FUSED_DECODE=0 ROTOR_QWEN35_FAST=0" "ROTOR_FUSED_DECODE=0 ROTOR_QWEN35_FAST=0" ""; do
+    echo "== bench ${env:-(defaults)}"
+    timeout 200 env $env build-gpu/rotor-bench-cuda --quick --no-matvec --batches 1,16 --ctxs 0 --prompts 512 \
+      --shapes "${SHAPES:-llama-3.1-8b,qwen3.5-27b,gemma-4-26b-a4b}" 2>&1 | grep -E "^\|" || status=1
   done
 } | tee "$out/verify_switches.txt"
 exit $status

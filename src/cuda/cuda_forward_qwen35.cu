@@ -6,6 +6,7 @@
 // with the norm that follows it.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_forward_qwen35.h"
@@ -16,12 +17,17 @@ namespace rotor::cuda {
 
 namespace {
 const float* f32p(const void* p) { return static_cast<const float*>(p); }
-// Fast path: steps whose sequences have at most this many tokens each run the Gated DeltaNet layer as one
-// kernel (gdn_step: decode); others (prompts) as conv + delta rule, which prefetches each next token's inputs.
-// Measured on an H200 before the column slices (rotor-check-qwen35 --bench, a Qwen3.5-27B layer): one token
-// of each of 1..16 sequences 9-60 us vs 13-69 us; 8 tokens of one sequence 30 vs 22 us.
+// Fast path: steps of one sequence with at most this many tokens run the Gated DeltaNet layer as one
+// kernel (gdn_step: decode); others (prompts, several sequences) as conv + delta rule, which prefetches each
+// next token's inputs. Measured on an H200 (rotor-check-qwen35 --bench, a Qwen3.5-27B layer; bench/RESULTS.md
+// "Switches verified"): one token of 1 sequence 11.4 us against 13.5, but of 2 / 4 / 16 sequences 16.6 /
+// 23.6 / 94.7 us against 14.4 / 22.2 / 71.3.
 constexpr int kGdnStepMaxSeqTokens = 4;
-bool g_fast_paths = false;
+// on unless set_qwen35_fast_paths(false) or ROTOR_QWEN35_FAST=0 (the benchmarks' switch) turn them off
+bool g_fast_paths = [] {
+    const char* e = std::getenv("ROTOR_QWEN35_FAST");
+    return !(e != nullptr && std::string(e) == "0");
+}();
 }  // namespace
 
 void set_qwen35_fast_paths(bool on) { g_fast_paths = on; }
@@ -156,16 +162,20 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
     const int32_t* seq = seq_.get<int32_t>();
     const int32_t* pos = pos_.get<int32_t>();
     const SeqPlan& plan = b.plan_view;
-    if (b.fast) {  // the opt-in path (set_qwen35_fast_paths): not yet run on a GPU
+    if (b.fast) {  // the default path (set_qwen35_fast_paths), verified on an H200
         seq_plan(seq, pos, n, plan, s);
-        // the most tokens one sequence has in this step, from the staged batch (a captured graph keeps the
-        // choice made here; both paths compute the same for any batch)
-        int max_seq_tokens = 0;
+        // the most tokens one sequence has in this step and how many sequences it has, from the staged batch
+        // (a captured graph keeps the choice made here; both paths compute the same for any batch)
+        int max_seq_tokens = 0, n_seqs = 0;
         {
             const int* staged_seq = staging_ + 2 * opt_.max_batch;
             std::vector<int> per_seq(opt_.n_seq, 0);
-            for (int t = 0; t < n; t++) max_seq_tokens = std::max(max_seq_tokens, ++per_seq[staged_seq[t]]);
+            for (int t = 0; t < n; t++) {
+                n_seqs += per_seq[staged_seq[t]] == 0;
+                max_seq_tokens = std::max(max_seq_tokens, ++per_seq[staged_seq[t]]);
+            }
         }
+        const bool one_step_kernel = n_seqs == 1 && max_seq_tokens <= kGdnStepMaxSeqTokens;
         // As enqueue_llama: on the int8 path the kernel that produces a mat-vec's input also quantizes it
         // (residual add + RMSNorm + quantization before the mixer's and the FFN's projections, SwiGLU +
         // quantization before down). pre_q8 says whether (the scratch) or not (null).
@@ -201,7 +211,7 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
                 run_jobs(jobs, 4, E, xn, q8);
                 float* st = b.state.get<float>();
                 const GdnState gs{st + b.conv_off[l], st + b.ssm_off[l], b.per_seq_floats};
-                if (max_seq_tokens <= kGdnStepMaxSeqTokens) {  // decode: one kernel
+                if (one_step_kernel) {  // decode of one sequence: one kernel
                     gdn_step(g, b.mix.get<float>(), ab, f32p(L.ssm_conv1d.data), f32p(L.ssm_a.data), f32p(L.ssm_dt.data),
                              b.z.get<float>(), f32p(L.ssm_norm.data), eps, gs, b.step_counters.get<int>(), opt_.n_seq, seq,
                              pos, plan, n, b.gdn_out.get<float>(), b.gdn_scratch.get<float>(), s);

@@ -9,15 +9,16 @@
 
 namespace rotor::cuda {
 
-// Opt-in faster kernels for qwen35 (delta_net_fast.h; in the int8 path the residual add, norm and
-// quantization fused as enqueue_llama does), off by default until rotor-check-qwen35 --fast has passed on a
-// GPU. Read when a CudaForward is made; process-wide.
+// The faster kernels for qwen35 (delta_net_fast.h; in the int8 path the residual add, norm and
+// quantization fused as enqueue_llama does): on by default since rotor-check-qwen35 passed with them on an
+// H200; off (the first kernels, still checked: rotor-check-qwen35 --no-fast) with set_qwen35_fast_paths(false)
+// or ROTOR_QWEN35_FAST=0. Read when a CudaForward is made; process-wide.
 void set_qwen35_fast_paths(bool on);
 bool qwen35_fast_paths();
 
 struct CudaForward::Qwen35Buffers {
     std::vector<int> seq_pos;  // positions each sequence's recurrent state has consumed (host copy)
-    bool fast = false;         // set_qwen35_fast_paths when made
+    bool fast = true;          // set_qwen35_fast_paths when made
     GdnShape gdn;
     // The state, kv/recurrent_state.h's layout: per sequence, per recurrent layer its conv inputs then its
     // delta-rule state (offsets in floats within a sequence's block).

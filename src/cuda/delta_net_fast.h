@@ -1,9 +1,9 @@
 // Opt-in fast kernels of the Gated DeltaNet layer (src/cuda/delta_net_fast.cu), beside delta_net.h's
 // verified ones: each value head's d_v columns split into 32-column slices (4x the blocks for Qwen3.5),
 // the next token's inputs prefetched, and for decode the whole layer step (conv, q/k norms, delta rule,
-// gated norm) in one kernel. They compute what gdn_delta does, to float rounding. Not yet run on a GPU:
-// CudaForward takes them only after set_qwen35_fast_paths(true) (cuda_forward_qwen35.h); rotor-check-qwen35
-// --fast checks them against the CPU and transformers.
+// gated norm) in one kernel. They compute what gdn_delta does, to float rounding. CudaForward takes them by
+// default (cuda_forward_qwen35.h, set_qwen35_fast_paths); rotor-check-qwen35 checks them against the CPU
+// and transformers (--no-fast: the first kernels instead).
 #pragma once
 #include <cuda_runtime_api.h>
 

@@ -71,14 +71,14 @@ void matmul_multi_q8(const MatmulJob* jobs, int n_jobs, int64_t cols, const floa
 // measured in bench/RESULTS.md (the others were within noise of it for decode).
 void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl = true);
 
-// Switches for code not yet checked on a GPU (both off by default, so the default path is the one
-// verified; rotor-check-cuda checks both settings either way, then the default can change):
-//  - the int8 mat-vec kernel: 1 = one warp streams whole row groups (verified, the default), 2 = teams
-//    of warps split a row's spans (matvec_q8.cu); the environment variable ROTOR_MMVQ=2 selects 2;
+// Switches between two verified paths (rotor-check-cuda checks both settings either way; both were on
+// by default once they passed on an H200: bench/RESULTS.md, "Switches verified"):
+//  - the int8 mat-vec kernel: 1 = one warp streams whole row groups, 2 = teams of warps split a row's
+//    spans (matvec_q8.cu; the default); the environment variable ROTOR_MMVQ=1 selects 1;
 //  - the fused decode path of CudaForward's llama family (add_rms_norm_q8, qkv_prep, swiglu_q8 and
-//    the mat-vecs on their pre-quantized activations); ROTOR_FUSED_DECODE=1 turns it on. It computes
-//    the same logits, bit for bit, with fewer launches. Read when a step is enqueued (graphs captured
-//    before a change keep what they captured).
+//    the mat-vecs on their pre-quantized activations; the default); ROTOR_FUSED_DECODE=0 turns it off.
+//    It computes the same logits, bit for bit, with fewer launches. Read when a step is enqueued (graphs
+//    captured before a change keep what they captured).
 void set_matvec_kernel(int version);
 int matvec_kernel();
 void set_fused_decode(bool on);

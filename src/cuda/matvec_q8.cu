@@ -12,13 +12,13 @@
 //  - up to three matrices of one type and row length share a launch (Q/K/V, gate/up);
 //  - the mat-vec and quantize kernels use programmatic dependent launch (pdl.cuh): the weight
 //    copies may start while the previous kernel of the stream still runs.
-// Two kernels (kernels.h, set_matvec_kernel): 1, the default (measured in bench/RESULTS.md: 50-60% of
-// the copy bandwidth on large matrices; an H200 profile of the 8B gate/up showed 58% issue slots busy
-// at 676 instructions per item: per-item integer divisions and 64-bit activation index arithmetic,
-// and down (2048 row groups for ~3700 warps) leaving half the warps idle); 2 (not yet run on a GPU):
-// teams of warps split each row's spans, increments instead of divisions, activation offsets per lane
-// computed once, 8 warps per block with dynamic shared memory, rows per group and team size chosen
-// by the busiest warp's work.
+// Two kernels (kernels.h, set_matvec_kernel): 1 (measured in bench/RESULTS.md: 50-60% of the copy
+// bandwidth on large matrices; an H200 profile of the 8B gate/up showed 58% issue slots busy at 676
+// instructions per item: per-item integer divisions and 64-bit activation index arithmetic, and down
+// (2048 row groups for ~3700 warps) leaving half the warps idle); 2, the default since it passed every
+// GPU check (bench/RESULTS.md, "Switches verified"): teams of warps split each row's spans, increments
+// instead of divisions, activation offsets per lane computed once, 8 warps per block with dynamic
+// shared memory, rows per group and team size chosen by the busiest warp's work.
 #include <algorithm>
 #include <cstdlib>
 #include <utility>
@@ -671,8 +671,8 @@ void set_kernel(int version) {
 
 int kernel() {
     if (g_kernel == 0) {
-        const char* e = std::getenv("ROTOR_MMVQ");
-        g_kernel = e && std::string(e) == "2" ? 2 : 1;
+        const char* e = std::getenv("ROTOR_MMVQ");  // 2 unless ROTOR_MMVQ=1
+        g_kernel = e && std::string(e) == "1" ? 1 : 2;
     }
     return g_kernel;
 }

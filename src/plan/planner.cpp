@@ -1,16 +1,39 @@
 #include "plan/planner.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "common/error.h"
 
 namespace rotor {
 
+namespace {
+
+// The driver keeps part of each card's memory (nvidia-smi's memory.reserved); CUDA's total is what is
+// left. Measured on the H200 of the device machine (scripts/gpu/cuda_run.sh memory prints it); for
+// the cards not measured here, an estimate: 0.5% of the card, at least 384 MiB (the H200's is 0.43%).
+Device card(const char* name, uint64_t total_mib, uint64_t measured_reserved_mib = 0) {
+    Device d;
+    d.name = name;
+    d.bytes = total_mib << 20;
+    d.reserved_measured = measured_reserved_mib > 0;
+    d.reserved_bytes = d.reserved_measured ? measured_reserved_mib << 20 : std::max<uint64_t>(384ull << 20, d.bytes / 200);
+    return d;
+}
+
+std::string gib_text(uint64_t b) {
+    char t[32];
+    snprintf(t, sizeof t, "%.2f GiB", b / 1073741824.0);
+    return t;
+}
+
+}  // namespace
+
 const std::vector<Device>& known_devices() {
     // Total memory as nvidia-smi reports it for each card (MiB).
     static const std::vector<Device> devices = {
-        {"rtx-4060ti-16", 16380ull << 20}, {"rtx-4090", 24564ull << 20}, {"rtx-5090", 32607ull << 20},
-        {"a100-80", 81920ull << 20},       {"h100", 81559ull << 20},     {"h200", 143771ull << 20},
+        card("rtx-4060ti-16", 16380), card("rtx-4090", 24564), card("rtx-5090", 32607),
+        card("a100-80", 81920),       card("h100", 81559),     card("h200", 143771, 616),
     };
     return devices;
 }
@@ -129,6 +152,29 @@ int max_slots(const ModelMemory& m, const PlanSettings& s, int64_t ctx_per_slot,
     int n = 0;
     while (n < 4096 && plan_memory(m, s, n + 1, ctx_per_slot).total() <= budget) n++;
     return n;
+}
+
+std::string gpu_shortfall(const ModelMemory& m, const PlanSettings& s, int slots, int64_t ctx_per_slot,
+                          uint64_t free_bytes, const std::string& gpu_name) {
+    const MemoryBreakdown b = plan_memory(m, s, slots, ctx_per_slot);
+    if (b.total() <= free_bytes) return "";
+    std::string msg = "not enough GPU memory: " + std::to_string(slots) + " slots x " + std::to_string(ctx_per_slot) +
+                      " positions with KV " + s.k->name() + "/" + s.v->name() + " need " +
+                      gib_text(b.total()) + " (weights " + gib_text(b.weights) + ", KV " + gib_text(b.kv);
+    if (b.recurrent) msg += ", recurrent state " + gib_text(b.recurrent);
+    msg += ", activations " + gib_text(b.compute) + ", runtime " + gib_text(b.overhead) + ") but " + gpu_name +
+           " has " + gib_text(free_bytes) + " free";
+    const int n = max_slots(m, s, ctx_per_slot, free_bytes);
+    const int64_t c = max_context_per_slot(m, s, slots, free_bytes);
+    if (n > 0 || c > 0) {
+        msg += "; it holds";
+        if (n > 0) msg += " " + std::to_string(n) + " slots of " + std::to_string(ctx_per_slot) + " positions";
+        if (n > 0 && c > 0) msg += ", or";
+        if (c > 0) msg += " " + std::to_string(slots) + " slots of " + std::to_string(c) + " positions";
+    } else {
+        msg += "; the weights alone do not fit (a smaller quantization, or the CPU backend)";
+    }
+    return msg + " (--slots, --ctx-per-slot; `rotor plan -m MODEL --vram GIB` for the whole table)";
 }
 
 }  // namespace rotor

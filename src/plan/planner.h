@@ -13,7 +13,10 @@ namespace rotor {
 
 struct Device {
     std::string name;
-    uint64_t bytes = 0;  // memory the card reports in total
+    uint64_t bytes = 0;           // total memory as nvidia-smi reports it
+    uint64_t reserved_bytes = 0;  // kept by the driver (nvidia-smi's memory.reserved): never allocatable
+    bool reserved_measured = false;  // false: an estimate (planner.cpp says which)
+    uint64_t usable() const { return bytes - reserved_bytes; }  // what CUDA reports as total: plans fit in this
 };
 // Known cards by short name ("rtx-4090", "h100", ...); rotor::Error lists them for unknown names.
 const Device& find_device(const std::string& name);
@@ -45,5 +48,12 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
 int64_t max_context_per_slot(const ModelMemory& m, const PlanSettings& s, int slots, uint64_t budget);
 // Most slots of ctx_per_slot tokens that fit in budget.
 int max_slots(const ModelMemory& m, const PlanSettings& s, int64_t ctx_per_slot, uint64_t budget);
+
+// The server's load-time check against the GPU it runs on: whether `slots` x `ctx_per_slot` fits in
+// free_bytes (free once the CUDA context exists; s.overhead_bytes is then what the runtime adds:
+// kernels, CUDA graphs, allocation rounding). Empty if it fits, else a message with the breakdown and
+// what would fit on that card instead.
+std::string gpu_shortfall(const ModelMemory& m, const PlanSettings& s, int slots, int64_t ctx_per_slot,
+                          uint64_t free_bytes, const std::string& gpu_name);
 
 }  // namespace rotor

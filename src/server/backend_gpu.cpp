@@ -6,10 +6,13 @@
 #include "kv/kv_pool.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "plan/model_memory.h"
+#include "plan/planner.h"
 #include "server/backend.h"
 #include "server/engine.h"
 #ifdef ROTOR_HAVE_CUDA
 #include "cuda/cuda_forward.h"
+#include "cuda/device.h"
 #endif
 
 namespace rotor::server {
@@ -32,6 +35,7 @@ public:
         if (cfg.kv_k != cfg.kv_v)
             throw Error("on the GPU, K and V must have the same KV type so far (got " + cfg.kv_k + " / " + cfg.kv_v + ")");
         blocks_per_slot_ = (cfg.n_ctx_per_slot + cfg.block_tokens - 1) / cfg.block_tokens;
+        check_memory(model, cfg);
         cuda::CudaForwardOptions o;
         o.gpu = cfg.gpu_index;
         o.n_seq = cfg.n_slots;
@@ -59,6 +63,33 @@ public:
                 !note.empty())
                 fprintf(stderr, "KV cache: %s\n", note.c_str());
     }
+    // Before allocating anything: the planner's figure for these settings against the memory this GPU
+    // has free, so a profile or settings that do not fit get the numbers and what would fit, not a bare
+    // cudaMalloc failure part-way through loading.
+    void check_memory(const Model& model, const EngineConfig& cfg) {
+        const cuda::GpuInfo g = cuda::select_gpu(cfg.gpu_index);
+        const ModelMemory mm = read_model_memory(model.file);
+        int head_dim = 0;
+        for (const LayerMemory& l : mm.layers)
+            if (l.has_kv) head_dim = std::max({head_dim, l.head_dim_k, l.head_dim_v});
+        PlanSettings ps;
+        ps.k = &require_kv_format(cfg.kv_k, head_dim);
+        ps.v = &require_kv_format(cfg.kv_v, head_dim);
+        ps.block_tokens = cfg.block_tokens;
+        ps.batch_tokens = cfg.n_batch;
+        ps.overhead_bytes = kRuntimeBeyondContext;
+        fprintf(stderr, "GPU %d (%s): %.1f MiB free of %.1f MiB\n", g.index, g.name.c_str(), g.free_bytes / 1048576.0,
+                g.total_bytes / 1048576.0);
+        if (const std::string msg = gpu_shortfall(mm, ps, cfg.n_slots, (int64_t)blocks_per_slot_ * cfg.block_tokens,
+                                                  g.free_bytes, g.name);
+            !msg.empty())
+            throw Error(msg);
+    }
+    // What the runtime takes beyond the CUDA context, which already counts in the free memory: kernel
+    // images loaded on first use, CUDA graphs, allocation rounding. The planner's 512 MiB overhead is
+    // this plus the context (about 550 MiB in all measured on an H200: bench/RESULTS.md).
+    static constexpr uint64_t kRuntimeBeyondContext = 128ull << 20;
+
     void forward(const Batch& batch, std::vector<float>& logits) override {
         for (int i = 0; i < batch.size(); i++)  // the first position of each slot's run must still see its window
             if (i == 0 || batch.seq[i] != batch.seq[i - 1])

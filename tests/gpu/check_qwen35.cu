@@ -1,7 +1,7 @@
 // rotor-check-qwen35: CudaForward on the hybrid Qwen3.5 models (qwen35, qwen35moe) against the CPU forward
 // (CpuForward + RecurrentState, which matches transformers) and against transformers' own logits.
-//   rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--fast] [--bench]
-// --fast: every check with the opt-in fast paths (set_qwen35_fast_paths, delta_net_fast.h).
+//   rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--fast | --no-fast] [--bench]
+// The fast paths (set_qwen35_fast_paths, delta_net_fast.h) are the default; --no-fast checks the first kernels.
 // (a) random tiny-qwen35 / tiny-qwen35moe models (f32 and q8_0 weights): a prompt batch of two sequences
 //     of different lengths (interleaved in batch order), decode steps of both, a third sequence started at
 //     0 over a poisoned (NaN) state and a sequence restarted at 0, for several KV types;
@@ -130,7 +130,7 @@ void run_scenario(const Model& ref_model, const Model& gpu_model, KvElem elem, b
             len[b.seq[r]] = b.pos[r] + 1;
         }
     };
-    Batch b;  // 70 tokens: the prompt path (conv + delta rule kernels); with --fast, decode steps take gdn_step
+    Batch b;  // 70 tokens: the prompt path (conv + delta rule kernels); one-sequence decode steps take gdn_step
     for (int p = 0; p < 20; p++) b.add(tok(rng), p, 0, true);
     for (int p = 0; p < 14; p++) b.add(tok(rng), p, 1, true);
     for (int p = 20; p < 40; p++) b.add(tok(rng), p, 0, true);
@@ -154,6 +154,8 @@ void run_scenario(const Model& ref_model, const Model& gpu_model, KvElem elem, b
     b.add(next[0], len[0], 0, true);
     step(b);
     for (int i = 0; i < 3; i++) decode({2, 0, 1});
+    // one sequence per step: the fast path's one-kernel layer step (gdn_step) runs only for these
+    for (int i = 0; i < 4; i++) decode({i % 2 == 0 ? 0 : 2});
 }
 
 void check_synthetic(const std::string& shape, const std::string& mix, KvElem elem, bool exact, double tol,
@@ -490,8 +492,10 @@ int main(int argc, char** argv) {
         const std::string a = argv[i];
         if (a == "--bench") {
             bench = true;
-        } else if (a == "--fast") {
+        } else if (a == "--fast") {  // the default
             set_qwen35_fast_paths(true);
+        } else if (a == "--no-fast") {
+            set_qwen35_fast_paths(false);
         } else if (a == "--hf" && i + 1 < argc) {
             const std::string v = argv[++i];
             const size_t colon = v.find(':');
@@ -501,7 +505,7 @@ int main(int argc, char** argv) {
             }
             hf.push_back({v.substr(0, colon), v.substr(colon + 1)});
         } else {
-            fprintf(stderr, "usage: rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--fast] [--bench]\n");
+            fprintf(stderr, "usage: rotor-check-qwen35 [--hf GGUF:FIXTURE_DIR]... [--fast | --no-fast] [--bench]\n");
             return 2;
         }
     }
@@ -509,7 +513,8 @@ int main(int argc, char** argv) {
         const GpuInfo g = select_gpu(0);
         printf("GPU: %s (sm_%d%d, %d SMs, %.1f GiB); built for %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
                g.sm_count, g.total_bytes / 1073741824.0, built_architectures().c_str());
-        printf("qwen35 paths: %s\n", qwen35_fast_paths() ? "fast (opt-in: delta_net_fast.h, fused int8 norms)" : "default");
+        printf("qwen35 paths: %s\n", qwen35_fast_paths() ? "fast (the default: delta_net_fast.h, fused int8 norms)"
+                                                         : "first kernels (--no-fast)");
         // (a) Bounds. Exact path, f32 cache: the CPU's arithmetic to float rounding (the delta rule is
         // reassociated, sums run in another order), amplified by these random hybrids: 1e-3. f16 cache: K/V
         // rounded to 2^-11 against the CPU's f32 cache: 5e-3. q8_0 / q4_0h: the CPU format's bytes on both
