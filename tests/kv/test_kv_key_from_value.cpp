@@ -127,3 +127,85 @@ TEST(KvKeyFromValue, StoresNoKeyRows) {
     f.key_from_value[1].k_weight.pop_back();
     EXPECT_THROW(make_kv_layout(f, "f16", "f16"), Error);
 }
+
+// Prefix sharing and truncation on a K = V layer: seq 1 shares seq 0's first 20 positions (a partial
+// block of 8 included, copied on write when either writes into it), both go on with different
+// values, then seq 0 is cut back to 13 and rewritten. At every step the derived cache attends as the
+// explicit-key cache given the same operations does (f32 keys there, the key of the value as the type
+// stores it; values of the same type in both).
+TEST(KvKeyFromValue, SharedPrefixAndTruncationKeepTheDerivedKeys) {
+    for (const char* type : {"f32", "q4_0h"}) {
+        std::mt19937 rng(11);
+        KfvShape s;
+        auto [g, f] = geometries(s, rng);
+        auto expl = make_paged_kv_cache(g, "f32", type, 2, 64, 8, 8);
+        auto derived = make_paged_kv_cache(f, type, type, 2, 64, 8, 8);
+        std::normal_distribution<float> nd;
+        const int layer = 1, kd = s.hkv * s.d;
+        double worst = 0, vmax = 0;
+        std::vector<float> q((size_t)s.n_head * s.d), a(q.size()), b(q.size());
+        std::vector<std::vector<float>> vals[2] = {std::vector<std::vector<float>>(30), std::vector<std::vector<float>>(30)};
+        auto put = [&](int seq, int p) {
+            std::vector<float> v(kd), k(kd), junk(kd, NAN);
+            for (float& x : v) x = nd(rng), vmax = std::max(vmax, (double)std::fabs(x));
+            vals[seq][p] = v;
+            for (int h = 0; h < s.hkv; h++) {
+                // the explicit cache gets the key of the value as the format returns it (q4_0h rounds v)
+                std::vector<float> vq(v.begin() + (ptrdiff_t)h * s.d, v.begin() + (ptrdiff_t)(h + 1) * s.d);
+                const KvFormat& fmt = *find_kv_format(type);
+                std::vector<uint8_t> row(fmt.row_bytes(s.d));
+                fmt.quantize(vq.data(), row.data(), s.d);
+                fmt.dequantize(row.data(), vq.data(), s.d);
+                const std::vector<float> kh = expected_key(f.key_from_value[layer], vq.data(), s.d, p);
+                std::copy(kh.begin(), kh.end(), k.begin() + (ptrdiff_t)h * s.d);
+            }
+            expl->store(layer, seq, p, k.data(), v.data());
+            derived->store(layer, seq, p, junk.data(), v.data());
+        };
+        auto check = [&](int seq, int n_kv) {
+            for (float& x : q) x = nd(rng) * 0.3f;
+            AttnParams ap;
+            ap.n_head = s.n_head;
+            ap.scale = 1.0f / std::sqrt((float)s.d);
+            expl->attend(layer, seq, n_kv, q.data(), a.data(), ap);
+            derived->attend(layer, seq, n_kv, q.data(), b.data(), ap);
+            for (size_t i = 0; i < a.size(); i++) worst = std::max(worst, (double)std::fabs(a[i] - b[i]));
+        };
+        for (auto* c : {expl.get(), derived.get()}) c->seq_reserve(0, 20);
+        for (int p = 0; p < 20; p++) put(0, p), check(0, p + 1);
+        for (auto* c : {expl.get(), derived.get()}) {
+            c->seq_share_prefix(0, 1, 20);
+            c->seq_reserve(0, 30);
+            c->seq_reserve(1, 30);
+        }
+        for (int p = 0; p < 20; p++) vals[1][p] = vals[0][p];
+        for (int p = 20; p < 30; p++) {
+            put(1, p), check(1, p + 1);
+            put(0, p), check(0, p + 1);
+        }
+        check(1, 30);  // seq 1 still sees seq 0's first 20 values, not what seq 0 wrote after sharing
+        for (auto* c : {expl.get(), derived.get()}) {
+            c->seq_truncate(0, 13);
+            c->seq_reserve(0, 25);
+        }
+        for (int p = 13; p < 25; p++) put(0, p), check(0, p + 1);
+        check(1, 30);
+        EXPECT_LT(worst / vmax, 2e-6) << type;
+        // and both sequences as a cache that never shared or truncated holds them
+        auto fresh = make_paged_kv_cache(f, type, type, 2, 64, 8, 8);
+        const int len[2] = {25, 30};
+        std::vector<float> c(q.size());
+        for (int seq = 0; seq < 2; seq++) {
+            fresh->seq_reserve(seq, len[seq]);
+            std::vector<float> junk(kd, NAN);
+            for (int p = 0; p < len[seq]; p++) fresh->store(layer, seq, p, junk.data(), vals[seq][p].data());
+            for (float& x : q) x = nd(rng) * 0.3f;
+            AttnParams ap;
+            ap.n_head = s.n_head;
+            ap.scale = 1.0f / std::sqrt((float)s.d);
+            derived->attend(layer, seq, len[seq], q.data(), b.data(), ap);
+            fresh->attend(layer, seq, len[seq], q.data(), c.data(), ap);
+            for (size_t i = 0; i < b.size(); i++) EXPECT_EQ(b[i], c[i]) << type << " seq " << seq << " element " << i;
+        }
+    }
+}

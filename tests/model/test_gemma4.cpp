@@ -84,6 +84,30 @@ TEST(Gemma4, TinyShapeReadsItsLayerTypesAndRunsInCommonFormats) {
     }
 }
 
+// The caches rebuild a K = V layer's keys with its attn_k_norm weight; one they cannot read as f32
+// values of the head size is refused when the cache geometry is made, not used wrongly.
+TEST(Gemma4, KeyFromValueNeedsAnF32KNorm) {
+    auto m = tiny("f32");
+    int l = 0;
+    while (l < m->cfg.n_layer && !m->cfg.v_is_k_at(l)) l++;
+    ASSERT_LT(l, m->cfg.n_layer) << "tiny-gemma4 has no K = V layer";
+    EXPECT_FALSE(kv_geometry(*m).key_from_value.empty());
+    const Weight saved = m->layers[l].k_norm;
+    m->layers[l].k_norm.type = GgmlType::F16;
+    try {
+        kv_geometry(*m);
+        ADD_FAILURE() << "an F16 attn_k_norm on a K = V layer was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("layer " + std::to_string(l) + ": K = V needs an F32 attn_k_norm"),
+                  std::string::npos)
+            << e.what();
+    }
+    m->layers[l].k_norm = Weight{};
+    EXPECT_THROW(kv_geometry(*m), Error);  // absent
+    m->layers[l].k_norm = saved;
+    EXPECT_NO_THROW(kv_geometry(*m));
+}
+
 // Three sequences longer than the window, fed in uneven interleaved chunks and then decoded token by
 // token, through the paged pool with rings of window + 8 positions (so they wrap several times and the
 // forward pass splits the chunks): each equals its sequence run alone in the dense cache.
