@@ -405,7 +405,7 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
     const int E = c.n_embd;
     float* x = x_.get<float>();
     float* xn = xn_.get<float>();
-    // The fused decode path (kernels.h, set_fused_decode; off by default until checked on a GPU):
+    // The fused decode path (kernels.h, set_fused_decode; the default since it passed on an H200):
     // the kernel that produces a mat-vec's input also quantizes it on the int8 path (decode, and
     // batches below the tensor cores' size): residual add + RMSNorm + quantization before Q/K/V and
     // gate/up, SwiGLU + quantization before down; biases, q/k norms, RoPE, q's rotation and K/V into a

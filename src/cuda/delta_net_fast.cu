@@ -1,5 +1,5 @@
-// The opt-in fast Gated DeltaNet kernels (delta_net_fast.h): d_v split into column slices, decode as one
-// kernel. Not yet run on a GPU: CudaForward uses them only after set_qwen35_fast_paths(true).
+// The fast Gated DeltaNet kernels (delta_net_fast.h): d_v split into column slices, decode of one sequence
+// as one kernel. CudaForward's default since they passed rotor-check-qwen35 on an H200 (2026-11-29).
 #include "cuda/delta_net_fast.h"
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-// Opt-in fast kernels of the Gated DeltaNet layer (src/cuda/delta_net_fast.cu), beside delta_net.h's
+// Fast kernels of the Gated DeltaNet layer (src/cuda/delta_net_fast.cu), beside delta_net.h's
 // verified ones: each value head's d_v columns split into 32-column slices (4x the blocks for Qwen3.5),
 // the next token's inputs prefetched, and for decode the whole layer step (conv, q/k norms, delta rule,
 // gated norm) in one kernel. They compute what gdn_delta does, to float rounding. CudaForward takes them by
