@@ -73,8 +73,57 @@ __global__ void __launch_bounds__(kMatvecWarps* kWarp)
         }
 }
 
+// Few rows (a MoE router: 128 rows of f32): a block per row, its warps splitting the row's chunks, so
+// that the GPU has rows x 4 warps at work instead of rows / RW (8 blocks for Gemma 4's router, 21 us:
+// bench/RESULTS.md, "One decode step under ncu"). The warps' sums meet in a fixed order.
+constexpr int64_t kSplitRowsMax = 1024;
+
+template <GgmlType T, int NT>
+__global__ void __launch_bounds__(kMatvecWarps* kWarp)
+    matvec_split_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
+                        const float* __restrict__ X, float* __restrict__ Y) {
+    using D = ChunkDecoder<T>;
+    constexpr int kChunksPerBlock = D::kBlockElems / 8;
+    __shared__ float part[kMatvecWarps][NT];
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    const int64_t row = blockIdx.x;
+    const uint8_t* w = W + (size_t)row * row_bytes;
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+    const int chunks = cols / 8;
+#pragma unroll 2
+    for (int c = threadIdx.x; c < chunks; c += kMatvecWarps * kWarp) {
+        float v[8];
+        D::decode8(w + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, v);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float4* xp = reinterpret_cast<const float4*>(X + (size_t)t * cols + 8 * (size_t)c);
+            const float4 xa = __ldg(xp), xb = __ldg(xp + 1);
+            acc[t] += v[0] * xa.x + v[1] * xa.y + v[2] * xa.z + v[3] * xa.w + v[4] * xb.x + v[5] * xb.y +
+                      v[6] * xb.z + v[7] * xb.w;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float sum = warp_sum(acc[t]);
+        if (lane == 0) part[warp][t] = sum;
+    }
+    __syncthreads();
+    if (threadIdx.x < NT) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kMatvecWarps; i++) sum += part[i][threadIdx.x];
+        Y[(size_t)threadIdx.x * rows + row] = sum;
+    }
+}
+
 template <GgmlType T, int NT>
 void launch_matvec_nt(const uint8_t* w, size_t rb, int64_t rows, int64_t cols, const float* X, float* Y, cudaStream_t s) {
+    if (rows <= kSplitRowsMax) {
+        matvec_split_kernel<T, NT><<<(unsigned)rows, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, X, Y);
+        return;
+    }
     // rows per warp: more rows keep more bytes in flight, but fewer warps; on H200 only f32 gains
     constexpr int RW = (T == GgmlType::F32 && NT <= 2) ? 4 : 1;  // measured: only f32 rows gain
     const unsigned grid = blocks_for(rows, kMatvecWarps * RW);
