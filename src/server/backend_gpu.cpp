@@ -35,6 +35,7 @@ public:
         if (cfg.kv_k != cfg.kv_v)
             throw Error("on the GPU, K and V must have the same KV type so far (got " + cfg.kv_k + " / " + cfg.kv_v + ")");
         blocks_per_slot_ = (cfg.n_ctx_per_slot + cfg.block_tokens - 1) / cfg.block_tokens;
+        const cuda::KvElem kv = cuda::parse_kv_elem(cfg.kv_k);  // an unsupported type is refused before the GPU is asked
         check_memory(model, cfg);
         cuda::CudaForwardOptions o;
         o.gpu = cfg.gpu_index;
@@ -44,7 +45,7 @@ public:
         o.max_logit_rows = cfg.n_slots;                       // a decode token or a prompt's last, per slot
         o.max_seq_tokens = std::max(cfg.n_batch, 1);          // a slot adds at most a prompt chunk per step
         o.ring_round = cfg.block_tokens;
-        o.kv = cuda::parse_kv_elem(cfg.kv_k);
+        o.kv = kv;
         fwd_ = std::make_unique<cuda::CudaForward>(model, o);
         len_.assign(cfg.n_slots, 0);
         hi_.assign(cfg.n_slots, -1);
