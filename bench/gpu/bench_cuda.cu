@@ -209,9 +209,9 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
             "| weight format | path | matrix | n_tok | us | weight GB/s | %% of copy bw "
             "|\n|---|---|---|---|---|---|---|\n");
         const int64_t rows = 14336, cols = 4096;
-        DeviceBuffer dx(cols * 8 * 4), dy((size_t)152064 * 8 * 4), scratch(matmul_scratch_bytes(8, 27648));
+        DeviceBuffer dx(cols * 16 * 4), dy((size_t)152064 * 16 * 4), scratch(matmul_scratch_bytes(16, 27648));
         {
-            std::vector<float> xh(27648 * 8);
+            std::vector<float> xh(27648 * 16);
             std::mt19937 rng(2);
             std::normal_distribution<float> gd(0.0f, 1.0f);
             for (auto& v : xh) v = gd(rng);
@@ -315,6 +315,25 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                             printf(" %.0f%% |", 100.0 * (w.bytes / (us[v] * 1e-6)) / bw);
                     }
                     printf("\n");
+                }
+                if (sh.t == GgmlType::Q4_K) {  // 16 tokens: two dp4a passes of 8 against the tensor cores (matvec_mma.h)
+                    quantize_act_q8(dx.get<float>(), 16, sh.cols, scratch.get(), nullptr);
+                    ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+                    const bool was = matvec_mma();
+                    double us16[2];
+                    for (int on = 0; on < 2; on++) {
+                        set_matvec_mma(on == 1);
+                        us16[on] = graph_time_us((int)w.bufs.size(), [&](int i, cudaStream_t s) {
+                            matmul_q8(sh.t, w.bufs[i]->get(), sh.rows, sh.cols, dx.get<float>(), scratch.get(), 16,
+                                      dy.get<float>(), s);
+                        });
+                    }
+                    set_matvec_mma(was);
+                    const double gbs = w.bytes / (us16[0] * 1e-6) / 1e9;
+                    printf("| %s | q4_K | %lldx%lld | %.1f | 16 | %.1f | %.0f | %.0f%% | tensor cores (ROTOR_MMQ=1): %.1f us, "
+                           "%.0f%% |\n",
+                           sh.what, (long long)sh.rows, (long long)sh.cols, w.bytes / 1e6, us16[0], gbs,
+                           100.0 * gbs * 1e9 / bw, us16[1], 100.0 * (w.bytes / (us16[1] * 1e-6)) / bw);
                 }
             }
             for (int64_t c : {4096, 5120, 14336, 27648}) {

@@ -6,6 +6,8 @@
 #   int8 mat-vec       ROTOR_MMVQ=1 (first kernel) / 2 (team-split, default)   matvec_q8.cu g_kernel
 #   fused llama decode ROTOR_FUSED_DECODE=0 / 1 (default)                     kernels.cu g_fused_decode
 #   Qwen3.5 fast path  ROTOR_QWEN35_FAST=0 / 1 (default); rotor-check-qwen35 --no-fast
+#   tensor-core int8 mat-vec for 9-16 tokens of q4_K  ROTOR_MMQ=1 (matvec_mma.cu; NOT YET RUN: off;
+#                      rotor-check-cuda's "mmq" lines check it whatever the switch)
 # Still off: prefill attention (ROTOR_PREFILL_ATTENTION=1, attention_prefill.cu: fails end to end on
 # f16 rounding, bench/RESULTS.md) and moe.cu's compile-time kGpwTwoWaves.
 # Models: carry/gpu as cuda_run.sh check says.
@@ -36,9 +38,13 @@ run() {
   run env ROTOR_MMVQ=1 build-gpu/rotor-check-qwen35 --no-fast "${q[@]}"
   run env ROTOR_MMVQ=1 build-gpu/rotor-check-gemma4 "${g[@]}"
   run env ROTOR_MMVQ=1 build-gpu/rotor-check-moe
+  run env ROTOR_MMQ=1 build-gpu/rotor-check-qwen35 "${q[@]}"
+  run env ROTOR_MMQ=1 build-gpu/rotor-check-gemma4 "${g[@]}"
+  echo "== rotor-bench-cuda --matvec-only --quick: the 16-token lines compare ROTOR_MMQ=1"
+  timeout 200 build-gpu/rotor-bench-cuda --matvec-only --quick 2>&1 | grep -E "\| 16 \|" || status=1
   echo "== rotor-check-qwen35 --bench (default and fast Gated DeltaNet kernels)"
   build-gpu/rotor-check-qwen35 --bench 2>&1 | grep -E "decode|prefill" | tail -n 20
-  for env in "ROTOR_MMVQ=1 ROTOR_FUSED_DECODE=0 ROTOR_QWEN35_FAST=0" "ROTOR_FUSED_DECODE=0 ROTOR_QWEN35_FAST=0" ""; do
+  for env in "ROTOR_MMVQ=1 ROTOR_FUSED_DECODE=0 ROTOR_QWEN35_FAST=0" "" "ROTOR_MMQ=1"; do
     echo "== bench ${env:-(defaults)}"
     timeout 200 env $env build-gpu/rotor-bench-cuda --quick --no-matvec --batches 1,16 --ctxs 0 --prompts 512 \
       --shapes "${SHAPES:-llama-3.1-8b,qwen3.5-27b,gemma-4-26b-a4b}" 2>&1 | grep -E "^\|" || status=1

@@ -9,6 +9,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/matvec_mma.h"
 #include "cuda/matvec_q8.h"
 #include "cuda/mmvq_units.h"
 #include "cuda/pdl.cuh"
@@ -495,15 +496,23 @@ void matmul_exact(GgmlType t, const void* W, int64_t rows, int64_t cols, const f
     check_launch("matvec");
 }
 
-// int8 path over groups of 8 tokens; jobs all of type t with int8_applies.
+constexpr int kMmqMaxTokens = 16;  // matvec_mma.h's steps
+
+// int8 path over groups of 8 tokens (of up to 16 on the tensor cores where matvec_mma.h applies); jobs
+// all of type t with int8_applies.
 void matmul_int8(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const void* act_q8, int n_tok,
                  cudaStream_t s) {
     const mmvq::ActView x = mmvq::act_view(act_q8, n_tok, cols);
-    for (int t0 = 0; t0 < n_tok; t0 += 8) {
-        const int nt = n_tok - t0 < 8 ? n_tok - t0 : 8;
+    for (int t0 = 0; t0 < n_tok;) {
+        const bool mma = mmq::applies(t, std::min(n_tok - t0, kMmqMaxTokens));
+        const int nt = std::min(n_tok - t0, mma ? kMmqMaxTokens : 8);
         mmvq::Job g[mmvq::kMaxJobs];
         for (int i = 0; i < n_jobs; i++) g[i] = {jobs[i].W, jobs[i].rows, jobs[i].Y + (size_t)t0 * jobs[i].rows};
-        mmvq::launch(t, g, n_jobs, cols, x.tokens_from(t0), nt, s);
+        if (mma)
+            mmq::launch(t, g, n_jobs, cols, x.tokens_from(t0), nt, s);
+        else
+            mmvq::launch(t, g, n_jobs, cols, x.tokens_from(t0), nt, s);
+        t0 += nt;
     }
 }
 }  // namespace
@@ -518,6 +527,8 @@ void set_matvec_tuning(int rows_per_warp, bool persistent, bool pdl) {
 
 void set_matvec_kernel(int version) { mmvq::set_kernel(version); }
 int matvec_kernel() { return mmvq::kernel(); }
+void set_matvec_mma(bool on) { mmq::set_enabled(on); }
+bool matvec_mma() { return mmq::enabled(); }
 
 namespace {
 int g_fused_decode = -1;  // -1: not chosen yet

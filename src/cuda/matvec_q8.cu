@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/kernels.h"
 #include "cuda/matvec_q8.h"
@@ -72,20 +73,6 @@ __device__ inline float warp_sum(float v) {
     return v;
 }
 
-// 16 bytes global -> shared without a register round trip; only `bytes` (<= 16) are read, the
-// rest of the destination is zeroed (the last vector of a matrix).
-__device__ inline void cp_async16(uint8_t* dst, const uint8_t* src, int bytes) {
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(bytes)
-                 : "memory");
-}
-__device__ inline void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ inline void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 __device__ inline void named_barrier(int id, int threads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");

@@ -1,5 +1,5 @@
-// The int8 mat-vec's units (cuda/mmvq_units.h, the code the CUDA kernel runs per lane), checked on
-// the CPU: a row is copied span by span into 16-byte aligned buffers as the kernel's shared memory
+// The int8 mat-vec's units (cuda/mmvq_units.h, the code the CUDA kernel runs per lane), and the tensor-
+// core variant's lane code (cuda/mmq_units.h, with the warp's mma emulated), checked on the CPU: a row is copied span by span into 16-byte aligned buffers as the kernel's shared memory
 // holds it, every lane's unit is dotted with int8 activations, and the sum must equal the
 // dequantized weights times the same activations (in double) to float rounding. Quantized Gaussian
 // rows and random bytes (every scale pattern a file may hold), rows that end inside a span.
@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/mmq_units.h"
 #include "cuda/mmvq_units.h"
 
 namespace rotor {
@@ -182,6 +183,110 @@ TEST(MmvqUnits, ActivationCodeOrderIsAPermutation) {
     for (int h : hits) EXPECT_EQ(h, 1);
     EXPECT_EQ(mmvq::act_row_codes(4096), 4096);
     EXPECT_EQ(mmvq::act_row_codes(5120), 6144);
+}
+
+// The tensor-core kernel's walk over a tile (matvec_mma.cu, mmq_q4k_kernel): 16 rows (rows past
+// n_rows zero, as the kernel's zero-filled copies), n_tok tokens; every lane's fragments from
+// mmq_units.h, the mma emulated from the PTX layouts, the lanes' results gathered into y[t][r].
+std::vector<double> mmq_tile(const std::vector<uint8_t>& rows, int n_rows, int64_t n, const std::vector<Act>& acts) {
+    const int64_t nb = n / 256;
+    const size_t rb = (size_t)nb * mmq::kQ4KBlockBytes;
+    const int n_tok = (int)acts.size();
+    std::vector<double> y((size_t)mmq::kMaxTokens * mmq::kTileRows, 0.0);
+    float acc[32][2][4] = {};
+    alignas(16) uint8_t copy[mmq::kTileRows][mmq::kQ4KBlockBytes];
+    for (int64_t kb = 0; kb < nb; kb++) {
+        memset(copy, 0, sizeof copy);
+        for (int r = 0; r < n_rows; r++) memcpy(copy[r], rows.data() + r * rb + kb * mmq::kQ4KBlockBytes, mmq::kQ4KBlockBytes);
+        for (int j = 0; j < 8; j++) {
+            const int64_t e0 = kb * 256 + 32 * j;
+            uint32_t a[32][4];
+            for (int lane = 0; lane < 32; lane++)
+                mmq::q4k_a_frag(copy[mmq::frag_group(lane)], copy[mmq::frag_group(lane) + 8], j, mmq::frag_tig(lane), a[lane]);
+            for (int nt = 0; nt * mmq::kTileTokens < n_tok; nt++) {
+                uint32_t b[32][2];
+                int c[32][4];
+                for (int lane = 0; lane < 32; lane++) {
+                    const int tb = nt * 8 + mmq::frag_group(lane);
+                    b[lane][0] = b[lane][1] = 0;
+                    if (tb < n_tok) mmq::act_b_frag(acts[(size_t)tb].codes.data(), e0, mmq::frag_tig(lane), b[lane]);
+                }
+                mmq::mma_emulate(a, b, c);
+                for (int lane = 0; lane < 32; lane++) {
+                    const int g = mmq::frag_group(lane), t0 = nt * 8 + 2 * mmq::frag_tig(lane), t1 = t0 + 1;
+                    float cg, mg, cg8, mg8;
+                    mmq::q4k_scale_min(copy[g], j, cg, mg);
+                    mmq::q4k_scale_min(copy[g + 8], j, cg8, mg8);
+                    auto xd = [&](int t) { return t < n_tok ? acts[(size_t)t].d[(size_t)(e0 / 32)] : 0.0f; };
+                    auto xs = [&](int t) { return t < n_tok ? acts[(size_t)t].s[(size_t)(e0 / 32)] : 0.0f; };
+                    mmq::accumulate(c[lane], cg, mg, cg8, mg8, xd(t0), xs(t0), xd(t1), xs(t1), acc[lane][nt]);
+                }
+            }
+        }
+    }
+    for (int lane = 0; lane < 32; lane++)
+        for (int nt = 0; nt < 2; nt++)
+            for (int q = 0; q < 4; q++) {
+                const int r = mmq::frag_group(lane) + 8 * (q >> 1), t = nt * 8 + 2 * mmq::frag_tig(lane) + (q & 1);
+                y[(size_t)t * mmq::kTileRows + r] = acc[lane][nt][q];
+            }
+    return y;
+}
+
+// Every (row, token) of the tile equals the dequantized weights times the same int8 activations, in
+// double, to float rounding; tokens past n_tok and rows past n_rows come out as zero.
+TEST(MmqUnits, Q4KTileMatchesDequantizedWeights) {
+    std::mt19937 rng(14);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (const int n_rows : {16, 11}) {
+        for (const int n_tok : {16, 9, 13, 8, 1}) {
+            for (const bool random_bytes : {false, true}) {
+                const int64_t n = 256 * 5;
+                const size_t rb = row_bytes(GgmlType::Q4_K, n);
+                std::vector<uint8_t> rows(rb * n_rows);
+                for (int r = 0; r < n_rows; r++) {
+                    uint8_t* q = rows.data() + r * rb;
+                    if (random_bytes) {
+                        for (size_t i = 0; i < rb; i++) q[i] = (uint8_t)byte(rng);
+                        for (int64_t b = 0; b < n / 256; b++) q[b * 144 + 1] &= 0x3F, q[b * 144 + 3] &= 0x3F;  // finite d, dmin
+                    } else {
+                        std::vector<float> wf((size_t)n);
+                        for (auto& v : wf) v = g(rng) * (1.0f + 3.0f * (g(rng) > 2.0f));
+                        quantize_row(GgmlType::Q4_K, wf.data(), q, n);
+                    }
+                }
+                std::vector<Act> acts;
+                for (int t = 0; t < n_tok; t++) {
+                    std::vector<float> x((size_t)n);
+                    for (auto& v : x) v = g(rng);
+                    acts.push_back(quantize_act(x));
+                }
+                const std::vector<double> y = mmq_tile(rows, n_rows, n, acts);
+                std::vector<float> w((size_t)n);
+                for (int r = 0; r < mmq::kTileRows; r++) {
+                    if (r < n_rows) dequantize_row(GgmlType::Q4_K, rows.data() + r * rb, w.data(), n);
+                    for (int t = 0; t < mmq::kMaxTokens; t++) {
+                        const double got = y[(size_t)t * mmq::kTileRows + r];
+                        if (r >= n_rows || t >= n_tok) {
+                            EXPECT_EQ(got, 0.0) << "row " << r << " token " << t;
+                            continue;
+                        }
+                        double ref = 0, mag = 0;
+                        for (int64_t i = 0; i < n; i++) {
+                            const double xr = (double)acts[(size_t)t].d[(size_t)(i / 32)] *
+                                              acts[(size_t)t].codes[(size_t)mmvq::act_code_index(i)];
+                            ref += (double)w[(size_t)i] * xr;
+                            mag += std::fabs((double)w[(size_t)i] * xr);
+                        }
+                        EXPECT_LE(std::fabs(got - ref), 2e-6 * mag + 1e-30)
+                            << "rows " << n_rows << " tokens " << n_tok << (random_bytes ? " random bytes" : "")
+                            << ": row " << r << " token " << t;
+                    }
+                }
+            }
+        }
+    }
 }
 
 }  // namespace

@@ -144,7 +144,8 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     snprintf(buf, sizeof buf, "err/sum|w*x| %.1e; vs CPU vec_dot %.1e (tol %.0e); codes %s", worst, worst_cpu, tol_cpu,
              same_codes ? "= CPU Q8_0" : "DIFFER");
     report(int8 && same_codes && worst < 2e-6 && worst_cpu < tol_cpu,
-           std::string("matmul int8 ") + (matvec_kernel() == 2 ? "k2 " : "") + std::string(f.name) + " " +
+           std::string("matmul int8 ") + (matvec_mma() ? "mmq " : "") + (matvec_kernel() == 2 ? "k2 " : "") +
+               std::string(f.name) + " " +
                std::to_string(rows) + "x" + std::to_string(cols) + " x" + std::to_string(n_tok) +
                (rw ? " rw" + std::to_string(rw) : "") + (persistent ? "" : " one-shot"),
            buf);
@@ -187,7 +188,9 @@ void check_matmul_multi(int n_tok) {
     matmul_q8(types[1], w[1]->p(), rows[1], cols, dx.p(), s1.p(), n_tok, yq.p(), nullptr);
     const std::vector<float> a = yq.get(), b = y_one[1]->get();
     same = same && memcmp(a.data(), b.data(), a.size() * 4) == 0;
-    report(same, std::string("matmul_multi ") + (matvec_kernel() == 2 ? "k2 " : "") + "q4_K+q6_K+q4_K+f16 x" + std::to_string(n_tok),
+    report(same,
+           std::string("matmul_multi ") + (matvec_mma() ? "mmq " : "") + (matvec_kernel() == 2 ? "k2 " : "") +
+               "q4_K+q6_K+q4_K+f16 x" + std::to_string(n_tok),
            "identical to one matmul per matrix");
 }
 
@@ -789,6 +792,7 @@ int main(int argc, char** argv) {
             check_matmul(f->type, 1001, 4096, 1);
             check_matmul(f->type, 301, 2048, 11);  // token groups of 8 + 3
             check_get_rows(f->type, 512);
+            const int default_kernel = matvec_kernel();
             for (int kernel : {1, 2}) {
                 if (!matmul_has_int8_path(f->type)) break;
                 set_matvec_kernel(kernel);
@@ -804,18 +808,35 @@ int main(int argc, char** argv) {
                 for (int nt : {1, 2, 6}) check_matmul_q8(f->type, 4001, 4096 + 3 * be, nt, 0, false);  // one row group per warp
                 check_matmul_q8(f->type, 77, 5120, 2);    // q6_K rows 8-byte aligned
                 check_matmul_q8(f->type, 33, 3 * be, 3);  // q8_0 / q4_0 / q6_K rows 2-byte aligned
-                set_matvec_kernel(1);
+            }
+            set_matvec_kernel(default_kernel);
+            if (f->type == GgmlType::Q4_K) {  // the tensor-core kernel for 9-16 tokens (matvec_mma.h)
+                const bool was = matvec_mma();
+                set_matvec_mma(true);
+                for (int nt : {9, 12, 16}) check_matmul_q8(f->type, 1001, 4096, nt);
+                for (int nt = 9; nt <= 16; nt++) check_matmul_q8(f->type, nt % 2 ? 37 : 16, 2048 + 3 * 256, nt);
+                check_matmul_q8(f->type, 5, 256, 13);       // fewer rows than a tile, one super-block
+                check_matmul_q8(f->type, 4001, 5120, 16);   // many tiles
+                check_matmul_q8(f->type, 301, 2048, 27);    // 16 + 11 tokens: two passes
+                set_matvec_mma(was);
             }
             if (f->type == GgmlType::F32 || f->type == GgmlType::F16 || f->type == GgmlType::BF16) {
                 check_matmul(f->type, 77, 172, 3);  // rows that are not a multiple of 8 (stories260K)
                 check_get_rows(f->type, 172);
             }
         }
+        const int default_kernel = matvec_kernel();
         for (int kernel : {1, 2}) {
             set_matvec_kernel(kernel);
             for (int nt : {1, 3, 8}) check_matmul_multi(nt);
         }
-        set_matvec_kernel(1);
+        set_matvec_kernel(default_kernel);
+        {  // the tensor-core kernel shares its launch between matrices too
+            const bool was = matvec_mma();
+            set_matvec_mma(true);
+            for (int nt : {12, 16}) check_matmul_multi(nt);
+            set_matvec_mma(was);
+        }
         check_elementwise();
         check_fused();
         for (KvElem e : {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H})

@@ -1,0 +1,23 @@
+// cp.async (sm_80+): global -> shared copies that do not pass through registers, so a warp can keep
+// several in flight while it computes on earlier ones. Used by the int8 mat-vec kernels.
+#pragma once
+#include <cstdint>
+
+namespace rotor::cuda {
+
+// 16 bytes global -> shared; only `bytes` (<= 16) are read, the rest of the destination is zeroed (the
+// last piece of a matrix, or rows past its end with bytes = 0).
+__device__ inline void cp_async16(uint8_t* dst, const uint8_t* src, int bytes) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(bytes) : "memory");
+}
+__device__ inline void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ inline void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+}  // namespace rotor::cuda
