@@ -137,7 +137,8 @@ TEST(KvKeyFromValue, SharedPrefixAndTruncationKeepTheDerivedKeys) {
     for (const char* type : {"f32", "q4_0h"}) {
         std::mt19937 rng(11);
         KfvShape s;
-        auto [g, f] = geometries(s, rng);
+        const auto geo = geometries(s, rng);  // (no structured binding: the lambdas below use f)
+        const KvGeometry &g = geo.first, &f = geo.second;
         auto expl = make_paged_kv_cache(g, "f32", type, 2, 64, 8, 8);
         auto derived = make_paged_kv_cache(f, type, type, 2, 64, 8, 8);
         std::normal_distribution<float> nd;
