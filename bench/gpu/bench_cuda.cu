@@ -316,7 +316,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                     }
                     printf("\n");
                 }
-                if (sh.t == GgmlType::Q4_K) {  // 16 tokens: two dp4a passes of 8 against the tensor cores (matvec_mma.h)
+                if (sh.t == GgmlType::Q4_K || sh.t == GgmlType::Q6_K) {  // 16 tokens: two dp4a passes of 8 against the tensor cores (matvec_mma.h)
                     quantize_act_q8(dx.get<float>(), 16, sh.cols, scratch.get(), nullptr);
                     ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
                     const bool was = matvec_mma();
@@ -330,9 +330,9 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                     }
                     set_matvec_mma(was);
                     const double gbs = w.bytes / (us16[0] * 1e-6) / 1e9;
-                    printf("| %s | q4_K | %lldx%lld | %.1f | 16 | %.1f | %.0f | %.0f%% | tensor cores (ROTOR_MMQ=1): %.1f us, "
+                    printf("| %s | %s | %lldx%lld | %.1f | 16 | %.1f | %.0f | %.0f%% | tensor cores (ROTOR_MMQ=1): %.1f us, "
                            "%.0f%% |\n",
-                           sh.what, (long long)sh.rows, (long long)sh.cols, w.bytes / 1e6, us16[0], gbs,
+                           sh.what, std::string(format_info(sh.t).name).c_str(), (long long)sh.rows, (long long)sh.cols, w.bytes / 1e6, us16[0], gbs,
                            100.0 * gbs * 1e9 / bw, us16[1], 100.0 * (w.bytes / (us16[1] * 1e-6)) / bw);
                 }
             }

@@ -81,7 +81,7 @@ void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl =
 //    captured before a change keep what they captured).
 void set_matvec_kernel(int version);
 int matvec_kernel();
-// The tensor-core int8 mat-vec for 9-16 tokens of q4_K (matvec_mma.h): NOT YET RUN ON A GPU, so off
+// The tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K (matvec_mma.h): NOT YET RUN ON A GPU, so off
 // unless set_matvec_mma(true) or ROTOR_MMQ=1; rotor-check-cuda checks it either way.
 void set_matvec_mma(bool on);
 bool matvec_mma();

@@ -1,8 +1,9 @@
-// The tensor-core int8 mat-vec (matvec_mma.h) for q4_K weights and 9-16 tokens. A warp owns 16 rows of
-// one matrix and all of their columns: it streams the 16 rows' super-blocks (16 x 144 bytes) through
-// shared memory with cp.async, ST - 1 super-blocks in flight ahead of the one computed; per 32-element
-// sub-block it runs one mma.sync.m16n8k32 (s8) per 8 tokens and turns the int32 results to float with
-// the sub-block's scale and min at once (mmq_units.h). Every lane ends with its own (row, token)
+// The tensor-core int8 mat-vec (matvec_mma.h) for q4_K / q6_K weights and 9-16 tokens. A warp owns 16
+// rows of one matrix and all of their columns: it streams the 16 rows' super-blocks through shared
+// memory with cp.async, ST - 1 super-blocks in flight ahead of the one computed (q6_K's 210-byte blocks
+// are copied from the 16-byte boundary before them and read at their offset); per 32-element sub-block
+// it runs one mma.sync.m16n8k32 (s8) per 8 tokens (q4_K; q6_K, a scale per 16: two m16n8k16) and turns
+// the int32 results to float with the sub-block's scales at once (mmq_units.h). Every lane ends with its own (row, token)
 // values: no reduction. Blocks of kWarps warps; the matrices of a launch (Q/K/V, gate/up) share it.
 // NOT YET RUN ON A GPU (matvec_mma.h).
 #include <algorithm>
@@ -20,10 +21,19 @@ namespace rotor::cuda::mmq {
 namespace {
 
 using ::rotor::mmq::kQ4KBlockBytes;
+using ::rotor::mmq::kQ6KBlockBytes;
 using ::rotor::mmq::kTileRows;
 constexpr int kWarps = 4;   // warps per block
 constexpr int kStages = 3;  // super-blocks per warp in the pipeline
-constexpr int kPieces = kTileRows * kQ4KBlockBytes / 16;  // 16-byte copies of a tile's super-block: 144
+
+// A row's super-block in shared memory: q4_K's 144 bytes are 16-byte aligned in every row (9 copies);
+// q6_K's 210 start anywhere 2-byte aligned, so up to 15 copies from the boundary before them.
+template <GgmlType T>
+struct Layout {
+    static constexpr int kBlock = T == GgmlType::Q4_K ? kQ4KBlockBytes : kQ6KBlockBytes;
+    static constexpr int kPiecesPerRow = T == GgmlType::Q4_K ? kBlock / 16 : 15;
+    static constexpr int kSlotRow = 16 * kPiecesPerRow;
+};
 
 struct Tiles {
     const uint8_t* W[mmvq::kMaxJobs];
@@ -41,11 +51,19 @@ __device__ inline void mma_s8(const uint32_t a[4], const uint32_t b[2], int c[4]
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+__device__ inline void mma16_s8(uint32_t a0, uint32_t a1, uint32_t b, int c[4]) {
+    c[0] = c[1] = c[2] = c[3] = 0;
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b));
+}
 
-template <int NTILES>
-__global__ void __launch_bounds__(kWarps * 32) mmq_q4k_kernel(Tiles tiles, int64_t row_bytes, int nb, mmvq::ActView x,
-                                                              int n_tok) {
-    __shared__ __align__(16) uint8_t smem[kWarps][kStages][kTileRows * kQ4KBlockBytes];
+template <GgmlType T, int NTILES>
+__global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t row_bytes, int nb, mmvq::ActView x,
+                                                          int n_tok) {
+    using L = Layout<T>;
+    __shared__ __align__(16) uint8_t smem[kWarps][kStages][kTileRows * L::kSlotRow];
     pdl_trigger();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = ::rotor::mmq::frag_group(lane), tig = ::rotor::mmq::frag_tig(lane);
@@ -60,15 +78,23 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_q4k_kernel(Tiles tiles, int64
     const int row0 = (tile - first) * kTileRows;
     const int nr = min(kTileRows, rows - row0);
     const uint8_t* wt = W + (size_t)row0 * row_bytes;
+    const uint8_t* w_end = W + (size_t)rows * row_bytes;
+    // where row r's block kb starts inside its copy (0 for q4_K)
+    auto shift = [&](int r, int kb) {
+        return (int)(reinterpret_cast<uintptr_t>(wt + (size_t)r * row_bytes + (size_t)kb * L::kBlock) & 15);
+    };
 
     auto issue = [&](int kb) {  // super-block kb of the tile's rows into slot kb % kStages
         if (kb < nb) {
             uint8_t* dst = smem[warp][kb % kStages];
-            for (int i = lane; i < kPieces; i += 32) {
-                const int r = i / (kQ4KBlockBytes / 16), piece = i % (kQ4KBlockBytes / 16);
-                const bool in = r < nr;  // rows past the matrix: zeros (their results are not written)
-                const uint8_t* src = in ? wt + (size_t)r * row_bytes + (size_t)kb * kQ4KBlockBytes + 16 * piece : W;
-                cp_async16(dst + r * kQ4KBlockBytes + 16 * piece, src, in ? 16 : 0);
+            for (int i = lane; i < kTileRows * L::kPiecesPerRow; i += 32) {
+                const int r = i / L::kPiecesPerRow, piece = i % L::kPiecesPerRow;
+                const uint8_t* a16 = wt + (size_t)r * row_bytes + (size_t)kb * L::kBlock - shift(r, kb);
+                if (16 * piece >= shift(r, kb) + L::kBlock) continue;  // past the block
+                // rows past the matrix: zeros (their results are not written); the matrix's last piece: its bytes
+                const int64_t left = w_end - (a16 + 16 * piece);
+                const int bytes = r < nr ? (left < 16 ? (int)left : 16) : 0;
+                cp_async16(dst + r * L::kSlotRow + 16 * piece, bytes > 0 ? a16 + 16 * piece : W, bytes);
             }
         }
         cp_async_commit();
@@ -83,15 +109,22 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_q4k_kernel(Tiles tiles, int64
         issue(kb + kStages - 1);
         cp_async_wait<kStages - 1>();  // super-block kb has landed (this lane's copies)
         __syncwarp();                  // ... and the other lanes'
-        const uint8_t* rg = smem[warp][kb % kStages] + g * kQ4KBlockBytes;
-        const uint8_t* rg8 = rg + 8 * kQ4KBlockBytes;
+        const uint8_t* slot = smem[warp][kb % kStages];
+        const uint8_t* rg = slot + g * L::kSlotRow + shift(g, kb);
+        const uint8_t* rg8 = slot + (g + 8) * L::kSlotRow + shift(g + 8, kb);
 #pragma unroll 2
         for (int sb = 0; sb < 8; sb++) {
             uint32_t a[4];
-            ::rotor::mmq::q4k_a_frag(rg, rg8, sb, tig, a);
-            float cg, mg, cg8, mg8;
-            ::rotor::mmq::q4k_scale_min(rg, sb, cg, mg);
-            ::rotor::mmq::q4k_scale_min(rg8, sb, cg8, mg8);
+            float cg, mg, cg8, mg8;  // q4_K: scale, min; q6_K: the two halves' scales
+            if constexpr (T == GgmlType::Q4_K) {
+                ::rotor::mmq::q4k_a_frag(rg, rg8, sb, tig, a);
+                ::rotor::mmq::q4k_scale_min(rg, sb, cg, mg);
+                ::rotor::mmq::q4k_scale_min(rg8, sb, cg8, mg8);
+            } else {
+                ::rotor::mmq::q6k_a_frag(rg, rg8, sb, tig, a);
+                ::rotor::mmq::q6k_scales(rg, sb, cg, mg);
+                ::rotor::mmq::q6k_scales(rg8, sb, cg8, mg8);
+            }
             const int64_t e0 = (int64_t)kb * 256 + 32 * sb;
             const int64_t kg = e0 / 32;
 #pragma unroll
@@ -99,14 +132,21 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_q4k_kernel(Tiles tiles, int64
                 const int tb = nt * 8 + g;  // this lane's B column
                 uint32_t b[2] = {0u, 0u};
                 if (tb < n_tok) ::rotor::mmq::act_b_frag(x.codes + (size_t)tb * x.code_stride, e0, tig, b);
-                int c[4];
-                mma_s8(a, b, c);
                 const int t0 = nt * 8 + 2 * tig, t1 = t0 + 1;
                 const float xd0 = t0 < n_tok ? __ldg(x.d + (size_t)t0 * x.ds_stride + kg) : 0.0f;
-                const float xs0 = t0 < n_tok ? __ldg(x.s + (size_t)t0 * x.ds_stride + kg) : 0.0f;
                 const float xd1 = t1 < n_tok ? __ldg(x.d + (size_t)t1 * x.ds_stride + kg) : 0.0f;
-                const float xs1 = t1 < n_tok ? __ldg(x.s + (size_t)t1 * x.ds_stride + kg) : 0.0f;
-                ::rotor::mmq::accumulate(c, cg, mg, cg8, mg8, xd0, xs0, xd1, xs1, acc[nt]);
+                if constexpr (T == GgmlType::Q4_K) {
+                    const float xs0 = t0 < n_tok ? __ldg(x.s + (size_t)t0 * x.ds_stride + kg) : 0.0f;
+                    const float xs1 = t1 < n_tok ? __ldg(x.s + (size_t)t1 * x.ds_stride + kg) : 0.0f;
+                    int c[4];
+                    mma_s8(a, b, c);
+                    ::rotor::mmq::accumulate(c, cg, mg, cg8, mg8, xd0, xs0, xd1, xs1, acc[nt]);
+                } else {
+                    int c_lo[4], c_hi[4];
+                    mma16_s8(a[0], a[1], b[0], c_lo);
+                    mma16_s8(a[2], a[3], b[1], c_hi);
+                    ::rotor::mmq::accumulate_q6k(c_lo, c_hi, cg, mg, cg8, mg8, xd0, xd1, acc[nt]);
+                }
             }
         }
         __syncwarp();  // every lane is done with slot kb % kStages before it is refilled
@@ -135,11 +175,14 @@ bool enabled() {
 
 void set_enabled(bool on) { g_enabled = on ? 1 : 0; }
 
-bool applies(GgmlType t, int n_tok) { return enabled() && t == GgmlType::Q4_K && n_tok > 8 && n_tok <= 16; }
+bool applies(GgmlType t, int n_tok) {
+    return enabled() && (t == GgmlType::Q4_K || t == GgmlType::Q6_K) && n_tok > 8 && n_tok <= 16;
+}
 
 void launch(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const mmvq::ActView& x, int n_tok,
             cudaStream_t s) {
-    if (t != GgmlType::Q4_K) throw Error("tensor-core int8 mat-vec: q4_K only (got " + std::string(format_info(t).name) + ")");
+    if (t != GgmlType::Q4_K && t != GgmlType::Q6_K)
+        throw Error("tensor-core int8 mat-vec: q4_K and q6_K only (got " + std::string(format_info(t).name) + ")");
     if (n_jobs < 1 || n_jobs > mmvq::kMaxJobs || n_tok < 1 || n_tok > 16 || cols % 256)
         throw Error("tensor-core int8 mat-vec: bad launch");
     Tiles tiles{};
@@ -156,10 +199,9 @@ void launch(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const m
     const int64_t rb = (int64_t)row_bytes(t, (uint64_t)cols);
     const int nb = (int)(cols / 256);
     const unsigned grid = (unsigned)((total + kWarps - 1) / kWarps);
-    if (n_tok > 8)
-        mmvq::launch_pdl(mmq_q4k_kernel<2>, grid, kWarps * 32, s, tiles, rb, nb, x, n_tok);
-    else
-        mmvq::launch_pdl(mmq_q4k_kernel<1>, grid, kWarps * 32, s, tiles, rb, nb, x, n_tok);
+    const auto kernel = t == GgmlType::Q4_K ? (n_tok > 8 ? mmq_kernel<GgmlType::Q4_K, 2> : mmq_kernel<GgmlType::Q4_K, 1>)
+                                            : (n_tok > 8 ? mmq_kernel<GgmlType::Q6_K, 2> : mmq_kernel<GgmlType::Q6_K, 1>);
+    mmvq::launch_pdl(kernel, grid, kWarps * 32, s, tiles, rb, nb, x, n_tok);
     check(cudaGetLastError(), "tensor-core int8 mat-vec launch");
 }
 

@@ -185,41 +185,69 @@ TEST(MmvqUnits, ActivationCodeOrderIsAPermutation) {
     EXPECT_EQ(mmvq::act_row_codes(5120), 6144);
 }
 
-// The tensor-core kernel's walk over a tile (matvec_mma.cu, mmq_q4k_kernel): 16 rows (rows past
-// n_rows zero, as the kernel's zero-filled copies), n_tok tokens; every lane's fragments from
-// mmq_units.h, the mma emulated from the PTX layouts, the lanes' results gathered into y[t][r].
-std::vector<double> mmq_tile(const std::vector<uint8_t>& rows, int n_rows, int64_t n, const std::vector<Act>& acts) {
+// The tensor-core kernel's walk over a tile (matvec_mma.cu, mmq_kernel): 16 rows (rows past n_rows
+// zero, as the kernel's zero-filled copies), n_tok tokens; every lane's fragments from mmq_units.h, the
+// mma emulated from the PTX layouts, the lanes' results gathered into y[t][r]. q6_K blocks are copied
+// at a 2-byte aligned offset that differs per row, as a row's blocks sit in the kernel's copies.
+std::vector<double> mmq_tile(GgmlType type, const std::vector<uint8_t>& rows, int n_rows, int64_t n,
+                             const std::vector<Act>& acts) {
+    const bool q6 = type == GgmlType::Q6_K;
+    const int bb = q6 ? mmq::kQ6KBlockBytes : mmq::kQ4KBlockBytes;
     const int64_t nb = n / 256;
-    const size_t rb = (size_t)nb * mmq::kQ4KBlockBytes;
+    const size_t rb = (size_t)nb * bb;
     const int n_tok = (int)acts.size();
     std::vector<double> y((size_t)mmq::kMaxTokens * mmq::kTileRows, 0.0);
     float acc[32][2][4] = {};
-    alignas(16) uint8_t copy[mmq::kTileRows][mmq::kQ4KBlockBytes];
+    alignas(16) uint8_t copy[mmq::kTileRows][256];
+    auto blk = [&](int r) { return copy[r] + (q6 ? 2 * (r % 8) : 0); };
+    auto xd = [&](int t, int64_t e0) { return t < n_tok ? acts[(size_t)t].d[(size_t)(e0 / 32)] : 0.0f; };
+    auto xs = [&](int t, int64_t e0) { return t < n_tok ? acts[(size_t)t].s[(size_t)(e0 / 32)] : 0.0f; };
     for (int64_t kb = 0; kb < nb; kb++) {
         memset(copy, 0, sizeof copy);
-        for (int r = 0; r < n_rows; r++) memcpy(copy[r], rows.data() + r * rb + kb * mmq::kQ4KBlockBytes, mmq::kQ4KBlockBytes);
+        for (int r = 0; r < n_rows; r++) memcpy(blk(r), rows.data() + r * rb + kb * bb, (size_t)bb);
         for (int j = 0; j < 8; j++) {
             const int64_t e0 = kb * 256 + 32 * j;
             uint32_t a[32][4];
-            for (int lane = 0; lane < 32; lane++)
-                mmq::q4k_a_frag(copy[mmq::frag_group(lane)], copy[mmq::frag_group(lane) + 8], j, mmq::frag_tig(lane), a[lane]);
+            for (int lane = 0; lane < 32; lane++) {
+                const int g = mmq::frag_group(lane);
+                if (q6)
+                    mmq::q6k_a_frag(blk(g), blk(g + 8), j, mmq::frag_tig(lane), a[lane]);
+                else
+                    mmq::q4k_a_frag(blk(g), blk(g + 8), j, mmq::frag_tig(lane), a[lane]);
+            }
             for (int nt = 0; nt * mmq::kTileTokens < n_tok; nt++) {
                 uint32_t b[32][2];
-                int c[32][4];
                 for (int lane = 0; lane < 32; lane++) {
                     const int tb = nt * 8 + mmq::frag_group(lane);
                     b[lane][0] = b[lane][1] = 0;
                     if (tb < n_tok) mmq::act_b_frag(acts[(size_t)tb].codes.data(), e0, mmq::frag_tig(lane), b[lane]);
                 }
-                mmq::mma_emulate(a, b, c);
+                int c[32][4], c_hi[32][4];
+                if (q6) {
+                    uint32_t a_lo[32][2], a_hi[32][2], b_lo[32], b_hi[32];
+                    for (int lane = 0; lane < 32; lane++) {
+                        a_lo[lane][0] = a[lane][0], a_lo[lane][1] = a[lane][1], b_lo[lane] = b[lane][0];
+                        a_hi[lane][0] = a[lane][2], a_hi[lane][1] = a[lane][3], b_hi[lane] = b[lane][1];
+                    }
+                    mmq::mma16_emulate(a_lo, b_lo, c);
+                    mmq::mma16_emulate(a_hi, b_hi, c_hi);
+                } else {
+                    mmq::mma_emulate(a, b, c);
+                }
                 for (int lane = 0; lane < 32; lane++) {
                     const int g = mmq::frag_group(lane), t0 = nt * 8 + 2 * mmq::frag_tig(lane), t1 = t0 + 1;
-                    float cg, mg, cg8, mg8;
-                    mmq::q4k_scale_min(copy[g], j, cg, mg);
-                    mmq::q4k_scale_min(copy[g + 8], j, cg8, mg8);
-                    auto xd = [&](int t) { return t < n_tok ? acts[(size_t)t].d[(size_t)(e0 / 32)] : 0.0f; };
-                    auto xs = [&](int t) { return t < n_tok ? acts[(size_t)t].s[(size_t)(e0 / 32)] : 0.0f; };
-                    mmq::accumulate(c[lane], cg, mg, cg8, mg8, xd(t0), xs(t0), xd(t1), xs(t1), acc[lane][nt]);
+                    if (q6) {
+                        float lo, hi, lo8, hi8;
+                        mmq::q6k_scales(blk(g), j, lo, hi);
+                        mmq::q6k_scales(blk(g + 8), j, lo8, hi8);
+                        mmq::accumulate_q6k(c[lane], c_hi[lane], lo, hi, lo8, hi8, xd(t0, e0), xd(t1, e0), acc[lane][nt]);
+                    } else {
+                        float cg, mg, cg8, mg8;
+                        mmq::q4k_scale_min(blk(g), j, cg, mg);
+                        mmq::q4k_scale_min(blk(g + 8), j, cg8, mg8);
+                        mmq::accumulate(c[lane], cg, mg, cg8, mg8, xd(t0, e0), xs(t0, e0), xd(t1, e0), xs(t1, e0),
+                                        acc[lane][nt]);
+                    }
                 }
             }
         }
@@ -235,25 +263,34 @@ std::vector<double> mmq_tile(const std::vector<uint8_t>& rows, int n_rows, int64
 
 // Every (row, token) of the tile equals the dequantized weights times the same int8 activations, in
 // double, to float rounding; tokens past n_tok and rows past n_rows come out as zero.
-TEST(MmqUnits, Q4KTileMatchesDequantizedWeights) {
+TEST(MmqUnits, TilesMatchDequantizedWeights) {
     std::mt19937 rng(14);
     std::normal_distribution<float> g(0.0f, 1.0f);
     std::uniform_int_distribution<int> byte(0, 255);
+    for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K})
     for (const int n_rows : {16, 11}) {
         for (const int n_tok : {16, 9, 13, 8, 1}) {
             for (const bool random_bytes : {false, true}) {
                 const int64_t n = 256 * 5;
-                const size_t rb = row_bytes(GgmlType::Q4_K, n);
+                const size_t rb = row_bytes(type, n);
+                const int bb = type == GgmlType::Q6_K ? mmq::kQ6KBlockBytes : mmq::kQ4KBlockBytes;
                 std::vector<uint8_t> rows(rb * n_rows);
                 for (int r = 0; r < n_rows; r++) {
                     uint8_t* q = rows.data() + r * rb;
                     if (random_bytes) {
                         for (size_t i = 0; i < rb; i++) q[i] = (uint8_t)byte(rng);
-                        for (int64_t b = 0; b < n / 256; b++) q[b * 144 + 1] &= 0x3F, q[b * 144 + 3] &= 0x3F;  // finite d, dmin
+                        for (int64_t b = 0; b < n / 256; b++) {  // finite d (and dmin)
+                            if (type == GgmlType::Q6_K) {
+                                q[b * bb + 209] &= 0x3F;
+                            } else {
+                                q[b * bb + 1] &= 0x3F;
+                                q[b * bb + 3] &= 0x3F;
+                            }
+                        }
                     } else {
                         std::vector<float> wf((size_t)n);
                         for (auto& v : wf) v = g(rng) * (1.0f + 3.0f * (g(rng) > 2.0f));
-                        quantize_row(GgmlType::Q4_K, wf.data(), q, n);
+                        quantize_row(type, wf.data(), q, n);
                     }
                 }
                 std::vector<Act> acts;
@@ -262,10 +299,10 @@ TEST(MmqUnits, Q4KTileMatchesDequantizedWeights) {
                     for (auto& v : x) v = g(rng);
                     acts.push_back(quantize_act(x));
                 }
-                const std::vector<double> y = mmq_tile(rows, n_rows, n, acts);
+                const std::vector<double> y = mmq_tile(type, rows, n_rows, n, acts);
                 std::vector<float> w((size_t)n);
                 for (int r = 0; r < mmq::kTileRows; r++) {
-                    if (r < n_rows) dequantize_row(GgmlType::Q4_K, rows.data() + r * rb, w.data(), n);
+                    if (r < n_rows) dequantize_row(type, rows.data() + r * rb, w.data(), n);
                     for (int t = 0; t < mmq::kMaxTokens; t++) {
                         const double got = y[(size_t)t * mmq::kTileRows + r];
                         if (r >= n_rows || t >= n_tok) {
@@ -280,7 +317,8 @@ TEST(MmqUnits, Q4KTileMatchesDequantizedWeights) {
                             mag += std::fabs((double)w[(size_t)i] * xr);
                         }
                         EXPECT_LE(std::fabs(got - ref), 2e-6 * mag + 1e-30)
-                            << "rows " << n_rows << " tokens " << n_tok << (random_bytes ? " random bytes" : "")
+                            << format_info(type).name << " rows " << n_rows << " tokens " << n_tok
+                            << (random_bytes ? " random bytes" : "")
                             << ": row " << r << " token " << t;
                     }
                 }

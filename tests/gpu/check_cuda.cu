@@ -810,12 +810,13 @@ int main(int argc, char** argv) {
                 check_matmul_q8(f->type, 33, 3 * be, 3);  // q8_0 / q4_0 / q6_K rows 2-byte aligned
             }
             set_matvec_kernel(default_kernel);
-            if (f->type == GgmlType::Q4_K) {  // the tensor-core kernel for 9-16 tokens (matvec_mma.h)
+            if (f->type == GgmlType::Q4_K || f->type == GgmlType::Q6_K) {  // the tensor-core kernel for 9-16 tokens (matvec_mma.h)
                 const bool was = matvec_mma();
                 set_matvec_mma(true);
                 for (int nt : {9, 12, 16}) check_matmul_q8(f->type, 1001, 4096, nt);
                 for (int nt = 9; nt <= 16; nt++) check_matmul_q8(f->type, nt % 2 ? 37 : 16, 2048 + 3 * 256, nt);
                 check_matmul_q8(f->type, 5, 256, 13);       // fewer rows than a tile, one super-block
+                check_matmul_q8(f->type, 19, 256 * 7, 16);  // q6_K rows that start at every 2-byte offset
                 check_matmul_q8(f->type, 4001, 5120, 16);   // many tiles
                 check_matmul_q8(f->type, 301, 2048, 27);    // 16 + 11 tokens: two passes
                 set_matvec_mma(was);
