@@ -26,12 +26,6 @@ const char* kUsage =
     "  --overhead MIB      runtime overhead: CUDA context, kernels, the desktop (default 512)\n"
     "  --json              machine-readable output\n";
 
-std::string gib(uint64_t b) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
-    return buf;
-}
-
 int cmd_plan(const Args& args) {
     std::string model_path, gpu, k_type, v_type;
     double vram_gib = 0;
@@ -73,9 +67,7 @@ int cmd_plan(const Args& args) {
     } else {
         for (const char* t : {"f16", "q8_0", "q4_0h", "tcq4", "tcq3"}) types.push_back({t, t});
     }
-    int head_dim = 0;
-    for (const auto& l : m.layers)
-        if (l.has_kv) head_dim = std::max({head_dim, l.head_dim_k, l.head_dim_v});
+    const int head_dim = kv_head_dim(m);
 
     nlohmann::ordered_json out;
     out["model"] = model_path;
@@ -93,11 +85,11 @@ int cmd_plan(const Args& args) {
 
     if (!json_out) {
         printf("model:  %s (%s), weights %s, %d of %d layers keep a KV cache", model_path.c_str(), m.arch.c_str(),
-               gib(m.weight_bytes).c_str(), kv_layers, m.n_layer);
+               gib_text(m.weight_bytes).c_str(), kv_layers, m.n_layer);
         if (m.recurrent_bytes_per_seq) printf(", recurrent state %.1f MiB per slot", m.recurrent_bytes_per_seq / 1048576.0);
-        printf("\ndevice: %s, %s", dev.name.c_str(), gib(dev.bytes).c_str());
+        printf("\ndevice: %s, %s", dev.name.c_str(), gib_text(dev.bytes).c_str());
         if (dev.reserved_bytes)
-            printf(" (%s usable: the driver keeps %llu MiB, %s)", gib(budget).c_str(),
+            printf(" (%s usable: the driver keeps %llu MiB, %s)", gib_text(budget).c_str(),
                    (unsigned long long)(dev.reserved_bytes >> 20), dev.reserved_measured ? "measured" : "estimated");
         printf("; runtime overhead %llu MiB (an estimate until measured on that card)\n\n", (unsigned long long)overhead_mib);
     }
@@ -123,8 +115,8 @@ int cmd_plan(const Args& args) {
             plan["fits"] = b.total() <= budget;
             if (!json_out)
                 printf("  %d slots x %lld tokens: weights %s + KV %s + recurrent %s + compute %s + overhead %s = %s (%s)\n",
-                       max_slots_n, (long long)ctx, gib(b.weights).c_str(), gib(b.kv).c_str(), gib(b.recurrent).c_str(),
-                       gib(b.compute).c_str(), gib(b.overhead).c_str(), gib(b.total()).c_str(),
+                       max_slots_n, (long long)ctx, gib_text(b.weights).c_str(), gib_text(b.kv).c_str(), gib_text(b.recurrent).c_str(),
+                       gib_text(b.compute).c_str(), gib_text(b.overhead).c_str(), gib_text(b.total()).c_str(),
                        b.total() <= budget ? "fits" : "does not fit");
         } else if (ctx > 0) {
             const int n = max_slots(m, s, ctx, budget);
@@ -138,7 +130,7 @@ int cmd_plan(const Args& args) {
                 const int64_t c = max_context_per_slot(m, s, slots, budget);
                 const MemoryBreakdown b = plan_memory(m, s, slots, std::max<int64_t>(c, 1));
                 plan["max_ctx_per_slot"].push_back({{"slots", slots}, {"ctx", c}, {"total_bytes", c ? b.total() : 0}});
-                if (!json_out) printf("  %5d  %16lld  %s\n", slots, (long long)c, c ? gib(b.total()).c_str() : "does not fit");
+                if (!json_out) printf("  %5d  %16lld  %s\n", slots, (long long)c, c ? gib_text(b.total()).c_str() : "does not fit");
             }
         }
         out["plans"].push_back(plan);

@@ -145,4 +145,11 @@ ModelMemory read_model_memory(const gguf::File& f) {
     return m;
 }
 
+int kv_head_dim(const ModelMemory& m) {
+    int d = 0;
+    for (const LayerMemory& l : m.layers)
+        if (l.has_kv) d = std::max({d, l.head_dim_k, l.head_dim_v});
+    return d;
+}
+
 }  // namespace rotor

@@ -39,4 +39,7 @@ struct ModelMemory {
 // Throws rotor::Error (naming the file and key) for unknown architectures or missing keys.
 ModelMemory read_model_memory(const gguf::File& f);
 
+// The largest K or V head size of the layers that keep a KV cache (what a KV format must support).
+int kv_head_dim(const ModelMemory& m);
+
 }  // namespace rotor

@@ -21,13 +21,13 @@ Device card(const char* name, uint64_t total_mib, uint64_t measured_reserved_mib
     return d;
 }
 
+}  // namespace
+
 std::string gib_text(uint64_t b) {
     char t[32];
     snprintf(t, sizeof t, "%.2f GiB", b / 1073741824.0);
     return t;
 }
-
-}  // namespace
 
 const std::vector<Device>& known_devices() {
     // Total memory as nvidia-smi reports it for each card (MiB).

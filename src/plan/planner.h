@@ -49,6 +49,9 @@ int64_t max_context_per_slot(const ModelMemory& m, const PlanSettings& s, int sl
 // Most slots of ctx_per_slot tokens that fit in budget.
 int max_slots(const ModelMemory& m, const PlanSettings& s, int64_t ctx_per_slot, uint64_t budget);
 
+// "12.34 GiB": how the planner's reports write sizes.
+std::string gib_text(uint64_t bytes);
+
 // The server's load-time check against the GPU it runs on: whether `slots` x `ctx_per_slot` fits in
 // free_bytes (free once the CUDA context exists; s.overhead_bytes is then what the runtime adds:
 // kernels, CUDA graphs, allocation rounding). Empty if it fits, else a message with the breakdown and

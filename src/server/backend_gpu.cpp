@@ -70,9 +70,7 @@ public:
     void check_memory(const Model& model, const EngineConfig& cfg) {
         const cuda::GpuInfo g = cuda::select_gpu(cfg.gpu_index);
         const ModelMemory mm = read_model_memory(model.file);
-        int head_dim = 0;
-        for (const LayerMemory& l : mm.layers)
-            if (l.has_kv) head_dim = std::max({head_dim, l.head_dim_k, l.head_dim_v});
+        const int head_dim = kv_head_dim(mm);
         PlanSettings ps;
         ps.k = &require_kv_format(cfg.kv_k, head_dim);
         ps.v = &require_kv_format(cfg.kv_v, head_dim);
