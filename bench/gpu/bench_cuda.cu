@@ -261,22 +261,29 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                 {"32B down", 5120, 27648, GgmlType::Q4_K},
                 {"32B down (more bits)", 5120, 27648, GgmlType::Q6_K},
                 {"32B output", 152064, 5120, GgmlType::Q6_K},
+                {"Qwen3.5-27B gate / up", 17408, 5120, GgmlType::Q4_K},
+                {"Qwen3.5-27B down (more bits)", 5120, 17408, GgmlType::Q6_K},
+                {"Qwen3.5-27B qkv (Gated DeltaNet)", 10240, 5120, GgmlType::Q4_K},
                 {"q5_K 14336x4096", 14336, 4096, GgmlType::Q5_K},
                 {"q8_0 14336x4096", 14336, 4096, GgmlType::Q8_0},
                 {"q8_0 4096x14336", 4096, 14336, GgmlType::Q8_0},
                 {"q4_0 14336x4096", 14336, 4096, GgmlType::Q4_0},
             };
-            // variants (--sweep): rows per warp x persistent grid; the default (2 rows, persistent) first
+            // variants (--sweep): kernel version (matvec_q8.cu) x rows per warp x persistent grid; the
+            // default first (kernel 0: the current one)
             struct Variant {
-                int rw;
+                int kernel, rw;
                 bool persistent;
                 const char* name;
             };
-            const std::vector<Variant> variants = sweep ? std::vector<Variant>{{0, true, "default"},
-                                                                               {2, false, "rw2 one-shot"},
-                                                                               {1, true, "rw1 persistent"},
-                                                                               {1, false, "rw1 one-shot"}}
-                                                        : std::vector<Variant>{{0, true, "default"}};
+            const int kernel_now = matvec_kernel();
+            const std::vector<Variant> variants = sweep ? std::vector<Variant>{{0, 0, true, "default"},
+                                                                               {2, 0, true, "kernel 2"},
+                                                                               {3, 2, true, "kernel 3 rw2"},
+                                                                               {3, 1, true, "kernel 3 rw1"},
+                                                                               {0, 2, false, "rw2 one-shot"},
+                                                                               {0, 1, true, "rw1 persistent"}}
+                                                        : std::vector<Variant>{{0, 0, true, "default"}};
             printf(
                 "int8 mat-vec kernel alone (activations quantized beforehand; CUDA graph of launches over >= "
                 "256 MB "
@@ -297,12 +304,14 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                             us.push_back(NAN);
                             continue;
                         }
+                        if (v.kernel) set_matvec_kernel(v.kernel);
                         set_matvec_tuning(v.rw, v.persistent);
                         us.push_back(graph_time_us((int)w.bufs.size(), [&](int i, cudaStream_t s) {
                             matmul_q8(sh.t, w.bufs[i]->get(), sh.rows, sh.cols, dx.get<float>(),
                                       scratch.get(), nt, dy.get<float>(), s);
                         }));
                         set_matvec_tuning();
+                        set_matvec_kernel(kernel_now);
                     }
                     const double gbs = w.bytes / (us[0] * 1e-6) / 1e9;
                     printf("| %s | %s | %lldx%lld | %.1f | %d | %.1f | %.0f | %.0f%% |", sh.what,
@@ -520,13 +529,16 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
             }
             if (sweep) {  // the mat-vec variants in the decode step (context 0, batch 1), each a fresh forward
                 struct V {
-                    int rw;
+                    int kernel, rw;
                     bool persistent, pdl;
                     const char* name;
                 };
-                for (const V& v : {V{0, true, true, "default (2 rows/warp, persistent, PDL)"},
-                                   V{0, false, true, "one-shot grid"}, V{0, true, false, "no PDL"},
-                                   V{1, true, true, "1 row/warp"}}) {
+                const int kernel_now = matvec_kernel();
+                for (const V& v : {V{0, 0, true, true, "default (2 rows/warp, persistent, PDL)"},
+                                   V{2, 0, true, true, "kernel 2"}, V{3, 2, true, true, "kernel 3 rw2"},
+                                   V{3, 1, true, true, "kernel 3 rw1"}, V{0, 0, false, true, "one-shot grid"},
+                                   V{0, 0, true, false, "no PDL"}}) {
+                    if (v.kernel) set_matvec_kernel(v.kernel);
                     set_matvec_tuning(v.rw, v.persistent, v.pdl);
                     CudaForwardOptions o1;
                     o1.n_seq = 1;
@@ -547,6 +559,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                     const double s1 = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count() / n_it;
                     variant_lines.push_back("| " + name + " | " + v.name + " | " + std::to_string(1.0 / s1).substr(0, 5) + " |");
                     set_matvec_tuning();
+                    set_matvec_kernel(kernel_now);
                 }
             }
         }

@@ -6,33 +6,14 @@
 #   int8 mat-vec       ROTOR_MMVQ=1 (first kernel) / 2 (team-split, default)   matvec_q8.cu g_kernel
 #   fused llama decode ROTOR_FUSED_DECODE=0 / 1 (default)                     kernels.cu g_fused_decode
 #   Qwen3.5 fast path  ROTOR_QWEN35_FAST=0 / 1 (default); rotor-check-qwen35 --no-fast
-#   tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K  ROTOR_MMQ=1 (matvec_mma.cu; NOT YET RUN: off;
+#   tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K  ROTOR_MMQ=1 (matvec_mma.cu; correct, slower: off;
 #                      rotor-check-cuda's "mmq" lines check it whatever the switch)
 # Still off: prefill attention (ROTOR_PREFILL_ATTENTION=1, attention_prefill.cu: fails end to end on
 # f16 rounding, bench/RESULTS.md) and moe.cu's compile-time kGpwTwoWaves.
 # Models: carry/gpu as cuda_run.sh check says.
 #   SHAPES=llama-3.1-8b,qwen3.5-27b,gemma-4-26b-a4b (default)
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-out=${OUT:-out}
-arch=${ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)}
-mkdir -p "$out" /tmp/rotor-synth
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DROTOR_ENGINE_ONLY=ON -DROTOR_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null
-cmake --build build-gpu -j "$(nproc)" --target rotor-check-cuda rotor-bench-cuda rotor-check-qwen35 rotor-check-gemma4 \
-  rotor-check-moe 2>&1 | grep -vE "^\[|Built target|Scanning" || true
-hf=carry/gpu/hf
-m=(--model carry/gpu/stories260K.gguf:1e-4 --model models/rotor-kjv-11m/rotor-kjv-11m-bf16.gguf:1e-4
-   --model models/rotor-kjv-11m/rotor-kjv-11m-q8_0.gguf:1e-1)
-q=(--hf $hf/qwen35-f32.gguf:tests/fixtures/hf_parity/qwen35 --hf $hf/qwen35moe-f32.gguf:tests/fixtures/hf_parity/qwen35moe)
-g=(--hf gemma4=$hf/gemma4-f32.gguf --hf gemma4_dense=$hf/gemma4_dense-f32.gguf)
-status=0
-run() {
-  echo "== $*"
-  timeout 150 "$@" >/tmp/run.txt 2>&1 || { echo "exit status $?"; status=1; }
-  grep -E "FAIL|error" /tmp/run.txt | head -n 20
-  tail -n 3 /tmp/run.txt
-}
+targets="rotor-check-cuda rotor-bench-cuda rotor-check-qwen35 rotor-check-gemma4 rotor-check-moe"
+source "$(dirname "$0")/verify_common.sh"
 {
   run env ROTOR_FUSED_DECODE=0 ROTOR_MMVQ=1 build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
   run env ROTOR_MMVQ=1 build-gpu/rotor-check-qwen35 --no-fast "${q[@]}"

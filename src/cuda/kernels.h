@@ -73,16 +73,19 @@ void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl =
 
 // Switches between two verified paths (rotor-check-cuda checks both settings either way; both were on
 // by default once they passed on an H200: bench/RESULTS.md, "Switches verified"):
-//  - the int8 mat-vec kernel: 1 = one warp streams whole row groups, 2 = teams of warps split a row's
-//    spans (matvec_q8.cu; the default); the environment variable ROTOR_MMVQ=1 selects 1;
+//  - the int8 mat-vec kernel (matvec_q8.cu): 1 = one warp streams whole row groups through shared
+//    memory, 2 = teams of warps split a row's spans, 3 = q4_K / q5_K / q6_K read straight into
+//    registers (1-4 tokens; the rest as 2), 0 = the default: 3 for one token where its groups fill
+//    the GPU's warps evenly, else 2 (measured: bench/RESULTS.md, "Kernel 3"); ROTOR_MMVQ=1/2/3 forces one;
 //  - the fused decode path of CudaForward's llama family (add_rms_norm_q8, qkv_prep, swiglu_q8 and
 //    the mat-vecs on their pre-quantized activations; the default); ROTOR_FUSED_DECODE=0 turns it off.
 //    It computes the same logits, bit for bit, with fewer launches. Read when a step is enqueued (graphs
 //    captured before a change keep what they captured).
 void set_matvec_kernel(int version);
 int matvec_kernel();
-// The tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K (matvec_mma.h): NOT YET RUN ON A GPU, so off
-// unless set_matvec_mma(true) or ROTOR_MMQ=1; rotor-check-cuda checks it either way.
+// The tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K (matvec_mma.h): correct on an H200 but
+// slower than two dp4a passes, so off unless set_matvec_mma(true) or ROTOR_MMQ=1; rotor-check-cuda checks
+// it either way.
 void set_matvec_mma(bool on);
 bool matvec_mma();
 void set_fused_decode(bool on);

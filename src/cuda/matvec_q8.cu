@@ -12,7 +12,8 @@
 //  - up to three matrices of one type and row length share a launch (Q/K/V, gate/up);
 //  - the mat-vec and quantize kernels use programmatic dependent launch (pdl.cuh): the weight
 //    copies may start while the previous kernel of the stream still runs.
-// Two kernels (kernels.h, set_matvec_kernel): 1 (measured in bench/RESULTS.md: 50-60% of the copy
+// Three kernels (kernels.h, set_matvec_kernel; kernel 3 and the automatic choice between 2 and 3 are
+// described where kernel 3 is defined): 1 (measured in bench/RESULTS.md: 50-60% of the copy
 // bandwidth on large matrices; an H200 profile of the 8B gate/up showed 58% issue slots busy at 676
 // instructions per item: per-item integer divisions and 64-bit activation index arithmetic, and down
 // (2048 row groups for ~3700 warps) leaving half the warps idle); 2, the default since it passed every
@@ -412,6 +413,229 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
         launch_nt<T, 2>(jobs, rb, nb, n_spans, wg, x, nt, persistent, s);
 }
 
+// ---------------------------------------------------------------- kernel 3: loads straight into registers
+// Kernel 2 runs out of issue slots before it runs out of bandwidth: its loop spends about 600
+// instructions per item of two rows (2304 bytes of q4_K, PTX count), where an H100/H200 SM can issue
+// 4 warp instructions for each 16 bytes its share of DRAM delivers (0.25 per byte; kernel 2 needs
+// 0.26), and 16-byte cp.async pieces, shared-memory slots and their bookkeeping are most of it.
+// Kernel 3 (q4_K, q5_K, q6_K for 1-4 tokens; kernel 2 does the rest) keeps the same units, lanes and
+// activation order but reads each lane's unit from global memory into registers (Unit<T>::load on
+// the matrix itself: q4_K / q5_K blocks are 16-byte aligned; q6_K reads aligned words and never
+// past its block). A warp owns RW rows at a time and walks their spans with two register buffers:
+// the next span's loads are issued before the current one is dotted, the next group's included
+// (persistent grid, groups strided over the warps), and the first span's before the wait for the
+// previous kernel (the weights do not depend on it). Lanes past a row's last block (rows of 20
+// blocks: 2.5 spans) and rows past a matrix's last load a valid block and drop it.
+template <GgmlType T>
+inline constexpr bool kDirect = T == GgmlType::Q4_K || T == GgmlType::Q5_K || T == GgmlType::Q6_K;
+constexpr int kDirectMaxTokens = 4;
+
+template <GgmlType T, int NT, int RW>
+__global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
+    mmvq_direct_kernel(Jobs jobs, int64_t row_bytes, int nb, int n_spans, ActView x) {
+    using U = Unit<T>;
+    using W = typename U::W;
+    constexpr int kSpanElems = U::kSpanBlocks * U::kBlockElems;
+    static_assert(U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
+    static_assert(kSpanElems == kActSpan);  // a span's first code index is its first element
+    pdl_trigger();
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int n_groups =
+        jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
+    const int gstride = gridDim.x * kWarps;
+    const int g0 = blockIdx.x * kWarps + warp;
+    if (g0 >= n_groups) return;
+    const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
+
+    // producer: the next span to load
+    int pg = g0, psp = 0;
+    Group pgrp = group_at<RW>(jobs, row_bytes, pg);
+    auto fetch = [&](W(&w)[RW]) {
+        if (pg >= n_groups) return;
+        const int blk = min(psp * U::kSpanBlocks + jb, nb - 1);
+#pragma unroll
+        for (int r = 0; r < RW; r++) {
+            const int rr = min(r, pgrp.nr - 1);
+            U::load(pgrp.w + (size_t)rr * row_bytes + (size_t)blk * U::kBlockBytes, sub, w[r]);
+        }
+        if (++psp == n_spans) {
+            psp = 0;
+            pg += gstride;
+            if (pg < n_groups) pgrp = group_at<RW>(jobs, row_bytes, pg);
+        }
+    };
+    W wa[RW], wb[RW];
+    fetch(wa);
+    pdl_wait();  // the activations (and our output) belong to earlier kernels
+
+    // this lane's first activation chunk and scale inside a span; the others are constants away
+    constexpr int kChunks = U::kGroupElems / 16;
+    const int e_lane = jb * U::kBlockElems + U::group_offset(sub, 0);
+    const int code_lane = (int)act_code_index(e_lane), ds_lane = e_lane / 32;
+    float acc[RW][NT];
+#pragma unroll
+    for (int r = 0; r < RW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+
+    // consumer: dots the span in w, writes a finished group; false once the warp's groups are done
+    int cg = g0, csp = 0;
+    Group cgrp = group_at<RW>(jobs, row_bytes, cg);
+    auto consume = [&](const W(&w)[RW]) -> bool {
+        if (csp * U::kSpanBlocks + jb < nb) {
+            const int64_t e_span = (int64_t)csp * kSpanElems;
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const int8_t* cb = x.codes + (size_t)t * x.code_stride + e_span + code_lane;
+                const float* db = x.d + (size_t)t * x.ds_stride + e_span / 32 + ds_lane;
+                const float* sbp = x.s + (size_t)t * x.ds_stride + e_span / 32 + ds_lane;
+                UnitAct<T> xa;
+#pragma unroll
+                for (int g = 0; g < U::kGroups; g++) {
+#pragma unroll
+                    for (int c = 0; c < kChunks; c++) {
+                        const int4 v = __ldg(reinterpret_cast<const int4*>(cb + act_chunk_delta<T>(g, c)));
+                        uint32_t* o = xa.a + g * (U::kGroupElems / 4) + 4 * c;
+                        o[0] = (uint32_t)v.x, o[1] = (uint32_t)v.y, o[2] = (uint32_t)v.z, o[3] = (uint32_t)v.w;
+                    }
+                    xa.d[g] = __ldg(db + act_scale_delta<T>(g));
+                    xa.s[g] = U::kHasMin ? __ldg(sbp + act_scale_delta<T>(g)) : 0.0f;
+                }
+#pragma unroll
+                for (int r = 0; r < RW; r++) acc[r][t] += unit_dot<T>(w[r], xa);
+            }
+        }
+        if (++csp < n_spans) return true;
+#pragma unroll
+        for (int r = 0; r < RW; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const float v = warp_sum(acc[r][t]);  // every lane holds the sum
+                acc[r][t] = 0.0f;
+                if (lane == r * NT + t && r < cgrp.nr) cgrp.y[(size_t)t * cgrp.rows + cgrp.row0 + r] = v;
+            }
+        csp = 0;
+        cg += gstride;
+        if (cg >= n_groups) return false;
+        cgrp = group_at<RW>(jobs, row_bytes, cg);
+        return true;
+    };
+    for (;;) {
+        fetch(wb);
+        if (!consume(wa)) break;
+        fetch(wa);
+        if (!consume(wb)) break;
+    }
+}
+
+// Blocks of kernel 3 that fit on the GPU at once (its persistent grid).
+template <GgmlType T, int NT, int RW>
+unsigned resident_direct() {
+    static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
+    if (!resident) {
+        int dev = 0, sms = 0, per_sm = 0;
+        check(cudaGetDevice(&dev), "cudaGetDevice");
+        check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "sm count");
+        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mmvq_direct_kernel<T, NT, RW>, kWarps * kWarp, 0),
+              "occupancy");
+        resident = (unsigned)std::max(1, per_sm * sms);
+    }
+    return resident;
+}
+
+template <GgmlType T, int NT, int RW>
+void launch_direct_one(const Jobs& jobs, int64_t rb, int nb, int n_spans, const ActView& x, bool persistent,
+                       cudaStream_t s) {
+    const auto kernel = mmvq_direct_kernel<T, NT, RW>;
+    const unsigned resident = resident_direct<T, NT, RW>();
+    const int groups = jobs.group_end[jobs.n - 1];
+    unsigned grid = (unsigned)((groups + kWarps - 1) / kWarps);
+    if (persistent) grid = std::min(grid, resident);
+    launch_pdl(kernel, grid, kWarps * kWarp, s, jobs, rb, nb, n_spans, x);
+}
+
+template <GgmlType T, int RW>
+void launch_direct_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, const ActView& x, int nt, bool persistent,
+                      cudaStream_t s) {
+    switch (nt) {
+        case 1:
+            return launch_direct_one<T, 1, RW>(jobs, rb, nb, n_spans, x, persistent, s);
+        case 2:
+            return launch_direct_one<T, 2, RW>(jobs, rb, nb, n_spans, x, persistent, s);
+        case 3:
+            return launch_direct_one<T, 3, RW>(jobs, rb, nb, n_spans, x, persistent, s);
+        case 4:
+            return launch_direct_one<T, 4, RW>(jobs, rb, nb, n_spans, x, persistent, s);
+        default:
+            throw Error("int8 mat-vec: bad token group");
+    }
+}
+
+// The automatic choice (kernel() == 0): kernel 3 for one token when its two-row groups fill the
+// resident warps' rounds to at least 50%, kernel 2 otherwise. Measured on an H200 (bench/RESULTS.md,
+// "Kernel 3"): alone, kernel 3 reads large matrices at one token faster (8B down 51 -> 62% of the copy
+// bandwidth, 32B gate/up 45 -> 63%, output 49 -> 67%) but loses where a second round of groups keeps
+// a few warps busy while the rest idle (5120 rows: 2560 groups on 2112 warps, 47 -> 40%), on the
+// 1024-row K/V matrices, and at 2-4 tokens, where kernel 2's teams split rows over more warps. In the
+// decode step, where the next kernel starts in the idle SMs (PDL), 50% beat 80% and 0% on the 32B
+// (102.9 against 99.8 / 102.2 tok/s) and the 27B (114.4 / 113.0 / 115.4), the 8B lost 1% (395.3 / 400.7):
+// scripts/gpu/bench_mmvq_fill.sh.
+// The least fill, in percent (ROTOR_MMVQ_FILL overrides it for benchmarks).
+int direct_fill_percent() {
+    static const int fill = [] {
+        const char* e = std::getenv("ROTOR_MMVQ_FILL");
+        return e ? std::atoi(e) : 50;
+    }();
+    return fill;
+}
+
+template <GgmlType T>
+bool prefer_direct(const Job* job, int n_jobs, int nt) {
+    if constexpr (!kDirect<T>) {
+        return false;
+    } else {
+        if (nt != 1 || g_tuning.rows_per_warp == 1) return false;
+        int64_t groups = 0;
+        for (int i = 0; i < n_jobs; i++) groups += (job[i].rows + 1) / 2;
+        const int64_t warps = (int64_t)resident_direct<T, 1, 2>() * kWarps;
+        const int64_t rounds = (groups + warps - 1) / warps;
+        return groups * 100 >= rounds * warps * direct_fill_percent();
+    }
+}
+
+// Kernel 3 for the launch if it takes the type and token count (else false: kernel 2 runs it).
+template <GgmlType T>
+bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
+    if constexpr (!kDirect<T>) {
+        return false;
+    } else {
+        using U = Unit<T>;
+        if (nt > kDirectMaxTokens) return false;
+        const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
+        const int nb = (int)(cols / U::kBlockElems);
+        const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
+        const int rw = g_tuning.rows_per_warp == 1 ? 1 : 2;  // two rows share each activation load
+        Jobs jobs{};
+        jobs.n = n_jobs;
+        int total = 0;
+        for (int i = 0; i < n_jobs; i++) {
+            jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
+            jobs.Y[i] = job[i].Y;
+            jobs.rows[i] = (int)job[i].rows;
+            total += (int)((job[i].rows + rw - 1) / rw);
+            jobs.group_end[i] = total;
+        }
+        if (total == 0) return true;
+        const bool persistent = g_tuning.persistent != 0;
+        if (rw == 1)
+            launch_direct_nt<T, 1>(jobs, rb, nb, n_spans, x, nt, persistent, s);
+        else
+            launch_direct_nt<T, 2>(jobs, rb, nb, n_spans, x, nt, persistent, s);
+        return true;
+    }
+}
+
 // ---------------------------------------------------------------- kernel 1 (the default)
 // One warp streams whole row groups, 4 warps per block: the kernel measured in bench/RESULTS.md and
 // checked on the GPU. Kernel 2 above (set_matvec_kernel(2) or ROTOR_MMVQ=2) replaces it once
@@ -649,17 +873,18 @@ int64_t ds_stride_for(int64_t cols) {
 
 }  // namespace
 
-int g_kernel = 0;  // 0: not chosen yet
+int g_kernel = -1;  // -1: not read from the environment yet; 0: automatic (kernel 2 or 3 per launch)
 
 void set_kernel(int version) {
-    if (version != 1 && version != 2) throw Error("int8 mat-vec: kernel version 1 or 2");
+    if (version < 0 || version > 3) throw Error("int8 mat-vec: kernel version 0 (automatic), 1, 2 or 3");
     g_kernel = version;
 }
 
 int kernel() {
-    if (g_kernel == 0) {
-        const char* e = std::getenv("ROTOR_MMVQ");  // 2 unless ROTOR_MMVQ=1
-        g_kernel = e && std::string(e) == "1" ? 1 : 2;
+    if (g_kernel < 0) {
+        const char* e = std::getenv("ROTOR_MMVQ");  // automatic unless ROTOR_MMVQ=1, 2 or 3
+        const std::string v = e ? e : "";
+        g_kernel = v == "1" ? 1 : v == "2" ? 2 : v == "3" ? 3 : 0;
     }
     return g_kernel;
 }
@@ -692,10 +917,11 @@ void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView
     switch (t) {
 #define ROTOR_TYPE(T)                                                \
     case T:                                                          \
-        if (kernel() == 1)                                           \
-            launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);      \
-        else                                                         \
-            launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);         \
+        if (kernel() == 1)                                                                     \
+            launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);                                \
+        else if (kernel() == 2 || (kernel() == 0 && !prefer_direct<T>(jobs, n_jobs, n_tok)) || \
+                 !launch_type_direct<T>(jobs, n_jobs, cols, x, n_tok, s))                      \
+            launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);                                   \
         break;
         ROTOR_TYPE(GgmlType::Q8_0)
         ROTOR_TYPE(GgmlType::Q4_0)

@@ -58,7 +58,8 @@ struct Tuning {
     int pdl = 1;  // programmatic dependent launch of the mat-vec and quantize kernels (sm_90+)
 };
 void set_tuning(const Tuning& t);
-// The kernel version (kernels.h, set_matvec_kernel): 1 or 2; the first call reads ROTOR_MMVQ.
+// The kernel version (kernels.h, set_matvec_kernel): 0 = automatic (2 or 3 per launch), 1, 2 or 3;
+// the first call reads ROTOR_MMVQ.
 void set_kernel(int version);
 int kernel();
 

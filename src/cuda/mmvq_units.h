@@ -59,8 +59,8 @@ ROTOR_HD int dp4a(uint32_t a, uint32_t b, int c) {  // c + sum of the products o
 }
 
 // N little-endian words from p. A = 16: p is 16-byte aligned (vector reads); 4: word aligned; 2: p is
-// 2-byte aligned, so N + 1 aligned words are read and shifted by 0 or 16 bits (the word after the
-// last byte is read too: buffers keep 16 bytes of padding after each span).
+// 2-byte aligned, so the aligned words around it are read and shifted by 0 or 16 bits (N + 1 words
+// when the shift is 16: 2 bytes past the last one).
 template <int N, int A>
 ROTOR_HD void load_words(const uint8_t* p, uint32_t* out) {
     if constexpr (A == 16) {
@@ -84,7 +84,10 @@ ROTOR_HD void load_words(const uint8_t* p, uint32_t* out) {
         const int sh = (int)(a & 3) * 8;
         uint32_t w[N + 1];
         ROTOR_MMVQ_UNROLL
-        for (int i = 0; i <= N; i++) w[i] = chunk_detail::load_u32_a4(base + 4 * i);
+        for (int i = 0; i < N; i++) w[i] = chunk_detail::load_u32_a4(base + 4 * i);
+        // the word after is needed only when p is not word aligned (then it ends 2 bytes past the
+        // last one read: inside the block for q6_K, so the direct-load kernel never reads past a matrix)
+        w[N] = sh ? chunk_detail::load_u32_a4(base + 4 * N) : 0u;
         ROTOR_MMVQ_UNROLL
         for (int i = 0; i < N; i++) out[i] = funnel_r(w[i], w[i + 1], sh);
     }
@@ -132,7 +135,7 @@ struct Unit<GgmlType::Q8_0> {
     static constexpr int kGroups = 1, kGroupElems = 32, kWords = 8;
     static constexpr bool kHasMin = false;
     using W = UnitWeights<kWords, kGroups>;
-    ROTOR_HD static int group_offset(int /*sub*/, int /*g*/) { return 0; }
+    ROTOR_HD static constexpr int group_offset(int /*sub*/, int /*g*/) { return 0; }
     ROTOR_HD static void load(const uint8_t* b, int /*sub*/, W& w) {
         load_words<8, 2>(b + 2, w.q);
         w.c[0] = half_bits_to_f32(load_u16(b));
@@ -147,7 +150,7 @@ struct Unit<GgmlType::Q4_0> {
     static constexpr int kGroups = 1, kGroupElems = 32, kWords = 8;
     static constexpr bool kHasMin = true;
     using W = UnitWeights<kWords, kGroups>;
-    ROTOR_HD static int group_offset(int /*sub*/, int /*g*/) { return 0; }
+    ROTOR_HD static constexpr int group_offset(int /*sub*/, int /*g*/) { return 0; }
     ROTOR_HD static void load(const uint8_t* b, int /*sub*/, W& w) {
         uint32_t qs[4];
         load_words<4, 2>(b + 2, qs);
@@ -172,6 +175,18 @@ ROTOR_HD void k4_scale_min(int j, uint32_t s0, uint32_t s1, uint32_t s2, int& sc
     mn = j < 4 ? lo_m : hi_m;
 }
 
+// The same for both sub-blocks of unit sub (j = 2 sub, 2 sub + 1) at once, as bytes 0 and 1 of sc
+// and mn: 16-bit lanes of the packed words, about half the instructions of two k4_scale_min calls.
+ROTOR_HD void k4_scale_min_pair(int sub, uint32_t s0, uint32_t s1, uint32_t s2, uint32_t& sc, uint32_t& mn) {
+    const int sh = 16 * (sub & 1);
+    const uint32_t a = s0 >> sh, b = s1 >> sh, c = s2 >> sh;
+    const uint32_t lo_sc = a & 0x3F3Fu, lo_m = b & 0x3F3Fu;
+    const uint32_t hi_sc = (c & 0x0F0Fu) | ((a >> 2) & 0x3030u);
+    const uint32_t hi_m = ((c >> 4) & 0x0F0Fu) | ((b >> 2) & 0x3030u);
+    sc = sub < 2 ? lo_sc : hi_sc;
+    mn = sub < 2 ? lo_m : hi_m;
+}
+
 template <>
 struct Unit<GgmlType::Q4_K> {
     static constexpr int kBlockBytes = sizeof(block_q4_K), kBlockElems = QK_K;
@@ -179,7 +194,7 @@ struct Unit<GgmlType::Q4_K> {
     static constexpr int kGroups = 2, kGroupElems = 32, kWords = 16;
     static constexpr bool kHasMin = true;
     using W = UnitWeights<kWords, kGroups>;
-    ROTOR_HD static int group_offset(int sub, int g) { return 64 * sub + 32 * g; }
+    ROTOR_HD static constexpr int group_offset(int sub, int g) { return 64 * sub + 32 * g; }
     ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {  // b: 16-byte aligned
         uint32_t h[4], qs[8];
         load_words<4, 16>(b, h);  // d, dmin | scales 0-3 | 4-7 | 8-11
@@ -189,11 +204,11 @@ struct Unit<GgmlType::Q4_K> {
             w.q[8 + i] = (qs[i] >> 4) & 0x0F0F0F0Fu;
         }
         const float d = half_bits_to_f32(h[0] & 0xFFFF), dmin = half_bits_to_f32(h[0] >> 16);
+        uint32_t sc, mn;
+        k4_scale_min_pair(sub, h[1], h[2], h[3], sc, mn);
         for (int g = 0; g < 2; g++) {
-            int sc, mn;
-            k4_scale_min(2 * sub + g, h[1], h[2], h[3], sc, mn);
-            w.c[g] = d * (float)sc;
-            w.m[g] = -(dmin * (float)mn);
+            w.c[g] = d * (float)byte_of(sc, g);
+            w.m[g] = -(dmin * (float)byte_of(mn, g));
         }
     }
 };
@@ -205,7 +220,7 @@ struct Unit<GgmlType::Q5_K> {
     static constexpr int kGroups = 2, kGroupElems = 32, kWords = 16;
     static constexpr bool kHasMin = true;
     using W = UnitWeights<kWords, kGroups>;
-    ROTOR_HD static int group_offset(int sub, int g) { return 64 * sub + 32 * g; }
+    ROTOR_HD static constexpr int group_offset(int sub, int g) { return 64 * sub + 32 * g; }
     ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {  // b: 16-byte aligned
         uint32_t h[4], qh[8], qs[8];
         load_words<4, 16>(b, h);
@@ -216,11 +231,11 @@ struct Unit<GgmlType::Q5_K> {
             w.q[8 + i] = ((qs[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * sub + 1)) & 0x01010101u) << 4);
         }
         const float d = half_bits_to_f32(h[0] & 0xFFFF), dmin = half_bits_to_f32(h[0] >> 16);
+        uint32_t sc, mn;
+        k4_scale_min_pair(sub, h[1], h[2], h[3], sc, mn);
         for (int g = 0; g < 2; g++) {
-            int sc, mn;
-            k4_scale_min(2 * sub + g, h[1], h[2], h[3], sc, mn);
-            w.c[g] = d * (float)sc;
-            w.m[g] = -(dmin * (float)mn);
+            w.c[g] = d * (float)byte_of(sc, g);
+            w.m[g] = -(dmin * (float)byte_of(mn, g));
         }
     }
 };
@@ -238,7 +253,7 @@ struct Unit<GgmlType::Q6_K> {
     static constexpr bool kHasMin = false;
     using W = UnitWeights<kWords, kGroups>;
     // sub = 2 * half + (l0 / 16); group k = row k of the half: elements 128 half + 32 k + l0 + 0..15
-    ROTOR_HD static int group_offset(int sub, int k) { return 128 * (sub >> 1) + 32 * k + 16 * (sub & 1); }
+    ROTOR_HD static constexpr int group_offset(int sub, int k) { return 128 * (sub >> 1) + 32 * k + 16 * (sub & 1); }
     ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {  // b: 2-byte aligned
         const int half = sub >> 1, l0 = 16 * (sub & 1);
         uint32_t qa[4], qb[4], qh[4], sc[2];
@@ -277,13 +292,27 @@ inline constexpr int kBlockAlign = Unit<T>::kBlockBytes % 16 == 0 ? 16 : 2;
 // natural order would touch 16 lines, a quarter of each: the activation loads are the largest
 // stream the L1 serves. Token rows are padded to a multiple of 2048 codes.
 constexpr int64_t kActSpan = 2048;
-ROTOR_HD int64_t act_code_index(int64_t e) {
+ROTOR_HD constexpr int64_t act_code_index(int64_t e) {
     const int64_t span = e / kActSpan;
     const int c = (int)(e % kActSpan) / 16;
     return span * kActSpan + 16 * (16 * (c % 8) + 8 * ((c / 8) % 2) + c / 16) + e % 16;
 }
 ROTOR_HD int64_t act_row_codes(int64_t cols) {
     return (cols + kActSpan - 1) / kActSpan * kActSpan;
+}
+
+// Where a lane's activation chunk c of group g sits relative to its chunk 0 of group 0, in codes (and
+// its scale, in 32-element steps): the same for every lane of a span for q4_K, q5_K and q6_K (their
+// chunks are 16 * 16 codes apart in act_code_index's order; MmvqUnits.ActivationOffsetsAreLaneFree
+// checks every lane), so a kernel adds constants to one per-lane offset instead of keeping one
+// register per chunk.
+template <GgmlType T>
+ROTOR_HD constexpr int act_chunk_delta(int g, int c) {
+    return (int)(act_code_index(Unit<T>::group_offset(0, g) + 16 * c) - act_code_index(Unit<T>::group_offset(0, 0)));
+}
+template <GgmlType T>
+ROTOR_HD constexpr int act_scale_delta(int g) {
+    return Unit<T>::group_offset(0, g) / 32 - Unit<T>::group_offset(0, 0) / 32;
 }
 
 #if defined(__CUDACC__)

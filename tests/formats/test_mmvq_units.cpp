@@ -185,6 +185,34 @@ TEST(MmvqUnits, ActivationCodeOrderIsAPermutation) {
     EXPECT_EQ(mmvq::act_row_codes(5120), 6144);
 }
 
+// The direct-load kernel (matvec_q8.cu, kernel 3) finds a lane's activation chunks and scales at
+// constant distances from its first chunk: true for every lane of every span of the three formats.
+template <GgmlType T>
+void expect_lane_free_offsets() {
+    using U = mmvq::Unit<T>;
+    for (int span = 0; span < 3; span++)
+        for (int lane = 0; lane < 32; lane++) {
+            const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
+            const int64_t e0 = (int64_t)span * mmvq::kActSpan + jb * U::kBlockElems;
+            const int64_t first = mmvq::act_code_index(e0 + U::group_offset(sub, 0));
+            for (int g = 0; g < U::kGroups; g++) {
+                for (int c = 0; c < U::kGroupElems / 16; c++)
+                    ASSERT_EQ(mmvq::act_code_index(e0 + U::group_offset(sub, g) + 16 * c) - first,
+                              mmvq::act_chunk_delta<T>(g, c))
+                        << format_info(T).name << " lane " << lane << " group " << g << " chunk " << c;
+                ASSERT_EQ((e0 + U::group_offset(sub, g)) / 32 - (e0 + U::group_offset(sub, 0)) / 32,
+                          mmvq::act_scale_delta<T>(g))
+                    << format_info(T).name << " lane " << lane << " group " << g;
+            }
+        }
+}
+
+TEST(MmvqUnits, ActivationOffsetsAreLaneFree) {
+    expect_lane_free_offsets<GgmlType::Q4_K>();
+    expect_lane_free_offsets<GgmlType::Q5_K>();
+    expect_lane_free_offsets<GgmlType::Q6_K>();
+}
+
 // The tensor-core kernel's walk over a tile (matvec_mma.cu, mmq_kernel): 16 rows (rows past n_rows
 // zero, as the kernel's zero-filled copies), n_tok tokens; every lane's fragments from mmq_units.h, the
 // mma emulated from the PTX layouts, the lanes' results gathered into y[t][r]. q6_K blocks are copied
