@@ -6,7 +6,7 @@
 #   int8 mat-vec       ROTOR_MMVQ=1 (first kernel) / 2 (team-split, default)   matvec_q8.cu g_kernel
 #   fused llama decode ROTOR_FUSED_DECODE=0 / 1 (default)                     kernels.cu g_fused_decode
 #   Qwen3.5 fast path  ROTOR_QWEN35_FAST=0 / 1 (default); rotor-check-qwen35 --no-fast
-#   tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K  ROTOR_MMQ=1 (matvec_mma.cu; correct, slower: off;
+#   tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K  ROTOR_MMQ=1 (matvec_mma.cu; off: v1 correct but slower, v2 unchecked;
 #                      rotor-check-cuda's "mmq" lines check it whatever the switch)
 # Still off: prefill attention (ROTOR_PREFILL_ATTENTION=1, attention_prefill.cu: fails end to end on
 # f16 rounding, bench/RESULTS.md) and moe.cu's compile-time kGpwTwoWaves.

@@ -1,11 +1,15 @@
-// The tensor-core int8 mat-vec (matvec_mma.h) for q4_K / q6_K weights and 9-16 tokens. A warp owns 16
-// rows of one matrix and all of their columns: it streams the 16 rows' super-blocks through shared
-// memory with cp.async, ST - 1 super-blocks in flight ahead of the one computed (q6_K's 210-byte blocks
-// are copied from the 16-byte boundary before them and read at their offset); per 32-element sub-block
-// it runs one mma.sync.m16n8k32 (s8) per 8 tokens (q4_K; q6_K, a scale per 16: two m16n8k16) and turns
-// the int32 results to float with the sub-block's scales at once (mmq_units.h). Every lane ends with its own (row, token)
-// values: no reduction. Blocks of kWarps warps; the matrices of a launch (Q/K/V, gate/up) share it.
-// Correct on an H200 but slower than the dp4a kernel, so off (matvec_mma.h says why).
+// The tensor-core int8 mat-vec (matvec_mma.h) for q4_K / q6_K weights and 9-16 tokens. A block owns 16
+// rows of one matrix (a tile); its kWarps warps take the rows' super-blocks in turn (warp w: w, w +
+// kWarps, ...), each streaming its super-blocks of the 16 rows through its own shared-memory stages with
+// cp.async, kStages - 1 ahead of the one computed (q6_K's 210-byte blocks are copied from the 16-byte
+// boundary before them and read at their offset). Per 32-element sub-block a warp runs one
+// mma.sync.m16n8k32 (s8) per 8 tokens (q4_K; q6_K, a scale per 16: two m16n8k16) and turns the int32
+// results to float with the sub-block's scales at once (mmq_units.h). Every lane ends with its own
+// (row, token) partial sums; warp 0 adds the warps' in a fixed order. The matrices of a launch (Q/K/V,
+// gate/up) share it.
+// The first version gave each warp a whole tile (one warp per 16 rows: 256 warps for a 4096-row matrix)
+// and was correct on an H200 but 1.2-4x slower than the dp4a kernel (bench/RESULTS.md, "Kernel 3"); this
+// one, with the rows split over 8 warps, has NOT YET RUN ON A GPU. Off either way (matvec_mma.h).
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -23,7 +27,7 @@ namespace {
 using ::rotor::mmq::kQ4KBlockBytes;
 using ::rotor::mmq::kQ6KBlockBytes;
 using ::rotor::mmq::kTileRows;
-constexpr int kWarps = 4;   // warps per block
+constexpr int kWarps = 8;   // warps per block, all on one tile
 constexpr int kStages = 3;  // super-blocks per warp in the pipeline
 
 // A row's super-block in shared memory: q4_K's 144 bytes are 16-byte aligned in every row (9 copies);
@@ -33,6 +37,7 @@ struct Layout {
     static constexpr int kBlock = T == GgmlType::Q4_K ? kQ4KBlockBytes : kQ6KBlockBytes;
     static constexpr int kPiecesPerRow = T == GgmlType::Q4_K ? kBlock / 16 : 15;
     static constexpr int kSlotRow = 16 * kPiecesPerRow;
+    static constexpr size_t kSmem = (size_t)kWarps * kStages * kTileRows * kSlotRow;  // dynamic, per block
 };
 
 struct Tiles {
@@ -63,13 +68,13 @@ template <GgmlType T, int NTILES>
 __global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t row_bytes, int nb, mmvq::ActView x,
                                                           int n_tok) {
     using L = Layout<T>;
-    __shared__ __align__(16) uint8_t smem[kWarps][kStages][kTileRows * L::kSlotRow];
+    extern __shared__ __align__(16) uint8_t smem_dyn[];
+    __shared__ float red[kWarps][NTILES][4][32];  // the warps' partial sums, per lane
     pdl_trigger();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int g = ::rotor::mmq::frag_group(lane), tig = ::rotor::mmq::frag_tig(lane);
-    const int n_tiles = tiles.tile_end[tiles.n - 1];
-    const int tile = blockIdx.x * kWarps + warp;
-    if (tile >= n_tiles) return;
+    const int tile = blockIdx.x;  // the grid has one block per tile
+    uint8_t* stages = smem_dyn + (size_t)warp * kStages * kTileRows * L::kSlotRow;
     const int j = (tiles.n > 1 && tile >= tiles.tile_end[0]) + (tiles.n > 2 && tile >= tiles.tile_end[1]);
     const int first = j == 0 ? 0 : (j == 1 ? tiles.tile_end[0] : tiles.tile_end[1]);
     const uint8_t* W = j == 0 ? tiles.W[0] : (j == 1 ? tiles.W[1] : tiles.W[2]);
@@ -84,9 +89,11 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t r
         return (int)(reinterpret_cast<uintptr_t>(wt + (size_t)r * row_bytes + (size_t)kb * L::kBlock) & 15);
     };
 
-    auto issue = [&](int kb) {  // super-block kb of the tile's rows into slot kb % kStages
+    // this warp's i-th super-block of the tile's rows (kb = warp + i kWarps) into stage i % kStages
+    auto issue = [&](int i) {
+        const int kb = warp + i * kWarps;
         if (kb < nb) {
-            uint8_t* dst = smem[warp][kb % kStages];
+            uint8_t* dst = stages + (size_t)(i % kStages) * kTileRows * L::kSlotRow;
             for (int i = lane; i < kTileRows * L::kPiecesPerRow; i += 32) {
                 const int r = i / L::kPiecesPerRow, piece = i % L::kPiecesPerRow;
                 const uint8_t* a16 = wt + (size_t)r * row_bytes + (size_t)kb * L::kBlock - shift(r, kb);
@@ -105,11 +112,13 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t r
     float acc[NTILES][4];
 #pragma unroll
     for (int nt = 0; nt < NTILES; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-    for (int kb = 0; kb < nb; kb++) {
-        issue(kb + kStages - 1);
+    for (int i = 0;; i++) {
+        const int kb = warp + i * kWarps;
+        if (kb >= nb) break;
+        issue(i + kStages - 1);
         cp_async_wait<kStages - 1>();  // super-block kb has landed (this lane's copies)
         __syncwarp();                  // ... and the other lanes'
-        const uint8_t* slot = smem[warp][kb % kStages];
+        const uint8_t* slot = stages + (size_t)(i % kStages) * kTileRows * L::kSlotRow;
         const uint8_t* rg = slot + g * L::kSlotRow + shift(g, kb);
         const uint8_t* rg8 = slot + (g + 8) * L::kSlotRow + shift(g + 8, kb);
 #pragma unroll 2
@@ -149,16 +158,37 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t r
                 }
             }
         }
-        __syncwarp();  // every lane is done with slot kb % kStages before it is refilled
+        __syncwarp();  // every lane is done with stage i % kStages before it is refilled
     }
     cp_async_wait<0>();
 #pragma unroll
     for (int nt = 0; nt < NTILES; nt++)
 #pragma unroll
+        for (int q = 0; q < 4; q++) red[warp][nt][q][lane] = acc[nt][q];
+    __syncthreads();
+    if (warp != 0) return;
+#pragma unroll
+    for (int nt = 0; nt < NTILES; nt++)
+#pragma unroll
         for (int q = 0; q < 4; q++) {
+            float v = 0.0f;
+            for (int w = 0; w < kWarps; w++) v += red[w][nt][q][lane];
             const int r = g + 8 * (q >> 1), t = nt * 8 + 2 * tig + (q & 1);
-            if (r < nr && t < n_tok) Y[(size_t)t * rows + row0 + r] = acc[nt][q];
+            if (r < nr && t < n_tok) Y[(size_t)t * rows + row0 + r] = v;
         }
+}
+
+// Sets the kernel's dynamic shared-memory limit once; returns the bytes a block takes.
+template <GgmlType T, int NTILES>
+size_t prepare() {
+    static bool done = false;  // per instantiation (one GPU per process in rotor)
+    if (!done) {
+        check(cudaFuncSetAttribute(mmq_kernel<T, NTILES>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)Layout<T>::kSmem),
+              "tensor-core mat-vec shared memory");
+        done = true;
+    }
+    return Layout<T>::kSmem;
 }
 
 int g_enabled = -1;  // -1: not chosen yet
@@ -198,10 +228,13 @@ void launch(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const m
     if (total == 0) return;
     const int64_t rb = (int64_t)row_bytes(t, (uint64_t)cols);
     const int nb = (int)(cols / 256);
-    const unsigned grid = (unsigned)((total + kWarps - 1) / kWarps);
-    const auto kernel = t == GgmlType::Q4_K ? (n_tok > 8 ? mmq_kernel<GgmlType::Q4_K, 2> : mmq_kernel<GgmlType::Q4_K, 1>)
-                                            : (n_tok > 8 ? mmq_kernel<GgmlType::Q6_K, 2> : mmq_kernel<GgmlType::Q6_K, 1>);
-    mmvq::launch_pdl(kernel, grid, kWarps * 32, s, tiles, rb, nb, x, n_tok);
+    const unsigned grid = (unsigned)total;
+    const bool q4 = t == GgmlType::Q4_K, two = n_tok > 8;
+    const auto kernel = q4 ? (two ? mmq_kernel<GgmlType::Q4_K, 2> : mmq_kernel<GgmlType::Q4_K, 1>)
+                           : (two ? mmq_kernel<GgmlType::Q6_K, 2> : mmq_kernel<GgmlType::Q6_K, 1>);
+    const size_t smem = q4 ? (two ? prepare<GgmlType::Q4_K, 2>() : prepare<GgmlType::Q4_K, 1>())
+                           : (two ? prepare<GgmlType::Q6_K, 2>() : prepare<GgmlType::Q6_K, 1>());
+    mmvq::launch_pdl_smem(kernel, grid, kWarps * 32, smem, s, tiles, rb, nb, x, n_tok);
     check(cudaGetLastError(), "tensor-core int8 mat-vec launch");
 }
 

@@ -3,11 +3,12 @@
 // costs 2.7x a 1-token one (bench/RESULTS.md, "One decode step under ncu"); this one takes 16 tokens
 // in one pass with mma.sync (sm_80+). Arithmetic: mmq_units.h.
 //
-// Off unless set_enabled(true) or ROTOR_MMQ=1: it passed every GPU check on an H200 (rotor-check-cuda's
-// "mmq" lines against the dequantized weights and the CPU, rotor-check-qwen35 / -gemma4 with it on) but
-// is 1.2-4x SLOWER than two dp4a passes of 8 tokens (bench/RESULTS.md, "Kernel 3"): 16 tokens of the
-// 8B's 4096x4096 take 88 us against 25.5. Each warp's 16-row tile walks a whole row with one mma chain
-// and few warps per SM are resident; it needs a split over the row (as kernel 2's teams) before use.
+// Off unless set_enabled(true) or ROTOR_MMQ=1. Its first version passed every GPU check on an H200
+// (rotor-check-cuda's "mmq" lines against the dequantized weights and the CPU, rotor-check-qwen35 /
+// -gemma4 with it on) but was 1.2-4x SLOWER than two dp4a passes of 8 tokens (bench/RESULTS.md, "Kernel
+// 3"): 16 tokens of the 8B's 4096x4096 took 88 us against 25.5, one warp walking each 16-row tile's whole
+// row (256 warps for 4096 rows). The current version splits each tile's row over a block of 8 warps and
+// has NOT YET RUN ON A GPU: scripts/gpu/verify_mmq.sh checks and times it.
 #pragma once
 #include <cuda_runtime_api.h>
 

@@ -372,19 +372,38 @@ int64_t busiest_warp(int64_t groups, int64_t warps, int wg, int rw, int nb, int 
     return rounds * most * rw;
 }
 
+// Kernel 2 for 2-4 tokens with two rows per warp and a grid of every row group (the GPU schedules
+// blocks as others finish) instead of its own choice of rows and a persistent grid. Measured on an
+// H200 (bench/RESULTS.md, "Kernel 3"; scripts/gpu/bench_mmvq2_oneshot.sh): decode at 2 and 4 slots
+// 147 -> 164 and 216 -> 246 tok/s on the 32B, 161 -> 183 and 238 -> 278 on Qwen3.5-27B, the 8B within
+// 1%; at 1 and 8-16 tokens within 1.6% either way, so those keep the old choice.
+// ROTOR_MMVQ2_ONESHOT=0 turns it off, =1 takes it for every token count.
+bool k2_one_shot(int nt) {
+    static const int mode = [] {
+        const char* e = std::getenv("ROTOR_MMVQ2_ONESHOT");
+        const std::string v = e ? e : "";
+        return v == "0" ? 0 : v == "1" ? 1 : 2;  // 2: for 2-4 tokens
+    }();
+    return mode == 1 || (mode == 2 && nt >= 2 && nt <= 4);
+}
+
 template <GgmlType T>
 void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
     using U = Unit<T>;
     const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
     const int nb = (int)(cols / U::kBlockElems);
     const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
+    // with the default tuning, two rows per warp and a one-shot grid where k2_one_shot says so
+    const bool one_shot = g_tuning.rows_per_warp == 0 && g_tuning.persistent != 0 && k2_one_shot(nt);
+    const int want_rw = one_shot ? 2 : g_tuning.rows_per_warp;
+    const bool persistent = !one_shot && g_tuning.persistent != 0;
     // rows per group (two share each activation load; one-row kernels exist for up to 4 tokens) and
     // warps per team (a power of two, at most the spans of a row): the pair whose busiest warp has
     // the least to read, two rows preferred unless one row gains more than 10%
     int best_rw = 2, best_wg = 1;
     double best = 0;
     for (int rw : {2, 1}) {
-        if (g_tuning.rows_per_warp && rw != g_tuning.rows_per_warp && nt <= 4) continue;
+        if (want_rw && rw != want_rw && nt <= 4) continue;
         if (rw == 1 && nt > 4) continue;
         int64_t groups = 0;
         for (int i = 0; i < n_jobs; i++) groups += (job[i].rows + rw - 1) / rw;
@@ -395,7 +414,6 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
         }
     }
     const int rw = best_rw, wg = best_wg;
-    const bool persistent = g_tuning.persistent != 0;
     Jobs jobs{};
     jobs.n = n_jobs;
     int total = 0;
