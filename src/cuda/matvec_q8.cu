@@ -61,6 +61,21 @@ struct Jobs {
     int n;
 };
 
+// The launch's matrices cut into groups of rw rows.
+Jobs make_jobs(const Job* job, int n_jobs, int rw) {
+    Jobs jobs{};
+    jobs.n = n_jobs;
+    int total = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
+        jobs.Y[i] = job[i].Y;
+        jobs.rows[i] = (int)job[i].rows;
+        total += (int)((job[i].rows + rw - 1) / rw);
+        jobs.group_end[i] = total;
+    }
+    return jobs;
+}
+
 // Element j of a job array with constant indices only (a run-time index would copy the kernel
 // parameters to local memory).
 template <class A>
@@ -414,17 +429,8 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
         }
     }
     const int rw = best_rw, wg = best_wg;
-    Jobs jobs{};
-    jobs.n = n_jobs;
-    int total = 0;
-    for (int i = 0; i < n_jobs; i++) {
-        jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
-        jobs.Y[i] = job[i].Y;
-        jobs.rows[i] = (int)job[i].rows;
-        total += (int)((job[i].rows + rw - 1) / rw);
-        jobs.group_end[i] = total;
-    }
-    if (total == 0) return;
+    const Jobs jobs = make_jobs(job, n_jobs, rw);
+    if (jobs.group_end[n_jobs - 1] == 0) return;
     if (rw == 1)
         launch_nt<T, 1>(jobs, rb, nb, n_spans, wg, x, nt, persistent, s);
     else
@@ -634,17 +640,8 @@ bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView&
         const int nb = (int)(cols / U::kBlockElems);
         const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
         const int rw = g_tuning.rows_per_warp == 1 ? 1 : 2;  // two rows share each activation load
-        Jobs jobs{};
-        jobs.n = n_jobs;
-        int total = 0;
-        for (int i = 0; i < n_jobs; i++) {
-            jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
-            jobs.Y[i] = job[i].Y;
-            jobs.rows[i] = (int)job[i].rows;
-            total += (int)((job[i].rows + rw - 1) / rw);
-            jobs.group_end[i] = total;
-        }
-        if (total == 0) return true;
+        const Jobs jobs = make_jobs(job, n_jobs, rw);
+        if (jobs.group_end[n_jobs - 1] == 0) return true;
         const bool persistent = g_tuning.persistent != 0;
         if (rw == 1)
             launch_direct_nt<T, 1>(jobs, rb, nb, n_spans, x, nt, persistent, s);
@@ -850,17 +847,8 @@ void launch_type_v1(const Job* job, int n_jobs, int64_t cols, const ActView& x, 
     // for all but the 1024-row matrices at 1 token, up to 2x at 4 tokens)
     const int rw = nt > 4 ? 2 : (g_tuning.rows_per_warp ? g_tuning.rows_per_warp : 2);
     const bool persistent = g_tuning.persistent != 0;
-    Jobs jobs{};
-    jobs.n = n_jobs;
-    int total = 0;
-    for (int i = 0; i < n_jobs; i++) {
-        jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
-        jobs.Y[i] = job[i].Y;
-        jobs.rows[i] = (int)job[i].rows;
-        total += (int)((job[i].rows + rw - 1) / rw);
-        jobs.group_end[i] = total;
-    }
-    if (total == 0) return;
+    const Jobs jobs = make_jobs(job, n_jobs, rw);
+    if (jobs.group_end[n_jobs - 1] == 0) return;
     if (rw == 1)
         launch_nt_v1<T, 1>(jobs, rb, nb, x, nt, persistent, s);
     else

@@ -456,6 +456,10 @@ TEST(TinyVocab, SpmMergesByScoreWithByteFallback) {
     EXPECT_EQ(v.detokenize(v.tokenize("a \xc3\xa9 bc", true)), "a \xc3\xa9 bc");
     // The user-defined token is matched in text even without parse_special; specials only with it.
     EXPECT_EQ(ids_text(v.tokenize("<user>", false)), id("<user>"));
+    // As llama.cpp's SPM session: text after a special or user-defined token gets the space prefix
+    // too, so such text does not come back unchanged (the fuzzer's round-trip check leaves it out).
+    EXPECT_EQ(ids_text(v.tokenize("a<user>b", false)), id("\xe2\x96\x81" "a") + " " + id("<user>") + " " + id("\xe2\x96\x81") + " " + id("b"));
+    EXPECT_EQ(v.detokenize(v.tokenize("a<user>b", false)), "a<user> b");
     EXPECT_EQ(ids_text(v.tokenize("</s>", false, true)), "2");
     EXPECT_NE(ids_text(v.tokenize("</s>", false, false)), "2");
     EXPECT_EQ(v.nl(), v.find("<0x0A>"));
