@@ -36,6 +36,9 @@ std::string gpt2_char(int b) {
 struct Vocabs {
     std::vector<rotor::Vocab> all;
     std::vector<bool> lossless;
+    // SPM's user-defined token: matched even without parse_special, and the text after it gets the
+    // space prefix as in llama.cpp (TinyVocab.SpmMergesByScoreWithByteFallback), so it does not come back
+    std::vector<std::string> user_token;
     Vocabs() {
         static const char* hex = "0123456789ABCDEF";
         {  // SentencePiece: specials, byte tokens, a few merges by score, a user-defined token
@@ -58,6 +61,7 @@ struct Vocabs {
             w.set_array_i32("tokenizer.ggml.token_type", ty);
             all.push_back(load(w));
             lossless.push_back(true);
+            user_token.push_back("<user>");
         }
         {  // byte-level BPE with the GPT-2 pre-tokenizer
             std::vector<std::string> t;
@@ -75,6 +79,7 @@ struct Vocabs {
             w.set_u32("tokenizer.ggml.eos_token_id", (uint32_t)t.size() - 1);
             all.push_back(load(w));
             lossless.push_back(true);
+            user_token.emplace_back();
         }
         {  // WordPiece (lossy: lowercases, strips accents)
             std::vector<std::string> t = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "\xe2\x96\x81" "a", "b", "\xe2\x96\x81" "ab",
@@ -90,6 +95,7 @@ struct Vocabs {
             w.set_u32("tokenizer.ggml.padding_token_id", 0);
             all.push_back(load(w));
             lossless.push_back(false);
+            user_token.emplace_back();
         }
         if (const char* src = std::getenv("ROTOR_SOURCE_DIR")) {
             const std::string path = std::string(src) + "/models/rotor-kjv-11m/rotor-kjv-11m-bf16.gguf";
@@ -98,6 +104,7 @@ struct Vocabs {
                 opt.allow_missing_data = true;
                 all.push_back(rotor::Vocab::from_gguf(rotor::gguf::File::open(path, opt)));
                 lossless.push_back(true);
+                user_token.emplace_back();
             }
         }
     }
@@ -140,11 +147,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     streamed += dec.flush();
     if (streamed != rotor::utf8_sanitize(back)) abort();
-    // Lossless vocabularies give the text back (U+2581 itself reads back as a space in SPM, and SPM
-    // text after a user-defined token, matched even without parse_special, gets the space prefix as
-    // in llama.cpp: TinyVocab.SpmMergesByScoreWithByteFallback).
-    const bool spm_user = k == 0 && text.find("<user>") != std::string::npos;
-    if (vs.lossless[k] && !parse_special && !render && !spm_user && text.find("\xe2\x96\x81") == std::string::npos &&
+    // Lossless vocabularies give the text back (U+2581 itself reads back as a space in SPM; Vocabs
+    // says why text with an SPM user-defined token does not).
+    const bool user = !vs.user_token[k].empty() && text.find(vs.user_token[k]) != std::string::npos;
+    if (vs.lossless[k] && !parse_special && !render && !user && text.find("\xe2\x96\x81") == std::string::npos &&
         back != text)
         abort();
     return 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: decode tok/s (batch 1, context 0) of three Q4_K_M-mix shapes for several values of
 # ROTOR_MMVQ_FILL, the least fill of the resident warps' rounds at which the automatic int8 mat-vec
-# choice takes kernel 3 (matvec_q8.cu, prefer_direct); 80 twice, to show the noise. Builds build-gpu/.
+# choice takes kernel 3 (matvec_q8.cu, launch_type_direct); 80 twice, to show the noise. Builds build-gpu/.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 arch=${ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)}

@@ -16,6 +16,17 @@ inline void check(cudaError_t e, const char* what) {
 }
 #define ROTOR_CUDA_CHECK(call) ::rotor::cuda::check((call), #call)
 
+// Blocks of a kernel (threads per block, dynamic shared memory) that fit on the current GPU at once,
+// at least 1: the size of a persistent grid.
+template <class K>
+unsigned resident_blocks(K kernel, int threads, size_t smem) {
+    int dev = 0, sms = 0, per_sm = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count");
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), "occupancy");
+    return (unsigned)(per_sm > 1 ? per_sm : 1) * (unsigned)sms;
+}
+
 // One device allocation, freed on destruction.
 class DeviceBuffer {
 public:

@@ -94,8 +94,8 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t r
         const int kb = warp + i * kWarps;
         if (kb < nb) {
             uint8_t* dst = stages + (size_t)(i % kStages) * kTileRows * L::kSlotRow;
-            for (int i = lane; i < kTileRows * L::kPiecesPerRow; i += 32) {
-                const int r = i / L::kPiecesPerRow, piece = i % L::kPiecesPerRow;
+            for (int p = lane; p < kTileRows * L::kPiecesPerRow; p += 32) {
+                const int r = p / L::kPiecesPerRow, piece = p % L::kPiecesPerRow;
                 const uint8_t* a16 = wt + (size_t)r * row_bytes + (size_t)kb * L::kBlock - shift(r, kb);
                 if (16 * piece >= shift(r, kb) + L::kBlock) continue;  // past the block
                 // rows past the matrix: zeros (their results are not written); the matrix's last piece: its bytes

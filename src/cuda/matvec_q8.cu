@@ -76,6 +76,11 @@ Jobs make_jobs(const Job* job, int n_jobs, int rw) {
     return jobs;
 }
 
+// All groups of a launch (a constant index: see pick).
+__device__ inline int total_groups(const Jobs& jobs) {
+    return jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
+}
+
 // Element j of a job array with constant indices only (a run-time index would copy the kernel
 // parameters to local memory).
 template <class A>
@@ -144,8 +149,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, kMinBlocks<NT>)
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     uint8_t* slots = smem + (size_t)warp * ST * RW * kSlot;  // item k, row r: slots + (k % ST * RW + r) * kSlot
     const int teams = kWarps / wg, team = warp / wg, j = warp % wg;
-    const int n_groups =
-        jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
+    const int n_groups = total_groups(jobs);
     const int gstride = gridDim.x * teams;
     const int g0 = blockIdx.x * teams + team;
     if (g0 >= n_groups) return;  // the whole team: its named barrier is not used
@@ -303,11 +307,7 @@ unsigned prepare_kernel() {
     const auto kernel = mmvq_kernel<T, NT, RW>;
     const size_t smem = smem_bytes<T, RW>();
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem limit");
-    int dev = 0, sms = 0, per_sm = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "sm count");
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * kWarp, smem), "occupancy");
-    resident = (unsigned)std::max(1, per_sm * sms);
+    resident = resident_blocks(kernel, kWarps * kWarp, smem);
     return resident;
 }
 
@@ -465,8 +465,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
     pdl_trigger();
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int n_groups =
-        jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
+    const int n_groups = total_groups(jobs);
     const int gstride = gridDim.x * kWarps;
     const int g0 = blockIdx.x * kWarps + warp;
     if (g0 >= n_groups) return;
@@ -557,14 +556,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
 template <GgmlType T, int NT, int RW>
 unsigned resident_direct() {
     static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
-    if (!resident) {
-        int dev = 0, sms = 0, per_sm = 0;
-        check(cudaGetDevice(&dev), "cudaGetDevice");
-        check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "sm count");
-        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mmvq_direct_kernel<T, NT, RW>, kWarps * kWarp, 0),
-              "occupancy");
-        resident = (unsigned)std::max(1, per_sm * sms);
-    }
+    if (!resident) resident = resident_blocks(mmvq_direct_kernel<T, NT, RW>, kWarps * kWarp, 0);
     return resident;
 }
 
@@ -596,16 +588,8 @@ void launch_direct_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, const A
     }
 }
 
-// The automatic choice (kernel() == 0): kernel 3 for one token when its two-row groups fill the
-// resident warps' rounds to at least 50%, kernel 2 otherwise. Measured on an H200 (bench/RESULTS.md,
-// "Kernel 3"): alone, kernel 3 reads large matrices at one token faster (8B down 51 -> 62% of the copy
-// bandwidth, 32B gate/up 45 -> 63%, output 49 -> 67%) but loses where a second round of groups keeps
-// a few warps busy while the rest idle (5120 rows: 2560 groups on 2112 warps, 47 -> 40%), on the
-// 1024-row K/V matrices, and at 2-4 tokens, where kernel 2's teams split rows over more warps. In the
-// decode step, where the next kernel starts in the idle SMs (PDL), 50% beat 80% and 0% on the 32B
-// (102.9 against 99.8 / 102.2 tok/s) and the 27B (114.4 / 113.0 / 115.4), the 8B lost 1% (395.3 / 400.7):
-// scripts/gpu/bench_mmvq_fill.sh.
-// The least fill, in percent (ROTOR_MMVQ_FILL overrides it for benchmarks).
+// The least fill of the last round of resident warps at which the automatic choice takes kernel 3, in
+// percent (ROTOR_MMVQ_FILL overrides it for benchmarks).
 int direct_fill_percent() {
     static const int fill = [] {
         const char* e = std::getenv("ROTOR_MMVQ_FILL");
@@ -614,34 +598,36 @@ int direct_fill_percent() {
     return fill;
 }
 
+// Kernel 3 for the launch if it takes the type and token count (else false: kernel 2 runs it). The
+// automatic choice (kernel() == 0) takes it only for one token when its two-row groups fill at least
+// direct_fill_percent() of the resident warps' last round. Measured on an H200 (bench/RESULTS.md,
+// "Kernel 3"): alone, kernel 3 reads large matrices at one token faster (8B down 51 -> 62% of the copy
+// bandwidth, 32B gate/up 45 -> 63%, output 49 -> 67%) but loses where a second round of groups keeps
+// a few warps busy while the rest idle (5120 rows: 2560 groups on 2112 warps, 47 -> 40%), on the
+// 1024-row K/V matrices, and at 2-4 tokens, where kernel 2's teams split rows over more warps. In the
+// decode step, where the next kernel starts in the idle SMs (PDL), 50% beat 80% and 0% on the 32B
+// (102.9 against 99.8 / 102.2 tok/s) and the 27B (114.4 / 113.0 / 115.4), the 8B lost 1% (395.3 / 400.7):
+// scripts/gpu/bench_mmvq_fill.sh.
 template <GgmlType T>
-bool prefer_direct(const Job* job, int n_jobs, int nt) {
-    if constexpr (!kDirect<T>) {
-        return false;
-    } else {
-        if (nt != 1 || g_tuning.rows_per_warp == 1) return false;
-        int64_t groups = 0;
-        for (int i = 0; i < n_jobs; i++) groups += (job[i].rows + 1) / 2;
-        const int64_t warps = (int64_t)resident_direct<T, 1, 2>() * kWarps;
-        const int64_t rounds = (groups + warps - 1) / warps;
-        return groups * 100 >= rounds * warps * direct_fill_percent();
-    }
-}
-
-// Kernel 3 for the launch if it takes the type and token count (else false: kernel 2 runs it).
-template <GgmlType T>
-bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
+bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, bool automatic,
+                        cudaStream_t s) {
     if constexpr (!kDirect<T>) {
         return false;
     } else {
         using U = Unit<T>;
-        if (nt > kDirectMaxTokens) return false;
+        if (nt > kDirectMaxTokens || (automatic && (nt != 1 || g_tuning.rows_per_warp == 1))) return false;
+        const int rw = g_tuning.rows_per_warp == 1 ? 1 : 2;  // two rows share each activation load
+        const Jobs jobs = make_jobs(job, n_jobs, rw);
+        const int64_t groups = jobs.group_end[n_jobs - 1];
+        if (automatic) {
+            const int64_t warps = (int64_t)resident_direct<T, 1, 2>() * kWarps;
+            const int64_t rounds = (groups + warps - 1) / warps;
+            if (groups * 100 < rounds * warps * direct_fill_percent()) return false;
+        }
+        if (groups == 0) return true;
         const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
         const int nb = (int)(cols / U::kBlockElems);
         const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
-        const int rw = g_tuning.rows_per_warp == 1 ? 1 : 2;  // two rows share each activation load
-        const Jobs jobs = make_jobs(job, n_jobs, rw);
-        if (jobs.group_end[n_jobs - 1] == 0) return true;
         const bool persistent = g_tuning.persistent != 0;
         if (rw == 1)
             launch_direct_nt<T, 1>(jobs, rb, nb, n_spans, x, nt, persistent, s);
@@ -677,8 +663,7 @@ __global__ void __launch_bounds__(kWarpsV1* kWarp)
     pdl_trigger();
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int n_groups =
-        jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
+    const int n_groups = total_groups(jobs);
     const int stride = gridDim.x * kWarpsV1, g0 = blockIdx.x * kWarpsV1 + warp;
     if (g0 >= n_groups) return;  // whole warps only: no block-wide barrier below
     const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
@@ -778,19 +763,10 @@ __global__ void __launch_bounds__(kWarpsV1* kWarp)
 }
 
 
-template <class K>
-unsigned resident_blocks_v1(K kernel) {
-    int dev = 0, sms = 0, per_sm = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "sm count");
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarpsV1 * kWarp, 0), "occupancy");
-    return (unsigned)std::max(1, per_sm * sms);
-}
-
 template <GgmlType T, int NT, int RW>
 void launch_one_v1(const Jobs& jobs, int64_t rb, int nb, const ActView& x, bool persistent, cudaStream_t s) {
     static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
-    if (!resident) resident = resident_blocks_v1(mmvq_kernel_v1<T, NT, RW>);
+    if (!resident) resident = resident_blocks(mmvq_kernel_v1<T, NT, RW>, kWarpsV1 * kWarp, 0);
     const int groups = jobs.group_end[jobs.n - 1];
     unsigned grid = (unsigned)((groups + kWarpsV1 - 1) / kWarpsV1);
     if (persistent) grid = std::min(grid, resident);
@@ -921,13 +897,12 @@ void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView
             cudaStream_t s) {
     if (n_jobs < 1 || n_jobs > kMaxJobs || n_tok < 1 || n_tok > 8) throw Error("int8 mat-vec: bad launch");
     switch (t) {
-#define ROTOR_TYPE(T)                                                \
-    case T:                                                          \
-        if (kernel() == 1)                                                                     \
-            launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);                                \
-        else if (kernel() == 2 || (kernel() == 0 && !prefer_direct<T>(jobs, n_jobs, n_tok)) || \
-                 !launch_type_direct<T>(jobs, n_jobs, cols, x, n_tok, s))                      \
-            launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);                                   \
+#define ROTOR_TYPE(T)                                                                                 \
+    case T:                                                                                           \
+        if (kernel() == 1)                                                                            \
+            launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);                                       \
+        else if (kernel() == 2 || !launch_type_direct<T>(jobs, n_jobs, cols, x, n_tok, kernel() == 0, s)) \
+            launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);                                          \
         break;
         ROTOR_TYPE(GgmlType::Q8_0)
         ROTOR_TYPE(GgmlType::Q4_0)

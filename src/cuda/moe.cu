@@ -597,11 +597,7 @@ void launch_pdl(void (*kernel)(P...), dim3 grid, cudaStream_t s, A&&... args) {
 // Warps of a kernel resident on the GPU at once.
 template <class K>
 int64_t resident_warps(K kernel) {
-    int dev = 0, sms = 0, per_sm = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count");
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kWarps * kWarp, 0), "occupancy");
-    return (int64_t)std::max(1, per_sm) * sms * kWarps;
+    return (int64_t)resident_blocks(kernel, kWarps * kWarp, 0) * kWarps;
 }
 
 // Row groups per warp (a power of two, at most gpw_max: the h quantization needs the rows of a warp

@@ -80,6 +80,11 @@ void check_matmul(GgmlType t, int64_t rows, int64_t cols, int n_tok) {
            fmt("max |err| / sum|w*x| = %.2e", worst));
 }
 
+// The forced int8 mat-vec kernel in a check's name: prefix + version + suffix ("" for the default).
+std::string kernel_tag(const char* prefix, const char* suffix) {
+    return matvec_kernel() > 1 ? prefix + std::to_string(matvec_kernel()) + suffix : "";
+}
+
 // The int8 path (matvec_q8.cu), on fresh random inputs with the output and the activation scratch
 // poisoned (NaN) first, against two references:
 //  (1) the dequantized weights times the GPU's own int8 activations, in double: the kernel's own
@@ -144,7 +149,7 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     snprintf(buf, sizeof buf, "err/sum|w*x| %.1e; vs CPU vec_dot %.1e (tol %.0e); codes %s", worst, worst_cpu, tol_cpu,
              same_codes ? "= CPU Q8_0" : "DIFFER");
     report(int8 && same_codes && worst < 2e-6 && worst_cpu < tol_cpu,
-           std::string("matmul int8 ") + (matvec_mma() ? "mmq " : "") + (matvec_kernel() > 1 ? "k" + std::to_string(matvec_kernel()) + " " : "") +
+           std::string("matmul int8 ") + (matvec_mma() ? "mmq " : "") + kernel_tag("k", " ") +
                std::string(f.name) + " " +
                std::to_string(rows) + "x" + std::to_string(cols) + " x" + std::to_string(n_tok) +
                (rw ? " rw" + std::to_string(rw) : "") + (persistent ? "" : " one-shot"),
@@ -189,7 +194,7 @@ void check_matmul_multi(int n_tok) {
     const std::vector<float> a = yq.get(), b = y_one[1]->get();
     same = same && memcmp(a.data(), b.data(), a.size() * 4) == 0;
     report(same,
-           std::string("matmul_multi ") + (matvec_mma() ? "mmq " : "") + (matvec_kernel() > 1 ? "k" + std::to_string(matvec_kernel()) + " " : "") +
+           std::string("matmul_multi ") + (matvec_mma() ? "mmq " : "") + kernel_tag("k", " ") +
                "q4_K+q6_K+q4_K+f16 x" + std::to_string(n_tok),
            "identical to one matmul per matrix");
 }
@@ -661,7 +666,7 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     }
     const std::string name = path.substr(path.find_last_of('/') + 1) + " kv " + kv_elem_name(elem) +
                              (exact ? " exact" : " int8") + (fused_decode() ? " fused" : "") +
-                             (matvec_kernel() > 1 ? " mmvq" + std::to_string(matvec_kernel()) : "");
+                             kernel_tag(" mmvq", "");
     if (exact) {
         // f16 cache: K/V rounded to f16 (relative 2^-11) against the CPU's f32 cache; q8_0: the same
         // cache bytes on both sides except where a K/V value sits on a rounding boundary.
@@ -714,7 +719,7 @@ void check_graphs(const std::string& path) {
         same = same && a == c;
     }
     report(same, "CUDA graph replay " + path.substr(path.find_last_of('/') + 1) + (fused_decode() ? " fused" : "") +
-                     (matvec_kernel() > 1 ? " mmvq" + std::to_string(matvec_kernel()) : ""),
+                     kernel_tag(" mmvq", ""),
            "logits identical over " + std::to_string(steps) + " decode steps across a split boundary");
 }
 
@@ -761,7 +766,7 @@ void check_fused_forward(const std::string& path, KvElem elem, bool exact) {
     snprintf(buf, sizeof buf, "logits of %zu rows identical (max |diff| %.1e)", a.size() / V, max_abs_diff(a, b));
     report(finite && same_bits(a, b),
            "fused decode " + path.substr(path.find_last_of('/') + 1) + " kv " + kv_elem_name(elem) +
-               (exact ? " exact" : " int8") + (matvec_kernel() > 1 ? " mmvq" + std::to_string(matvec_kernel()) : ""),
+               (exact ? " exact" : " int8") + kernel_tag(" mmvq", ""),
            buf);
 }
 
