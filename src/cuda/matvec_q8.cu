@@ -593,7 +593,12 @@ void launch_direct_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, const A
 int direct_fill_percent() {
     static const int fill = [] {
         const char* e = std::getenv("ROTOR_MMVQ_FILL");
-        return e ? std::atoi(e) : 50;
+        if (!e) return 50;
+        char* end = nullptr;
+        const long v = std::strtol(e, &end, 10);
+        if (end == e || *end || v < 0 || v > 100)
+            throw Error(std::string("ROTOR_MMVQ_FILL: a percentage from 0 to 100, not '") + e + "'");
+        return (int)v;
     }();
     return fill;
 }
