@@ -16,7 +16,8 @@
 // Decode at context P runs consecutive tokens from position P (the cache holds whatever was there;
 // its values do not change the time; a hybrid model's recurrent state is set to position P first).
 // Prints markdown tables.
-// ROTOR_BENCH_PROFILE=1: the first timed decode step at context 0 of each batch size runs between
+// ROTOR_BENCH_PROFILE=1: the first timed decode step at the first --ctxs context (one sequence) and at
+// context 0 (several sequences) of each batch size runs between
 // cudaProfilerStart/Stop, so that `ncu --profile-from-start off` times that one step's kernels
 // (scripts/gpu/kernel_times.py sums them per kernel).
 #include <cuda_profiler_api.h>
@@ -472,7 +473,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                         fw.forward_device(d);
                     };
                     for (int i = 0; i < 3; i++) step();
-                    if (x == 0) profiled_step(step);
+                    if (x == ctxs.front()) profiled_step(step);
                     const auto t0 = std::chrono::steady_clock::now();
                     for (int i = 0; i < iters; i++) step();
                     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;

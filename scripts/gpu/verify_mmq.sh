@@ -7,10 +7,13 @@
 targets="rotor-check-cuda rotor-bench-cuda rotor-check-qwen35 rotor-check-gemma4"
 source "$(dirname "$0")/verify_common.sh"
 {
-  run build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
+  # QUICK=1: only the ROTOR_MMQ=1 run of rotor-check-cuda (its 1-8 token paths are the defaults)
+  [ -n "${QUICK:-}" ] || run build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
   run env ROTOR_MMQ=1 build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
-  run env ROTOR_MMQ=1 build-gpu/rotor-check-qwen35 "${q[@]}"
-  run env ROTOR_MMQ=1 build-gpu/rotor-check-gemma4 "${g[@]}"
+  if [ -z "${QUICK:-}" ]; then
+    run env ROTOR_MMQ=1 build-gpu/rotor-check-qwen35 "${q[@]}"
+    run env ROTOR_MMQ=1 build-gpu/rotor-check-gemma4 "${g[@]}"
+  fi
   echo "== rotor-bench-cuda --matvec-only --quick: the 16-token lines compare ROTOR_MMQ=1"
   timeout 200 build-gpu/rotor-bench-cuda --matvec-only --quick 2>&1 | grep -E "GPU:|\| (1|8|16) \|" || status=1
   for env in "" "ROTOR_MMQ=1"; do
