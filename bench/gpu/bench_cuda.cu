@@ -329,7 +329,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                 if (sh.t == GgmlType::Q4_K || sh.t == GgmlType::Q6_K) {  // 16 tokens: two dp4a passes of 8 against the tensor cores (matvec_mma.h)
                     quantize_act_q8(dx.get<float>(), 16, sh.cols, scratch.get(), nullptr);
                     ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
-                    const bool was = matvec_mma();
+                    const int was = matvec_mma_mode();
                     double us16[2];
                     for (int on = 0; on < 2; on++) {
                         set_matvec_mma(on == 1);
@@ -338,7 +338,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                                       dy.get<float>(), s);
                         });
                     }
-                    set_matvec_mma(was);
+                    set_matvec_mma_mode(was);
                     const double gbs = w.bytes / (us16[0] * 1e-6) / 1e9;
                     printf("| %s | %s | %lldx%lld | %.1f | 16 | %.1f | %.0f | %.0f%% | tensor cores (ROTOR_MMQ=1): %.1f us, "
                            "%.0f%% |\n",

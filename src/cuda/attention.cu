@@ -9,6 +9,7 @@
 #include "common/half.h"
 #include "cuda/device_common.cuh"
 #include "cuda/attention.h"
+#include "cuda/attention_decode.h"
 #include "formats/blocks.h"
 
 namespace rotor::cuda {
@@ -495,25 +496,70 @@ void launch_attention_split_any(const KvLayerView& kv, const float* q, const int
     else launch_attention_split<E, 16>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
 }
 
-__global__ void attention_merge_kernel(const float* __restrict__ partial, int n_head, int dv, int n_split,
-                                       float* __restrict__ out) {
+// One block per (query head, token). The splits' weights exp(m_s - M) go to shared memory once (in
+// chunks), then each thread sums its output elements over the splits with independent loads; a thread
+// per element walking the splits one dependent load after another took ~0.3 ms at 112K context.
+constexpr int kMergeThreads = 256;
+constexpr int kMergeChunk = 1024;  // splits per pass of weights
+constexpr int kMergePerThread = kMaxHeadDim / kMergeThreads;
+
+__device__ inline float block_reduce(float v, bool is_max, float* red) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const float x = __shfl_xor_sync(0xffffffffu, v, o);
+        v = is_max ? fmaxf(v, x) : v + x;
+    }
+    __syncthreads();  // red is free (an earlier reduction's readers are done)
+    if (threadIdx.x % kWarp == 0) red[threadIdx.x / kWarp] = v;
+    __syncthreads();
+    v = red[0];
+    for (int w = 1; w < kMergeThreads / kWarp; w++) v = is_max ? fmaxf(v, red[w]) : v + red[w];
+    return v;
+}
+
+__global__ void __launch_bounds__(kMergeThreads)
+    attention_merge_kernel(const float* __restrict__ partial, int n_head, int dv, int n_split, float* __restrict__ out) {
+    __shared__ float wgt[kMergeChunk];
+    __shared__ float red[kMergeThreads / kWarp];
     const int h = blockIdx.x, t = blockIdx.y;
-    const float* part = partial + ((size_t)t * n_head + h) * n_split * (dv + 2);
+    const size_t stride = (size_t)dv + 2;
+    const float* part = partial + ((size_t)t * n_head + h) * n_split * stride;
     float M = -INFINITY;
-    for (int s = 0; s < n_split; s++) M = fmaxf(M, part[(size_t)s * (dv + 2)]);
+    for (int s = threadIdx.x; s < n_split; s += kMergeThreads) M = fmaxf(M, part[s * stride]);
+    M = block_reduce(M, true, red);
     float L = 0.0f;
-    for (int s = 0; s < n_split; s++) {
-        const float ms = part[(size_t)s * (dv + 2)];
-        if (ms != -INFINITY) L += part[(size_t)s * (dv + 2) + 1] * expf(ms - M);
+    for (int s = threadIdx.x; s < n_split; s += kMergeThreads) {
+        const float ms = part[s * stride];
+        if (ms != -INFINITY) L += part[s * stride + 1] * expf(ms - M);
+    }
+    L = block_reduce(L, false, red);
+    float acc[kMergePerThread];
+#pragma unroll
+    for (int k = 0; k < kMergePerThread; k++) acc[k] = 0.0f;
+    for (int c0 = 0; c0 < n_split; c0 += kMergeChunk) {
+        const int n = min(kMergeChunk, n_split - c0);
+        __syncthreads();  // the previous chunk's weights are read
+        for (int s = threadIdx.x; s < n; s += kMergeThreads) {
+            const float ms = part[(c0 + s) * stride];
+            wgt[s] = ms != -INFINITY ? expf(ms - M) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < kMergePerThread; k++) {
+            const int i = threadIdx.x + k * kMergeThreads;
+            if (i >= dv) break;
+            const float* col = part + (size_t)c0 * stride + 2 + i;
+            float a = 0.0f;
+#pragma unroll 8
+            for (int s = 0; s < n; s++)
+                if (wgt[s] != 0.0f) a += col[s * stride] * wgt[s];
+            acc[k] += a;
+        }
     }
     float* o = out + ((size_t)t * n_head + h) * dv;
-    for (int i = threadIdx.x; i < dv; i += blockDim.x) {
-        float a = 0.0f;
-        for (int s = 0; s < n_split; s++) {
-            const float ms = part[(size_t)s * (dv + 2)];
-            if (ms != -INFINITY) a += part[(size_t)s * (dv + 2) + 2 + i] * expf(ms - M);
-        }
-        o[i] = a / L;
+#pragma unroll
+    for (int k = 0; k < kMergePerThread; k++) {
+        const int i = threadIdx.x + k * kMergeThreads;
+        if (i < dv) o[i] = acc[k] / L;
     }
 }
 
@@ -631,7 +677,9 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
     if (kv.key_from_value())
         if (std::string why = key_from_value_refusal(kv); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
-    switch (kv.elem) {
+    if (attention_decode_tc_enabled() && attention_decode_tc_supports(kv)) {
+        attention_decode_tc(kv, q, seq, pos, n_tok, n_head, scale, ns, kSplitPositions, partial, s);
+    } else switch (kv.elem) {
         case KvElem::F32: launch_attention_split_any<float>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
         case KvElem::F16: launch_attention_split_any<__half>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
         case KvElem::Q8_0:
@@ -644,8 +692,8 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
             break;
     }
     check_launch("attention_split");
-    attention_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), 128, 0, s>>>(partial, n_head, kv.head_dim_v, ns,
-                                                                                  out);
+    attention_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), kMergeThreads, 0, s>>>(partial, n_head,
+                                                                                            kv.head_dim_v, ns, out);
     check_launch("attention_merge");
 }
 

@@ -27,7 +27,9 @@
 #include <string>
 #include <type_traits>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/device_common.cuh"
+#include "cuda/mma_f16.cuh"
 #include "formats/blocks.h"
 
 namespace rotor::cuda {
@@ -81,20 +83,6 @@ __device__ inline uint32_t swz(int r, int c) {
     return (uint32_t)(r * D * 2 + ((c ^ (r & 7)) << 4));
 }
 
-template <int W>
-__device__ inline void cp_async(uint32_t dst, const void* src, bool valid) {
-    const int n = valid ? W : 0;  // 0: zero-fill, nothing read
-    if constexpr (W == 16)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
-    else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(W), "r"(n) : "memory");
-}
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ inline void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
 __device__ inline void ldsm_x4(uint32_t* r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -105,21 +93,6 @@ __device__ inline void ldsm_x4_trans(uint32_t* r, uint32_t addr) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(addr));
 }
-// c += a (16x16, row) * b (16x8, col), f16 inputs, f32 accumulators
-__device__ inline void mma_16816(float* c, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ inline uint32_t pack_half2(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);  // lo at the lower address
-    return *reinterpret_cast<const uint32_t*>(&h);
-}
-__device__ inline uint32_t h2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
-__device__ inline __half2 bits_h2(uint32_t u) { return *reinterpret_cast<const __half2*>(&u); }
-
 // Four bytes u0..u3 (each < 1024 - offset: codes) as the halves 1024 + u: two half2.
 __device__ inline void bytes_to_h2(uint32_t w, uint32_t& lo, uint32_t& hi) {
     lo = __byte_perm(w, 0x64646464u, 0x4140);  // bytes 0, 1 under 0x64 high bytes

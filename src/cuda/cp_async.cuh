@@ -1,5 +1,5 @@
 // cp.async (sm_80+): global -> shared copies that do not pass through registers, so a warp can keep
-// several in flight while it computes on earlier ones. Used by the int8 mat-vec kernels.
+// several in flight while it computes on earlier ones. Used by the int8 mat-vec and attention kernels.
 #pragma once
 #include <cstdint>
 
@@ -10,6 +10,15 @@ namespace rotor::cuda {
 __device__ inline void cp_async16(uint8_t* dst, const uint8_t* src, int bytes) {
     const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(src), "r"(bytes) : "memory");
+}
+// W (4, 8 or 16) bytes global -> shared at a shared-space address; valid false zero-fills (nothing read).
+template <int W>
+__device__ inline void cp_async(uint32_t dst, const void* src, bool valid) {
+    const int n = valid ? W : 0;
+    if constexpr (W == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(W), "r"(n) : "memory");
 }
 __device__ inline void cp_async_commit() {
     asm volatile("cp.async.commit_group;\n" ::: "memory");

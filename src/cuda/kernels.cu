@@ -503,8 +503,10 @@ constexpr int kMmqMaxTokens = 16;  // matvec_mma.h's steps
 void matmul_int8(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const void* act_q8, int n_tok,
                  cudaStream_t s) {
     const mmvq::ActView x = mmvq::act_view(act_q8, n_tok, cols);
+    int64_t rows = 0;
+    for (int i = 0; i < n_jobs; i++) rows += jobs[i].rows;
     for (int t0 = 0; t0 < n_tok;) {
-        const bool mma = mmq::applies(t, std::min(n_tok - t0, kMmqMaxTokens));
+        const bool mma = mmq::applies(t, std::min(n_tok - t0, kMmqMaxTokens), rows);
         const int nt = std::min(n_tok - t0, mma ? kMmqMaxTokens : 8);
         mmvq::Job g[mmvq::kMaxJobs];
         for (int i = 0; i < n_jobs; i++) g[i] = {jobs[i].W, jobs[i].rows, jobs[i].Y + (size_t)t0 * jobs[i].rows};
@@ -529,6 +531,8 @@ void set_matvec_kernel(int version) { mmvq::set_kernel(version); }
 int matvec_kernel() { return mmvq::kernel(); }
 void set_matvec_mma(bool on) { mmq::set_enabled(on); }
 bool matvec_mma() { return mmq::enabled(); }
+int matvec_mma_mode() { return mmq::mode(); }
+void set_matvec_mma_mode(int mode) { mmq::set_mode(mode); }
 
 namespace {
 int g_fused_decode = -1;  // -1: not chosen yet

@@ -83,11 +83,13 @@ void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl =
 //    captured before a change keep what they captured).
 void set_matvec_kernel(int version);
 int matvec_kernel();
-// The tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K (matvec_mma.h): its first version was
-// correct on an H200 but slower than two dp4a passes; the second (rows split over 8 warps) has not run on
-// a GPU. Off unless set_matvec_mma(true) or ROTOR_MMQ=1; rotor-check-cuda checks it either way.
+// The tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K (matvec_mma.h): automatic by default
+// (launches of 4096+ rows); set_matvec_mma(true) takes every 9-16 token launch, false none (ROTOR_MMQ=1
+// / 0). The mode (0 off, 1 every launch, 2 automatic) saves and restores the choice around a check.
 void set_matvec_mma(bool on);
 bool matvec_mma();
+int matvec_mma_mode();
+void set_matvec_mma_mode(int mode);
 void set_fused_decode(bool on);
 bool fused_decode();
 

@@ -195,18 +195,26 @@ int g_enabled = -1;  // -1: not chosen yet
 
 }  // namespace
 
-bool enabled() {
+// ROTOR_MMQ: unset automatic (kAutoMinRows), 1 every q4_K / q6_K launch of 9-16 tokens, 0 never.
+int mode() {
     if (g_enabled < 0) {
         const char* e = std::getenv("ROTOR_MMQ");
-        g_enabled = e && std::string(e) == "1" ? 1 : 0;
+        const std::string v = e ? e : "";
+        if (!v.empty() && v != "0" && v != "1") throw Error("ROTOR_MMQ must be 0 or 1, not '" + v + "'");
+        g_enabled = v.empty() ? 2 : (v == "1" ? 1 : 0);
     }
-    return g_enabled == 1;
+    return g_enabled;
 }
 
-void set_enabled(bool on) { g_enabled = on ? 1 : 0; }
+bool enabled() { return mode() != 0; }
 
-bool applies(GgmlType t, int n_tok) {
-    return enabled() && (t == GgmlType::Q4_K || t == GgmlType::Q6_K) && n_tok > 8 && n_tok <= 16;
+void set_enabled(bool on) { g_enabled = on ? 1 : 0; }
+void set_mode(int m) { g_enabled = m >= 0 && m <= 2 ? m : 2; }
+
+bool applies(GgmlType t, int n_tok, int64_t rows) {
+    const int m = mode();
+    if (m == 0 || (t != GgmlType::Q4_K && t != GgmlType::Q6_K) || n_tok <= 8 || n_tok > 16) return false;
+    return m == 1 || rows >= kAutoMinRows;
 }
 
 void launch(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const mmvq::ActView& x, int n_tok,

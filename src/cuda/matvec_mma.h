@@ -3,12 +3,11 @@
 // costs 2.7x a 1-token one (bench/RESULTS.md, "One decode step under ncu"); this one takes 16 tokens
 // in one pass with mma.sync (sm_80+). Arithmetic: mmq_units.h.
 //
-// Off unless set_enabled(true) or ROTOR_MMQ=1. Its first version passed every GPU check on an H200
-// (rotor-check-cuda's "mmq" lines against the dequantized weights and the CPU, rotor-check-qwen35 /
-// -gemma4 with it on) but was 1.2-4x SLOWER than two dp4a passes of 8 tokens (bench/RESULTS.md, "Kernel
-// 3"): 16 tokens of the 8B's 4096x4096 took 88 us against 25.5, one warp walking each 16-row tile's whole
-// row (256 warps for 4096 rows). The current version splits each tile's row over a block of 8 warps and
-// has NOT YET RUN ON A GPU: scripts/gpu/verify_mmq.sh checks and times it.
+// Automatic by default: launches of 9-16 tokens whose matrices have kAutoMinRows rows or more in all
+// (one H200, 2026-11-29, bench/RESULTS.md "Tensor-core mat-vec for 9-16 tokens": 16 tokens of a
+// 14336x4096 q4_K matrix 58 us against 91 for two dp4a passes of 8, 128256x4096 q6_K 551 against 882;
+// but 1024x4096 q4_K 16.8 against 13.9). ROTOR_MMQ=1 takes every 9-16 token launch, ROTOR_MMQ=0 none;
+// set_enabled(true / false) the same. rotor-check-cuda's "mmq" lines check it whatever the switch.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -18,10 +17,14 @@
 
 namespace rotor::cuda::mmq {
 
-bool enabled();  // the first call reads ROTOR_MMQ
-void set_enabled(bool on);
-// Whether this kernel takes n_tok tokens of type t (q4_K or q6_K, 9..16 tokens).
-bool applies(GgmlType t, int n_tok);
+inline constexpr int64_t kAutoMinRows = 4096;
+bool enabled();  // not switched off; the first call reads ROTOR_MMQ
+void set_enabled(bool on);  // on: every 9-16 token launch; off: none
+int mode();                 // 0 off, 1 every launch, 2 automatic (the default)
+void set_mode(int m);
+// Whether this kernel takes n_tok tokens of type t (q4_K or q6_K, 9..16 tokens) for matrices of `rows`
+// rows in all.
+bool applies(GgmlType t, int n_tok, int64_t rows);
 // Y_j = W_j X for n_jobs <= mmvq::kMaxJobs q4_K or q6_K matrices, 1 <= n_tok <= 16; mmvq::can_run must hold.
 void launch(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const mmvq::ActView& x, int n_tok,
             cudaStream_t s);

@@ -1,6 +1,8 @@
 // rotor-check-attention: the tensor-core prefill attention (src/cuda/attention_prefill.cu) against a
 // CPU reference, on the GPU machine, and its benchmark against the split-K kernel (attention.cu); first
-// the split-K kernel's keys derived from values (check_key_from_value).
+// the split-K kernel's keys derived from values (check_key_from_value); last the decode cases of
+// attention() (run_decode_checks: the tensor-core decode kernel of attention_decode.cu where it applies).
+// --decode-only: the decode checks and the decode benchmark only.
 //   rotor-check-attention [--no-bench] [--bench-only] [--reps N]
 // Caches hold fresh random stored values of every KV type (f32, f16, q8_0 / q4_0 blocks with random
 // scales and codes; the *h types are the same blocks: the kernel reads stored values only), slots the
@@ -29,6 +31,7 @@
 
 #include "common/half.h"
 #include "cuda/attention.h"
+#include "cuda/attention_decode.h"
 #include "cuda/attention_prefill.h"
 #include "cuda/cuda_util.h"
 #include "formats/blocks.h"
@@ -408,6 +411,31 @@ void run_checks() {
     }
 }
 
+// Decode: one query token per sequence at positions that cut the split-K parts and the 16-position
+// tiles of attention_decode.cu in every way (0, mid-tile, tile and split edges, many splits), for the
+// GQA groups of real models (Qwen3.5-27B 24/4 at d 256, Llama 32/8 and Qwen2.5-32B 40/8 at d 128, 16
+// heads per KV head: two blocks of 8), each KV type, whole context and a ring that wrapped. attention()
+// picks the tensor-core kernel for q8_0 / q4_0 (and their *h forms) at d 64 / 128 / 256, the CUDA-core
+// kernel otherwise; both must match the exact reference to 5e-5 max|v| (check_case), and with
+// ROTOR_DECODE_ATTENTION=0 the CUDA-core kernel runs them all.
+void run_decode_checks() {
+    const KvElem elems[] = {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
+    struct Shape {
+        int d, n_head, hkv;
+    };
+    const Shape shapes[] = {{256, 24, 4}, {128, 8, 2}, {128, 5, 1}, {64, 16, 1}, {64, 1, 1}, {256, 12, 1}};
+    const std::vector<int> at = {0, 17, 64, 255, 300, 1000, 2999};
+    for (KvElem e : elems)
+        for (const Shape& sh : shapes) {
+            Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
+            for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
+            check_case(c);
+            // a window of 700 over a ring of 764 that wrapped, one inside its first pass
+            Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}};
+            check_case(w);
+        }
+}
+
 // ---------------------------------------------------------------- benchmark
 
 struct BenchCache {
@@ -541,20 +569,80 @@ void run_bench(int reps) {
     }
 }
 
+double copy_bandwidth_gbs() {
+    const size_t n = (size_t)1 << 30;
+    DeviceBuffer a(n), b(n);
+    ROTOR_CUDA_CHECK(cudaMemset(a.get(), 1, n));
+    cudaEvent_t x, y;
+    ROTOR_CUDA_CHECK(cudaEventCreate(&x));
+    ROTOR_CUDA_CHECK(cudaEventCreate(&y));
+    ROTOR_CUDA_CHECK(cudaMemcpy(b.get(), a.get(), n, cudaMemcpyDeviceToDevice));
+    ROTOR_CUDA_CHECK(cudaEventRecord(x, nullptr));
+    for (int i = 0; i < 5; i++) ROTOR_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), n, cudaMemcpyDeviceToDevice, nullptr));
+    ROTOR_CUDA_CHECK(cudaEventRecord(y, nullptr));
+    ROTOR_CUDA_CHECK(cudaEventSynchronize(y));
+    float ms = 0;
+    ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms, x, y));
+    cudaEventDestroy(x);
+    cudaEventDestroy(y);
+    return 2.0 * 5 * n / (ms * 1e-3) / 1e9;
+}
+
+// Decode attention of one token per layer: microseconds, KV bytes read per microsecond against the
+// copy bandwidth measured here, the tensor-core kernel against the CUDA-core split-K kernel.
+void run_decode_bench(int reps) {
+    const double bw = copy_bandwidth_gbs();
+    printf("\n## Decode attention, one token, one layer (copy bandwidth %.0f GB/s)\n\n"
+           "| shape | KV | context | tensor-core us | GB/s | %% of copy bw | CUDA-core us | speed-up |\n"
+           "|---|---|---|---|---|---|---|---|\n", bw);
+    struct Shape {
+        const char* name;
+        int n_head, hkv, d;
+    };
+    const Shape shapes[] = {{"qwen3.5-27b (24/4, d 256)", 24, 4, 256}, {"llama-3.1-8b (32/8, d 128)", 32, 8, 128},
+                            {"qwen2.5-32b (40/8, d 128)", 40, 8, 128}};
+    const KvElem elems[] = {KvElem::F16, KvElem::Q8_0, KvElem::Q4_0};
+    const std::vector<int> ctxs = {4096, 32768, 114688};
+    for (const Shape& sh : shapes) {
+        Dev<float> q(gaussian((size_t)sh.n_head * sh.d)), out((size_t)sh.n_head * sh.d);
+        Dev<float> partial(attention_partial_floats(1, sh.n_head, sh.d, ctxs.back()));
+        for (KvElem e : elems) {
+            BenchCache bc(e, sh.d, sh.hkv, ctxs.back(), 0);
+            for (int x : ctxs) {
+                double us[2] = {0, 0};
+                for (int tc = 1; tc >= 0; tc--) {
+                    set_attention_decode_tc_enabled(tc == 1);
+                    us[tc] = 1e3 * time_chunks(bc.kv, sh.n_head, {x - 1}, 1, true, reps, q.p(), out.p(), partial.p());
+                }
+                set_attention_decode_tc_enabled(true);
+                const bool tc_runs = attention_decode_tc_supports(bc.kv);
+                const double bytes = 2.0 * x * sh.hkv * kv_row_bytes(e, sh.d), gbs = bytes / (us[1] * 1e-6) / 1e9;
+                printf("| %s | %s | %d | %s | %.0f | %.0f%% | %.1f | %s |\n", sh.name, kv_elem_name(e), x,
+                       tc_runs ? fmt("%.1f", us[1]).c_str() : "(CUDA-core)", gbs, 100.0 * gbs / bw, us[0],
+                       tc_runs ? fmt("%.1fx", us[0] / us[1]).c_str() : "");
+                fflush(stdout);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     g_report_width = 64;
-    bool bench = true, checks = true, kfv_only = false;
+    bool bench = true, checks = true, kfv_only = false, decode_only = false;
     int reps = 10;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a == "--no-bench") bench = false;
         else if (a == "--key-from-value-only") checks = bench = false, kfv_only = true;
         else if (a == "--bench-only") checks = false;
+        else if (a == "--decode-only") decode_only = true;
         else if (a == "--reps" && i + 1 < argc) reps = std::max(1, atoi(argv[++i]));
         else {
-            fprintf(stderr, "usage: rotor-check-attention [--no-bench] [--bench-only] [--key-from-value-only] [--reps N]\n");
+            fprintf(stderr,
+                    "usage: rotor-check-attention [--no-bench] [--bench-only] [--key-from-value-only] [--decode-only] "
+                    "[--reps N]\n");
             return 2;
         }
     }
@@ -564,6 +652,14 @@ int main(int argc, char** argv) {
         ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
         ROTOR_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
         printf("GPU: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+        if (decode_only) {  // the decode checks and the decode benchmark (with --no-bench / --bench-only)
+            if (checks) {
+                run_decode_checks();
+                printf("\n%d passed, %d failed\n", g_passed, g_failed);
+            }
+            if (bench) run_decode_bench(reps);
+            return g_failed ? 1 : 0;
+        }
         if (kfv_only) {
             run_key_from_value_checks();
             printf("\n%d passed, %d failed\n", g_passed, g_failed);
@@ -571,6 +667,7 @@ int main(int argc, char** argv) {
         if (checks) {
             run_key_from_value_checks();
             run_checks();
+            run_decode_checks();
             printf("\n%d passed, %d failed\n", g_passed, g_failed);
         }
         if (bench) run_bench(reps);

@@ -149,7 +149,7 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     snprintf(buf, sizeof buf, "err/sum|w*x| %.1e; vs CPU vec_dot %.1e (tol %.0e); codes %s", worst, worst_cpu, tol_cpu,
              same_codes ? "= CPU Q8_0" : "DIFFER");
     report(int8 && same_codes && worst < 2e-6 && worst_cpu < tol_cpu,
-           std::string("matmul int8 ") + (matvec_mma() ? "mmq " : "") + kernel_tag("k", " ") +
+           std::string("matmul int8 ") + (matvec_mma_mode() == 1 ? "mmq " : "") + kernel_tag("k", " ") +
                std::string(f.name) + " " +
                std::to_string(rows) + "x" + std::to_string(cols) + " x" + std::to_string(n_tok) +
                (rw ? " rw" + std::to_string(rw) : "") + (persistent ? "" : " one-shot"),
@@ -194,7 +194,7 @@ void check_matmul_multi(int n_tok) {
     const std::vector<float> a = yq.get(), b = y_one[1]->get();
     same = same && memcmp(a.data(), b.data(), a.size() * 4) == 0;
     report(same,
-           std::string("matmul_multi ") + (matvec_mma() ? "mmq " : "") + kernel_tag("k", " ") +
+           std::string("matmul_multi ") + (matvec_mma_mode() == 1 ? "mmq " : "") + kernel_tag("k", " ") +
                "q4_K+q6_K+q4_K+f16 x" + std::to_string(n_tok),
            "identical to one matmul per matrix");
 }
@@ -827,7 +827,7 @@ int main(int argc, char** argv) {
             }
             set_matvec_kernel(default_kernel);
             if (f->type == GgmlType::Q4_K || f->type == GgmlType::Q6_K) {  // the tensor-core kernel for 9-16 tokens (matvec_mma.h)
-                const bool was = matvec_mma();
+                const int was = matvec_mma_mode();
                 set_matvec_mma(true);
                 for (int nt : {9, 12, 16}) check_matmul_q8(f->type, 1001, 4096, nt);
                 for (int nt = 9; nt <= 16; nt++) check_matmul_q8(f->type, nt % 2 ? 37 : 16, 2048 + 3 * 256, nt);
@@ -835,7 +835,7 @@ int main(int argc, char** argv) {
                 check_matmul_q8(f->type, 19, 256 * 7, 16);  // q6_K rows that start at every 2-byte offset
                 check_matmul_q8(f->type, 4001, 5120, 16);   // many tiles
                 check_matmul_q8(f->type, 301, 2048, 27);    // 16 + 11 tokens: two passes
-                set_matvec_mma(was);
+                set_matvec_mma_mode(was);
             }
             if (f->type == GgmlType::F32 || f->type == GgmlType::F16 || f->type == GgmlType::BF16) {
                 check_matmul(f->type, 77, 172, 3);  // rows that are not a multiple of 8 (stories260K)
@@ -849,10 +849,10 @@ int main(int argc, char** argv) {
         }
         set_matvec_kernel(default_kernel);
         {  // the tensor-core kernel shares its launch between matrices too
-            const bool was = matvec_mma();
+            const int was = matvec_mma_mode();
             set_matvec_mma(true);
             for (int nt : {12, 16}) check_matmul_multi(nt);
-            set_matvec_mma(was);
+            set_matvec_mma_mode(was);
         }
         check_elementwise();
         check_fused();

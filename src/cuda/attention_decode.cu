@@ -1,0 +1,468 @@
+// Tensor-core split-K decode attention (attention_decode.h).
+//
+// Why: the CUDA-core split-K kernel (attention.cu) spends about 12 FMAs per cached element on a GQA
+// group of 6 query heads (q.k and p v for each head) plus a warp reduction per position and head; at
+// 112K context it reads Qwen3.5-27B's 4-bit cache at a few percent of the copy bandwidth. Here the
+// products run on mma.sync and a cached element costs about two instructions to decode.
+//
+// One block per (KV head, group of up to 8 of its query heads, token, split); 4 warps, each owning a
+// quarter of the split's positions in tiles of 16. Per tile a warp
+//   - copies the 16 raw K and V rows into its own two-stage ring in shared memory (cp.async);
+//   - S^T (16 positions x 8 heads) = K Q^T: the A operand is the stored codes as exact f16 integers
+//     (q4_0: c - 8, q8_0: c), B is the query split into f16 hi + lo parts (q = hi + lo to ~2^-22), so
+//     the scores keep f32 accuracy; one mma pair per 16 dims into a temporary, times the block's scale;
+//   - online softmax per head (base 2; the query carries scale * log2 e and a power of two per head
+//     that keeps it inside f16's range, removed from the scores);
+//   - O^T (dims x heads) += V^T P'^T: A is the value codes, B = p * d (the weight times the position's
+//     block scale, which varies along the summed positions and so cannot be factored out), again as f16
+//     hi + lo. To keep p * d inside f16's normal range the running max includes each position's
+//     largest value-scale exponent e: p' = 2^(s - m) with m >= s + e, so p' * d <= 1. Any common shift
+//     is exact for softmax (output = acc / sum), so m only has to be the same for acc and sum.
+// The dims of a 32-element block are assigned to fragment slots in the order the block stores them
+// (q4_0: byte i holds dims i and i + 16), so a lane's codes come from 2- or 4-byte words; the query
+// fragments use the same order. The 4 warps' parts are merged in shared memory and written as one
+// split part (max in natural-log units, sum, unnormalized output: attention.cu's layout).
+#include "cuda/attention_decode.h"
+
+#include <cuda_fp16.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
+
+#include "cuda/cp_async.cuh"
+#include "cuda/cuda_util.h"
+#include "cuda/device_common.cuh"
+#include "cuda/mma_f16.cuh"
+#include "formats/blocks.h"
+
+namespace rotor::cuda {
+
+namespace {
+
+constexpr int kDecWarps = 4;
+constexpr int kTile = 16;        // positions per tile (the mma's M)
+constexpr int kHeadsPerBlock = 8;  // query heads per block (the mma's N)
+
+template <class B>
+constexpr bool kIsQ4 = std::is_same_v<B, block_q4_0>;
+
+template <class B, int D>
+struct DecGeo {
+    static constexpr int kBlocks = D / 32;
+    static constexpr int kBlockBytes = (int)sizeof(B);
+    static constexpr int kRowBytes = kBlocks * kBlockBytes;
+    static constexpr int kChunk = kRowBytes % 16 == 0 ? 16 : (kRowBytes % 8 == 0 ? 8 : 4);
+    static constexpr int kStageBytes = 2 * kTile * kRowBytes;           // K rows, then V rows
+    static constexpr int kRingBytes = kDecWarps * 2 * kStageBytes;      // two stages per warp
+    static constexpr int kMergeBytes = kDecWarps * kHeadsPerBlock * D * 4;
+    static constexpr int kArenaBytes = kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes;
+    static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;         // [block][k-step][lane] uint4
+    static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
+    static constexpr int kSmem = kArenaBytes + kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4;
+    static_assert(kRowBytes % 4 == 0 && kArenaBytes % 16 == 0 && kQFragBytes % 16 == 0);
+    static_assert(kSmem <= 99 * 1024, "decode attention tile does not fit in 99 KiB (sm_86/89/120)");
+};
+
+__device__ inline float half_at(const uint8_t* p) {
+    return __half2float(*reinterpret_cast<const __half*>(p));
+}
+__device__ inline uint32_t u16_at(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+// Four bytes at an even offset; Aligned: the offset is a multiple of 4.
+template <bool Aligned>
+__device__ inline uint32_t word_at(const uint8_t* p) {
+    if constexpr (Aligned) return *reinterpret_cast<const uint32_t*>(p);
+    else return __byte_perm(u16_at(p), u16_at(p + 2), 0x5410);
+}
+
+// Codes to f16 integers, two per register, from a register whose bytes 0 and 2 hold them (bytes 1
+// and 3 are ignored for q4_0 and must be 0 for q8_0): 1024 + u under the exponent, minus the offset.
+__device__ inline uint32_t q4_lo(uint32_t x) {  // low nibbles: c - 8
+    return h2_bits(__hsub2(bits_h2((x & 0x000F000Fu) | 0x64006400u), bits_h2(0x64086408u)));
+}
+__device__ inline uint32_t q4_hi(uint32_t x) {  // high nibbles: (1024 + 16 c) / 16 - 72 = c - 8, exact
+    return h2_bits(__hfma2(bits_h2((x & 0x00F000F0u) | 0x64006400u), bits_h2(0x2C002C00u), bits_h2(0xD480D480u)));
+}
+__device__ inline uint32_t q8_codes(uint32_t x) {  // signed bytes: (u ^ 0x80) = c + 128
+    return h2_bits(__hsub2(bits_h2((x ^ 0x00800080u) | 0x64006400u), bits_h2(0x64806480u)));
+}
+
+// f32 pair as f16 hi and lo parts (a = hi + lo to about 2^-22 relative).
+__device__ inline void split_pair(float a, float b, uint32_t& hi, uint32_t& lo) {
+    const __half2 h = __floats2half2_rn(a, b);
+    const float2 f = __half22float2(h);
+    hi = h2_bits(h);
+    lo = pack_half2(a - f.x, b - f.y);
+}
+
+// The dim behind fragment slot k (0..15) of k-step s of block b, for the K operand: slots 2t, 2t+1,
+// 2t+8, 2t+9 of lane quad t hold dims 4t .. 4t+3 of the step's 16 (q4_0: step 0 the low nibbles of
+// bytes 0..15, step 1 the high nibbles; q8_0: bytes 16 s .. 16 s + 15).
+__device__ inline int k_slot_dim(int b, int s, int k) {
+    const int t = (k % 8) / 2, hi = k / 8, j = k % 2;
+    return 32 * b + 16 * s + 4 * t + 2 * hi + j;
+}
+
+template <class B, int D>
+__global__ void __launch_bounds__(kDecWarps* kWarp, 3)
+    attention_decode_tc_kernel(const uint8_t* __restrict__ K, const uint8_t* __restrict__ V, int hkv, int ctx,
+                               int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
+                               const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
+                               int split_positions, float* __restrict__ partial) {
+    using G = DecGeo<B, D>;
+    constexpr int NB = G::kBlocks, RB = G::kRowBytes, BB = G::kBlockBytes;
+    extern __shared__ __align__(16) uint8_t smem[];
+    uint8_t* arena = smem;
+    uint4* qfrag = reinterpret_cast<uint4*>(smem + G::kArenaBytes);
+    float* ps_all = reinterpret_cast<float*>(smem + G::kArenaBytes + G::kQFragBytes);
+    float* head_inv = ps_all + kDecWarps * kTile * kHeadsPerBlock;  // 2^-k of each head's query
+    float* head_mul = head_inv + kHeadsPerBlock;                     // 2^k
+
+    const int group = n_head / hkv, hblocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
+    const int g = blockIdx.x / hblocks, h0 = g * group + (blockIdx.x % hblocks) * kHeadsPerBlock;
+    const int nh = min(kHeadsPerBlock, g * group + group - h0);
+    const int t = blockIdx.y, split = blockIdx.z;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, lg = lane >> 2, lt = lane & 3;
+    const int n_kv = pos[t] + 1;
+    const int first = window > 0 ? max(0, n_kv - window) : 0;
+    const int begin = first + split * split_positions, end = min(n_kv, begin + split_positions);
+    constexpr float kLog2e = 1.4426950408889634f;
+
+    // each head's power of two: |q * scale * log2 e| * 2^k <= 2^10 (f16 holds it with room to spare)
+    for (int j = warp; j < kHeadsPerBlock; j += kDecWarps) {
+        float amax = 0.0f;
+        if (j < nh) {
+            const float* qh = q + ((size_t)t * n_head + h0 + j) * D;
+            for (int i = lane; i < D; i += kWarp) amax = fmaxf(amax, fabsf(qh[i] * scale * kLog2e));
+        }
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        if (lane == 0) {
+            int e = 0;
+            if (amax > 0.0f && amax <= 3.0e38f) frexpf(amax, &e);  // amax < 2^e
+            e = max(e, -100);
+            head_mul[j] = ldexpf(1.0f, 10 - e);
+            head_inv[j] = ldexpf(1.0f, e - 10);
+        }
+    }
+    __syncthreads();
+    // the query as the B operand of S^T = K Q^T, hi and lo parts: entry [b][s][lane] = {hi(2t, 2t+1),
+    // hi(2t+8, 2t+9), lo(...), lo(...)} for head lane / 4 (zero past the block's heads)
+    for (int i = threadIdx.x; i < NB * 2 * kWarp; i += blockDim.x) {
+        const int b = i / (2 * kWarp), s = (i / kWarp) % 2, ln = i % kWarp, hj = ln >> 2, tq = ln & 3;
+        float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (hj < nh) {
+            const float* qh = q + ((size_t)t * n_head + h0 + hj) * D;
+            const float mul = scale * kLog2e * head_mul[hj];
+            const int ks[4] = {2 * tq, 2 * tq + 1, 2 * tq + 8, 2 * tq + 9};
+#pragma unroll
+            for (int k = 0; k < 4; k++) v[k] = qh[k_slot_dim(b, s, ks[k])] * mul;
+        }
+        uint4 f;
+        split_pair(v[0], v[1], f.x, f.z);
+        split_pair(v[2], v[3], f.y, f.w);
+        qfrag[i] = f;
+    }
+    __syncthreads();
+
+    const int per_warp = split_positions / kDecWarps;
+    const int wbegin = begin + warp * per_warp, wend = min(end, wbegin + per_warp);
+    const size_t base = (size_t)seq[t] * ctx;
+    uint8_t* ring = arena + warp * 2 * G::kStageBytes;
+    float* ps = ps_all + warp * kTile * kHeadsPerBlock;
+    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
+
+    auto issue = [&](int p0, int buf) {  // raw K and V rows of positions p0 .. p0 + 15 (those < wend)
+        constexpr int kPieces = RB / G::kChunk;
+        for (int c = lane; c < 2 * kTile * kPieces; c += kWarp) {
+            const int which = c / (kTile * kPieces), r = (c / kPieces) % kTile, off = (c % kPieces) * G::kChunk;
+            const bool valid = p0 + r < wend;
+            const int p = valid ? p0 + r : p0;  // past the end: zero-filled, a valid address all the same
+            const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
+            const uint8_t* src = (which ? V : K) + (slot * hkv + g) * RB + off;
+            cp_async<G::kChunk>(ring_s + buf * G::kStageBytes + (which * kTile + r) * RB + off, src, valid);
+        }
+        cp_async_commit();
+    };
+
+    float o[2 * NB][4];
+#pragma unroll
+    for (int i = 0; i < 2 * NB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+    const float inv0 = head_inv[2 * lt], inv1 = head_inv[2 * lt + 1];
+
+    if (wbegin < wend) issue(wbegin, 0);
+    int buf = 0;
+    for (int p0 = wbegin; p0 < wend; p0 += kTile, buf ^= 1) {
+        if (p0 + kTile < wend) {
+            issue(p0 + kTile, buf ^ 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncwarp();
+        const uint8_t* Ks = ring + buf * G::kStageBytes;
+        const uint8_t* Vs = Ks + kTile * RB;
+
+        // each position's largest value-scale exponent: lanes 2r, 2r + 1 read half the blocks of row r
+        float e_row;
+        {
+            const int r = lane >> 1;
+            float amax = 0.0f;
+#pragma unroll
+            for (int b = (lane & 1) * (NB / 2); b < (lane & 1) * (NB / 2) + NB / 2; b++)
+                amax = fmaxf(amax, fabsf(half_at(Vs + r * RB + b * BB)));
+            amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+            int e = 0;
+            if (amax > 0.0f && amax <= 65504.0f) frexpf(amax, &e);  // amax < 2^e; masked rows: garbage
+            e_row = p0 + r < wend ? (float)max(e, -24) : 0.0f;
+        }
+        const float e_a = __shfl_sync(0xffffffffu, e_row, 2 * lg), e_b = __shfl_sync(0xffffffffu, e_row, 2 * (lg + 8));
+        const bool live_a = p0 + lg < wend, live_b = p0 + lg + 8 < wend;
+
+        // S^T = K Q^T: rows lg and lg + 8, columns (heads) 2 lt and 2 lt + 1
+        float sc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        const uint8_t* ka = Ks + lg * RB;
+        const uint8_t* kb = Ks + (lg + 8) * RB;
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            uint32_t a0[4], a1[4];  // k-steps 0 and 1
+            if constexpr (kIsQ4<B>) {
+                constexpr int kOff = 2;
+                const bool al = (b * BB + kOff) % 4 == 0;
+                const int off = b * BB + kOff + 4 * lt;
+                const uint32_t wa = al ? word_at<true>(ka + off) : word_at<false>(ka + off);
+                const uint32_t wb = al ? word_at<true>(kb + off) : word_at<false>(kb + off);
+                const uint32_t pa01 = __byte_perm(wa, 0, 0x4140), pa23 = __byte_perm(wa, 0, 0x4342);
+                const uint32_t pb01 = __byte_perm(wb, 0, 0x4140), pb23 = __byte_perm(wb, 0, 0x4342);
+                a0[0] = q4_lo(pa01), a0[1] = q4_lo(pb01), a0[2] = q4_lo(pa23), a0[3] = q4_lo(pb23);
+                a1[0] = q4_hi(pa01), a1[1] = q4_hi(pb01), a1[2] = q4_hi(pa23), a1[3] = q4_hi(pb23);
+            } else {
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    const bool al = (b * BB + 2 + 16 * s) % 4 == 0;
+                    const int off = b * BB + 2 + 16 * s + 4 * lt;
+                    const uint32_t wa = al ? word_at<true>(ka + off) : word_at<false>(ka + off);
+                    const uint32_t wb = al ? word_at<true>(kb + off) : word_at<false>(kb + off);
+                    uint32_t* a = s ? a1 : a0;
+                    a[0] = q8_codes(__byte_perm(wa, 0, 0x4140)), a[1] = q8_codes(__byte_perm(wb, 0, 0x4140));
+                    a[2] = q8_codes(__byte_perm(wa, 0, 0x4342)), a[3] = q8_codes(__byte_perm(wb, 0, 0x4342));
+                }
+            }
+            const uint4 f0 = qfrag[(2 * b) * kWarp + lane], f1 = qfrag[(2 * b + 1) * kWarp + lane];
+            float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            const uint32_t h0b[2] = {f0.x, f0.y}, l0b[2] = {f0.z, f0.w}, h1b[2] = {f1.x, f1.y}, l1b[2] = {f1.z, f1.w};
+            mma_16816(tmp, a0, h0b);
+            mma_16816(tmp, a0, l0b);
+            mma_16816(tmp, a1, h1b);
+            mma_16816(tmp, a1, l1b);
+            const float da = half_at(ka + b * BB), db = half_at(kb + b * BB);
+            sc[0] = fmaf(da, tmp[0], sc[0]);
+            sc[1] = fmaf(da, tmp[1], sc[1]);
+            sc[2] = fmaf(db, tmp[2], sc[2]);
+            sc[3] = fmaf(db, tmp[3], sc[3]);
+        }
+        // scores in base 2 (the head's power of two removed); masked rows -inf
+        sc[0] = live_a ? sc[0] * inv0 : -INFINITY;
+        sc[1] = live_a ? sc[1] * inv1 : -INFINITY;
+        sc[2] = live_b ? sc[2] * inv0 : -INFINITY;
+        sc[3] = live_b ? sc[3] * inv1 : -INFINITY;
+
+        // online softmax per head column; the max runs over s + e (see the header)
+        float corr[2];
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            float mx = fmaxf(sc[c] + e_a, sc[2 + c] + e_b);
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+            const float m_new = fmaxf(m_run[c], mx);
+            corr[c] = exp2f(m_run[c] - m_new);  // 0 on the first tile
+            m_run[c] = m_new;
+            sc[c] = exp2f(sc[c] - m_new);
+            sc[2 + c] = exp2f(sc[2 + c] - m_new);
+            l_run[c] = l_run[c] * corr[c] + sc[c] + sc[2 + c];
+        }
+        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+            for (int i = 0; i < 2 * NB; i++) {
+                o[i][0] *= corr[0];
+                o[i][1] *= corr[1];
+                o[i][2] *= corr[0];
+                o[i][3] *= corr[1];
+            }
+        }
+        // p' transposed through shared memory: this lane needs positions 2 lt, 2 lt + 1, 2 lt + 8, 2 lt + 9
+        // of head lg (the B operand of O^T += V^T P'^T)
+        *reinterpret_cast<float2*>(ps + lg * kHeadsPerBlock + 2 * lt) = make_float2(sc[0], sc[1]);
+        *reinterpret_cast<float2*>(ps + (lg + 8) * kHeadsPerBlock + 2 * lt) = make_float2(sc[2], sc[3]);
+        __syncwarp();
+        const int rows[4] = {2 * lt, 2 * lt + 1, 2 * lt + 8, 2 * lt + 9};
+        float pw[4];
+        bool live[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            pw[k] = ps[rows[k] * kHeadsPerBlock + lg];
+            live[k] = p0 + rows[k] < wend;
+        }
+
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            float w[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) w[k] = live[k] ? pw[k] * half_at(Vs + rows[k] * RB + b * BB) : 0.0f;
+            uint32_t bh[2], bl[2];
+            split_pair(w[0], w[1], bh[0], bl[0]);
+            split_pair(w[2], w[3], bh[1], bl[1]);
+            // A = V^T rows (dims) lg and lg + 8 of m-tiles 2b (s = 0) and 2b + 1 (s = 1): dims
+            // 32 b + 16 s + 2 lg + (0, 1); columns positions rows[]
+            uint32_t av[2][4];
+            if constexpr (kIsQ4<B>) {
+                uint32_t u[4];
+#pragma unroll
+                for (int k = 0; k < 4; k++) u[k] = u16_at(Vs + rows[k] * RB + b * BB + 2 + 2 * lg);
+                const uint32_t x00 = __byte_perm(u[0], u[1], 0x0400), x01 = __byte_perm(u[0], u[1], 0x0501);
+                const uint32_t x10 = __byte_perm(u[2], u[3], 0x0400), x11 = __byte_perm(u[2], u[3], 0x0501);
+                av[0][0] = q4_lo(x00), av[0][1] = q4_lo(x01), av[0][2] = q4_lo(x10), av[0][3] = q4_lo(x11);
+                av[1][0] = q4_hi(x00), av[1][1] = q4_hi(x01), av[1][2] = q4_hi(x10), av[1][3] = q4_hi(x11);
+            } else {
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    uint32_t u[4];
+#pragma unroll
+                    for (int k = 0; k < 4; k++) u[k] = u16_at(Vs + rows[k] * RB + b * BB + 2 + 16 * s + 2 * lg);
+                    av[s][0] = q8_codes(__byte_perm(u[0], u[1], 0x6420));
+                    av[s][1] = q8_codes(__byte_perm(u[0], u[1], 0x6521));
+                    av[s][2] = q8_codes(__byte_perm(u[2], u[3], 0x6420));
+                    av[s][3] = q8_codes(__byte_perm(u[2], u[3], 0x6521));
+                }
+            }
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                mma_16816(o[2 * b + s], av[s], bh);
+                mma_16816(o[2 * b + s], av[s], bl);
+            }
+        }
+        __syncwarp();  // this stage and ps are read before they are overwritten
+    }
+
+    // the warp's column sums over its 8 row groups
+#pragma unroll
+    for (int c = 0; c < 2; c++)
+        for (int x = 4; x < kWarp; x <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], x);
+
+    // merge the 4 warps in the arena (the rings are done: every warp waited for all its copies)
+    __syncthreads();
+    float* sm_o = reinterpret_cast<float*>(arena);  // [warp][head][D]
+    float* sm_m = ps_all;                             // [warp][head], [warp][head] sums after
+    float* sm_l = ps_all + kDecWarps * kHeadsPerBlock;
+#pragma unroll
+    for (int i = 0; i < 2 * NB; i++) {
+        const int dim = 32 * (i / 2) + 16 * (i % 2) + 2 * lg;
+        float* ow = sm_o + (size_t)warp * kHeadsPerBlock * D;
+        ow[(2 * lt) * D + dim] = o[i][0];
+        ow[(2 * lt + 1) * D + dim] = o[i][1];
+        ow[(2 * lt) * D + dim + 1] = o[i][2];
+        ow[(2 * lt + 1) * D + dim + 1] = o[i][3];
+    }
+    if (lg == 0) {
+        for (int c = 0; c < 2; c++) {
+            sm_m[warp * kHeadsPerBlock + 2 * lt + c] = m_run[c];
+            sm_l[warp * kHeadsPerBlock + 2 * lt + c] = l_run[c];
+        }
+    }
+    __syncthreads();
+    constexpr float kLn2 = 0.6931471805599453f;
+    for (int j = 0; j < nh; j++) {
+        float M = -INFINITY;
+        for (int w = 0; w < kDecWarps; w++) M = fmaxf(M, sm_m[w * kHeadsPerBlock + j]);
+        float* part = partial + (((size_t)t * n_head + h0 + j) * n_split + split) * (D + 2);
+        for (int i = threadIdx.x; i < D; i += blockDim.x) {
+            float a = 0.0f;
+            for (int w = 0; w < kDecWarps; w++) {
+                const float mw = sm_m[w * kHeadsPerBlock + j];
+                if (mw != -INFINITY) a += sm_o[((size_t)w * kHeadsPerBlock + j) * D + i] * exp2f(mw - M);
+            }
+            part[2 + i] = a;
+        }
+        if (threadIdx.x == 0) {
+            float L = 0.0f;
+            for (int w = 0; w < kDecWarps; w++) {
+                const float mw = sm_m[w * kHeadsPerBlock + j];
+                if (mw != -INFINITY) L += sm_l[w * kHeadsPerBlock + j] * exp2f(mw - M);
+            }
+            part[0] = M == -INFINITY ? -INFINITY : M * kLn2;  // natural-log units, as attention.cu's parts
+            part[1] = L;
+        }
+    }
+}
+
+template <class B, int D>
+void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                   int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+    using G = DecGeo<B, D>;
+    auto kernel = attention_decode_tc_kernel<B, D>;
+    static std::atomic<bool> attr_set{false};
+    if (!attr_set.load()) {
+        ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem));
+        attr_set.store(true);
+    }
+    const int group = n_head / kv.n_head_kv;
+    const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)), (unsigned)n_tok,
+                    (unsigned)n_split);
+    kernel<<<grid, kDecWarps * kWarp, G::kSmem, s>>>(static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v),
+                                                    kv.n_head_kv, kv.ctx, kv.window, q, seq, pos, n_head, scale,
+                                                    n_split, split_positions, partial);
+}
+
+template <class B>
+void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                     int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+    switch (kv.head_dim_k) {
+        case 64: launch_decode<B, 64>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); break;
+        case 128: launch_decode<B, 128>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); break;
+        case 256: launch_decode<B, 256>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); break;
+        default: throw Error("CUDA decode attention: head size " + std::to_string(kv.head_dim_k));
+    }
+}
+
+std::atomic<int> g_enabled{-1};
+
+}  // namespace
+
+bool attention_decode_tc_supports(const KvLayerView& kv) {
+    const int d = kv.head_dim_k;
+    if (kv.key_from_value() || kv.head_dim_v != d || !kv.k) return false;
+    if (d != 64 && d != 128 && d != 256) return false;
+    return kv.elem == KvElem::Q8_0 || kv.elem == KvElem::Q8_0H || kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H;
+}
+
+void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                         int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+    if (!attention_decode_tc_supports(kv)) throw Error("CUDA decode attention: layer not supported");
+    if (split_positions % (kDecWarps * kTile)) throw Error("CUDA decode attention: split size must be a multiple of 64");
+    if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H)
+        launch_decode_d<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+    else
+        launch_decode_d<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+    check_launch("attention_decode_tc");
+}
+
+bool attention_decode_tc_enabled() {
+    int v = g_enabled.load();
+    if (v < 0) {
+        const char* e = std::getenv("ROTOR_DECODE_ATTENTION");
+        const std::string x = e ? e : "";
+        if (!x.empty() && x != "0" && x != "1")
+            throw Error("ROTOR_DECODE_ATTENTION must be 0 or 1, not '" + x + "'");
+        v = x == "0" ? 0 : 1;
+        int expected = -1;
+        g_enabled.compare_exchange_strong(expected, v);
+        v = g_enabled.load();
+    }
+    return v == 1;
+}
+void set_attention_decode_tc_enabled(bool on) { g_enabled.store(on ? 1 : 0); }
+
+}  // namespace rotor::cuda

@@ -1,0 +1,26 @@
+// Tensor-core split-K decode attention over block-quantized KV caches (q8_0, q4_0 and their rotated
+// *h forms), reading the stored blocks in place. Same contract as attention() (attention.h), which
+// calls it for the layers it supports: the part of one split per (token, query head) into `partial`,
+// merged by attention()'s second kernel.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "cuda/attention.h"
+
+namespace rotor::cuda {
+
+// Whether the kernel serves this layer: q8_0 / q4_0 (plain or rotated), equal K and V head sizes of
+// 64, 128 or 256, keys stored (not derived from values).
+bool attention_decode_tc_supports(const KvLayerView& kv);
+
+// The split parts (max, sum, unnormalized output per query head and split, attention.cu's layout) for
+// n_split splits of split_positions positions each (a multiple of 64).
+void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                         int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s);
+
+// On by default; ROTOR_DECODE_ATTENTION=0 in the environment (read once) or the setter sends every
+// layer to the CUDA-core split-K kernel instead (for comparisons).
+bool attention_decode_tc_enabled();
+void set_attention_decode_tc_enabled(bool on);
+
+}  // namespace rotor::cuda

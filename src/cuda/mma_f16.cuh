@@ -1,0 +1,25 @@
+// mma.sync m16n8k16 with f16 inputs and f32 accumulators (sm_80+), and the half2 bit helpers the
+// tensor-core attention kernels share.
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace rotor::cuda {
+
+// c += a (16x16, row) * b (16x8, col), f16 inputs, f32 accumulators
+__device__ inline void mma_16816(float* c, const uint32_t* a, const uint32_t* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ inline uint32_t pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);  // lo at the lower address
+    return *reinterpret_cast<const uint32_t*>(&h);
+}
+__device__ inline uint32_t h2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
+__device__ inline __half2 bits_h2(uint32_t u) { return *reinterpret_cast<const __half2*>(&u); }
+
+}  // namespace rotor::cuda
