@@ -496,12 +496,12 @@ void launch_attention_split_any(const KvLayerView& kv, const float* q, const int
     else launch_attention_split<E, 16>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
 }
 
-// One block per (query head, token). The splits' weights exp(m_s - M) go to shared memory once (in
-// chunks), then each thread sums its output elements over the splits with independent loads; a thread
-// per element walking the splits one dependent load after another took ~0.3 ms at 112K context.
+// One block per (query head, 32 output elements, token): M and L over the splits (each block of a head
+// computes them again), then 8 warps take every 8th split, a lane per element, and the warps' sums are
+// added in shared memory. Enough blocks to use the GPU and independent loads: one block per (head,
+// token) with a thread per element walking the splits took ~0.3 ms at 112K context.
 constexpr int kMergeThreads = 256;
-constexpr int kMergeChunk = 1024;  // splits per pass of weights
-constexpr int kMergePerThread = kMaxHeadDim / kMergeThreads;
+constexpr int kMergeWarps = kMergeThreads / kWarp;
 
 __device__ inline float block_reduce(float v, bool is_max, float* red) {
     for (int o = 16; o > 0; o >>= 1) {
@@ -512,15 +512,17 @@ __device__ inline float block_reduce(float v, bool is_max, float* red) {
     if (threadIdx.x % kWarp == 0) red[threadIdx.x / kWarp] = v;
     __syncthreads();
     v = red[0];
-    for (int w = 1; w < kMergeThreads / kWarp; w++) v = is_max ? fmaxf(v, red[w]) : v + red[w];
+    for (int w = 1; w < kMergeWarps; w++) v = is_max ? fmaxf(v, red[w]) : v + red[w];
     return v;
 }
 
 __global__ void __launch_bounds__(kMergeThreads)
     attention_merge_kernel(const float* __restrict__ partial, int n_head, int dv, int n_split, float* __restrict__ out) {
-    __shared__ float wgt[kMergeChunk];
-    __shared__ float red[kMergeThreads / kWarp];
-    const int h = blockIdx.x, t = blockIdx.y;
+    __shared__ float red[kMergeWarps];
+    __shared__ float sums[kMergeWarps][kWarp];
+    const int chunks = (dv + kWarp - 1) / kWarp;
+    const int h = blockIdx.x / chunks, i = (blockIdx.x % chunks) * kWarp + threadIdx.x % kWarp, t = blockIdx.y;
+    const int warp = threadIdx.x / kWarp;
     const size_t stride = (size_t)dv + 2;
     const float* part = partial + ((size_t)t * n_head + h) * n_split * stride;
     float M = -INFINITY;
@@ -532,34 +534,20 @@ __global__ void __launch_bounds__(kMergeThreads)
         if (ms != -INFINITY) L += part[s * stride + 1] * expf(ms - M);
     }
     L = block_reduce(L, false, red);
-    float acc[kMergePerThread];
-#pragma unroll
-    for (int k = 0; k < kMergePerThread; k++) acc[k] = 0.0f;
-    for (int c0 = 0; c0 < n_split; c0 += kMergeChunk) {
-        const int n = min(kMergeChunk, n_split - c0);
-        __syncthreads();  // the previous chunk's weights are read
-        for (int s = threadIdx.x; s < n; s += kMergeThreads) {
-            const float ms = part[(c0 + s) * stride];
-            wgt[s] = ms != -INFINITY ? expf(ms - M) : 0.0f;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int k = 0; k < kMergePerThread; k++) {
-            const int i = threadIdx.x + k * kMergeThreads;
-            if (i >= dv) break;
-            const float* col = part + (size_t)c0 * stride + 2 + i;
-            float a = 0.0f;
-#pragma unroll 8
-            for (int s = 0; s < n; s++)
-                if (wgt[s] != 0.0f) a += col[s * stride] * wgt[s];
-            acc[k] += a;
+    float a = 0.0f;
+    if (i < dv) {
+#pragma unroll 4
+        for (int s = warp; s < n_split; s += kMergeWarps) {
+            const float ms = part[s * stride];
+            if (ms != -INFINITY) a += part[s * stride + 2 + i] * expf(ms - M);
         }
     }
-    float* o = out + ((size_t)t * n_head + h) * dv;
-#pragma unroll
-    for (int k = 0; k < kMergePerThread; k++) {
-        const int i = threadIdx.x + k * kMergeThreads;
-        if (i < dv) o[i] = acc[k] / L;
+    sums[warp][threadIdx.x % kWarp] = a;
+    __syncthreads();
+    if (warp == 0 && i < dv) {
+        float acc = 0.0f;
+        for (int w = 0; w < kMergeWarps; w++) acc += sums[w][threadIdx.x];
+        out[((size_t)t * n_head + h) * dv + i] = acc / L;
     }
 }
 
@@ -671,14 +659,18 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         throw Error("CUDA attention: query heads must be a multiple of KV heads");
     // A window bounds the positions a query sees; the split count still follows from max_kv alone
     // (a graph's key): ceil(min(max_kv, w) / 256) = min(splits(max_kv), splits(w)).
-    const int ns = attention_splits(kv.window > 0 ? std::min(max_kv, kv.window) : max_kv);
+    const int window_positions = kv.window > 0 ? std::min(max_kv, kv.window) : max_kv;
+    const int splits = attention_splits(window_positions);
     for (int d : {kv.head_dim_k, kv.head_dim_v})  // head size, block multiple, rotation order
         if (std::string why = kv_elem_refusal(kv.elem, d); !why.empty()) throw Error("CUDA attention: " + why);
     if (kv.key_from_value())
         if (std::string why = key_from_value_refusal(kv); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
+    int ns = splits;
     if (attention_decode_tc_enabled() && attention_decode_tc_supports(kv)) {
-        attention_decode_tc(kv, q, seq, pos, n_tok, n_head, scale, ns, kSplitPositions, partial, s);
+        const int sp = attention_decode_split(kv, n_head, n_tok, max_kv);
+        ns = (window_positions + sp - 1) / sp;  // <= splits: partial holds them
+        attention_decode_tc(kv, q, seq, pos, n_tok, n_head, scale, ns, sp, partial, s);
     } else switch (kv.elem) {
         case KvElem::F32: launch_attention_split_any<float>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
         case KvElem::F16: launch_attention_split_any<__half>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
@@ -692,8 +684,9 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
             break;
     }
     check_launch("attention_split");
-    attention_merge_kernel<<<dim3((unsigned)n_head, (unsigned)n_tok), kMergeThreads, 0, s>>>(partial, n_head,
-                                                                                            kv.head_dim_v, ns, out);
+    const unsigned chunks = (unsigned)((kv.head_dim_v + kWarp - 1) / kWarp);
+    attention_merge_kernel<<<dim3((unsigned)n_head * chunks, (unsigned)n_tok), kMergeThreads, 0, s>>>(
+        partial, n_head, kv.head_dim_v, ns, out);
     check_launch("attention_merge");
 }
 

@@ -26,6 +26,7 @@
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -55,13 +56,16 @@ struct DecGeo {
     static constexpr int kBlockBytes = (int)sizeof(B);
     static constexpr int kRowBytes = kBlocks * kBlockBytes;
     static constexpr int kChunk = kRowBytes % 16 == 0 ? 16 : (kRowBytes % 8 == 0 ? 8 : 4);
-    static constexpr int kStageBytes = 2 * kTile * kRowBytes;           // K rows, then V rows
-    static constexpr int kRingBytes = kDecWarps * 2 * kStageBytes;      // two stages per warp
+    static constexpr int kStageBytes = 2 * kTile * kRowBytes;  // K rows, then V rows
+    static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;  // [block][k-step][lane] uint4
+    static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
+    static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4;
+    // three tiles in flight per warp where that fits in 99 KiB (sm_86 / 89 / 120's limit), else two
+    static constexpr int kStages = kDecWarps * 3 * kStageBytes + kFixed <= 99 * 1024 ? 3 : 2;
+    static constexpr int kRingBytes = kDecWarps * kStages * kStageBytes;
     static constexpr int kMergeBytes = kDecWarps * kHeadsPerBlock * D * 4;
     static constexpr int kArenaBytes = kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes;
-    static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;         // [block][k-step][lane] uint4
-    static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
-    static constexpr int kSmem = kArenaBytes + kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4;
+    static constexpr int kSmem = kArenaBytes + kFixed;
     static_assert(kRowBytes % 4 == 0 && kArenaBytes % 16 == 0 && kQFragBytes % 16 == 0);
     static_assert(kSmem <= 99 * 1024, "decode attention tile does not fit in 99 KiB (sm_86/89/120)");
 };
@@ -130,6 +134,30 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 3)
     const int begin = first + split * split_positions, end = min(n_kv, begin + split_positions);
     constexpr float kLog2e = 1.4426950408889634f;
 
+    const int per_warp = split_positions / kDecWarps;
+    const int wbegin = begin + warp * per_warp, wend = min(end, wbegin + per_warp);
+    const size_t base = (size_t)seq[t] * ctx;
+    uint8_t* ring = arena + warp * G::kStages * G::kStageBytes;
+    float* ps = ps_all + warp * kTile * kHeadsPerBlock;
+    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
+
+    auto issue = [&](int p0, int buf) {  // raw K and V rows of positions p0 .. p0 + 15 (those < wend)
+        constexpr int kPieces = RB / G::kChunk;
+        for (int c = lane; c < 2 * kTile * kPieces; c += kWarp) {
+            const int which = c / (kTile * kPieces), r = (c / kPieces) % kTile, off = (c % kPieces) * G::kChunk;
+            const bool valid = p0 + r < wend;
+            const int p = valid ? p0 + r : p0;  // past the end: zero-filled, a valid address all the same
+            const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
+            const uint8_t* src = (which ? V : K) + (slot * hkv + g) * RB + off;
+            cp_async<G::kChunk>(ring_s + buf * G::kStageBytes + (which * kTile + r) * RB + off, src, valid);
+        }
+        cp_async_commit();
+    };
+
+    // the first tiles' copies go out before the query is prepared, so the two latencies overlap
+    for (int i = 0; i < G::kStages - 1; i++)
+        if (wbegin + i * kTile < wend) issue(wbegin + i * kTile, i);
+
     // each head's power of two: |q * scale * log2 e| * 2^k <= 2^10 (f16 holds it with room to spare)
     for (int j = warp; j < kHeadsPerBlock; j += kDecWarps) {
         float amax = 0.0f;
@@ -166,41 +194,21 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 3)
     }
     __syncthreads();
 
-    const int per_warp = split_positions / kDecWarps;
-    const int wbegin = begin + warp * per_warp, wend = min(end, wbegin + per_warp);
-    const size_t base = (size_t)seq[t] * ctx;
-    uint8_t* ring = arena + warp * 2 * G::kStageBytes;
-    float* ps = ps_all + warp * kTile * kHeadsPerBlock;
-    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
-
-    auto issue = [&](int p0, int buf) {  // raw K and V rows of positions p0 .. p0 + 15 (those < wend)
-        constexpr int kPieces = RB / G::kChunk;
-        for (int c = lane; c < 2 * kTile * kPieces; c += kWarp) {
-            const int which = c / (kTile * kPieces), r = (c / kPieces) % kTile, off = (c % kPieces) * G::kChunk;
-            const bool valid = p0 + r < wend;
-            const int p = valid ? p0 + r : p0;  // past the end: zero-filled, a valid address all the same
-            const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
-            const uint8_t* src = (which ? V : K) + (slot * hkv + g) * RB + off;
-            cp_async<G::kChunk>(ring_s + buf * G::kStageBytes + (which * kTile + r) * RB + off, src, valid);
-        }
-        cp_async_commit();
-    };
-
     float o[2 * NB][4];
 #pragma unroll
     for (int i = 0; i < 2 * NB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
     const float inv0 = head_inv[2 * lt], inv1 = head_inv[2 * lt + 1];
 
-    if (wbegin < wend) issue(wbegin, 0);
     int buf = 0;
-    for (int p0 = wbegin; p0 < wend; p0 += kTile, buf ^= 1) {
-        if (p0 + kTile < wend) {
-            issue(p0 + kTile, buf ^ 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+    for (int p0 = wbegin; p0 < wend; p0 += kTile, buf = buf + 1 == G::kStages ? 0 : buf + 1) {
+        // tile p0 is in stage buf; the copies of the next kStages - 1 tiles are in flight or go out now
+        const int ahead = p0 + (G::kStages - 1) * kTile;
+        if (ahead < wend) issue(ahead, (buf + G::kStages - 1) % G::kStages);
+        const int pending = min(G::kStages - 1, (wend - p0 - 1) / kTile);  // groups issued after this tile's
+        if (pending >= 2) cp_async_wait<2>();
+        else if (pending == 1) cp_async_wait<1>();
+        else cp_async_wait<0>();
         __syncwarp();
         const uint8_t* Ks = ring + buf * G::kStageBytes;
         const uint8_t* Vs = Ks + kTile * RB;
@@ -428,6 +436,7 @@ void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, 
 }
 
 std::atomic<int> g_enabled{-1};
+std::atomic<int> g_split{0};  // 0: attention_decode_split's rule
 
 }  // namespace
 
@@ -448,6 +457,24 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
         launch_decode_d<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
     check_launch("attention_decode_tc");
 }
+
+int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv) {
+    if (const int forced = g_split.load(); forced > 0) return forced;
+    static const int sms = [] {
+        int dev = 0, n = 0;
+        ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+        ROTOR_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+        return n;
+    }();
+    const int n = kv.window > 0 ? std::min(max_kv, kv.window) : max_kv;
+    const int group = n_head / kv.n_head_kv;
+    const long heads = (long)kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock) * n_tok;
+    const long target = 2L * 3 * sms;  // two rounds of about 3 resident blocks per SM
+    int sp = 256;
+    while (sp < 2048 && heads * ((n + 2 * sp - 1) / (2 * sp)) >= target) sp *= 2;
+    return sp;
+}
+void set_attention_decode_split(int positions) { g_split.store(positions > 0 && positions % 256 == 0 ? positions : 0); }
 
 bool attention_decode_tc_enabled() {
     int v = g_enabled.load();

@@ -589,12 +589,13 @@ double copy_bandwidth_gbs() {
 }
 
 // Decode attention of one token per layer: microseconds, KV bytes read per microsecond against the
-// copy bandwidth measured here, the tensor-core kernel against the CUDA-core split-K kernel.
+// copy bandwidth measured here; the tensor-core kernel with its own split size and forced to 256, 512,
+// 1024 positions, against the CUDA-core split-K kernel (256).
 void run_decode_bench(int reps) {
     const double bw = copy_bandwidth_gbs();
     printf("\n## Decode attention, one token, one layer (copy bandwidth %.0f GB/s)\n\n"
-           "| shape | KV | context | tensor-core us | GB/s | %% of copy bw | CUDA-core us | speed-up |\n"
-           "|---|---|---|---|---|---|---|---|\n", bw);
+           "| shape | KV | context | tensor-core us (split) | GB/s | %% of copy bw | split 256 / 512 / 1024 us | "
+           "CUDA-core us | speed-up |\n|---|---|---|---|---|---|---|---|---|\n", bw);
     struct Shape {
         const char* name;
         int n_head, hkv, d;
@@ -608,18 +609,28 @@ void run_decode_bench(int reps) {
         Dev<float> partial(attention_partial_floats(1, sh.n_head, sh.d, ctxs.back()));
         for (KvElem e : elems) {
             BenchCache bc(e, sh.d, sh.hkv, ctxs.back(), 0);
+            const bool tc_runs = attention_decode_tc_supports(bc.kv);
             for (int x : ctxs) {
-                double us[2] = {0, 0};
-                for (int tc = 1; tc >= 0; tc--) {
-                    set_attention_decode_tc_enabled(tc == 1);
-                    us[tc] = 1e3 * time_chunks(bc.kv, sh.n_head, {x - 1}, 1, true, reps, q.p(), out.p(), partial.p());
+                auto time = [&](bool tc, int split) {
+                    set_attention_decode_tc_enabled(tc);
+                    set_attention_decode_split(split);
+                    const double us = 1e3 * time_chunks(bc.kv, sh.n_head, {x - 1}, 1, true, reps, q.p(), out.p(), partial.p());
+                    set_attention_decode_tc_enabled(true);
+                    set_attention_decode_split(0);
+                    return us;
+                };
+                const double cuda_core = time(false, 0);
+                const double bytes = 2.0 * x * sh.hkv * kv_row_bytes(e, sh.d);
+                if (!tc_runs) {
+                    printf("| %s | %s | %d | (CUDA-core) | %.0f | %.0f%% | | %.1f | |\n", sh.name, kv_elem_name(e), x,
+                           bytes / (cuda_core * 1e-6) / 1e9, 100.0 * bytes / (cuda_core * 1e-6) / 1e9 / bw, cuda_core);
+                    continue;
                 }
-                set_attention_decode_tc_enabled(true);
-                const bool tc_runs = attention_decode_tc_supports(bc.kv);
-                const double bytes = 2.0 * x * sh.hkv * kv_row_bytes(e, sh.d), gbs = bytes / (us[1] * 1e-6) / 1e9;
-                printf("| %s | %s | %d | %s | %.0f | %.0f%% | %.1f | %s |\n", sh.name, kv_elem_name(e), x,
-                       tc_runs ? fmt("%.1f", us[1]).c_str() : "(CUDA-core)", gbs, 100.0 * gbs / bw, us[0],
-                       tc_runs ? fmt("%.1fx", us[0] / us[1]).c_str() : "");
+                const double us = time(true, 0), gbs = bytes / (us * 1e-6) / 1e9;
+                const int split = attention_decode_split(bc.kv, sh.n_head, 1, x);
+                printf("| %s | %s | %d | %.1f (%d) | %.0f | %.0f%% | %.1f / %.1f / %.1f | %.1f | %.1fx |\n", sh.name,
+                       kv_elem_name(e), x, us, split, gbs, 100.0 * gbs / bw, time(true, 256), time(true, 512),
+                       time(true, 1024), cuda_core, cuda_core / us);
                 fflush(stdout);
             }
         }
