@@ -6,9 +6,13 @@
 #     rotor-check-cuda (end-to-end logits with every KV type), rotor-check-qwen35, rotor-check-gemma4.
 #   PART=bench: decode of whole models at 0 / 32K / 112K context per KV type (BENCH_KVS, default
 #     q4_0h q8_0 f16; SHAPES, default qwen3.5-27b,llama-3.1-8b) and 1 / 4 / 16 slots.
+#   PART=final: the decode checks, then decode at 0 / 32K (/ 112K) and prefill of 512 / 8K tokens,
+#     4-bit rotated against f16 KV, for Qwen3.5-27B, Llama-3.1-8B and Qwen2.5-32B.
 # Models: carry/gpu as cuda_run.sh check says.
 if [ "${PART:-checks}" = checks ]; then
   targets="rotor-check-attention rotor-check-cuda rotor-check-qwen35 rotor-check-gemma4"
+elif [ "${PART}" = final ]; then
+  targets="rotor-check-attention rotor-bench-cuda"
 else
   targets="rotor-bench-cuda"
 fi
@@ -22,6 +26,13 @@ source "$(dirname "$0")/verify_common.sh"
     run build-gpu/rotor-check-cuda "${m[@]}" --synthetic /tmp/rotor-synth
     run build-gpu/rotor-check-qwen35 "${q[@]}"
     run build-gpu/rotor-check-gemma4 "${g[@]}"
+  elif [ "${PART}" = final ]; then
+    run build-gpu/rotor-check-attention --decode-only --no-bench
+    b() { echo "== bench $*"; timeout 200 build-gpu/rotor-bench-cuda --quick --no-matvec --batches 1 "$@" 2>&1 | grep -E "^\|" || status=1; }
+    b --kv q4_0h --shapes qwen3.5-27b --ctxs 0,32768,114688 --prompts 512,8192
+    b --kv f16 --shapes qwen3.5-27b --ctxs 32768 --prompts 512,8192
+    b --kv q4_0h --shapes llama-3.1-8b,qwen2.5-32b --ctxs 0,32768 --prompts 512,8192
+    b --kv f16 --shapes llama-3.1-8b,qwen2.5-32b --ctxs 0,32768 --prompts 512,8192
   else
     for kv in ${BENCH_KVS:-q4_0h q8_0 f16}; do
       echo "== bench $kv"

@@ -469,9 +469,12 @@ int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max
     const int n = kv.window > 0 ? std::min(max_kv, kv.window) : max_kv;
     const int group = n_head / kv.n_head_kv;
     const long heads = (long)kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock) * n_tok;
-    const long target = 2L * 3 * sms;  // two rounds of about 3 resident blocks per SM
+    // Longer splits cost fewer block prologues and parts to merge, and won even below one round of
+    // resident blocks (bench/RESULTS.md: 512 over 256 at 32K with 256 blocks); 1024 was the best or
+    // within 1% at 112K, and at 4K (64 blocks) 256 was.
+    const long target = 3L * sms / 2;
     int sp = 256;
-    while (sp < 2048 && heads * ((n + 2 * sp - 1) / (2 * sp)) >= target) sp *= 2;
+    while (sp < 1024 && heads * ((n + 2 * sp - 1) / (2 * sp)) >= target) sp *= 2;
     return sp;
 }
 void set_attention_decode_split(int positions) { g_split.store(positions > 0 && positions % 256 == 0 ? positions : 0); }

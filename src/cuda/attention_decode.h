@@ -18,9 +18,9 @@ bool attention_decode_tc_supports(const KvLayerView& kv);
 void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
                          int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s);
 
-// Positions per split for this launch: 256 doubled (to 2048 at most) while the launch keeps at least two
-// rounds of about 3 blocks per SM; fewer splits mean less per-block setup and fewer parts to merge. A
-// multiple of 256 chosen from ceil(max_kv / 256), so a captured graph's split count (its key) fixes it.
+// Positions per split for this launch: 256 doubled (to 1024 at most) while the launch keeps 1.5 blocks
+// per SM; fewer splits mean less per-block setup and fewer parts to merge. A multiple of 256 chosen
+// from ceil(max_kv / 256), so a captured graph's split count (its key) fixes it.
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv);
 void set_attention_decode_split(int positions);  // a multiple of 256 for every launch; 0: the rule above
 

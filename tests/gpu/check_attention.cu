@@ -434,6 +434,20 @@ void run_decode_checks() {
             Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}};
             check_case(w);
         }
+    // the longer splits attention_decode_split picks at long contexts (these short ones get 256)
+    for (int split : {512, 1024}) {
+        set_attention_decode_split(split);
+        for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0})
+            for (const Shape& sh : {shapes[0], shapes[2]}) {
+                Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
+                for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
+                printf("(split %d)\n", split);
+                check_case(c);
+                Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}}};
+                check_case(w);
+            }
+        set_attention_decode_split(0);
+    }
 }
 
 // ---------------------------------------------------------------- benchmark
