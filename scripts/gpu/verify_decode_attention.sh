@@ -7,7 +7,8 @@
 #   PART=bench: decode of whole models at 0 / 32K / 112K context per KV type (BENCH_KVS, default
 #     q4_0h q8_0 f16; SHAPES, default qwen3.5-27b,llama-3.1-8b) and 1 / 4 / 16 slots.
 #   PART=final: the decode checks, then decode at 0 / 32K (/ 112K) and prefill of 512 / 8K tokens,
-#     4-bit rotated against f16 KV, for Qwen3.5-27B, Llama-3.1-8B and Qwen2.5-32B.
+#     4-bit rotated against f16 KV, for Qwen3.5-27B, Llama-3.1-8B and Qwen2.5-32B; last the per-layer
+#     decode attention table (with the lean variant).
 # Models: carry/gpu as cuda_run.sh check says.
 if [ "${PART:-checks}" = checks ]; then
   targets="rotor-check-attention rotor-check-cuda rotor-check-qwen35 rotor-check-gemma4"
@@ -33,6 +34,8 @@ source "$(dirname "$0")/verify_common.sh"
     b --kv f16 --shapes qwen3.5-27b --ctxs 32768 --prompts 512,8192
     b --kv q4_0h --shapes llama-3.1-8b,qwen2.5-32b --ctxs 0,32768 --prompts 512,8192
     b --kv f16 --shapes llama-3.1-8b,qwen2.5-32b --ctxs 0,32768 --prompts 512,8192
+    echo "== rotor-check-attention --decode-only --bench-only"
+    timeout 150 build-gpu/rotor-check-attention --decode-only --bench-only --reps 10 2>&1 | grep -E "^\||^##" || status=1
   else
     for kv in ${BENCH_KVS:-q4_0h q8_0 f16}; do
       echo "== bench $kv"

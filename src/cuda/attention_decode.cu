@@ -50,7 +50,9 @@ constexpr int kHeadsPerBlock = 8;  // query heads per block (the mma's N)
 template <class B>
 constexpr bool kIsQ4 = std::is_same_v<B, block_q4_0>;
 
-template <class B, int D>
+// Lean: two stages and at most 128 registers, so that 4 blocks fit on an SM (where shared memory
+// allows) instead of 3 with three stages; the two are compared in rotor-check-attention's benchmark.
+template <class B, int D, bool Lean>
 struct DecGeo {
     static constexpr int kBlocks = D / 32;
     static constexpr int kBlockBytes = (int)sizeof(B);
@@ -61,7 +63,7 @@ struct DecGeo {
     static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
     static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4;
     // three tiles in flight per warp where that fits in 99 KiB (sm_86 / 89 / 120's limit), else two
-    static constexpr int kStages = kDecWarps * 3 * kStageBytes + kFixed <= 99 * 1024 ? 3 : 2;
+    static constexpr int kStages = !Lean && kDecWarps * 3 * kStageBytes + kFixed <= 99 * 1024 ? 3 : 2;
     static constexpr int kRingBytes = kDecWarps * kStages * kStageBytes;
     static constexpr int kMergeBytes = kDecWarps * kHeadsPerBlock * D * 4;
     static constexpr int kArenaBytes = kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes;
@@ -109,13 +111,13 @@ __device__ inline int k_slot_dim(int b, int s, int k) {
     return 32 * b + 16 * s + 4 * t + 2 * hi + j;
 }
 
-template <class B, int D>
-__global__ void __launch_bounds__(kDecWarps* kWarp, 3)
+template <class B, int D, bool Lean>
+__global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     attention_decode_tc_kernel(const uint8_t* __restrict__ K, const uint8_t* __restrict__ V, int hkv, int ctx,
                                int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
                                const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
                                int split_positions, float* __restrict__ partial) {
-    using G = DecGeo<B, D>;
+    using G = DecGeo<B, D, Lean>;
     constexpr int NB = G::kBlocks, RB = G::kRowBytes, BB = G::kBlockBytes;
     extern __shared__ __align__(16) uint8_t smem[];
     uint8_t* arena = smem;
@@ -406,11 +408,11 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 3)
     }
 }
 
-template <class B, int D>
+template <class B, int D, bool Lean>
 void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
                    int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
-    using G = DecGeo<B, D>;
-    auto kernel = attention_decode_tc_kernel<B, D>;
+    using G = DecGeo<B, D, Lean>;
+    auto kernel = attention_decode_tc_kernel<B, D, Lean>;
     static std::atomic<bool> attr_set{false};
     if (!attr_set.load()) {
         ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem));
@@ -424,13 +426,22 @@ void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, co
                                                     n_split, split_positions, partial);
 }
 
+std::atomic<bool> g_lean{false};
+
 template <class B>
 void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
                      int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+    const bool lean = g_lean.load();
+#define ROTOR_DECODE(D)                                                                                       \
+    case D:                                                                                                   \
+        if (lean) launch_decode<B, D, true>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); \
+        else launch_decode<B, D, false>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); \
+        break;
     switch (kv.head_dim_k) {
-        case 64: launch_decode<B, 64>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); break;
-        case 128: launch_decode<B, 128>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); break;
-        case 256: launch_decode<B, 256>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); break;
+        ROTOR_DECODE(64)
+        ROTOR_DECODE(128)
+        ROTOR_DECODE(256)
+#undef ROTOR_DECODE
         default: throw Error("CUDA decode attention: head size " + std::to_string(kv.head_dim_k));
     }
 }
@@ -477,6 +488,8 @@ int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max
     while (sp < 1024 && heads * ((n + 2 * sp - 1) / (2 * sp)) >= target) sp *= 2;
     return sp;
 }
+void set_attention_decode_lean(bool on) { g_lean.store(on); }
+bool attention_decode_lean() { return g_lean.load(); }
 void set_attention_decode_split(int positions) { g_split.store(positions > 0 && positions % 256 == 0 ? positions : 0); }
 
 bool attention_decode_tc_enabled() {

@@ -24,6 +24,11 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv);
 void set_attention_decode_split(int positions);  // a multiple of 256 for every launch; 0: the rule above
 
+// Lean variant (for comparisons; off by default): two copy stages and at most 128 registers, 4 blocks
+// per SM instead of 3.
+void set_attention_decode_lean(bool on);
+bool attention_decode_lean();
+
 // On by default; ROTOR_DECODE_ATTENTION=0 in the environment (read once) or the setter sends every
 // layer to the CUDA-core split-K kernel instead (for comparisons).
 bool attention_decode_tc_enabled();

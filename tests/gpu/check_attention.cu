@@ -434,19 +434,22 @@ void run_decode_checks() {
             Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}};
             check_case(w);
         }
-    // the longer splits attention_decode_split picks at long contexts (these short ones get 256)
-    for (int split : {512, 1024}) {
+    // the longer splits attention_decode_split picks at long contexts (these short ones get 256), and
+    // the lean variant (two stages, 4 blocks per SM) at the default split
+    for (int split : {512, 1024, 0}) {
         set_attention_decode_split(split);
+        set_attention_decode_lean(split == 0);
         for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0})
             for (const Shape& sh : {shapes[0], shapes[2]}) {
                 Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
                 for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
-                printf("(split %d)\n", split);
+                printf("(split %d%s)\n", split, split == 0 ? ", lean" : "");
                 check_case(c);
                 Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}}};
                 check_case(w);
             }
         set_attention_decode_split(0);
+        set_attention_decode_lean(false);
     }
 }
 
@@ -609,7 +612,7 @@ void run_decode_bench(int reps) {
     const double bw = copy_bandwidth_gbs();
     printf("\n## Decode attention, one token, one layer (copy bandwidth %.0f GB/s)\n\n"
            "| shape | KV | context | tensor-core us (split) | GB/s | %% of copy bw | split 256 / 512 / 1024 us | "
-           "CUDA-core us | speed-up |\n|---|---|---|---|---|---|---|---|---|\n", bw);
+           "lean us | CUDA-core us | speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n", bw);
     struct Shape {
         const char* name;
         int n_head, hkv, d;
@@ -625,26 +628,28 @@ void run_decode_bench(int reps) {
             BenchCache bc(e, sh.d, sh.hkv, ctxs.back(), 0);
             const bool tc_runs = attention_decode_tc_supports(bc.kv);
             for (int x : ctxs) {
-                auto time = [&](bool tc, int split) {
+                auto time = [&](bool tc, int split, bool lean = false) {
                     set_attention_decode_tc_enabled(tc);
                     set_attention_decode_split(split);
+                    set_attention_decode_lean(lean);
                     const double us = 1e3 * time_chunks(bc.kv, sh.n_head, {x - 1}, 1, true, reps, q.p(), out.p(), partial.p());
                     set_attention_decode_tc_enabled(true);
                     set_attention_decode_split(0);
+                    set_attention_decode_lean(false);
                     return us;
                 };
                 const double cuda_core = time(false, 0);
                 const double bytes = 2.0 * x * sh.hkv * kv_row_bytes(e, sh.d);
                 if (!tc_runs) {
-                    printf("| %s | %s | %d | (CUDA-core) | %.0f | %.0f%% | | %.1f | |\n", sh.name, kv_elem_name(e), x,
+                    printf("| %s | %s | %d | (CUDA-core) | %.0f | %.0f%% | | | %.1f | |\n", sh.name, kv_elem_name(e), x,
                            bytes / (cuda_core * 1e-6) / 1e9, 100.0 * bytes / (cuda_core * 1e-6) / 1e9 / bw, cuda_core);
                     continue;
                 }
                 const double us = time(true, 0), gbs = bytes / (us * 1e-6) / 1e9;
                 const int split = attention_decode_split(bc.kv, sh.n_head, 1, x);
-                printf("| %s | %s | %d | %.1f (%d) | %.0f | %.0f%% | %.1f / %.1f / %.1f | %.1f | %.1fx |\n", sh.name,
+                printf("| %s | %s | %d | %.1f (%d) | %.0f | %.0f%% | %.1f / %.1f / %.1f | %.1f | %.1f | %.1fx |\n", sh.name,
                        kv_elem_name(e), x, us, split, gbs, 100.0 * gbs / bw, time(true, 256), time(true, 512),
-                       time(true, 1024), cuda_core, cuda_core / us);
+                       time(true, 1024), time(true, 0, true), cuda_core, cuda_core / us);
                 fflush(stdout);
             }
         }
