@@ -49,21 +49,26 @@ constexpr int kHeadsPerBlock = 8;  // query heads per block (the mma's N)
 
 template <class B>
 constexpr bool kIsQ4 = std::is_same_v<B, block_q4_0>;
+template <class B>
+constexpr bool kIsF16 = std::is_same_v<B, __half>;
 
 // Lean: two stages and at most 128 registers, so that 4 blocks fit on an SM (where shared memory
 // allows) instead of 3 with three stages; the two are compared in rotor-check-attention's benchmark.
 template <class B, int D, bool Lean>
 struct DecGeo {
-    static constexpr int kBlocks = D / 32;
-    static constexpr int kBlockBytes = (int)sizeof(B);
+    static constexpr int kBlocks = D / 32;  // f16 rows: 32-element runs without a scale
+    static constexpr int kBlockBytes = kIsF16<B> ? 64 : (int)sizeof(B);
     static constexpr int kRowBytes = kBlocks * kBlockBytes;
     static constexpr int kChunk = kRowBytes % 16 == 0 ? 16 : (kRowBytes % 8 == 0 ? 8 : 4);
     static constexpr int kStageBytes = 2 * kTile * kRowBytes;  // K rows, then V rows
     static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;  // [block][k-step][lane] uint4
     static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
     static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4;
-    // three tiles in flight per warp where that fits in 99 KiB (sm_86 / 89 / 120's limit), else two
-    static constexpr int kStages = !Lean && kDecWarps * 3 * kStageBytes + kFixed <= 99 * 1024 ? 3 : 2;
+    // three tiles in flight per warp (Lean: two) where that fits in 99 KiB (sm_86 / 89 / 120's
+    // limit), else fewer (f16 rows of 256: one 16 KiB tile per warp, 3 blocks per H200 SM still
+    // keep 12 tiles in flight)
+    static constexpr int fits(int st) { return kDecWarps * st * kStageBytes + kFixed <= 99 * 1024; }
+    static constexpr int kStages = !Lean && fits(3) ? 3 : (fits(2) ? 2 : 1);
     static constexpr int kRingBytes = kDecWarps * kStages * kStageBytes;
     static constexpr int kMergeBytes = kDecWarps * kHeadsPerBlock * D * 4;
     static constexpr int kArenaBytes = kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes;
@@ -216,8 +221,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         const uint8_t* Vs = Ks + kTile * RB;
 
         // each position's largest value-scale exponent: lanes 2r, 2r + 1 read half the blocks of row r
-        float e_row;
-        {
+        float e_row = 0.0f;  // f16: no scales, p' <= 1
+        if constexpr (!kIsF16<B>) {
             const int r = lane >> 1;
             float amax = 0.0f;
 #pragma unroll
@@ -238,7 +243,16 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
 #pragma unroll
         for (int b = 0; b < NB; b++) {
             uint32_t a0[4], a1[4];  // k-steps 0 and 1
-            if constexpr (kIsQ4<B>) {
+            if constexpr (kIsF16<B>) {  // dims 4 lt .. 4 lt + 3 of each step are two f16 pairs
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    const int off = b * BB + 2 * (16 * s + 4 * lt);
+                    const uint2 wa = *reinterpret_cast<const uint2*>(ka + off);
+                    const uint2 wb = *reinterpret_cast<const uint2*>(kb + off);
+                    uint32_t* a = s ? a1 : a0;
+                    a[0] = wa.x, a[1] = wb.x, a[2] = wa.y, a[3] = wb.y;
+                }
+            } else if constexpr (kIsQ4<B>) {
                 constexpr int kOff = 2;
                 const bool al = (b * BB + kOff) % 4 == 0;
                 const int off = b * BB + kOff + 4 * lt;
@@ -267,7 +281,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             mma_16816(tmp, a0, l0b);
             mma_16816(tmp, a1, h1b);
             mma_16816(tmp, a1, l1b);
-            const float da = half_at(ka + b * BB), db = half_at(kb + b * BB);
+            const float da = kIsF16<B> ? 1.0f : half_at(ka + b * BB), db = kIsF16<B> ? 1.0f : half_at(kb + b * BB);
             sc[0] = fmaf(da, tmp[0], sc[0]);
             sc[1] = fmaf(da, tmp[1], sc[1]);
             sc[2] = fmaf(db, tmp[2], sc[2]);
@@ -316,19 +330,39 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             pw[k] = ps[rows[k] * kHeadsPerBlock + lg];
             live[k] = p0 + rows[k] < wend;
         }
+        uint32_t pf_hi[2] = {0, 0}, pf_lo[2] = {0, 0};  // f16: the weights need no scale, split once
+        if constexpr (kIsF16<B>) {
+            // past the end the rows are zero-filled; p' is 0 there already (score -inf)
+            split_pair(pw[0], pw[1], pf_hi[0], pf_lo[0]);
+            split_pair(pw[2], pw[3], pf_hi[1], pf_lo[1]);
+        }
 
 #pragma unroll
         for (int b = 0; b < NB; b++) {
-            float w[4];
-#pragma unroll
-            for (int k = 0; k < 4; k++) w[k] = live[k] ? pw[k] * half_at(Vs + rows[k] * RB + b * BB) : 0.0f;
             uint32_t bh[2], bl[2];
-            split_pair(w[0], w[1], bh[0], bl[0]);
-            split_pair(w[2], w[3], bh[1], bl[1]);
+            if constexpr (kIsF16<B>) {
+                bh[0] = pf_hi[0], bh[1] = pf_hi[1], bl[0] = pf_lo[0], bl[1] = pf_lo[1];
+            } else {
+                float w[4];
+#pragma unroll
+                for (int k = 0; k < 4; k++) w[k] = live[k] ? pw[k] * half_at(Vs + rows[k] * RB + b * BB) : 0.0f;
+                split_pair(w[0], w[1], bh[0], bl[0]);
+                split_pair(w[2], w[3], bh[1], bl[1]);
+            }
             // A = V^T rows (dims) lg and lg + 8 of m-tiles 2b (s = 0) and 2b + 1 (s = 1): dims
             // 32 b + 16 s + 2 lg + (0, 1); columns positions rows[]
             uint32_t av[2][4];
-            if constexpr (kIsQ4<B>) {
+            if constexpr (kIsF16<B>) {  // the pair (dim, dim + 1) of rows lg and lg + 8 from each position
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    uint32_t u[4];
+#pragma unroll
+                    for (int k = 0; k < 4; k++)
+                        u[k] = *reinterpret_cast<const uint32_t*>(Vs + rows[k] * RB + b * BB + 2 * (16 * s + 2 * lg));
+                    av[s][0] = __byte_perm(u[0], u[1], 0x5410), av[s][1] = __byte_perm(u[0], u[1], 0x7632);
+                    av[s][2] = __byte_perm(u[2], u[3], 0x5410), av[s][3] = __byte_perm(u[2], u[3], 0x7632);
+                }
+            } else if constexpr (kIsQ4<B>) {
                 uint32_t u[4];
 #pragma unroll
                 for (int k = 0; k < 4; k++) u[k] = u16_at(Vs + rows[k] * RB + b * BB + 2 + 2 * lg);
@@ -448,6 +482,7 @@ void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, 
 
 std::atomic<int> g_enabled{-1};
 std::atomic<int> g_split{0};  // 0: attention_decode_split's rule
+std::atomic<int> g_f16{-1};   // -1: ROTOR_DECODE_ATTENTION_F16 not read yet
 
 }  // namespace
 
@@ -455,14 +490,33 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
     const int d = kv.head_dim_k;
     if (kv.key_from_value() || kv.head_dim_v != d || !kv.k) return false;
     if (d != 64 && d != 128 && d != 256) return false;
+    if (kv.elem == KvElem::F16) return attention_decode_f16();
     return kv.elem == KvElem::Q8_0 || kv.elem == KvElem::Q8_0H || kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H;
 }
+
+bool attention_decode_f16() {
+    int v = g_f16.load();
+    if (v < 0) {
+        const char* e = std::getenv("ROTOR_DECODE_ATTENTION_F16");
+        const std::string x = e ? e : "";
+        if (!x.empty() && x != "0" && x != "1")
+            throw Error("ROTOR_DECODE_ATTENTION_F16 must be 0 or 1, not '" + x + "'");
+        v = x == "1" ? 1 : 0;
+        int expected = -1;
+        g_f16.compare_exchange_strong(expected, v);
+        v = g_f16.load();
+    }
+    return v == 1;
+}
+void set_attention_decode_f16(bool on) { g_f16.store(on ? 1 : 0); }
 
 void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
                          int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
     if (!attention_decode_tc_supports(kv)) throw Error("CUDA decode attention: layer not supported");
     if (split_positions % (kDecWarps * kTile)) throw Error("CUDA decode attention: split size must be a multiple of 64");
-    if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H)
+    if (kv.elem == KvElem::F16)
+        launch_decode_d<__half>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+    else if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H)
         launch_decode_d<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
     else
         launch_decode_d<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);

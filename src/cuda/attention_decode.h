@@ -1,5 +1,5 @@
 // Tensor-core split-K decode attention over block-quantized KV caches (q8_0, q4_0 and their rotated
-// *h forms), reading the stored blocks in place. Same contract as attention() (attention.h), which
+// *h forms; f16 behind a switch), reading the stored rows in place. Same contract as attention() (attention.h), which
 // calls it for the layers it supports: the part of one split per (token, query head) into `partial`,
 // merged by attention()'s second kernel.
 #pragma once
@@ -9,9 +9,15 @@
 
 namespace rotor::cuda {
 
-// Whether the kernel serves this layer: q8_0 / q4_0 (plain or rotated), equal K and V head sizes of
-// 64, 128 or 256, keys stored (not derived from values).
+// Whether the kernel serves this layer: q8_0 / q4_0 (plain or rotated), and f16 when
+// attention_decode_f16(); equal K and V head sizes of 64, 128 or 256; keys stored (not derived from values).
 bool attention_decode_tc_supports(const KvLayerView& kv);
+
+// f16 caches on this kernel: written after the last GPU session, so off until rotor-check-attention
+// --decode-only has passed on a GPU (its f16 cases run it whatever the switch);
+// ROTOR_DECODE_ATTENTION_F16=1 (read once) or the setter turns it on.
+bool attention_decode_f16();
+void set_attention_decode_f16(bool on);
 
 // The split parts (max, sum, unnormalized output per query head and split, attention.cu's layout) for
 // n_split splits of split_positions positions each (a multiple of 64).

@@ -2,7 +2,8 @@
 // CPU reference, on the GPU machine, and its benchmark against the split-K kernel (attention.cu); first
 // the split-K kernel's keys derived from values (check_key_from_value); last the decode cases of
 // attention() (run_decode_checks: the tensor-core decode kernel of attention_decode.cu where it applies).
-// --decode-only: the decode checks and the decode benchmark only.
+// --decode-only: the decode checks and the decode benchmark only (f16 caches run on the tensor-core
+// decode kernel there too, which ROTOR_DECODE_ATTENTION_F16 otherwise keeps off).
 //   rotor-check-attention [--no-bench] [--bench-only] [--reps N]
 // Caches hold fresh random stored values of every KV type (f32, f16, q8_0 / q4_0 blocks with random
 // scales and codes; the *h types are the same blocks: the kernel reads stored values only), slots the
@@ -434,12 +435,23 @@ void run_decode_checks() {
             Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}};
             check_case(w);
         }
+    // f16 caches on the tensor-core kernel (off by default until these pass on a GPU)
+    const bool f16_was = attention_decode_f16();
+    set_attention_decode_f16(true);
+    for (const Shape& sh : shapes) {
+        Case c{KvElem::F16, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
+        for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
+        printf("(f16 on the tensor-core kernel)\n");
+        check_case(c);
+        Case w{KvElem::F16, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}};
+        check_case(w);
+    }
     // the longer splits attention_decode_split picks at long contexts (these short ones get 256), and
     // the lean variant (two stages, 4 blocks per SM) at the default split
     for (int split : {512, 1024, 0}) {
         set_attention_decode_split(split);
         set_attention_decode_lean(split == 0);
-        for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0})
+        for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0, KvElem::F16})
             for (const Shape& sh : {shapes[0], shapes[2]}) {
                 Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
                 for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
@@ -451,6 +463,7 @@ void run_decode_checks() {
         set_attention_decode_split(0);
         set_attention_decode_lean(false);
     }
+    set_attention_decode_f16(f16_was);
 }
 
 // ---------------------------------------------------------------- benchmark
@@ -607,9 +620,12 @@ double copy_bandwidth_gbs() {
 
 // Decode attention of one token per layer: microseconds, KV bytes read per microsecond against the
 // copy bandwidth measured here; the tensor-core kernel with its own split size and forced to 256, 512,
-// 1024 positions, against the CUDA-core split-K kernel (256).
+// 1024 positions, and its lean variant, against the CUDA-core split-K kernel (256); f16 caches on the
+// tensor-core kernel as ROTOR_DECODE_ATTENTION_F16=1 sets it.
 void run_decode_bench(int reps) {
     const double bw = copy_bandwidth_gbs();
+    const bool f16_was = attention_decode_f16();
+    set_attention_decode_f16(true);  // f16 rows: the tensor-core kernel as ROTOR_DECODE_ATTENTION_F16=1
     printf("\n## Decode attention, one token, one layer (copy bandwidth %.0f GB/s)\n\n"
            "| shape | KV | context | tensor-core us (split) | GB/s | %% of copy bw | split 256 / 512 / 1024 us | "
            "lean us | CUDA-core us | speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n", bw);
@@ -654,6 +670,7 @@ void run_decode_bench(int reps) {
             }
         }
     }
+    set_attention_decode_f16(f16_was);
 }
 
 }  // namespace
