@@ -497,11 +497,7 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
 bool attention_decode_f16() {
     int v = g_f16.load();
     if (v < 0) {
-        const char* e = std::getenv("ROTOR_DECODE_ATTENTION_F16");
-        const std::string x = e ? e : "";
-        if (!x.empty() && x != "0" && x != "1")
-            throw Error("ROTOR_DECODE_ATTENTION_F16 must be 0 or 1, not '" + x + "'");
-        v = x == "1" ? 1 : 0;
+        v = env_switch("ROTOR_DECODE_ATTENTION_F16", 0);
         int expected = -1;
         g_f16.compare_exchange_strong(expected, v);
         v = g_f16.load();
@@ -549,11 +545,7 @@ void set_attention_decode_split(int positions) { g_split.store(positions > 0 && 
 bool attention_decode_tc_enabled() {
     int v = g_enabled.load();
     if (v < 0) {
-        const char* e = std::getenv("ROTOR_DECODE_ATTENTION");
-        const std::string x = e ? e : "";
-        if (!x.empty() && x != "0" && x != "1")
-            throw Error("ROTOR_DECODE_ATTENTION must be 0 or 1, not '" + x + "'");
-        v = x == "0" ? 0 : 1;
+        v = env_switch("ROTOR_DECODE_ATTENTION", 1);
         int expected = -1;
         g_enabled.compare_exchange_strong(expected, v);
         v = g_enabled.load();

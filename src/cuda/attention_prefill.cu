@@ -28,6 +28,7 @@
 #include <type_traits>
 
 #include "cuda/cp_async.cuh"
+#include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
 #include "cuda/mma_f16.cuh"
 #include "formats/blocks.h"
@@ -498,8 +499,7 @@ void attention_prefill(const KvLayerView& kv, const float* q, float* out, const 
 bool attention_prefill_enabled() {
     int v = g_enabled.load();
     if (v < 0) {
-        const char* e = std::getenv("ROTOR_PREFILL_ATTENTION");
-        v = (e && e[0] == '1') ? 1 : 0;
+        v = env_switch("ROTOR_PREFILL_ATTENTION", 0);
         int expected = -1;
         g_enabled.compare_exchange_strong(expected, v);
         v = g_enabled.load();

@@ -24,14 +24,14 @@ const float* f32p(const void* p) { return static_cast<const float*>(p); }
 // 23.6 / 94.7 us against 14.4 / 22.2 / 71.3.
 constexpr int kGdnStepMaxSeqTokens = 4;
 // on unless set_qwen35_fast_paths(false) or ROTOR_QWEN35_FAST=0 (the benchmarks' switch) turn them off
-bool g_fast_paths = [] {
-    const char* e = std::getenv("ROTOR_QWEN35_FAST");
-    return !(e != nullptr && std::string(e) == "0");
-}();
+int g_fast_paths = -1;  // -1: ROTOR_QWEN35_FAST not read yet
 }  // namespace
 
-void set_qwen35_fast_paths(bool on) { g_fast_paths = on; }
-bool qwen35_fast_paths() { return g_fast_paths; }
+void set_qwen35_fast_paths(bool on) { g_fast_paths = on ? 1 : 0; }
+bool qwen35_fast_paths() {
+    if (g_fast_paths < 0) g_fast_paths = env_switch("ROTOR_QWEN35_FAST", 1);
+    return g_fast_paths == 1;
+}
 
 void CudaForward::init_qwen35() {
     const ModelConfig& c = m_.cfg;
@@ -42,7 +42,7 @@ void CudaForward::init_qwen35() {
     for (int l = 0; l < c.n_layer_main; l++) any_recurrent = any_recurrent || c.is_recurrent(l);
     if (any_recurrent)
         if (std::string why = gdn_refusal(b->gdn); !why.empty()) throw Error(who + why);
-    b->fast = g_fast_paths;
+    b->fast = qwen35_fast_paths();
     if (any_recurrent && b->fast)
         if (std::string why = gdn_fast_refusal(b->gdn); !why.empty()) throw Error(who + "fast paths: " + why);
     const size_t B = opt_.max_batch;

@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -25,6 +26,16 @@ unsigned resident_blocks(K kernel, int threads, size_t smem) {
     check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count");
     check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), "occupancy");
     return (unsigned)(per_sm > 1 ? per_sm : 1) * (unsigned)sms;
+}
+
+// A GPU path switch from the environment: unset or empty gives `unset`, "0" 0, "1" 1; anything else is
+// an error naming the variable (a typo must not silently pick a path).
+inline int env_switch(const char* name, int unset) {
+    const char* e = std::getenv(name);
+    const std::string v = e ? e : "";
+    if (v.empty()) return unset;
+    if (v != "0" && v != "1") throw Error(std::string(name) + " must be 0 or 1, not '" + v + "'");
+    return v == "1" ? 1 : 0;
 }
 
 // One device allocation, freed on destruction.

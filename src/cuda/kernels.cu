@@ -542,8 +542,7 @@ void set_fused_decode(bool on) { g_fused_decode = on ? 1 : 0; }
 
 bool fused_decode() {
     if (g_fused_decode < 0) {
-        const char* e = std::getenv("ROTOR_FUSED_DECODE");  // on unless ROTOR_FUSED_DECODE=0
-        g_fused_decode = e && std::string(e) == "0" ? 0 : 1;
+        g_fused_decode = env_switch("ROTOR_FUSED_DECODE", 1);  // on unless ROTOR_FUSED_DECODE=0
     }
     return g_fused_decode == 1;
 }

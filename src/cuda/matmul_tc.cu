@@ -32,6 +32,7 @@
 
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
+#include "cuda/mma_f16.cuh"
 #include "formats/chunk_decode.h"
 
 namespace rotor::cuda {
@@ -78,20 +79,6 @@ __device__ inline void ldsm_x4(uint32_t* r, uint32_t addr) {
 __device__ inline void ldsm_x2(uint32_t* r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
 }
-// c += a (16x16, row) * b (16x8, col), f16 inputs, f32 accumulators
-__device__ inline void mma_16816(float* c, const uint32_t* a, const uint32_t* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ inline uint32_t pack_half2(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);  // lo at the lower address
-    return *reinterpret_cast<const uint32_t*>(&h);
-}
-
 // Benchmark ablations (matmul_tc_set_ablation): leave out the decode or the products.
 constexpr int kSkipDecode = 1, kSkipProducts = 2;
 

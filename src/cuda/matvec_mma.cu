@@ -198,10 +198,7 @@ int g_enabled = -1;  // -1: not chosen yet
 // ROTOR_MMQ: unset automatic (kAutoMinRows), 1 every q4_K / q6_K launch of 9-16 tokens, 0 never.
 int mode() {
     if (g_enabled < 0) {
-        const char* e = std::getenv("ROTOR_MMQ");
-        const std::string v = e ? e : "";
-        if (!v.empty() && v != "0" && v != "1") throw Error("ROTOR_MMQ must be 0 or 1, not '" + v + "'");
-        g_enabled = v.empty() ? 2 : (v == "1" ? 1 : 0);
+        g_enabled = env_switch("ROTOR_MMQ", 2);
     }
     return g_enabled;
 }

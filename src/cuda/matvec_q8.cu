@@ -394,11 +394,7 @@ int64_t busiest_warp(int64_t groups, int64_t warps, int wg, int rw, int nb, int 
 // 1%; at 1 and 8-16 tokens within 1.6% either way, so those keep the old choice.
 // ROTOR_MMVQ2_ONESHOT=0 turns it off, =1 takes it for every token count.
 bool k2_one_shot(int nt) {
-    static const int mode = [] {
-        const char* e = std::getenv("ROTOR_MMVQ2_ONESHOT");
-        const std::string v = e ? e : "";
-        return v == "0" ? 0 : v == "1" ? 1 : 2;  // 2: for 2-4 tokens
-    }();
+    static const int mode = env_switch("ROTOR_MMVQ2_ONESHOT", 2);  // 2: for 2-4 tokens
     return mode == 1 || (mode == 2 && nt >= 2 && nt <= 4);
 }
 

@@ -520,18 +520,10 @@ double time_chunks(const KvLayerView& kv, int n_head, const std::vector<int>& st
     };
     once();
     ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
-    cudaEvent_t a, b;
-    ROTOR_CUDA_CHECK(cudaEventCreate(&a));
-    ROTOR_CUDA_CHECK(cudaEventCreate(&b));
-    ROTOR_CUDA_CHECK(cudaEventRecord(a, nullptr));
-    for (int r = 0; r < reps; r++) once();
-    ROTOR_CUDA_CHECK(cudaEventRecord(b, nullptr));
-    ROTOR_CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    return ms / reps;
+    return event_ms(nullptr, [&] {
+               for (int r = 0; r < reps; r++) once();
+           }) /
+           reps;
 }
 
 // flops of QK^T and PV over the positions each query sees
@@ -603,18 +595,10 @@ double copy_bandwidth_gbs() {
     const size_t n = (size_t)1 << 30;
     DeviceBuffer a(n), b(n);
     ROTOR_CUDA_CHECK(cudaMemset(a.get(), 1, n));
-    cudaEvent_t x, y;
-    ROTOR_CUDA_CHECK(cudaEventCreate(&x));
-    ROTOR_CUDA_CHECK(cudaEventCreate(&y));
     ROTOR_CUDA_CHECK(cudaMemcpy(b.get(), a.get(), n, cudaMemcpyDeviceToDevice));
-    ROTOR_CUDA_CHECK(cudaEventRecord(x, nullptr));
-    for (int i = 0; i < 5; i++) ROTOR_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), n, cudaMemcpyDeviceToDevice, nullptr));
-    ROTOR_CUDA_CHECK(cudaEventRecord(y, nullptr));
-    ROTOR_CUDA_CHECK(cudaEventSynchronize(y));
-    float ms = 0;
-    ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms, x, y));
-    cudaEventDestroy(x);
-    cudaEventDestroy(y);
+    const double ms = event_ms(nullptr, [&] {
+        for (int i = 0; i < 5; i++) ROTOR_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), n, cudaMemcpyDeviceToDevice, nullptr));
+    });
     return 2.0 * 5 * n / (ms * 1e-3) / 1e9;
 }
 

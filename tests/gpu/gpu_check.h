@@ -24,6 +24,23 @@ inline void report(bool ok, const std::string& what, const std::string& detail) 
     (ok ? g_passed : g_failed)++;
 }
 
+// Milliseconds of GPU time for what f enqueues on stream s (events around it, then a wait).
+template <class F>
+double event_ms(cudaStream_t s, F&& f) {
+    cudaEvent_t a, b;
+    ROTOR_CUDA_CHECK(cudaEventCreate(&a));
+    ROTOR_CUDA_CHECK(cudaEventCreate(&b));
+    ROTOR_CUDA_CHECK(cudaEventRecord(a, s));
+    f();
+    ROTOR_CUDA_CHECK(cudaEventRecord(b, s));
+    ROTOR_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms;
+}
+
 // A device copy of a host vector, or `count` elements filled with 0xFF bytes (NaN for floats), so
 // that an output the kernel fails to write shows up.
 template <class T>
