@@ -22,8 +22,6 @@
 // (q4_0: byte i holds dims i and i + 16), so a lane's codes come from 2- or 4-byte words; the query
 // fragments use the same order. The 4 warps' parts are merged in shared memory and written as one
 // split part (max in natural-log units, sum, unnormalized output: attention.cu's layout).
-#include "cuda/attention_decode.h"
-
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -33,6 +31,7 @@
 #include <string>
 #include <type_traits>
 
+#include "cuda/attention_decode.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
@@ -44,7 +43,7 @@ namespace rotor::cuda {
 namespace {
 
 constexpr int kDecWarps = 4;
-constexpr int kTile = 16;        // positions per tile (the mma's M)
+constexpr int kTile = 16;          // positions per tile (the mma's M)
 constexpr int kHeadsPerBlock = 8;  // query heads per block (the mma's N)
 
 template <class B>
@@ -60,7 +59,7 @@ struct DecGeo {
     static constexpr int kBlockBytes = kIsF16<B> ? 64 : (int)sizeof(B);
     static constexpr int kRowBytes = kBlocks * kBlockBytes;
     static constexpr int kChunk = kRowBytes % 16 == 0 ? 16 : (kRowBytes % 8 == 0 ? 8 : 4);
-    static constexpr int kStageBytes = 2 * kTile * kRowBytes;  // K rows, then V rows
+    static constexpr int kStageBytes = 2 * kTile * kRowBytes;     // K rows, then V rows
     static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;  // [block][k-step][lane] uint4
     static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
     static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4;
@@ -80,12 +79,16 @@ struct DecGeo {
 __device__ inline float half_at(const uint8_t* p) {
     return __half2float(*reinterpret_cast<const __half*>(p));
 }
-__device__ inline uint32_t u16_at(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+__device__ inline uint32_t u16_at(const uint8_t* p) {
+    return *reinterpret_cast<const uint16_t*>(p);
+}
 // Four bytes at an even offset; Aligned: the offset is a multiple of 4.
 template <bool Aligned>
 __device__ inline uint32_t word_at(const uint8_t* p) {
-    if constexpr (Aligned) return *reinterpret_cast<const uint32_t*>(p);
-    else return __byte_perm(u16_at(p), u16_at(p + 2), 0x5410);
+    if constexpr (Aligned)
+        return *reinterpret_cast<const uint32_t*>(p);
+    else
+        return __byte_perm(u16_at(p), u16_at(p + 2), 0x5410);
 }
 
 // Codes to f16 integers, two per register, from a register whose bytes 0 and 2 hold them (bytes 1
@@ -94,7 +97,8 @@ __device__ inline uint32_t q4_lo(uint32_t x) {  // low nibbles: c - 8
     return h2_bits(__hsub2(bits_h2((x & 0x000F000Fu) | 0x64006400u), bits_h2(0x64086408u)));
 }
 __device__ inline uint32_t q4_hi(uint32_t x) {  // high nibbles: (1024 + 16 c) / 16 - 72 = c - 8, exact
-    return h2_bits(__hfma2(bits_h2((x & 0x00F000F0u) | 0x64006400u), bits_h2(0x2C002C00u), bits_h2(0xD480D480u)));
+    return h2_bits(
+        __hfma2(bits_h2((x & 0x00F000F0u) | 0x64006400u), bits_h2(0x2C002C00u), bits_h2(0xD480D480u)));
 }
 __device__ inline uint32_t q8_codes(uint32_t x) {  // signed bytes: (u ^ 0x80) = c + 128
     return h2_bits(__hsub2(bits_h2((x ^ 0x00800080u) | 0x64006400u), bits_h2(0x64806480u)));
@@ -129,7 +133,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     uint4* qfrag = reinterpret_cast<uint4*>(smem + G::kArenaBytes);
     float* ps_all = reinterpret_cast<float*>(smem + G::kArenaBytes + G::kQFragBytes);
     float* head_inv = ps_all + kDecWarps * kTile * kHeadsPerBlock;  // 2^-k of each head's query
-    float* head_mul = head_inv + kHeadsPerBlock;                     // 2^k
+    float* head_mul = head_inv + kHeadsPerBlock;                    // 2^k
 
     const int group = n_head / hkv, hblocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
     const int g = blockIdx.x / hblocks, h0 = g * group + (blockIdx.x % hblocks) * kHeadsPerBlock;
@@ -151,7 +155,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     auto issue = [&](int p0, int buf) {  // raw K and V rows of positions p0 .. p0 + 15 (those < wend)
         constexpr int kPieces = RB / G::kChunk;
         for (int c = lane; c < 2 * kTile * kPieces; c += kWarp) {
-            const int which = c / (kTile * kPieces), r = (c / kPieces) % kTile, off = (c % kPieces) * G::kChunk;
+            const int which = c / (kTile * kPieces), r = (c / kPieces) % kTile,
+                      off = (c % kPieces) * G::kChunk;
             const bool valid = p0 + r < wend;
             const int p = valid ? p0 + r : p0;  // past the end: zero-filled, a valid address all the same
             const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
@@ -213,9 +218,12 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         const int ahead = p0 + (G::kStages - 1) * kTile;
         if (ahead < wend) issue(ahead, (buf + G::kStages - 1) % G::kStages);
         const int pending = min(G::kStages - 1, (wend - p0 - 1) / kTile);  // groups issued after this tile's
-        if (pending >= 2) cp_async_wait<2>();
-        else if (pending == 1) cp_async_wait<1>();
-        else cp_async_wait<0>();
+        if (pending >= 2)
+            cp_async_wait<2>();
+        else if (pending == 1)
+            cp_async_wait<1>();
+        else
+            cp_async_wait<0>();
         __syncwarp();
         const uint8_t* Ks = ring + buf * G::kStageBytes;
         const uint8_t* Vs = Ks + kTile * RB;
@@ -233,7 +241,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             if (amax > 0.0f && amax <= 65504.0f) frexpf(amax, &e);  // amax < 2^e; masked rows: garbage
             e_row = p0 + r < wend ? (float)max(e, -24) : 0.0f;
         }
-        const float e_a = __shfl_sync(0xffffffffu, e_row, 2 * lg), e_b = __shfl_sync(0xffffffffu, e_row, 2 * (lg + 8));
+        const float e_a = __shfl_sync(0xffffffffu, e_row, 2 * lg),
+                    e_b = __shfl_sync(0xffffffffu, e_row, 2 * (lg + 8));
         const bool live_a = p0 + lg < wend, live_b = p0 + lg + 8 < wend;
 
         // S^T = K Q^T: rows lg and lg + 8, columns (heads) 2 lt and 2 lt + 1
@@ -242,7 +251,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         const uint8_t* kb = Ks + (lg + 8) * RB;
 #pragma unroll
         for (int b = 0; b < NB; b++) {
-            uint32_t a0[4], a1[4];  // k-steps 0 and 1
+            uint32_t a0[4], a1[4];      // k-steps 0 and 1
             if constexpr (kIsF16<B>) {  // dims 4 lt .. 4 lt + 3 of each step are two f16 pairs
 #pragma unroll
                 for (int s = 0; s < 2; s++) {
@@ -276,12 +285,14 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             }
             const uint4 f0 = qfrag[(2 * b) * kWarp + lane], f1 = qfrag[(2 * b + 1) * kWarp + lane];
             float tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            const uint32_t h0b[2] = {f0.x, f0.y}, l0b[2] = {f0.z, f0.w}, h1b[2] = {f1.x, f1.y}, l1b[2] = {f1.z, f1.w};
+            const uint32_t h0b[2] = {f0.x, f0.y}, l0b[2] = {f0.z, f0.w}, h1b[2] = {f1.x, f1.y},
+                           l1b[2] = {f1.z, f1.w};
             mma_16816(tmp, a0, h0b);
             mma_16816(tmp, a0, l0b);
             mma_16816(tmp, a1, h1b);
             mma_16816(tmp, a1, l1b);
-            const float da = kIsF16<B> ? 1.0f : half_at(ka + b * BB), db = kIsF16<B> ? 1.0f : half_at(kb + b * BB);
+            const float da = kIsF16<B> ? 1.0f : half_at(ka + b * BB),
+                        db = kIsF16<B> ? 1.0f : half_at(kb + b * BB);
             sc[0] = fmaf(da, tmp[0], sc[0]);
             sc[1] = fmaf(da, tmp[1], sc[1]);
             sc[2] = fmaf(db, tmp[2], sc[2]);
@@ -345,7 +356,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             } else {
                 float w[4];
 #pragma unroll
-                for (int k = 0; k < 4; k++) w[k] = live[k] ? pw[k] * half_at(Vs + rows[k] * RB + b * BB) : 0.0f;
+                for (int k = 0; k < 4; k++)
+                    w[k] = live[k] ? pw[k] * half_at(Vs + rows[k] * RB + b * BB) : 0.0f;
                 split_pair(w[0], w[1], bh[0], bl[0]);
                 split_pair(w[2], w[3], bh[1], bl[1]);
             }
@@ -358,7 +370,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
                     uint32_t u[4];
 #pragma unroll
                     for (int k = 0; k < 4; k++)
-                        u[k] = *reinterpret_cast<const uint32_t*>(Vs + rows[k] * RB + b * BB + 2 * (16 * s + 2 * lg));
+                        u[k] = *reinterpret_cast<const uint32_t*>(Vs + rows[k] * RB + b * BB +
+                                                                  2 * (16 * s + 2 * lg));
                     av[s][0] = __byte_perm(u[0], u[1], 0x5410), av[s][1] = __byte_perm(u[0], u[1], 0x7632);
                     av[s][2] = __byte_perm(u[2], u[3], 0x5410), av[s][3] = __byte_perm(u[2], u[3], 0x7632);
                 }
@@ -375,7 +388,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
                 for (int s = 0; s < 2; s++) {
                     uint32_t u[4];
 #pragma unroll
-                    for (int k = 0; k < 4; k++) u[k] = u16_at(Vs + rows[k] * RB + b * BB + 2 + 16 * s + 2 * lg);
+                    for (int k = 0; k < 4; k++)
+                        u[k] = u16_at(Vs + rows[k] * RB + b * BB + 2 + 16 * s + 2 * lg);
                     av[s][0] = q8_codes(__byte_perm(u[0], u[1], 0x6420));
                     av[s][1] = q8_codes(__byte_perm(u[0], u[1], 0x6521));
                     av[s][2] = q8_codes(__byte_perm(u[2], u[3], 0x6420));
@@ -399,7 +413,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     // merge the 4 warps in the arena (the rings are done: every warp waited for all its copies)
     __syncthreads();
     float* sm_o = reinterpret_cast<float*>(arena);  // [warp][head][D]
-    float* sm_m = ps_all;                             // [warp][head], [warp][head] sums after
+    float* sm_m = ps_all;                           // [warp][head], [warp][head] sums after
     float* sm_l = ps_all + kDecWarps * kHeadsPerBlock;
 #pragma unroll
     for (int i = 0; i < 2 * NB; i++) {
@@ -444,7 +458,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
 
 template <class B, int D, bool Lean>
 void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                   int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+                   int n_head, float scale, int n_split, int split_positions, float* partial,
+                   cudaStream_t s) {
     using G = DecGeo<B, D, Lean>;
     auto kernel = attention_decode_tc_kernel<B, D, Lean>;
     static std::atomic<bool> attr_set{false};
@@ -453,30 +468,36 @@ void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, co
         attr_set.store(true);
     }
     const int group = n_head / kv.n_head_kv;
-    const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)), (unsigned)n_tok,
-                    (unsigned)n_split);
-    kernel<<<grid, kDecWarps * kWarp, G::kSmem, s>>>(static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v),
-                                                    kv.n_head_kv, kv.ctx, kv.window, q, seq, pos, n_head, scale,
-                                                    n_split, split_positions, partial);
+    const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)),
+                    (unsigned)n_tok, (unsigned)n_split);
+    kernel<<<grid, kDecWarps * kWarp, G::kSmem, s>>>(
+        static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v), kv.n_head_kv, kv.ctx, kv.window,
+        q, seq, pos, n_head, scale, n_split, split_positions, partial);
 }
 
 std::atomic<bool> g_lean{false};
 
 template <class B>
 void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                     int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+                     int n_head, float scale, int n_split, int split_positions, float* partial,
+                     cudaStream_t s) {
     const bool lean = g_lean.load();
-#define ROTOR_DECODE(D)                                                                                       \
-    case D:                                                                                                   \
-        if (lean) launch_decode<B, D, true>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); \
-        else launch_decode<B, D, false>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s); \
+#define ROTOR_DECODE(D)                                                                                 \
+    case D:                                                                                             \
+        if (lean)                                                                                       \
+            launch_decode<B, D, true>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions,  \
+                                      partial, s);                                                      \
+        else                                                                                            \
+            launch_decode<B, D, false>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, \
+                                       partial, s);                                                     \
         break;
     switch (kv.head_dim_k) {
         ROTOR_DECODE(64)
         ROTOR_DECODE(128)
         ROTOR_DECODE(256)
 #undef ROTOR_DECODE
-        default: throw Error("CUDA decode attention: head size " + std::to_string(kv.head_dim_k));
+        default:
+            throw Error("CUDA decode attention: head size " + std::to_string(kv.head_dim_k));
     }
 }
 
@@ -491,7 +512,8 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
     if (kv.key_from_value() || kv.head_dim_v != d || !kv.k) return false;
     if (d != 64 && d != 128 && d != 256) return false;
     if (kv.elem == KvElem::F16) return attention_decode_f16();
-    return kv.elem == KvElem::Q8_0 || kv.elem == KvElem::Q8_0H || kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H;
+    return kv.elem == KvElem::Q8_0 || kv.elem == KvElem::Q8_0H || kv.elem == KvElem::Q4_0 ||
+           kv.elem == KvElem::Q4_0H;
 }
 
 bool attention_decode_f16() {
@@ -504,18 +526,24 @@ bool attention_decode_f16() {
     }
     return v == 1;
 }
-void set_attention_decode_f16(bool on) { g_f16.store(on ? 1 : 0); }
+void set_attention_decode_f16(bool on) {
+    g_f16.store(on ? 1 : 0);
+}
 
-void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                         int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
+                         int n_tok, int n_head, float scale, int n_split, int split_positions, float* partial,
+                         cudaStream_t s) {
     if (!attention_decode_tc_supports(kv)) throw Error("CUDA decode attention: layer not supported");
-    if (split_positions % (kDecWarps * kTile)) throw Error("CUDA decode attention: split size must be a multiple of 64");
+    if (split_positions % (kDecWarps * kTile))
+        throw Error("CUDA decode attention: split size must be a multiple of 64");
     if (kv.elem == KvElem::F16)
         launch_decode_d<__half>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
     else if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H)
-        launch_decode_d<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+        launch_decode_d<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial,
+                                    s);
     else
-        launch_decode_d<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+        launch_decode_d<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial,
+                                    s);
     check_launch("attention_decode_tc");
 }
 
@@ -538,9 +566,15 @@ int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max
     while (sp < 1024 && heads * ((n + 2 * sp - 1) / (2 * sp)) >= target) sp *= 2;
     return sp;
 }
-void set_attention_decode_lean(bool on) { g_lean.store(on); }
-bool attention_decode_lean() { return g_lean.load(); }
-void set_attention_decode_split(int positions) { g_split.store(positions > 0 && positions % 256 == 0 ? positions : 0); }
+void set_attention_decode_lean(bool on) {
+    g_lean.store(on);
+}
+bool attention_decode_lean() {
+    return g_lean.load();
+}
+void set_attention_decode_split(int positions) {
+    g_split.store(positions > 0 && positions % 256 == 0 ? positions : 0);
+}
 
 bool attention_decode_tc_enabled() {
     int v = g_enabled.load();
@@ -552,6 +586,8 @@ bool attention_decode_tc_enabled() {
     }
     return v == 1;
 }
-void set_attention_decode_tc_enabled(bool on) { g_enabled.store(on ? 1 : 0); }
+void set_attention_decode_tc_enabled(bool on) {
+    g_enabled.store(on ? 1 : 0);
+}
 
 }  // namespace rotor::cuda

@@ -1,7 +1,7 @@
 // Tensor-core split-K decode attention over block-quantized KV caches (q8_0, q4_0 and their rotated
-// *h forms; f16 behind a switch), reading the stored rows in place. Same contract as attention() (attention.h), which
-// calls it for the layers it supports: the part of one split per (token, query head) into `partial`,
-// merged by attention()'s second kernel.
+// *h forms; f16 behind a switch), reading the stored rows in place. Same contract as attention()
+// (attention.h), which calls it for the layers it supports: the part of one split per (token, query head)
+// into `partial`, merged by attention()'s second kernel.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -21,8 +21,9 @@ void set_attention_decode_f16(bool on);
 
 // The split parts (max, sum, unnormalized output per query head and split, attention.cu's layout) for
 // n_split splits of split_positions positions each (a multiple of 64).
-void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                         int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s);
+void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
+                         int n_tok, int n_head, float scale, int n_split, int split_positions, float* partial,
+                         cudaStream_t s);
 
 // Positions per split for this launch: 256 doubled (to 1024 at most) while the launch keeps 1.5 blocks
 // per SM; fewer splits mean less per-block setup and fewer parts to merge. A multiple of 256 chosen

@@ -19,7 +19,11 @@ __device__ inline uint32_t pack_half2(float lo, float hi) {
     const __half2 h = __floats2half2_rn(lo, hi);  // lo at the lower address
     return *reinterpret_cast<const uint32_t*>(&h);
 }
-__device__ inline uint32_t h2_bits(__half2 h) { return *reinterpret_cast<const uint32_t*>(&h); }
-__device__ inline __half2 bits_h2(uint32_t u) { return *reinterpret_cast<const __half2*>(&u); }
+__device__ inline uint32_t h2_bits(__half2 h) {
+    return *reinterpret_cast<const uint32_t*>(&h);
+}
+__device__ inline __half2 bits_h2(uint32_t u) {
+    return *reinterpret_cast<const __half2*>(&u);
+}
 
 }  // namespace rotor::cuda
