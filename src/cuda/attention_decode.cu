@@ -501,9 +501,9 @@ void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, 
     }
 }
 
-std::atomic<int> g_enabled{-1};
+EnvSwitch g_enabled("ROTOR_DECODE_ATTENTION", 1);
 std::atomic<int> g_split{0};  // 0: attention_decode_split's rule
-std::atomic<int> g_f16{-1};   // -1: ROTOR_DECODE_ATTENTION_F16 not read yet
+EnvSwitch g_f16("ROTOR_DECODE_ATTENTION_F16", 0);
 
 }  // namespace
 
@@ -516,19 +516,8 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
            kv.elem == KvElem::Q4_0H;
 }
 
-bool attention_decode_f16() {
-    int v = g_f16.load();
-    if (v < 0) {
-        v = env_switch("ROTOR_DECODE_ATTENTION_F16", 0);
-        int expected = -1;
-        g_f16.compare_exchange_strong(expected, v);
-        v = g_f16.load();
-    }
-    return v == 1;
-}
-void set_attention_decode_f16(bool on) {
-    g_f16.store(on ? 1 : 0);
-}
+bool attention_decode_f16() { return g_f16.on(); }
+void set_attention_decode_f16(bool on) { g_f16.set(on); }
 
 void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
                          int n_tok, int n_head, float scale, int n_split, int split_positions, float* partial,
@@ -576,18 +565,7 @@ void set_attention_decode_split(int positions) {
     g_split.store(positions > 0 && positions % 256 == 0 ? positions : 0);
 }
 
-bool attention_decode_tc_enabled() {
-    int v = g_enabled.load();
-    if (v < 0) {
-        v = env_switch("ROTOR_DECODE_ATTENTION", 1);
-        int expected = -1;
-        g_enabled.compare_exchange_strong(expected, v);
-        v = g_enabled.load();
-    }
-    return v == 1;
-}
-void set_attention_decode_tc_enabled(bool on) {
-    g_enabled.store(on ? 1 : 0);
-}
+bool attention_decode_tc_enabled() { return g_enabled.on(); }
+void set_attention_decode_tc_enabled(bool on) { g_enabled.set(on); }
 
 }  // namespace rotor::cuda

@@ -465,7 +465,7 @@ void launch_any(const KvLayerView& kv, const float* q, float* out, const Prefill
 
 int rows_per_block(int d) { return d == 512 ? 32 : 64; }
 
-std::atomic<int> g_enabled{-1};  // -1: not read from the environment yet
+EnvSwitch g_enabled("ROTOR_PREFILL_ATTENTION", 0);
 
 }  // namespace
 
@@ -496,16 +496,7 @@ void attention_prefill(const KvLayerView& kv, const float* q, float* out, const 
     }
 }
 
-bool attention_prefill_enabled() {
-    int v = g_enabled.load();
-    if (v < 0) {
-        v = env_switch("ROTOR_PREFILL_ATTENTION", 0);
-        int expected = -1;
-        g_enabled.compare_exchange_strong(expected, v);
-        v = g_enabled.load();
-    }
-    return v == 1;
-}
-void set_attention_prefill_enabled(bool on) { g_enabled.store(on ? 1 : 0); }
+bool attention_prefill_enabled() { return g_enabled.on(); }
+void set_attention_prefill_enabled(bool on) { g_enabled.set(on); }
 
 }  // namespace rotor::cuda

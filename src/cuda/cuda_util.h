@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <string>
@@ -37,6 +38,27 @@ inline int env_switch(const char* name, int unset) {
     if (v != "0" && v != "1") throw Error(std::string(name) + " must be 0 or 1, not '" + v + "'");
     return v == "1" ? 1 : 0;
 }
+
+// A 0/1 path switch read from the environment on first use (env_switch), settable at run time.
+class EnvSwitch {
+public:
+    constexpr EnvSwitch(const char* name, int unset) : name_(name), unset_(unset) {}
+    bool on() {
+        int v = v_.load();
+        if (v < 0) {
+            int expected = -1;
+            v_.compare_exchange_strong(expected, env_switch(name_, unset_));
+            v = v_.load();
+        }
+        return v == 1;
+    }
+    void set(bool on) { v_.store(on ? 1 : 0); }
+
+private:
+    const char* name_;
+    int unset_;
+    std::atomic<int> v_{-1};  // -1: not read yet
+};
 
 // One device allocation, freed on destruction.
 class DeviceBuffer {

@@ -458,17 +458,11 @@ void bench(const std::string& only, int only_tok) {
                 runner.run(w, dx.get<float>(), n_tok, dids[(size_t)i % kRoutings].get<int32_t>(),
                            dwts[(size_t)i % kRoutings].get<float>(), dout.get<float>(), st);
             };
-            cudaEvent_t e0, e1;
-            ROTOR_CUDA_CHECK(cudaEventCreate(&e0));
-            ROTOR_CUDA_CHECK(cudaEventCreate(&e1));
             constexpr int kRuns = 50;
             for (int i = 0; i < 5; i++) call(i, s);
-            ROTOR_CUDA_CHECK(cudaEventRecord(e0, s));
-            for (int i = 0; i < kRuns; i++) call(i, s);
-            ROTOR_CUDA_CHECK(cudaEventRecord(e1, s));
-            ROTOR_CUDA_CHECK(cudaEventSynchronize(e1));
-            float ms_stream = 0;
-            ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms_stream, e0, e1));
+            const double ms_stream = event_ms(s, [&] {
+                for (int i = 0; i < kRuns; i++) call(i, s);
+            });
             // graphs: one per routing (the ids pointer is a launch parameter), replayed in turn
             std::vector<cudaGraphExec_t> execs;
             for (int r = 0; r < kRoutings; r++) {
@@ -482,12 +476,9 @@ void bench(const std::string& only, int only_tok) {
                 execs.push_back(ex);
             }
             for (int i = 0; i < 5; i++) ROTOR_CUDA_CHECK(cudaGraphLaunch(execs[(size_t)i % kRoutings], s));
-            ROTOR_CUDA_CHECK(cudaEventRecord(e0, s));
-            for (int i = 0; i < kRuns; i++) ROTOR_CUDA_CHECK(cudaGraphLaunch(execs[(size_t)i % kRoutings], s));
-            ROTOR_CUDA_CHECK(cudaEventRecord(e1, s));
-            ROTOR_CUDA_CHECK(cudaEventSynchronize(e1));
-            float ms_graph = 0;
-            ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms_graph, e0, e1));
+            const double ms_graph = event_ms(s, [&] {
+                for (int i = 0; i < kRuns; i++) ROTOR_CUDA_CHECK(cudaGraphLaunch(execs[(size_t)i % kRoutings], s));
+            });
             for (auto ex : execs) cudaGraphExecDestroy(ex);
             // baseline: the dense int8 mat-vec (kernels.h matmul) over the same bytes, as one matrix of
             // the active experts' gate|up rows and one of their down matrices side by side, rotated
@@ -505,14 +496,9 @@ void bench(const std::string& only, int only_tok) {
                        dy.get<float>(), s, act.get());
             };
             for (int i = 0; i < 5; i++) dense(i);
-            ROTOR_CUDA_CHECK(cudaEventRecord(e0, s));
-            for (int i = 0; i < kRuns; i++) dense(i);
-            ROTOR_CUDA_CHECK(cudaEventRecord(e1, s));
-            ROTOR_CUDA_CHECK(cudaEventSynchronize(e1));
-            float ms_dense = 0;
-            ROTOR_CUDA_CHECK(cudaEventElapsedTime(&ms_dense, e0, e1));
-            cudaEventDestroy(e0);
-            cudaEventDestroy(e1);
+            const double ms_dense = event_ms(s, [&] {
+                for (int i = 0; i < kRuns; i++) dense(i);
+            });
             const double bytes = distinct * (double)expert_bytes;
             const double us_s = ms_stream * 1e3 / kRuns, us_g = ms_graph * 1e3 / kRuns, us_d = ms_dense * 1e3 / kRuns;
             printf("| %s | %d x %s/%s, top %d | %d | %.1f | %.1f | %.0f | %.1f | %.0f | %.1f |\n", b.what, NE,
