@@ -7,7 +7,8 @@
 //
 // One block per (KV head, group of up to 8 of its query heads, token, split); 4 warps, each owning a
 // quarter of the split's positions in tiles of 16. Per tile a warp
-//   - copies the 16 raw K and V rows into its own two-stage ring in shared memory (cp.async);
+//   - copies the 16 raw K and V rows into its own ring in shared memory (cp.async; 3 stages where 99
+//     KiB allows, the first ones issued before the query is prepared);
 //   - S^T (16 positions x 8 heads) = K Q^T: the A operand is the stored codes as exact f16 integers
 //     (q4_0: c - 8, q8_0: c), B is the query split into f16 hi + lo parts (q = hi + lo to ~2^-22), so
 //     the scores keep f32 accuracy; one mma pair per 16 dims into a temporary, times the block's scale;
@@ -22,6 +23,8 @@
 // (q4_0: byte i holds dims i and i + 16), so a lane's codes come from 2- or 4-byte words; the query
 // fragments use the same order. The 4 warps' parts are merged in shared memory and written as one
 // split part (max in natural-log units, sum, unnormalized output: attention.cu's layout).
+// f16 caches (behind ROTOR_DECODE_ATTENTION_F16 until GPU-checked) take the same path with the stored
+// halves as codes, no scales and the weights split once per tile.
 #include <cuda_fp16.h>
 
 #include <algorithm>
