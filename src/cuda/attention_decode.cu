@@ -465,10 +465,14 @@ void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, co
                    cudaStream_t s) {
     using G = DecGeo<B, D, Lean>;
     auto kernel = attention_decode_tc_kernel<B, D, Lean>;
-    static std::atomic<bool> attr_set{false};
-    if (!attr_set.load()) {
+    // the shared-memory opt-in is a per-device attribute: once per device this process uses
+    static std::atomic<uint64_t> attr_set{0};
+    int dev = 0;
+    ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+    const uint64_t bit = uint64_t{1} << (dev & 63);
+    if (!(attr_set.load() & bit)) {
         ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem));
-        attr_set.store(true);
+        attr_set.fetch_or(bit);
     }
     const int group = n_head / kv.n_head_kv;
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)),
