@@ -545,12 +545,9 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
 
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv) {
     if (const int forced = g_split.load(); forced > 0) return forced;
-    static const int sms = [] {
-        int dev = 0, n = 0;
-        ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
-        ROTOR_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-        return n;
-    }();
+    int dev = 0, sms = 0;  // the current device's (a process may drive GPUs of different sizes)
+    ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+    ROTOR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     const int n = kv.window > 0 ? std::min(max_kv, kv.window) : max_kv;
     const int group = n_head / kv.n_head_kv;
     const long heads = (long)kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock) * n_tok;
