@@ -459,13 +459,12 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     }
 }
 
+// The kernel of a variant with its shared-memory opt-in set on the current device (a per-device
+// attribute: once per device this process uses).
 template <class B, int D, bool Lean>
-void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                   int n_head, float scale, int n_split, int split_positions, float* partial,
-                   cudaStream_t s) {
+auto prepared_kernel() {
     using G = DecGeo<B, D, Lean>;
     auto kernel = attention_decode_tc_kernel<B, D, Lean>;
-    // the shared-memory opt-in is a per-device attribute: once per device this process uses
     static std::atomic<uint64_t> attr_set{0};
     int dev = 0;
     ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
@@ -474,6 +473,21 @@ void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, co
         ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem));
         attr_set.fetch_or(bit);
     }
+    return kernel;
+}
+
+template <class B, int D, bool Lean>
+int variant_resident_blocks() {
+    using G = DecGeo<B, D, Lean>;
+    return (int)resident_blocks(prepared_kernel<B, D, Lean>(), kDecWarps * kWarp, G::kSmem);
+}
+
+template <class B, int D, bool Lean>
+void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                   int n_head, float scale, int n_split, int split_positions, float* partial,
+                   cudaStream_t s) {
+    using G = DecGeo<B, D, Lean>;
+    auto kernel = prepared_kernel<B, D, Lean>();
     const int group = n_head / kv.n_head_kv;
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)),
                     (unsigned)n_tok, (unsigned)n_split);
@@ -482,13 +496,13 @@ void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, co
         q, seq, pos, n_head, scale, n_split, split_positions, partial);
 }
 
-std::atomic<bool> g_lean{false};
+EnvSwitch g_lean("ROTOR_DECODE_LEAN", 0);
 
 template <class B>
 void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
                      int n_head, float scale, int n_split, int split_positions, float* partial,
                      cudaStream_t s) {
-    const bool lean = g_lean.load();
+    const bool lean = g_lean.on();
 #define ROTOR_DECODE(D)                                                                                 \
     case D:                                                                                             \
         if (lean)                                                                                       \
@@ -508,8 +522,25 @@ void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, 
     }
 }
 
+// Blocks of this layer's kernel variant the GPU holds at once.
+int decode_resident_blocks(const KvLayerView& kv) {
+    const bool lean = g_lean.on();
+    const int d = kv.head_dim_k;
+    auto pick = [&]<class B>() {
+        if (d == 64)
+            return lean ? variant_resident_blocks<B, 64, true>() : variant_resident_blocks<B, 64, false>();
+        if (d == 128)
+            return lean ? variant_resident_blocks<B, 128, true>() : variant_resident_blocks<B, 128, false>();
+        return lean ? variant_resident_blocks<B, 256, true>() : variant_resident_blocks<B, 256, false>();
+    };
+    if (kv.elem == KvElem::F16) return pick.template operator()<__half>();
+    if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H) return pick.template operator()<block_q4_0>();
+    return pick.template operator()<block_q8_0>();
+}
+
 EnvSwitch g_enabled("ROTOR_DECODE_ATTENTION", 1);
 std::atomic<int> g_split{0};  // 0: attention_decode_split's rule
+EnvSwitch g_split_rule("ROTOR_DECODE_SPLIT_RULE", 0);
 EnvSwitch g_f16("ROTOR_DECODE_ATTENTION_F16", 0);
 
 }  // namespace
@@ -523,8 +554,12 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
            kv.elem == KvElem::Q4_0H;
 }
 
-bool attention_decode_f16() { return g_f16.on(); }
-void set_attention_decode_f16(bool on) { g_f16.set(on); }
+bool attention_decode_f16() {
+    return g_f16.on();
+}
+void set_attention_decode_f16(bool on) {
+    g_f16.set(on);
+}
 
 void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
                          int n_tok, int n_head, float scale, int n_split, int split_positions, float* partial,
@@ -554,22 +589,46 @@ int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max
     // Longer splits cost fewer block prologues and parts to merge, and won even below one round of
     // resident blocks (bench/RESULTS.md: 512 over 256 at 32K with 256 blocks); 1024 was the best or
     // within 1% at 112K, and at 4K (64 blocks) 256 was.
+    if (g_split_rule.on()) {
+        // Rounds of resident blocks: cost = rounds x (positions per block + kOverhead), kOverhead fitted
+        // to the forced-split times of one H200 run (Qwen3.5 q4_0 at 112K: 256 / 512 / 1024 positions
+        // took 130 / 103 / 104 us in 5 / 3 / 2 rounds of 396 blocks: about 540 positions of block
+        // setup, first-copy latency and merge). Multiples of 256, so the graph key still fixes it.
+        constexpr long kOverhead = 512;
+        const long slots = std::max(1, decode_resident_blocks(kv));
+        int best = 256;
+        long best_cost = -1;
+        for (int sp = 256; sp <= 4096; sp += 256) {
+            const long blocks = heads * ((n + sp - 1) / sp);
+            const long cost = (blocks + slots - 1) / slots * (sp + kOverhead);
+            if (best_cost < 0 || cost < best_cost) best = sp, best_cost = cost;
+            if (blocks <= slots) break;  // longer splits only lengthen the one round
+        }
+        return best;
+    }
     const long target = 3L * sms / 2;
     int sp = 256;
     while (sp < 1024 && heads * ((n + 2 * sp - 1) / (2 * sp)) >= target) sp *= 2;
     return sp;
 }
+void set_attention_decode_split_rule(int rule) {
+    g_split_rule.set(rule == 1);
+}
 void set_attention_decode_lean(bool on) {
-    g_lean.store(on);
+    g_lean.set(on);
 }
 bool attention_decode_lean() {
-    return g_lean.load();
+    return g_lean.on();
 }
 void set_attention_decode_split(int positions) {
     g_split.store(positions > 0 && positions % 256 == 0 ? positions : 0);
 }
 
-bool attention_decode_tc_enabled() { return g_enabled.on(); }
-void set_attention_decode_tc_enabled(bool on) { g_enabled.set(on); }
+bool attention_decode_tc_enabled() {
+    return g_enabled.on();
+}
+void set_attention_decode_tc_enabled(bool on) {
+    g_enabled.set(on);
+}
 
 }  // namespace rotor::cuda

@@ -30,9 +30,13 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
 // from ceil(max_kv / 256), so a captured graph's split count (its key) fixes it.
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv);
 void set_attention_decode_split(int positions);  // a multiple of 256 for every launch; 0: the rule above
+// Rule 1 (for comparisons; NOT YET RUN ON A GPU; ROTOR_DECODE_SPLIT_RULE=1 or the setter): the multiple
+// of 256 that minimizes rounds of resident blocks x (positions per block + 512), from the occupancy of
+// the layer's kernel variant. 0: the rule above.
+void set_attention_decode_split_rule(int rule);
 
-// Lean variant (for comparisons; off by default): two copy stages and at most 128 registers, 4 blocks
-// per SM instead of 3.
+// Lean variant (for comparisons; off by default, ROTOR_DECODE_LEAN=1 or the setter): two copy stages
+// and at most 128 registers, 4 blocks per SM instead of 3.
 void set_attention_decode_lean(bool on);
 bool attention_decode_lean();
 

@@ -448,7 +448,7 @@ void run_decode_checks() {
     }
     // the longer splits attention_decode_split picks at long contexts (these short ones get 256), and
     // the lean variant (two stages, 4 blocks per SM) at the default split
-    for (int split : {512, 1024, 0}) {
+    for (int split : {512, 768, 1024, 1280, 0}) {
         set_attention_decode_split(split);
         set_attention_decode_lean(split == 0);
         for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0, KvElem::F16})
@@ -611,8 +611,9 @@ void run_decode_bench(int reps) {
     const bool f16_was = attention_decode_f16();
     set_attention_decode_f16(true);  // f16 rows: the tensor-core kernel as ROTOR_DECODE_ATTENTION_F16=1
     printf("\n## Decode attention, one token, one layer (copy bandwidth %.0f GB/s)\n\n"
-           "| shape | KV | context | tensor-core us (split) | GB/s | %% of copy bw | split 256 / 512 / 1024 us | "
-           "lean us | CUDA-core us | speed-up |\n|---|---|---|---|---|---|---|---|---|---|\n", bw);
+           "| shape | KV | context | tensor-core us (split) | GB/s | %% of copy bw | split 256 / 512 / 768 / 1024 / "
+           "1280 / 1536 / 2048 us | rule 1 us (split) | lean us | lean + rule 1 us | CUDA-core us | speed-up |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|\n", bw);
     struct Shape {
         const char* name;
         int n_head, hkv, d;
@@ -628,28 +629,37 @@ void run_decode_bench(int reps) {
             BenchCache bc(e, sh.d, sh.hkv, ctxs.back(), 0);
             const bool tc_runs = attention_decode_tc_supports(bc.kv);
             for (int x : ctxs) {
-                auto time = [&](bool tc, int split, bool lean = false) {
+                auto time = [&](bool tc, int split, bool lean = false, int rule = 0) {
                     set_attention_decode_tc_enabled(tc);
                     set_attention_decode_split(split);
                     set_attention_decode_lean(lean);
+                    set_attention_decode_split_rule(rule);
                     const double us = 1e3 * time_chunks(bc.kv, sh.n_head, {x - 1}, 1, true, reps, q.p(), out.p(), partial.p());
                     set_attention_decode_tc_enabled(true);
                     set_attention_decode_split(0);
                     set_attention_decode_lean(false);
+                    set_attention_decode_split_rule(0);
                     return us;
                 };
                 const double cuda_core = time(false, 0);
                 const double bytes = 2.0 * x * sh.hkv * kv_row_bytes(e, sh.d);
                 if (!tc_runs) {
-                    printf("| %s | %s | %d | (CUDA-core) | %.0f | %.0f%% | | | %.1f | |\n", sh.name, kv_elem_name(e), x,
+                    printf("| %s | %s | %d | (CUDA-core) | %.0f | %.0f%% | | | | | %.1f | |\n", sh.name, kv_elem_name(e), x,
                            bytes / (cuda_core * 1e-6) / 1e9, 100.0 * bytes / (cuda_core * 1e-6) / 1e9 / bw, cuda_core);
                     continue;
                 }
                 const double us = time(true, 0), gbs = bytes / (us * 1e-6) / 1e9;
                 const int split = attention_decode_split(bc.kv, sh.n_head, 1, x);
-                printf("| %s | %s | %d | %.1f (%d) | %.0f | %.0f%% | %.1f / %.1f / %.1f | %.1f | %.1f | %.1fx |\n", sh.name,
-                       kv_elem_name(e), x, us, split, gbs, 100.0 * gbs / bw, time(true, 256), time(true, 512),
-                       time(true, 1024), time(true, 0, true), cuda_core, cuda_core / us);
+                std::string sweep;
+                for (int sp : {256, 512, 768, 1024, 1280, 1536, 2048})
+                    sweep += fmt("%s%.1f", sweep.empty() ? "" : " / ", time(true, sp));
+                set_attention_decode_split_rule(1);
+                const int split1 = attention_decode_split(bc.kv, sh.n_head, 1, x);
+                set_attention_decode_split_rule(0);
+                printf("| %s | %s | %d | %.1f (%d) | %.0f | %.0f%% | %s | %.1f (%d) | %.1f | %.1f | %.1f | %.1fx |\n",
+                       sh.name, kv_elem_name(e), x, us, split, gbs, 100.0 * gbs / bw, sweep.c_str(),
+                       time(true, 0, false, 1), split1, time(true, 0, true), time(true, 0, true, 1), cuda_core,
+                       cuda_core / us);
                 fflush(stdout);
             }
         }
