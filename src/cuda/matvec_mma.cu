@@ -40,14 +40,6 @@ struct Layout {
     static constexpr size_t kSmem = (size_t)kWarps * kStages * kTileRows * kSlotRow;  // dynamic, per block
 };
 
-struct Tiles {
-    const uint8_t* W[mmvq::kMaxJobs];
-    float* Y[mmvq::kMaxJobs];
-    int rows[mmvq::kMaxJobs];
-    int tile_end[mmvq::kMaxJobs];  // tiles of jobs 0..j
-    int n;
-};
-
 __device__ inline void mma_s8(const uint32_t a[4], const uint32_t b[2], int c[4]) {
     c[0] = c[1] = c[2] = c[3] = 0;
     asm volatile(
@@ -65,7 +57,7 @@ __device__ inline void mma16_s8(uint32_t a0, uint32_t a1, uint32_t b, int c[4]) 
 }
 
 template <GgmlType T, int NTILES>
-__global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t row_bytes, int nb, mmvq::ActView x,
+__global__ void __launch_bounds__(kWarps * 32) mmq_kernel(mmvq::Jobs tiles, int64_t row_bytes, int nb, mmvq::ActView x,
                                                           int n_tok) {
     using L = Layout<T>;
     extern __shared__ __align__(16) uint8_t smem_dyn[];
@@ -75,8 +67,8 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_kernel(Tiles tiles, int64_t r
     const int g = ::rotor::mmq::frag_group(lane), tig = ::rotor::mmq::frag_tig(lane);
     const int tile = blockIdx.x;  // the grid has one block per tile
     uint8_t* stages = smem_dyn + (size_t)warp * kStages * kTileRows * L::kSlotRow;
-    const int j = (tiles.n > 1 && tile >= tiles.tile_end[0]) + (tiles.n > 2 && tile >= tiles.tile_end[1]);
-    const int first = j == 0 ? 0 : (j == 1 ? tiles.tile_end[0] : tiles.tile_end[1]);
+    const int j = (tiles.n > 1 && tile >= tiles.group_end[0]) + (tiles.n > 2 && tile >= tiles.group_end[1]);
+    const int first = j == 0 ? 0 : (j == 1 ? tiles.group_end[0] : tiles.group_end[1]);
     const uint8_t* W = j == 0 ? tiles.W[0] : (j == 1 ? tiles.W[1] : tiles.W[2]);
     float* Y = j == 0 ? tiles.Y[0] : (j == 1 ? tiles.Y[1] : tiles.Y[2]);
     const int rows = j == 0 ? tiles.rows[0] : (j == 1 ? tiles.rows[1] : tiles.rows[2]);
@@ -220,16 +212,8 @@ void launch(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const m
         throw Error("tensor-core int8 mat-vec: q4_K and q6_K only (got " + std::string(format_info(t).name) + ")");
     if (n_jobs < 1 || n_jobs > mmvq::kMaxJobs || n_tok < 1 || n_tok > 16 || cols % 256)
         throw Error("tensor-core int8 mat-vec: bad launch");
-    Tiles tiles{};
-    tiles.n = n_jobs;
-    int total = 0;
-    for (int i = 0; i < n_jobs; i++) {
-        tiles.W[i] = static_cast<const uint8_t*>(jobs[i].W);
-        tiles.Y[i] = jobs[i].Y;
-        tiles.rows[i] = (int)jobs[i].rows;
-        total += (int)((jobs[i].rows + kTileRows - 1) / kTileRows);
-        tiles.tile_end[i] = total;
-    }
+    const mmvq::Jobs tiles = mmvq::make_jobs(jobs, n_jobs, kTileRows);  // a group per 16-row tile
+    const int total = tiles.group_end[n_jobs - 1];
     if (total == 0) return;
     const int64_t rb = (int64_t)row_bytes(t, (uint64_t)cols);
     const int nb = (int)(cols / 256);

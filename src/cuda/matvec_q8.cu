@@ -51,31 +51,6 @@ inline constexpr int kStages = RW == 1 ? 4 : 3;  // spans per warp in the pipeli
 template <int NT>
 inline constexpr int kMinBlocks = NT == 1 ? 3 : 2;
 
-// The matrices of a launch: rows of all of them are cut into groups of RW rows, numbered through
-// the jobs in order (group_end: groups of jobs 0..j).
-struct Jobs {
-    const uint8_t* W[kMaxJobs];
-    float* Y[kMaxJobs];
-    int rows[kMaxJobs];
-    int group_end[kMaxJobs];
-    int n;
-};
-
-// The launch's matrices cut into groups of rw rows.
-Jobs make_jobs(const Job* job, int n_jobs, int rw) {
-    Jobs jobs{};
-    jobs.n = n_jobs;
-    int total = 0;
-    for (int i = 0; i < n_jobs; i++) {
-        jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
-        jobs.Y[i] = job[i].Y;
-        jobs.rows[i] = (int)job[i].rows;
-        total += (int)((job[i].rows + rw - 1) / rw);
-        jobs.group_end[i] = total;
-    }
-    return jobs;
-}
-
 // All groups of a launch (a constant index: see pick).
 __device__ inline int total_groups(const Jobs& jobs) {
     return jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);

@@ -40,6 +40,30 @@ struct Job {
 };
 constexpr int kMaxJobs = 3;
 
+// The matrices of a launch as a kernel argument: rows of all of them are cut into groups of rw rows,
+// numbered through the jobs in order (group_end: groups of jobs 0..j). The dp4a kernels use groups of
+// 1 or 2 rows, the tensor-core kernel (matvec_mma.h) tiles of 16.
+struct Jobs {
+    const uint8_t* W[kMaxJobs];
+    float* Y[kMaxJobs];
+    int rows[kMaxJobs];
+    int group_end[kMaxJobs];
+    int n;
+};
+inline Jobs make_jobs(const Job* job, int n_jobs, int rw) {
+    Jobs jobs{};
+    jobs.n = n_jobs;
+    int total = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        jobs.W[i] = static_cast<const uint8_t*>(job[i].W);
+        jobs.Y[i] = job[i].Y;
+        jobs.rows[i] = (int)job[i].rows;
+        total += (int)((job[i].rows + rw - 1) / rw);
+        jobs.group_end[i] = total;
+    }
+    return jobs;
+}
+
 bool supported(GgmlType t);
 // Whether the int8 kernel can read W (16-byte aligned; q4_K / q5_K rows of whole 16-byte pieces).
 bool can_run(GgmlType t, const void* W, int64_t cols);
