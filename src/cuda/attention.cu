@@ -503,22 +503,9 @@ void launch_attention_split_any(const KvLayerView& kv, const float* q, const int
 constexpr int kMergeThreads = 256;
 constexpr int kMergeWarps = kMergeThreads / kWarp;
 
-__device__ inline float block_reduce(float v, bool is_max, float* red) {
-    for (int o = 16; o > 0; o >>= 1) {
-        const float x = __shfl_xor_sync(0xffffffffu, v, o);
-        v = is_max ? fmaxf(v, x) : v + x;
-    }
-    __syncthreads();  // red is free (an earlier reduction's readers are done)
-    if (threadIdx.x % kWarp == 0) red[threadIdx.x / kWarp] = v;
-    __syncthreads();
-    v = red[0];
-    for (int w = 1; w < kMergeWarps; w++) v = is_max ? fmaxf(v, red[w]) : v + red[w];
-    return v;
-}
-
 __global__ void __launch_bounds__(kMergeThreads)
     attention_merge_kernel(const float* __restrict__ partial, int n_head, int dv, int n_split, float* __restrict__ out) {
-    __shared__ float red[kMergeWarps];
+    __shared__ float red[kWarp];
     __shared__ float sums[kMergeWarps][kWarp];
     const int chunks = (dv + kWarp - 1) / kWarp;
     const int h = blockIdx.x / chunks, i = (blockIdx.x % chunks) * kWarp + threadIdx.x % kWarp, t = blockIdx.y;
@@ -527,13 +514,13 @@ __global__ void __launch_bounds__(kMergeThreads)
     const float* part = partial + ((size_t)t * n_head + h) * n_split * stride;
     float M = -INFINITY;
     for (int s = threadIdx.x; s < n_split; s += kMergeThreads) M = fmaxf(M, part[s * stride]);
-    M = block_reduce(M, true, red);
+    M = block_max(M, red);
     float L = 0.0f;
     for (int s = threadIdx.x; s < n_split; s += kMergeThreads) {
         const float ms = part[s * stride];
         if (ms != -INFINITY) L += part[s * stride + 1] * expf(ms - M);
     }
-    L = block_reduce(L, false, red);
+    L = block_sum(L, red);
     float a = 0.0f;
     if (i < dv) {
 #pragma unroll 4

@@ -16,16 +16,6 @@ __device__ inline float siluf_(float x) { return x / (1.0f + expf(-x)); }
 // torch's softplus (beta 1, threshold 20), as the CPU's ops::softplus
 __device__ inline float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-// Sum over the block (blockDim.x a multiple of 32); every thread gets the total. part: 32 shared floats.
-__device__ inline float block_sum(float v, float* part) {
-    v = warp_sum(v);
-    if (threadIdx.x % kWarp == 0) part[threadIdx.x / kWarp] = v;
-    __syncthreads();
-    float r = 0.0f;
-    for (int w = 0; w < (int)blockDim.x / kWarp; w++) r += part[w];
-    __syncthreads();  // part may be reused
-    return r;
-}
 
 // ---------------------------------------------------------------- step plan
 

@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "cuda/cuda_util.h"
@@ -13,6 +14,31 @@ constexpr int kWarp = 32;
 __device__ inline float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
+}
+__device__ inline float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum / max over the block (blockDim.x a multiple of 32); every thread gets the result. part: 32
+// shared floats, free again when the call returns.
+__device__ inline float block_sum(float v, float* part) {
+    v = warp_sum(v);
+    if (threadIdx.x % kWarp == 0) part[threadIdx.x / kWarp] = v;
+    __syncthreads();
+    float r = 0.0f;
+    for (int w = 0; w < (int)blockDim.x / kWarp; w++) r += part[w];
+    __syncthreads();  // part may be reused
+    return r;
+}
+__device__ inline float block_max(float v, float* part) {
+    v = warp_max(v);
+    if (threadIdx.x % kWarp == 0) part[threadIdx.x / kWarp] = v;
+    __syncthreads();
+    float r = -INFINITY;
+    for (int w = 0; w < (int)blockDim.x / kWarp; w++) r = fmaxf(r, part[w]);
+    __syncthreads();  // part may be reused
+    return r;
 }
 
 inline void check_launch(const char* what) { check(cudaGetLastError(), what); }

@@ -261,11 +261,6 @@ __global__ void splitk_reduce_kernel(const float* __restrict__ part, int split, 
     }
 }
 
-__device__ inline float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
 // One block per token: 2^e = the power of two that brings max|x| into [2^14, 2^15) (1 for rows of
 // zeros or holding inf; fmaxf skips NaN, which then propagates through f16), X16 = f16(x * 2^e).
 constexpr int kPrepThreads = 256;
