@@ -180,7 +180,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             const float* qh = q + ((size_t)t * n_head + h0 + j) * D;
             for (int i = lane; i < D; i += kWarp) amax = fmaxf(amax, fabsf(qh[i] * scale * kLog2e));
         }
-        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        amax = warp_max(amax);
         if (lane == 0) {
             int e = 0;
             if (amax > 0.0f && amax <= 3.0e38f) frexpf(amax, &e);  // amax < 2^e
@@ -241,7 +241,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
                 amax = fmaxf(amax, fabsf(half_at(Vs + r * RB + b * BB)));
             amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
             int e = 0;
-            if (amax > 0.0f && amax <= 65504.0f) frexpf(amax, &e);  // amax < 2^e; masked rows: garbage
+            if (amax > 0.0f && amax <= 65504.0f) frexpf(amax, &e);  // amax < 2^e (rows past the end: zeros)
             e_row = p0 + r < wend ? (float)max(e, -24) : 0.0f;
         }
         const float e_a = __shfl_sync(0xffffffffu, e_row, 2 * lg),
@@ -477,12 +477,6 @@ auto prepared_kernel() {
 }
 
 template <class B, int D, bool Lean>
-int variant_resident_blocks() {
-    using G = DecGeo<B, D, Lean>;
-    return (int)resident_blocks(prepared_kernel<B, D, Lean>(), kDecWarps * kWarp, G::kSmem);
-}
-
-template <class B, int D, bool Lean>
 void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
                    int n_head, float scale, int n_split, int split_positions, float* partial,
                    cudaStream_t s) {
@@ -498,44 +492,47 @@ void launch_decode(const KvLayerView& kv, const float* q, const int32_t* seq, co
 
 EnvSwitch g_lean("ROTOR_DECODE_LEAN", 0);
 
-template <class B>
-void launch_decode_d(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                     int n_head, float scale, int n_split, int split_positions, float* partial,
-                     cudaStream_t s) {
+// f.template operator()<B, D, Lean>() for this layer's stored type, head size and the lean switch: the
+// one place a layer picks its kernel instantiation.
+template <class F>
+void with_variant(const KvLayerView& kv, F&& f) {
     const bool lean = g_lean.on();
-#define ROTOR_DECODE(D)                                                                                 \
-    case D:                                                                                             \
-        if (lean)                                                                                       \
-            launch_decode<B, D, true>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions,  \
-                                      partial, s);                                                      \
-        else                                                                                            \
-            launch_decode<B, D, false>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, \
-                                       partial, s);                                                     \
-        break;
-    switch (kv.head_dim_k) {
-        ROTOR_DECODE(64)
-        ROTOR_DECODE(128)
-        ROTOR_DECODE(256)
-#undef ROTOR_DECODE
-        default:
-            throw Error("CUDA decode attention: head size " + std::to_string(kv.head_dim_k));
-    }
+    auto by_size = [&]<class B>() {
+        auto go = [&]<int D>() {
+            if (lean)
+                f.template operator()<B, D, true>();
+            else
+                f.template operator()<B, D, false>();
+        };
+        switch (kv.head_dim_k) {
+            case 64:
+                go.template operator()<64>();
+                break;
+            case 128:
+                go.template operator()<128>();
+                break;
+            case 256:
+                go.template operator()<256>();
+                break;
+            default:
+                throw Error("CUDA decode attention: head size " + std::to_string(kv.head_dim_k));
+        }
+    };
+    if (kv.elem == KvElem::F16)
+        by_size.template operator()<__half>();
+    else if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H)
+        by_size.template operator()<block_q4_0>();
+    else
+        by_size.template operator()<block_q8_0>();
 }
 
 // Blocks of this layer's kernel variant the GPU holds at once.
 int decode_resident_blocks(const KvLayerView& kv) {
-    const bool lean = g_lean.on();
-    const int d = kv.head_dim_k;
-    auto pick = [&]<class B>() {
-        if (d == 64)
-            return lean ? variant_resident_blocks<B, 64, true>() : variant_resident_blocks<B, 64, false>();
-        if (d == 128)
-            return lean ? variant_resident_blocks<B, 128, true>() : variant_resident_blocks<B, 128, false>();
-        return lean ? variant_resident_blocks<B, 256, true>() : variant_resident_blocks<B, 256, false>();
-    };
-    if (kv.elem == KvElem::F16) return pick.template operator()<__half>();
-    if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H) return pick.template operator()<block_q4_0>();
-    return pick.template operator()<block_q8_0>();
+    int n = 0;
+    with_variant(kv, [&]<class B, int D, bool Lean>() {
+        n = (int)resident_blocks(prepared_kernel<B, D, Lean>(), kDecWarps * kWarp, DecGeo<B, D, Lean>::kSmem);
+    });
+    return n;
 }
 
 EnvSwitch g_enabled("ROTOR_DECODE_ATTENTION", 1);
@@ -567,28 +564,18 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
     if (!attention_decode_tc_supports(kv)) throw Error("CUDA decode attention: layer not supported");
     if (split_positions % (kDecWarps * kTile))
         throw Error("CUDA decode attention: split size must be a multiple of 64");
-    if (kv.elem == KvElem::F16)
-        launch_decode_d<__half>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
-    else if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H)
-        launch_decode_d<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial,
-                                    s);
-    else
-        launch_decode_d<block_q8_0>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial,
-                                    s);
+    with_variant(kv, [&]<class B, int D, bool Lean>() {
+        launch_decode<B, D, Lean>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial,
+                                  s);
+    });
     check_launch("attention_decode_tc");
 }
 
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv) {
     if (const int forced = g_split.load(); forced > 0) return forced;
-    int dev = 0, sms = 0;  // the current device's (a process may drive GPUs of different sizes)
-    ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
-    ROTOR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     const int n = kv.window > 0 ? std::min(max_kv, kv.window) : max_kv;
     const int group = n_head / kv.n_head_kv;
     const long heads = (long)kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock) * n_tok;
-    // Longer splits cost fewer block prologues and parts to merge, and won even below one round of
-    // resident blocks (bench/RESULTS.md: 512 over 256 at 32K with 256 blocks); 1024 was the best or
-    // within 1% at 112K, and at 4K (64 blocks) 256 was.
     if (g_split_rule.on()) {
         // Rounds of resident blocks: cost = rounds x (positions per block + kOverhead), kOverhead fitted
         // to the forced-split times of one H200 run (Qwen3.5 q4_0 at 112K: 256 / 512 / 1024 positions
@@ -606,6 +593,12 @@ int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max
         }
         return best;
     }
+    // Longer splits cost fewer block prologues and parts to merge, and won even below one round of
+    // resident blocks (bench/RESULTS.md: 512 over 256 at 32K with 256 blocks); 1024 was the best or
+    // within 1% at 112K, and at 4K (64 blocks) 256 was.
+    int dev = 0, sms = 0;  // the current device's (a process may drive GPUs of different sizes)
+    ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+    ROTOR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
     const long target = 3L * sms / 2;
     int sp = 256;
     while (sp < 1024 && heads * ((n + 2 * sp - 1) / (2 * sp)) >= target) sp *= 2;
