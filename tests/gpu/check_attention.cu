@@ -426,25 +426,22 @@ void run_decode_checks() {
     };
     const Shape shapes[] = {{256, 24, 4}, {128, 8, 2}, {128, 5, 1}, {64, 16, 1}, {64, 1, 1}, {256, 12, 1}};
     const std::vector<int> at = {0, 17, 64, 255, 300, 1000, 2999};
+    // one sequence per position, whole context; then a window of 700 over a ring of 764 that wrapped,
+    // one inside its first pass
+    auto check_decode = [&](KvElem e, const Shape& sh) {
+        Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
+        for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
+        check_case(c);
+        check_case(Case{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}});
+    };
     for (KvElem e : elems)
-        for (const Shape& sh : shapes) {
-            Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
-            for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
-            check_case(c);
-            // a window of 700 over a ring of 764 that wrapped, one inside its first pass
-            Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}};
-            check_case(w);
-        }
+        for (const Shape& sh : shapes) check_decode(e, sh);
     // f16 caches on the tensor-core kernel (off by default until these pass on a GPU)
     const bool f16_was = attention_decode_f16();
     set_attention_decode_f16(true);
     for (const Shape& sh : shapes) {
-        Case c{KvElem::F16, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
-        for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
         printf("(f16 on the tensor-core kernel)\n");
-        check_case(c);
-        Case w{KvElem::F16, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}, {2, 764, 1, 2}}};
-        check_case(w);
+        check_decode(KvElem::F16, sh);
     }
     // the longer splits attention_decode_split picks at long contexts (these short ones get 256), and
     // the lean variant (two stages, 4 blocks per SM) at the default split
@@ -453,12 +450,8 @@ void run_decode_checks() {
         set_attention_decode_lean(split == 0);
         for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0, KvElem::F16})
             for (const Shape& sh : {shapes[0], shapes[2]}) {
-                Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
-                for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
                 printf("(split %d%s)\n", split, split == 0 ? ", lean" : "");
-                check_case(c);
-                Case w{e, sh.d, sh.n_head, sh.hkv, 700, 764, {{0, 3000, 1, 0}, {1, 500, 1, 1}}};
-                check_case(w);
+                check_decode(e, sh);
             }
         set_attention_decode_split(0);
         set_attention_decode_lean(false);
