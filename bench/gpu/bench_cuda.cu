@@ -346,6 +346,39 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                            100.0 * gbs * 1e9 / bw, us16[1], 100.0 * (w.bytes / (us16[1] * 1e-6)) / bw);
                 }
             }
+            // the f16 tensor-core mat-vec (matvec_mma_f16.h) against the dp4a kernel and version 2
+            printf("\nq4_K / q6_K, 2-16 tokens: dp4a kernel (groups of 8), tensor-core version 2 (9-16 tokens) and "
+                   "version 3 (f16, matvec_mma_f16.h), us and %% of copy bandwidth\n\n");
+            printf("| matrix | type | rows x cols | MB | n_tok | dp4a us | v2 us | v3 us | dp4a %% | v3 %% |\n");
+            printf("|---|---|---|---|---|---|---|---|---|---|\n");
+            for (const Shape& sh : shapes_mv) {
+                if (sh.t != GgmlType::Q4_K && sh.t != GgmlType::Q6_K) continue;
+                RotatingWeights w(sh.t, sh.rows, sh.cols);
+                for (int nt : {2, 4, 8, 12, 16}) {
+                    quantize_act_q8(dx.get<float>(), nt, sh.cols, scratch.get(), nullptr);
+                    ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+                    const int was = matvec_mma_mode();
+                    double us3[3];
+                    for (int v = 0; v < 3; v++) {
+                        if (v == 1 && nt <= 8) {
+                            us3[v] = NAN;
+                            continue;
+                        }
+                        set_matvec_mma_mode(v == 0 ? 0 : 1);
+                        set_matvec_mma_f16(v == 2);
+                        us3[v] = graph_time_us((int)w.bufs.size(), [&](int i, cudaStream_t s) {
+                            matmul_q8(sh.t, w.bufs[i]->get(), sh.rows, sh.cols, dx.get<float>(), scratch.get(), nt,
+                                      dy.get<float>(), s);
+                        });
+                    }
+                    set_matvec_mma_f16(true);
+                    set_matvec_mma_mode(was);
+                    auto pct = [&](double us) { return 100.0 * (w.bytes / (us * 1e-6)) / bw; };
+                    printf("| %s | %s | %lldx%lld | %.1f | %d | %.1f | %.1f | %.1f | %.0f%% | %.0f%% |\n", sh.what,
+                           std::string(format_info(sh.t).name).c_str(), (long long)sh.rows, (long long)sh.cols,
+                           w.bytes / 1e6, nt, us3[0], us3[1], us3[2], pct(us3[0]), pct(us3[2]));
+                }
+            }
             for (int64_t c : {4096, 5120, 14336, 27648}) {
                 const double us = graph_time_us(1, [&](int, cudaStream_t s) {
                     quantize_act_q8(dx.get<float>(), 1, c, scratch.get(), s);

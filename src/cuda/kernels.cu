@@ -10,6 +10,7 @@
 #include "cuda/device_common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/matvec_mma.h"
+#include "cuda/matvec_mma_f16.h"
 #include "cuda/matvec_q8.h"
 #include "cuda/mmvq_units.h"
 #include "cuda/pdl.cuh"
@@ -502,11 +503,15 @@ constexpr int kMmqMaxTokens = 16;  // matvec_mma.h's steps
 // all of type t with int8_applies.
 void matmul_int8(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const void* act_q8, int n_tok,
                  cudaStream_t s) {
-    const mmvq::ActView x = mmvq::act_view(act_q8, n_tok, cols);
+    mmvq::ActView x = mmvq::act_view(act_q8, n_tok, cols);
+    if (n_tok > 1) {  // act_q8 is a matmul_scratch_bytes buffer: room for split-K sums after the activations
+        x.split = reinterpret_cast<float*>(static_cast<char*>(const_cast<void*>(act_q8)) + act_q8_layout(n_tok, cols).bytes);
+        x.split_bytes = mmqh::kSplitBytes;
+    }
     int64_t rows = 0;
     for (int i = 0; i < n_jobs; i++) rows += jobs[i].rows;
     for (int t0 = 0; t0 < n_tok;) {
-        const bool mma = mmq::applies(t, std::min(n_tok - t0, kMmqMaxTokens), rows);
+        const bool mma = mmq::applies(t, std::min(n_tok - t0, kMmqMaxTokens), rows, cols);
         const int nt = std::min(n_tok - t0, mma ? kMmqMaxTokens : 8);
         mmvq::Job g[mmvq::kMaxJobs];
         for (int i = 0; i < n_jobs; i++) g[i] = {jobs[i].W, jobs[i].rows, jobs[i].Y + (size_t)t0 * jobs[i].rows};
@@ -533,6 +538,8 @@ void set_matvec_mma(bool on) { mmq::set_enabled(on); }
 bool matvec_mma() { return mmq::enabled(); }
 int matvec_mma_mode() { return mmq::mode(); }
 void set_matvec_mma_mode(int mode) { mmq::set_mode(mode); }
+void set_matvec_mma_f16(bool on) { mmqh::set_enabled(on); }
+bool matvec_mma_f16_applies(GgmlType t, int n_tok) { return mmqh::applies(t, n_tok); }
 
 namespace {
 int g_fused_decode = -1;  // -1: not chosen yet

@@ -83,13 +83,19 @@ void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl =
 //    captured before a change keep what they captured).
 void set_matvec_kernel(int version);
 int matvec_kernel();
-// The tensor-core int8 mat-vec for 9-16 tokens of q4_K / q6_K (matvec_mma.h): automatic by default
-// (launches of 4096+ rows); set_matvec_mma(true) takes every 9-16 token launch, false none (ROTOR_MMQ=1
-// / 0). The mode (0 off, 1 every launch, 2 automatic) saves and restores the choice around a check.
+// The tensor-core mat-vec for steps of several tokens of q4_K / q6_K (matvec_mma.h): automatic by default
+// (8-16 tokens, 4-7 on large q4_K matrices); set_matvec_mma(true) takes every launch it can, false none
+// (ROTOR_MMQ=1 / 0). The mode (0 off, 1 every launch, 2 automatic) saves and restores the choice around
+// a check.
 void set_matvec_mma(bool on);
 bool matvec_mma();
 int matvec_mma_mode();
 void set_matvec_mma_mode(int mode);
+// Its version 3 (f16 operands, matvec_mma_f16.h): on unless ROTOR_MMQ_F16=0 (then version 2 takes 9-16
+// tokens); with set_matvec_mma(true) it takes every q4_K / q6_K launch of 1-16 tokens. applies: whether
+// it would take n_tok tokens of type t.
+void set_matvec_mma_f16(bool on);
+bool matvec_mma_f16_applies(GgmlType t, int n_tok);
 void set_fused_decode(bool on);
 bool fused_decode();
 

@@ -17,6 +17,7 @@
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/matvec_mma.h"
+#include "cuda/matvec_mma_f16.h"
 #include "cuda/mmq_units.h"
 #include "cuda/pdl.cuh"
 
@@ -200,14 +201,21 @@ bool enabled() { return mode() != 0; }
 void set_enabled(bool on) { g_enabled = on ? 1 : 0; }
 void set_mode(int m) { g_enabled = m >= 0 && m <= 2 ? m : 2; }
 
-bool applies(GgmlType t, int n_tok, int64_t rows) {
+bool applies(GgmlType t, int n_tok, int64_t rows, int64_t cols) {
     const int m = mode();
+    if (m != 0 && mmqh::applies(t, n_tok)) {  // version 3 (f16)
+        // automatic: 8-16 tokens, and 4-7 for q4_K launches of 12 MB or more (one H200, bench/RESULTS.md
+        // "The f16 tensor-core mat-vec"): below those the dp4a kernel is as fast or faster
+        return m == 1 || n_tok >= 8 ||
+               (t == GgmlType::Q4_K && n_tok >= 4 && (double)rows * (double)row_bytes(t, (uint64_t)cols) >= 12e6);
+    }
     if (m == 0 || (t != GgmlType::Q4_K && t != GgmlType::Q6_K) || n_tok <= 8 || n_tok > 16) return false;
     return m == 1 || rows >= kAutoMinRows;
 }
 
 void launch(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const mmvq::ActView& x, int n_tok,
             cudaStream_t s) {
+    if (mmqh::applies(t, n_tok)) return mmqh::launch(t, jobs, n_jobs, cols, x, n_tok, s);  // version 3
     if (t != GgmlType::Q4_K && t != GgmlType::Q6_K)
         throw Error("tensor-core int8 mat-vec: q4_K and q6_K only (got " + std::string(format_info(t).name) + ")");
     if (n_jobs < 1 || n_jobs > mmvq::kMaxJobs || n_tok < 1 || n_tok > 16 || cols % 256)

@@ -28,6 +28,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/kernels.h"
 #include "cuda/matvec_q8.h"
+#include "cuda/matvec_mma_f16.h"
 #include "cuda/mmvq_units.h"
 #include "cuda/pdl.cuh"
 
@@ -930,7 +931,8 @@ ActQ8Layout act_q8_layout(int n_tok, int64_t cols) {
 }
 
 size_t matmul_scratch_bytes(int n_tok, int64_t cols) {
-    return act_q8_layout(n_tok, cols).bytes;
+    // after the activations, room for the f16 tensor-core mat-vec's split-K sums (steps of 2+ tokens)
+    return act_q8_layout(n_tok, cols).bytes + (n_tok > 1 ? mmqh::kSplitBytes : 0);
 }
 
 void quantize_act_q8(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s) {

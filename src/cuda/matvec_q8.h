@@ -20,6 +20,9 @@ struct ActView {
     const float* d = nullptr;
     const float* s = nullptr;
     int64_t code_stride = 0, ds_stride = 0;
+    // room after the activations for a kernel's split-K sums (matvec_mma_f16.h), none for up to 8 tokens
+    float* split = nullptr;
+    size_t split_bytes = 0;
     ActView tokens_from(int t0) const {
         ActView v = *this;
         v.codes += (size_t)t0 * code_stride;

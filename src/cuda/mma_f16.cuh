@@ -1,5 +1,5 @@
-// mma.sync m16n8k16 with f16 inputs and f32 accumulators (sm_80+), and the half2 bit helpers the
-// tensor-core attention kernels share.
+// mma.sync m16n8k16 / m16n8k8 with f16 inputs and f32 accumulators (sm_80+), and the half2 bit helpers
+// the tensor-core attention and mat-vec kernels share.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -14,6 +14,13 @@ __device__ inline void mma_16816(float* c, const uint32_t* a, const uint32_t* b)
         "{%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// c += a (16x8, row: a0 rows g, a1 rows g + 8) * b (8x8, col)
+__device__ inline void mma_1688(float* c, uint32_t a0, uint32_t a1, uint32_t b0) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(b0));
 }
 __device__ inline uint32_t pack_half2(float lo, float hi) {
     const __half2 h = __floats2half2_rn(lo, hi);  // lo at the lower address

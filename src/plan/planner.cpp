@@ -113,8 +113,10 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     // normed copy, q, k, v, attention output and the two feed-forward halves, plus the int8 copy of the
     // widest input (codes and one f32 scale per 32); per slot, one row of hidden state and of logits;
     // the split-K attention scratch (capped at 64 MiB); and the tensor-core matmul's f16 copy of the
-    // widest input with a scale per token, plus its 32 MiB of split-K sums (batches of 32+ tokens);
-    // then the Gated DeltaNet, routed-expert and Gemma 4 buffers (family_buffers).
+    // widest input with a scale per token, plus its 32 MiB of split-K sums (batches of 32+ tokens), and
+    // the 24 MiB of split-K sums of the f16 tensor-core mat-vec (cuda/matvec_mma_f16.h: steps of 2+
+    // tokens, after the int8 copy); then the Gated DeltaNet, routed-expert and Gemma 4 buffers
+    // (family_buffers).
     const uint64_t B = (uint64_t)s.batch_tokens + (uint64_t)std::max(slots, 1);
     const uint64_t R = (uint64_t)std::max(slots, 1);
     int max_k = 0, max_v = 0;
@@ -131,8 +133,9 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     const uint64_t widest = std::max<uint64_t>({(uint64_t)m.n_embd, (uint64_t)m.max_q_dim, (uint64_t)m.max_ff});
     const uint64_t partial = std::max(partial_per_token, std::min<uint64_t>(partial_per_token * B, 64ull << 20));
     const uint64_t tensor_core = B >= 32 ? B * widest * 2 + 4 * B + (32ull << 20) : 0;
-    b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + partial +
-                tensor_core + family_buffers(m, B);
+    const uint64_t mmq_split = B > 1 ? 24ull << 20 : 0;
+    b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + mmq_split +
+                partial + tensor_core + family_buffers(m, B);
     b.overhead = s.overhead_bytes;
     return b;
 }

@@ -107,7 +107,7 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     Dev<uint8_t> dw(wq);
     Dev<float> dx(x), dy((size_t)n_tok * rows);
     const ActQ8Layout L = act_q8_layout(n_tok, cols);
-    Dev<uint8_t> scratch(L.bytes);
+    Dev<uint8_t> scratch(matmul_scratch_bytes(n_tok, cols));
     const bool int8 = matmul_int8_applies(t, dw.p(), cols);
     set_matvec_tuning(rw, persistent);
     matmul(t, dw.p(), rows, cols, dx.p(), n_tok, dy.p(), nullptr, scratch.p());
@@ -148,8 +148,11 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     }
     snprintf(buf, sizeof buf, "err/sum|w*x| %.1e; vs CPU vec_dot %.1e (tol %.0e); codes %s", worst, worst_cpu, tol_cpu,
              same_codes ? "= CPU Q8_0" : "DIFFER");
-    report(int8 && same_codes && worst < 2e-6 && worst_cpu < tol_cpu,
-           std::string("matmul int8 ") + (matvec_mma_mode() == 1 ? "mmq " : "") + kernel_tag("k", " ") +
+    // the f16 tensor-core kernel rounds weights (c * code), activations (code * d / max d) and mins to f16:
+    // each term within about 1.5e-3 of |w * x|
+    const bool f16 = matvec_mma_mode() == 1 && matvec_mma_f16_applies(t, std::min(n_tok, 16));
+    report(int8 && same_codes && worst < (f16 ? 1.5e-3 : 2e-6) && worst_cpu < tol_cpu,
+           std::string("matmul int8 ") + (matvec_mma_mode() == 1 ? (f16 ? "mmq-f16 " : "mmq ") : "") + kernel_tag("k", " ") +
                std::string(f.name) + " " +
                std::to_string(rows) + "x" + std::to_string(cols) + " x" + std::to_string(n_tok) +
                (rw ? " rw" + std::to_string(rw) : "") + (persistent ? "" : " one-shot"),
@@ -835,6 +838,15 @@ int main(int argc, char** argv) {
                 check_matmul_q8(f->type, 19, 256 * 7, 16);  // q6_K rows that start at every 2-byte offset
                 check_matmul_q8(f->type, 4001, 5120, 16);   // many tiles
                 check_matmul_q8(f->type, 301, 2048, 27);    // 16 + 11 tokens: two passes
+                if (matvec_mma_f16_applies(f->type, 16)) {  // version 3 (f16): 1-8 tokens, no split; 9-16 split or not
+                    for (int nt : {1, 2, 5, 8}) check_matmul_q8(f->type, 133, 4096 + 256, nt);
+                    check_matmul_q8(f->type, 30001, 512, 12);  // 469 row blocks: one range each
+                    check_matmul_q8(f->type, 4001, 5120, 9);   // split into ranges, last row block short
+                    check_matmul_q8(f->type, 64, 256 * 68, 16);  // one row block, many ranges
+                    set_matvec_mma_f16(false);  // version 2 still runs where version 3 is off
+                    check_matmul_q8(f->type, 1001, 4096, 16);
+                    set_matvec_mma_f16(true);
+                }
                 set_matvec_mma_mode(was);
             }
             if (f->type == GgmlType::F32 || f->type == GgmlType::F16 || f->type == GgmlType::BF16) {
