@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "common/env_switch.h"
 #include "common/error.h"
 
 namespace rotor::cuda {
@@ -29,36 +30,7 @@ unsigned resident_blocks(K kernel, int threads, size_t smem) {
     return (unsigned)(per_sm > 1 ? per_sm : 1) * (unsigned)sms;
 }
 
-// A GPU path switch from the environment: unset or empty gives `unset`, "0" 0, "1" 1; anything else is
-// an error naming the variable (a typo must not silently pick a path).
-inline int env_switch(const char* name, int unset) {
-    const char* e = std::getenv(name);
-    const std::string v = e ? e : "";
-    if (v.empty()) return unset;
-    if (v != "0" && v != "1") throw Error(std::string(name) + " must be 0 or 1, not '" + v + "'");
-    return v == "1" ? 1 : 0;
-}
-
-// A 0/1 path switch read from the environment on first use (env_switch), settable at run time.
-class EnvSwitch {
-public:
-    constexpr EnvSwitch(const char* name, int unset) : name_(name), unset_(unset) {}
-    bool on() {
-        int v = v_.load();
-        if (v < 0) {
-            int expected = -1;
-            v_.compare_exchange_strong(expected, env_switch(name_, unset_));
-            v = v_.load();
-        }
-        return v == 1;
-    }
-    void set(bool on) { v_.store(on ? 1 : 0); }
-
-private:
-    const char* name_;
-    int unset_;
-    std::atomic<int> v_{-1};  // -1: not read yet
-};
+// env_switch / EnvSwitch (common/env_switch.h): the 0/1 GPU path switches (ROTOR_MMQ, ...).
 
 // One device allocation, freed on destruction.
 class DeviceBuffer {
