@@ -503,11 +503,8 @@ constexpr int kMmqMaxTokens = 16;  // matvec_mma.h's steps
 // all of type t with int8_applies.
 void matmul_int8(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, const void* act_q8, int n_tok,
                  cudaStream_t s) {
-    mmvq::ActView x = mmvq::act_view(act_q8, n_tok, cols);
-    if (n_tok > 1) {  // act_q8 is a matmul_scratch_bytes buffer: room for split-K sums after the activations
-        x.split = reinterpret_cast<float*>(static_cast<char*>(const_cast<void*>(act_q8)) + act_q8_layout(n_tok, cols).bytes);
-        x.split_bytes = mmqh::kSplitBytes;
-    }
+    // act_q8 is a matmul_scratch_bytes buffer (the forward's, written by the fused quantize kernels)
+    const mmvq::ActView x = mmvq::scratch_view(const_cast<void*>(act_q8), n_tok, cols);
     int64_t rows = 0;
     for (int i = 0; i < n_jobs; i++) rows += jobs[i].rows;
     for (int t0 = 0; t0 < n_tok;) {

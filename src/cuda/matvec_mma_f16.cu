@@ -518,27 +518,15 @@ __global__ void __launch_bounds__(kThreads<T>, Fmt<T>::kMinBlocks)
 }
 
 template <GgmlType T, int NT>
-int resident_blocks_per_sm() {
-    static int blocks = 0;  // per instantiation (one GPU per process in rotor)
+unsigned resident() {  // blocks that fit on the GPU at once, after the shared-memory opt-in
+    static unsigned blocks = 0;  // per instantiation (one GPU per process in rotor)
     if (!blocks) {
         const int smem = Smem<T>::kBytes;
         check(cudaFuncSetAttribute(mmqh_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
               "f16 tensor-core mat-vec shared memory");
-        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, mmqh_kernel<T, NT>, kThreads<T>, smem),
-              "f16 tensor-core mat-vec occupancy");
-        if (blocks < 1) throw Error("f16 tensor-core mat-vec: no block fits on this GPU");
+        blocks = resident_blocks(mmqh_kernel<T, NT>, kThreads<T>, smem);
     }
     return blocks;
-}
-
-int sm_count() {
-    static int n = 0;
-    if (!n) {
-        int dev = 0;
-        check(cudaGetDevice(&dev), "cudaGetDevice");
-        check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "SM count");
-    }
-    return n;
 }
 
 int g_mode = -1;  // -1: not chosen yet
@@ -576,7 +564,6 @@ template <GgmlType T, int NT>
 void launch_t(const mmvq::Job* jobs, int n_jobs, int64_t rb, int nb, const mmvq::ActView& x, int n_tok,
               cudaStream_t s) {
     const mmvq::Jobs blocks = mmvq::make_jobs(jobs, n_jobs, kBlockRows<T>);
-    const int per_sm = resident_blocks_per_sm<T, NT>();
     // each job's splits as if it ran alone, within a third of the room (and of the counters)
     const int row_blocks = blocks.group_end[n_jobs - 1];
     const size_t room = x.split && row_blocks <= kMaxRowBlocks ? x.split_bytes / mmvq::kMaxJobs : 0;
@@ -584,7 +571,7 @@ void launch_t(const mmvq::Job* jobs, int n_jobs, int64_t rb, int nb, const mmvq:
     int total = 0;
     for (int i = 0; i < n_jobs; i++) {
         const int rbj = blocks.group_end[i] - (i ? blocks.group_end[i - 1] : 0);
-        items.splits[i] = choose_splits(rbj, kBlockRows<T>, nb, (int64_t)per_sm * sm_count(), room);
+        items.splits[i] = choose_splits(rbj, kBlockRows<T>, nb, (int64_t)resident<T, NT>(), room);
         total += rbj * items.splits[i];
         items.item_end[i] = total;
     }

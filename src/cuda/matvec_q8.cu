@@ -915,6 +915,19 @@ ActView act_view(const void* scratch, int n_tok, int64_t cols) {
     return v;
 }
 
+size_t split_room(int n_tok) {
+    return n_tok > 1 ? mmqh::kSplitBytes : 0;  // the f16 tensor-core mat-vec's split-K sums (2+ tokens)
+}
+
+ActView scratch_view(void* scratch, int n_tok, int64_t cols) {
+    ActView v = act_view(scratch, n_tok, cols);
+    if (split_room(n_tok)) {
+        v.split = reinterpret_cast<float*>(static_cast<char*>(scratch) + act_q8_layout(n_tok, cols).bytes);
+        v.split_bytes = split_room(n_tok);
+    }
+    return v;
+}
+
 }  // namespace mmvq
 
 ActQ8Layout act_q8_layout(int n_tok, int64_t cols) {
@@ -931,8 +944,7 @@ ActQ8Layout act_q8_layout(int n_tok, int64_t cols) {
 }
 
 size_t matmul_scratch_bytes(int n_tok, int64_t cols) {
-    // after the activations, room for the f16 tensor-core mat-vec's split-K sums (steps of 2+ tokens)
-    return act_q8_layout(n_tok, cols).bytes + (n_tok > 1 ? mmqh::kSplitBytes : 0);
+    return act_q8_layout(n_tok, cols).bytes + mmvq::split_room(n_tok);
 }
 
 void quantize_act_q8(const float* X, int n_tok, int64_t cols, void* scratch, cudaStream_t s) {

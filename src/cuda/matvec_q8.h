@@ -20,7 +20,7 @@ struct ActView {
     const float* d = nullptr;
     const float* s = nullptr;
     int64_t code_stride = 0, ds_stride = 0;
-    // room after the activations for a kernel's split-K sums (matvec_mma_f16.h), none for up to 8 tokens
+    // room after the activations for a kernel's split-K sums (matvec_mma_f16.h; scratch_view)
     float* split = nullptr;
     size_t split_bytes = 0;
     ActView tokens_from(int t0) const {
@@ -34,6 +34,10 @@ struct ActView {
 
 // The view of quantize_act_q8's scratch for n_tok tokens of cols activations.
 ActView act_view(const void* scratch, int n_tok, int64_t cols);
+// Bytes of split-K room matmul_scratch_bytes adds after the activations of n_tok tokens.
+size_t split_room(int n_tok);
+// The view of a matmul_scratch_bytes(n_tok or more, cols or more) buffer: act_view plus its split room.
+ActView scratch_view(void* scratch, int n_tok, int64_t cols);
 
 // One weight matrix of a launch (several matrices of one type and row length can share a launch).
 struct Job {

@@ -838,9 +838,9 @@ int main(int argc, char** argv) {
                 check_matmul_q8(f->type, 19, 256 * 7, 16);  // q6_K rows that start at every 2-byte offset
                 check_matmul_q8(f->type, 4001, 5120, 16);   // many tiles
                 check_matmul_q8(f->type, 301, 2048, 27);    // 16 + 11 tokens: two passes
-                if (matvec_mma_f16_applies(f->type, 16)) {  // version 3 (f16): 1-8 tokens, no split; 9-16 split or not
+                if (matvec_mma_f16_applies(f->type, 16)) {  // version 3 (f16): 1 token never splits, 2-16 may
                     for (int nt : {1, 2, 5, 8}) check_matmul_q8(f->type, 133, 4096 + 256, nt);
-                    check_matmul_q8(f->type, 30001, 512, 12);  // 469 row blocks: one range each
+                    check_matmul_q8(f->type, 30001, 512, 12);  // hundreds of row blocks: one range each
                     check_matmul_q8(f->type, 4001, 5120, 9);   // split into ranges, last row block short
                     check_matmul_q8(f->type, 64, 256 * 68, 16);  // one row block, many ranges
                     set_matvec_mma_f16(false);  // version 2 still runs where version 3 is off
