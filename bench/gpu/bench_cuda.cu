@@ -283,8 +283,10 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                                                                                {3, 2, true, "kernel 3 rw2"},
                                                                                {3, 1, true, "kernel 3 rw1"},
                                                                                {0, 2, false, "rw2 one-shot"},
-                                                                               {0, 1, true, "rw1 persistent"}}
-                                                        : std::vector<Variant>{{0, 0, true, "default"}};
+                                                                               {0, 1, true, "rw1 persistent"},
+                                                                               {4, 0, true, "kernel 4"}}
+                                                        : std::vector<Variant>{{0, 0, true, "default"},
+                                                                               {4, 0, true, "kernel 4"}};
             printf(
                 "int8 mat-vec kernel alone (activations quantized beforehand; CUDA graph of launches over >= "
                 "256 MB "

@@ -23,8 +23,8 @@
 // (q4_0: byte i holds dims i and i + 16), so a lane's codes come from 2- or 4-byte words; the query
 // fragments use the same order. The 4 warps' parts are merged in shared memory and written as one
 // split part (max in natural-log units, sum, unnormalized output: attention.cu's layout).
-// f16 caches (behind ROTOR_DECODE_ATTENTION_F16 until GPU-checked) take the same path with the stored
-// halves as codes, no scales and the weights split once per tile.
+// f16 caches take the same path (ROTOR_DECODE_ATTENTION_F16=0 sends them to attention.cu) with the
+// stored halves as codes, no scales and the weights split once per tile.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -537,8 +537,8 @@ int decode_resident_blocks(const KvLayerView& kv) {
 
 EnvSwitch g_enabled("ROTOR_DECODE_ATTENTION", 1);
 std::atomic<int> g_split{0};  // 0: attention_decode_split's rule
-EnvSwitch g_split_rule("ROTOR_DECODE_SPLIT_RULE", 0);
-EnvSwitch g_f16("ROTOR_DECODE_ATTENTION_F16", 0);
+EnvSwitch g_split_rule("ROTOR_DECODE_SPLIT_RULE", 1);  // the default since the 2026-11-29 tune run
+EnvSwitch g_f16("ROTOR_DECODE_ATTENTION_F16", 1);
 
 }  // namespace
 
@@ -606,6 +606,9 @@ int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max
 }
 void set_attention_decode_split_rule(int rule) {
     g_split_rule.set(rule == 1);
+}
+int attention_decode_split_rule() {
+    return g_split_rule.on() ? 1 : 0;
 }
 void set_attention_decode_lean(bool on) {
     g_lean.set(on);

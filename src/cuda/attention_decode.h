@@ -13,9 +13,9 @@ namespace rotor::cuda {
 // attention_decode_f16(); equal K and V head sizes of 64, 128 or 256; keys stored (not derived from values).
 bool attention_decode_tc_supports(const KvLayerView& kv);
 
-// f16 caches on this kernel: written after the last GPU session, so off until rotor-check-attention
-// --decode-only has passed on a GPU (its f16 cases run it whatever the switch);
-// ROTOR_DECODE_ATTENTION_F16=1 (read once) or the setter turns it on.
+// f16 caches on this kernel: on by default (bench/RESULTS.md, "Decode attention defaults": 1.6-2x the
+// CUDA-core kernel at 32K-112K); ROTOR_DECODE_ATTENTION_F16=0 (read once) or the setter sends them to
+// attention.cu's CUDA-core kernel.
 bool attention_decode_f16();
 void set_attention_decode_f16(bool on);
 
@@ -30,10 +30,11 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
 // from ceil(max_kv / 256), so a captured graph's split count (its key) fixes it.
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv);
 void set_attention_decode_split(int positions);  // a multiple of 256 for every launch; 0: the rule above
-// Rule 1 (for comparisons; NOT YET RUN ON A GPU; ROTOR_DECODE_SPLIT_RULE=1 or the setter): the multiple
-// of 256 that minimizes rounds of resident blocks x (positions per block + 512), from the occupancy of
-// the layer's kernel variant. 0: the rule above.
+// Rule 1 (the default; ROTOR_DECODE_SPLIT_RULE=0 or the setter's 0 goes back to the rule above): the
+// multiple of 256 that minimizes rounds of resident blocks x (positions per block + 512), from the
+// occupancy of the layer's kernel variant.
 void set_attention_decode_split_rule(int rule);
+int attention_decode_split_rule();
 
 // Lean variant (for comparisons; off by default, ROTOR_DECODE_LEAN=1 or the setter): two copy stages
 // and at most 128 registers, 4 blocks per SM instead of 3.

@@ -11,12 +11,6 @@ namespace {
 
 constexpr int kMaxConvKernel = 64;  // as ModelConfig allows
 
-__device__ inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ inline float siluf_(float x) { return x / (1.0f + expf(-x)); }
-// torch's softplus (beta 1, threshold 20), as the CPU's ops::softplus
-__device__ inline float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
-
-
 // ---------------------------------------------------------------- step plan
 
 // One block. Positions within a sequence are consecutive in batch order, so a token's rank in its

@@ -14,12 +14,6 @@ namespace {
 
 constexpr int kMaxConvKernel = 4;  // gdn_step keeps K-1 inputs in registers (Qwen3.5: 4)
 
-__device__ inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ inline float siluf_(float x) { return x / (1.0f + expf(-x)); }
-// torch's softplus (beta 1, threshold 20), as the CPU's ops::softplus
-__device__ inline float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
-
-
 // The delta-rule kernels split each value head's d_v columns into slices of kSlice: block (value head h,
 // token t0, column slice), working only when t0 is its sequence's first token of the step (it then runs
 // all of the sequence's tokens in order). The columns of S are independent in the delta rule, so the

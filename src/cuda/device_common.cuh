@@ -41,6 +41,12 @@ __device__ inline float block_max(float v, float* part) {
     return r;
 }
 
+// Activations as the CPU's ops compute them (model/forward_ops.h): sigmoid, silu, and torch's softplus
+// (beta 1, threshold 20).
+__device__ inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ inline float siluf_(float x) { return x / (1.0f + expf(-x)); }
+__device__ inline float softplusf_(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
 inline void check_launch(const char* what) { check(cudaGetLastError(), what); }
 
 inline unsigned blocks_for(int64_t n, int per_block) { return (unsigned)((n + per_block - 1) / per_block); }

@@ -8,23 +8,10 @@ namespace rotor::cuda {
 
 namespace {
 
-// Sum over the thread block (blockDim.x a multiple of 32, at most 1024), returned to every thread.
-// Safe to call several times in a row: the first barrier keeps the shared slots until all have read.
+// device_common.cuh's block sum with its own shared slots (safe to call several times in a row).
 __device__ inline float block_sum(float v) {
     __shared__ float part[32];
-    __shared__ float total;
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        float s = lane < (int)(blockDim.x / kWarp) ? part[lane] : 0.0f;
-        s = warp_sum(s);
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    return total;
+    return ::rotor::cuda::block_sum(v, part);
 }
 
 // 1 / rms of n floats whose squares sum to ss (the CPU's rms_norm scale).

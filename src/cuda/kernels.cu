@@ -228,7 +228,7 @@ __global__ void add_kernel(float* x, const float* __restrict__ y, int64_t n) {
 
 // silu(g) * u; one function for swiglu and swiglu_q8, so that both round the same way
 __device__ inline float silu_mul(float g, float u) {
-    return g / (1.0f + expf(-g)) * u;
+    return siluf_(g) * u;
 }
 
 __global__ void swiglu_kernel(float* gate, const float* __restrict__ up, int64_t n) {
@@ -537,6 +537,7 @@ int matvec_mma_mode() { return mmq::mode(); }
 void set_matvec_mma_mode(int mode) { mmq::set_mode(mode); }
 void set_matvec_mma_f16(bool on) { mmqh::set_enabled(on); }
 bool matvec_mma_f16_applies(GgmlType t, int n_tok) { return mmqh::applies(t, n_tok); }
+bool matvec_mma_takes(GgmlType t, int n_tok, int64_t rows, int64_t cols) { return mmq::applies(t, n_tok, rows, cols); }
 
 namespace {
 int g_fused_decode = -1;  // -1: not chosen yet

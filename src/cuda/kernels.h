@@ -75,8 +75,10 @@ void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl =
 // by default once they passed on an H200: bench/RESULTS.md, "Switches verified"):
 //  - the int8 mat-vec kernel (matvec_q8.cu): 1 = one warp streams whole row groups through shared
 //    memory, 2 = teams of warps split a row's spans, 3 = q4_K / q5_K / q6_K read straight into
-//    registers (1-4 tokens; the rest as 2), 0 = the default: 3 for one token where its groups fill
-//    the GPU's warps evenly, else 2 (measured: bench/RESULTS.md, "Kernel 3"); ROTOR_MMVQ=1/2/3 forces one;
+//    registers (1-4 tokens; the rest as 2), 4 = one token of q4_K / q5_K / q6_K streamed in tiles of
+//    whole rows by bulk copies (sm_90+, matvec_bulk.h; the rest as 3; slower, so only when forced),
+//    0 = the default: 3 for one token where its groups fill the GPU's warps evenly, else 2 (measured:
+//    bench/RESULTS.md, "Kernel 3"); ROTOR_MMVQ=1/2/3/4 forces one;
 //  - the fused decode path of CudaForward's llama family (add_rms_norm_q8, qkv_prep, swiglu_q8 and
 //    the mat-vecs on their pre-quantized activations; the default); ROTOR_FUSED_DECODE=0 turns it off.
 //    It computes the same logits, bit for bit, with fewer launches. Read when a step is enqueued (graphs
@@ -96,6 +98,9 @@ void set_matvec_mma_mode(int mode);
 // it would take n_tok tokens of type t.
 void set_matvec_mma_f16(bool on);
 bool matvec_mma_f16_applies(GgmlType t, int n_tok);
+// Whether a pass of n_tok (<= 16) tokens over matrices of `rows` rows in all goes to the tensor cores
+// under the current mode (matvec_mma.h's applies).
+bool matvec_mma_takes(GgmlType t, int n_tok, int64_t rows, int64_t cols);
 void set_fused_decode(bool on);
 bool fused_decode();
 

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cuda/scratch_sizes.h"  // kMatmulTcSplitBytes
 #include "formats/formats.h"
 
 namespace rotor::cuda {
@@ -33,10 +34,9 @@ namespace rotor::cuda {
 bool matmul_tc_supported(GgmlType t, int64_t cols);
 
 // Device scratch for n_tok tokens of cols elements: the f16 activations and per-token scales
-// (needed), plus kMatmulTcSplitBytes for split-K partial sums. Less than the full size still works
+// (needed), plus kMatmulTcSplitBytes (scratch_sizes.h) for split-K partial sums. Less than the full size still works
 // (fewer split-K slices, which only matter when rows x n_tok is too small to fill the GPU); less
 // than matmul_tc_min_scratch_bytes is an error.
-constexpr size_t kMatmulTcSplitBytes = size_t(32) << 20;
 size_t matmul_tc_min_scratch_bytes(int n_tok, int64_t cols);
 size_t matmul_tc_scratch_bytes(int n_tok, int64_t cols);
 

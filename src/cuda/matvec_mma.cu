@@ -68,12 +68,11 @@ __global__ void __launch_bounds__(kWarps * 32) mmq_kernel(mmvq::Jobs tiles, int6
     const int g = ::rotor::mmq::frag_group(lane), tig = ::rotor::mmq::frag_tig(lane);
     const int tile = blockIdx.x;  // the grid has one block per tile
     uint8_t* stages = smem_dyn + (size_t)warp * kStages * kTileRows * L::kSlotRow;
-    const int j = (tiles.n > 1 && tile >= tiles.group_end[0]) + (tiles.n > 2 && tile >= tiles.group_end[1]);
-    const int first = j == 0 ? 0 : (j == 1 ? tiles.group_end[0] : tiles.group_end[1]);
-    const uint8_t* W = j == 0 ? tiles.W[0] : (j == 1 ? tiles.W[1] : tiles.W[2]);
-    float* Y = j == 0 ? tiles.Y[0] : (j == 1 ? tiles.Y[1] : tiles.Y[2]);
-    const int rows = j == 0 ? tiles.rows[0] : (j == 1 ? tiles.rows[1] : tiles.rows[2]);
-    const int row0 = (tile - first) * kTileRows;
+    const mmvq::JobAt job = mmvq::job_at(tiles, tile);
+    const uint8_t* W = job.w;
+    float* Y = job.y;
+    const int rows = job.rows;
+    const int row0 = (tile - job.first) * kTileRows;
     const int nr = min(kTileRows, rows - row0);
     const uint8_t* wt = W + (size_t)row0 * row_bytes;
     const uint8_t* w_end = W + (size_t)rows * row_bytes;

@@ -283,12 +283,13 @@ __global__ void __launch_bounds__(kThreads<T>, Fmt<T>::kMinBlocks)
     const int j = (blocks.n > 1 && item >= items.item_end[0]) + (blocks.n > 2 && item >= items.item_end[1]);
     const int item0 = j == 0 ? 0 : (j == 1 ? items.item_end[0] : items.item_end[1]);
     const int splits = j == 0 ? items.splits[0] : (j == 1 ? items.splits[1] : items.splits[2]);
-    const int first = j == 0 ? 0 : (j == 1 ? blocks.group_end[0] : blocks.group_end[1]);
+    const mmvq::JobAt job = mmvq::job_of(blocks, j);
+    const int first = job.first;
     const int rbk = first + (item - item0) / splits,
               split = (item - item0) % splits;  // row block of all jobs
-    const uint8_t* W = j == 0 ? blocks.W[0] : (j == 1 ? blocks.W[1] : blocks.W[2]);
-    float* Y = j == 0 ? blocks.Y[0] : (j == 1 ? blocks.Y[1] : blocks.Y[2]);
-    const int rows = j == 0 ? blocks.rows[0] : (j == 1 ? blocks.rows[1] : blocks.rows[2]);
+    const uint8_t* W = job.w;
+    float* Y = job.y;
+    const int rows = job.rows;
     const uint8_t* w_end = W + (size_t)rows * row_bytes;
     const int row0 = (rbk - first) * kBlockRows;
     const int kb0 = (int)((int64_t)split * nb / splits), kb1 = (int)((int64_t)(split + 1) * nb / splits);

@@ -10,11 +10,12 @@
 #include <cstdint>
 
 #include "cuda/matvec_q8.h"
+#include "cuda/scratch_sizes.h"
 
 namespace rotor::cuda::mmqh {
 
 // Room for the split-K partial sums (16 tokens x 4 bytes per row of a row block and range).
-inline constexpr size_t kSplitBytes = size_t(24) << 20;
+inline constexpr size_t kSplitBytes = kMatvecF16SplitBytes;  // scratch_sizes.h: the planner counts it
 bool enabled();  // the first call reads ROTOR_MMQ_F16 (default on)
 void set_enabled(bool on);
 // Whether it takes n_tok tokens of type t (q4_K or q6_K, 1..16 tokens; matvec_mma.h decides which token

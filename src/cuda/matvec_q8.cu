@@ -27,6 +27,7 @@
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/kernels.h"
+#include "cuda/matvec_bulk.h"
 #include "cuda/matvec_q8.h"
 #include "cuda/matvec_mma_f16.h"
 #include "cuda/mmvq_units.h"
@@ -57,13 +58,6 @@ __device__ inline int total_groups(const Jobs& jobs) {
     return jobs.n == 1 ? jobs.group_end[0] : (jobs.n == 2 ? jobs.group_end[1] : jobs.group_end[2]);
 }
 
-// Element j of a job array with constant indices only (a run-time index would copy the kernel
-// parameters to local memory).
-template <class A>
-__device__ inline A pick(const A (&a)[kMaxJobs], int j) {
-    return j == 0 ? a[0] : (j == 1 ? a[1] : a[2]);
-}
-
 __device__ inline float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -84,15 +78,14 @@ struct Group {
 };
 template <int RW>
 __device__ inline Group group_at(const Jobs& jobs, int64_t row_bytes, int g) {
-    const int j = (jobs.n > 1 && g >= jobs.group_end[0]) + (jobs.n > 2 && g >= jobs.group_end[1]);
-    const int first = j == 0 ? 0 : (j == 1 ? jobs.group_end[0] : jobs.group_end[1]);
+    const JobAt m = job_at(jobs, g);
     Group o;
-    o.rows = pick(jobs.rows, j);
-    o.row0 = (g - first) * RW;
+    o.rows = m.rows;
+    o.row0 = (g - m.first) * RW;
     o.nr = min(RW, o.rows - o.row0);
-    o.w = pick(jobs.W, j) + (size_t)o.row0 * row_bytes;
-    o.end = pick(jobs.W, j) + (size_t)o.rows * row_bytes;
-    o.y = pick(jobs.Y, j);
+    o.w = m.w + (size_t)o.row0 * row_bytes;
+    o.end = m.w + (size_t)o.rows * row_bytes;
+    o.y = m.y;
     return o;
 }
 
@@ -654,15 +647,14 @@ __global__ void __launch_bounds__(kWarpsV1* kWarp)
     };
     auto where = [&](int k) {
         const int gi = g0 + k / n_spans * stride;
-        const int j = (jobs.n > 1 && gi >= jobs.group_end[0]) + (jobs.n > 2 && gi >= jobs.group_end[1]);
-        const int first = j == 0 ? 0 : (j == 1 ? jobs.group_end[0] : jobs.group_end[1]);
+        const JobAt m = job_at(jobs, gi);
         Where o;
-        o.rows = pick(jobs.rows, j);
-        o.row0 = (gi - first) * RW;
+        o.rows = m.rows;
+        o.row0 = (gi - m.first) * RW;
         o.nr = min(RW, o.rows - o.row0);
-        o.w = pick(jobs.W, j) + (size_t)o.row0 * row_bytes;
-        o.end = pick(jobs.W, j) + (size_t)o.rows * row_bytes;
-        o.y = pick(jobs.Y, j);
+        o.w = m.w + (size_t)o.row0 * row_bytes;
+        o.end = m.w + (size_t)o.rows * row_bytes;
+        o.y = m.y;
         o.sp = k % n_spans;
         return o;
     };
@@ -835,15 +827,17 @@ int64_t ds_stride_for(int64_t cols) {
 int g_kernel = -1;  // -1: not read from the environment yet; 0: automatic (kernel 2 or 3 per launch)
 
 void set_kernel(int version) {
-    if (version < 0 || version > 3) throw Error("int8 mat-vec: kernel version 0 (automatic), 1, 2 or 3");
+    if (version < 0 || version > 4) throw Error("int8 mat-vec: kernel version 0 (automatic), 1, 2, 3 or 4");
     g_kernel = version;
 }
 
 int kernel() {
     if (g_kernel < 0) {
-        const char* e = std::getenv("ROTOR_MMVQ");  // automatic unless ROTOR_MMVQ=1, 2 or 3
+        const char* e = std::getenv("ROTOR_MMVQ");  // automatic unless ROTOR_MMVQ=1, 2, 3 or 4
         const std::string v = e ? e : "";
-        g_kernel = v == "1" ? 1 : v == "2" ? 2 : v == "3" ? 3 : 0;
+        if (!v.empty() && v != "0" && v != "1" && v != "2" && v != "3" && v != "4")
+            throw Error("ROTOR_MMVQ must be 0 (automatic), 1, 2, 3 or 4, not '" + v + "'");
+        g_kernel = v.empty() ? 0 : v[0] - '0';
     }
     return g_kernel;
 }
@@ -870,6 +864,11 @@ bool pdl_enabled(cudaStream_t s) {
     return g_tuning.pdl && s != nullptr && pdl_available();  // not on the legacy default stream
 }
 
+// Kernel 4 (matvec_bulk.h) for a one-token launch: only when forced.
+bool takes_bulk(GgmlType t, int64_t cols) {
+    return kernel() == 4 && bulk::applies(t, cols);
+}
+
 void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView& x, int n_tok,
             cudaStream_t s) {
     if (n_jobs < 1 || n_jobs > kMaxJobs || n_tok < 1 || n_tok > 8) throw Error("int8 mat-vec: bad launch");
@@ -878,6 +877,8 @@ void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView
     case T:                                                                                           \
         if (kernel() == 1)                                                                            \
             launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);                                       \
+        else if (n_tok == 1 && takes_bulk(T, cols))                                                   \
+            bulk::launch(T, jobs, n_jobs, cols, x, s);                                                \
         else if (kernel() == 2 || !launch_type_direct<T>(jobs, n_jobs, cols, x, n_tok, kernel() == 0, s)) \
             launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);                                          \
         break;

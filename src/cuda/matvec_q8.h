@@ -99,6 +99,29 @@ int kernel();
 bool pdl_enabled(cudaStream_t s);
 
 #if defined(__CUDACC__)
+// Matrix j of a launch, or the one group g belongs to (the index only ever used through constant
+// subscripts: a run-time index into the kernel parameters would copy them to local memory).
+struct JobAt {
+    const uint8_t* w;
+    float* y;
+    int rows;
+    int first;  // the matrix's first group
+};
+__device__ inline int job_index(const Jobs& jobs, int g) {
+    return (jobs.n > 1 && g >= jobs.group_end[0]) + (jobs.n > 2 && g >= jobs.group_end[1]);
+}
+__device__ inline JobAt job_of(const Jobs& jobs, int j) {
+    JobAt o;
+    o.w = j == 0 ? jobs.W[0] : (j == 1 ? jobs.W[1] : jobs.W[2]);
+    o.y = j == 0 ? jobs.Y[0] : (j == 1 ? jobs.Y[1] : jobs.Y[2]);
+    o.rows = j == 0 ? jobs.rows[0] : (j == 1 ? jobs.rows[1] : jobs.rows[2]);
+    o.first = j == 0 ? 0 : (j == 1 ? jobs.group_end[0] : jobs.group_end[1]);
+    return o;
+}
+__device__ inline JobAt job_at(const Jobs& jobs, int g) {
+    return job_of(jobs, job_index(jobs, g));
+}
+
 // Launches kernel with programmatic stream serialization where pdl_enabled(s): it may be scheduled
 // while the previous kernel of the stream still runs (pdl.cuh says what the kernel must do).
 template <class... P, class... A>

@@ -248,7 +248,7 @@ __device__ inline float expert_act(float g, int gelu) {
         const float k = 0.7978845608028654f;  // sqrt(2/pi): gelu_pytorch_tanh, as forward_ops.h
         return 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)));
     }
-    return g / (1.0f + expf(-g));
+    return siluf_(g);
 }
 
 __device__ inline const uint8_t* row_ptr(const Params& p, int e, int g, int r) {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "cuda/scratch_sizes.h"
 
 namespace rotor {
 
@@ -132,8 +133,8 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     const uint64_t per_token = 2ull * m.n_embd + 2ull * m.max_q_dim + (uint64_t)max_k + (uint64_t)max_v + 2ull * m.max_ff;
     const uint64_t widest = std::max<uint64_t>({(uint64_t)m.n_embd, (uint64_t)m.max_q_dim, (uint64_t)m.max_ff});
     const uint64_t partial = std::max(partial_per_token, std::min<uint64_t>(partial_per_token * B, 64ull << 20));
-    const uint64_t tensor_core = B >= 32 ? B * widest * 2 + 4 * B + (32ull << 20) : 0;
-    const uint64_t mmq_split = B > 1 ? 24ull << 20 : 0;
+    const uint64_t tensor_core = B >= 32 ? B * widest * 2 + 4 * B + cuda::kMatmulTcSplitBytes : 0;
+    const uint64_t mmq_split = B > 1 ? cuda::kMatvecF16SplitBytes : 0;
     b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + mmq_split +
                 partial + tensor_core + family_buffers(m, B);
     b.overhead = s.overhead_bytes;

@@ -3,7 +3,7 @@
 // the split-K kernel's keys derived from values (check_key_from_value); last the decode cases of
 // attention() (run_decode_checks: the tensor-core decode kernel of attention_decode.cu where it applies).
 // --decode-only: the decode checks and the decode benchmark only (f16 caches run on the tensor-core
-// decode kernel there too, which ROTOR_DECODE_ATTENTION_F16 otherwise keeps off).
+// decode kernel there whatever ROTOR_DECODE_ATTENTION_F16 says).
 //   rotor-check-attention [--no-bench] [--bench-only] [--reps N]
 // Caches hold fresh random stored values of every KV type (f32, f16, q8_0 / q4_0 blocks with random
 // scales and codes; the *h types are the same blocks: the kernel reads stored values only), slots the
@@ -436,7 +436,7 @@ void run_decode_checks() {
     };
     for (KvElem e : elems)
         for (const Shape& sh : shapes) check_decode(e, sh);
-    // f16 caches on the tensor-core kernel (off by default until these pass on a GPU)
+    // f16 caches on the tensor-core kernel (the default; ROTOR_DECODE_ATTENTION_F16=0 turns it off)
     const bool f16_was = attention_decode_f16();
     set_attention_decode_f16(true);
     for (const Shape& sh : shapes) {
@@ -596,15 +596,16 @@ double copy_bandwidth_gbs() {
 }
 
 // Decode attention of one token per layer: microseconds, KV bytes read per microsecond against the
-// copy bandwidth measured here; the tensor-core kernel with its own split size and forced to 256, 512,
-// 1024 positions, and its lean variant, against the CUDA-core split-K kernel (256); f16 caches on the
-// tensor-core kernel as ROTOR_DECODE_ATTENTION_F16=1 sets it.
+// copy bandwidth measured here; the tensor-core kernel with split rule 0 and forced to 256 .. 2048
+// positions, rule 1 (the default), and its lean variant, against the CUDA-core split-K kernel (256);
+// f16 caches on the tensor-core kernel as ROTOR_DECODE_ATTENTION_F16=1 (the default) sets it.
 void run_decode_bench(int reps) {
     const double bw = copy_bandwidth_gbs();
     const bool f16_was = attention_decode_f16();
+    const int rule_was = attention_decode_split_rule();
     set_attention_decode_f16(true);  // f16 rows: the tensor-core kernel as ROTOR_DECODE_ATTENTION_F16=1
     printf("\n## Decode attention, one token, one layer (copy bandwidth %.0f GB/s)\n\n"
-           "| shape | KV | context | tensor-core us (split) | GB/s | %% of copy bw | split 256 / 512 / 768 / 1024 / "
+           "| shape | KV | context | tensor-core, rule 0 us (split) | GB/s | %% of copy bw | split 256 / 512 / 768 / 1024 / "
            "1280 / 1536 / 2048 us | rule 1 us (split) | lean us | lean + rule 1 us | CUDA-core us | speed-up |\n"
            "|---|---|---|---|---|---|---|---|---|---|---|---|\n", bw);
     struct Shape {
@@ -658,6 +659,7 @@ void run_decode_bench(int reps) {
         }
     }
     set_attention_decode_f16(f16_was);
+    set_attention_decode_split_rule(rule_was);
 }
 
 }  // namespace

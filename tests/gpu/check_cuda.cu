@@ -149,10 +149,18 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     snprintf(buf, sizeof buf, "err/sum|w*x| %.1e; vs CPU vec_dot %.1e (tol %.0e); codes %s", worst, worst_cpu, tol_cpu,
              same_codes ? "= CPU Q8_0" : "DIFFER");
     // the f16 tensor-core kernel rounds weights (c * code), activations (code * d / max d) and mins to f16:
-    // each term within about 1.5e-3 of |w * x|
-    const bool f16 = matvec_mma_mode() == 1 && matvec_mma_f16_applies(t, std::min(n_tok, 16));
+    // each term within about 1.5e-3 of |w * x|. Which passes of up to 16 tokens run on the tensor cores
+    // (every one with set_matvec_mma(true); by default 8-16 tokens and large q4_K launches of 4-7):
+    bool mma = false, f16 = false;
+    for (int t0 = 0; t0 < n_tok;) {
+        const int nt = std::min(n_tok - t0, 16);
+        const bool pass_mma = matvec_mma_takes(t, nt, rows, cols);
+        mma = mma || pass_mma;
+        f16 = f16 || (pass_mma && matvec_mma_f16_applies(t, nt));
+        t0 += pass_mma ? nt : std::min(nt, 8);
+    }
     report(int8 && same_codes && worst < (f16 ? 1.5e-3 : 2e-6) && worst_cpu < tol_cpu,
-           std::string("matmul int8 ") + (matvec_mma_mode() == 1 ? (f16 ? "mmq-f16 " : "mmq ") : "") + kernel_tag("k", " ") +
+           std::string("matmul int8 ") + (mma ? (f16 ? "mmq-f16 " : "mmq ") : "") + kernel_tag("k", " ") +
                std::string(f.name) + " " +
                std::to_string(rows) + "x" + std::to_string(cols) + " x" + std::to_string(n_tok) +
                (rw ? " rw" + std::to_string(rw) : "") + (persistent ? "" : " one-shot"),
@@ -812,7 +820,7 @@ int main(int argc, char** argv) {
             check_matmul(f->type, 301, 2048, 11);  // token groups of 8 + 3
             check_get_rows(f->type, 512);
             const int default_kernel = matvec_kernel();
-            for (int kernel : {1, 2, 3}) {
+            for (int kernel : {1, 2, 3, 4}) {
                 if (!matmul_has_int8_path(f->type)) break;
                 set_matvec_kernel(kernel);
                 const int64_t be = f->block_elems;
@@ -827,6 +835,11 @@ int main(int argc, char** argv) {
                 for (int nt : {1, 2, 6}) check_matmul_q8(f->type, 4001, 4096 + 3 * be, nt, 0, false);  // one row group per warp
                 check_matmul_q8(f->type, 77, 5120, 2);    // q6_K rows 8-byte aligned
                 check_matmul_q8(f->type, 33, 3 * be, 3);  // q8_0 / q4_0 / q6_K rows 2-byte aligned
+                // one token (kernel 4's tiles of whole rows): rows 2-byte aligned, one row per tile
+                // (17408 columns: 14 KB of q6_K), a shared launch's worth of row counts
+                check_matmul_q8(f->type, 33, 3 * be, 1);
+                check_matmul_q8(f->type, 77, 5120, 1);
+                check_matmul_q8(f->type, 150, 17408, 1);
             }
             set_matvec_kernel(default_kernel);
             if (f->type == GgmlType::Q4_K || f->type == GgmlType::Q6_K) {  // the tensor-core kernel for 9-16 tokens (matvec_mma.h)
@@ -855,7 +868,7 @@ int main(int argc, char** argv) {
             }
         }
         const int default_kernel = matvec_kernel();
-        for (int kernel : {1, 2, 3}) {
+        for (int kernel : {1, 2, 3, 4}) {
             set_matvec_kernel(kernel);
             for (int nt : {1, 3, 8}) check_matmul_multi(nt);
         }
@@ -920,6 +933,8 @@ int main(int argc, char** argv) {
                 check_model(path, std::max(sc.tol, 2e-3), KvElem::F32, false);
                 set_matvec_kernel(3);  // direct loads (q4_K, q5_K, q6_K; the rest as kernel 2)
                 check_model(path, std::max(sc.tol, 2e-3), KvElem::F32, false);
+                set_matvec_kernel(4);  // bulk tiles (one token of q4_K, q5_K, q6_K; the rest as kernel 3)
+                check_model(path, std::max(sc.tol, 2e-3), KvElem::F32, false);
                 set_fused_decode(fused_default);
                 set_matvec_kernel(kernel_default);
             }
@@ -951,6 +966,8 @@ int main(int argc, char** argv) {
             set_matvec_kernel(3);
             check_fused_forward(path, KvElem::F16, false);
             check_model(path, std::max(tol, 5e-3), KvElem::F16, false);
+            set_matvec_kernel(4);
+            check_fused_forward(path, KvElem::F16, false);
             set_fused_decode(fused_default);
             set_matvec_kernel(kernel_default);
         }
