@@ -36,22 +36,43 @@ if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== libFuzzer targets (${FUZZ_SECONDS:-60}s each)"
+  # one target per core at a time; each prints its summary when it is done, in target order
+  echo "== libFuzzer targets (${FUZZ_SECONDS:-60}s each, $jobs at a time)"
   build-san/fuzz/fuzz_seeds "$root/build-san/seeds"
-  for fz in build-san/fuzz/fuzz_*; do
+  fuzz_one() {
+    local fz=$1 name corpus seeds extra=""
     name=$(basename "$fz")
-    [ -x "$fz" ] && [ "$name" != fuzz_seeds ] || continue
     corpus="$root/build-san/corpus/$name"
     mkdir -p "$corpus"
     seeds="$root/build-san/seeds/${name#fuzz_}"
-    extra=""
     # real chat templates make the best seeds for the Jinja interpreter
     if [ "$name" = fuzz_jinja ] && [ -d "$root/../shared/testdata/templates/llama.cpp" ]; then
       extra="$root/../shared/testdata/templates/llama.cpp"
     fi
-    echo "-- $name"
+    # shellcheck disable=SC2046
     "$fz" -max_total_time="${FUZZ_SECONDS:-60}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) $extra 2>&1 | tail -n 12
+      "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) $extra >"$root/build-san/$name.log" 2>&1
+  }
+  targets=()
+  for fz in build-san/fuzz/fuzz_*; do
+    [ -x "$fz" ] && [ "$(basename "$fz")" != fuzz_seeds ] && targets+=("$fz")
   done
+  failed=0
+  for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+    pids=()
+    for fz in "${targets[@]:i:jobs}"; do
+      fuzz_one "$fz" &
+      pids+=($!)
+    done
+    for k in "${!pids[@]}"; do
+      fz=${targets[i + k]}
+      rc=0
+      wait "${pids[k]}" || rc=$?
+      echo "-- $(basename "$fz") (exit $rc)"
+      tail -n 12 "$root/build-san/$(basename "$fz").log"
+      [ "$rc" = 0 ] || failed=1
+    done
+  done
+  [ "$failed" = 0 ] || { echo "== a fuzz target failed"; exit 1; }
 fi
 echo "== all tests passed"
