@@ -10,13 +10,25 @@
 
 namespace rotor {
 
-// Unset or empty gives `unset`, "0" 0, "1" 1; anything else is an error naming the variable.
-inline int env_switch(const char* name, int unset) {
+// A whole number from lo to hi (0 <= lo <= hi) read from the environment: unset or empty gives
+// `unset`; anything but plain decimal digits (no sign, spaces or leading zeros) or a number out of range
+// is an error naming the variable and the value.
+inline int env_int(const char* name, int unset, int lo, int hi) {
     const char* e = std::getenv(name);
     const std::string v = e ? e : "";
     if (v.empty()) return unset;
-    if (v != "0" && v != "1") throw Error(std::string(name) + " must be 0 or 1, not '" + v + "'");
-    return v == "1" ? 1 : 0;
+    bool ok = v.size() <= 9 && (v.size() == 1 || v[0] != '0');
+    for (char c : v) ok = ok && c >= '0' && c <= '9';
+    const long n = ok ? std::stol(v) : -1;
+    if (!ok || n < lo || n > hi)
+        throw Error(std::string(name) + " must be a whole number from " + std::to_string(lo) + " to " +
+                    std::to_string(hi) + ", not '" + v + "'");
+    return (int)n;
+}
+
+// 0/1 switches: unset or empty gives `unset`, "0" 0, "1" 1; anything else is an error naming the variable.
+inline int env_switch(const char* name, int unset) {
+    return env_int(name, unset, 0, 1);
 }
 
 // A 0/1 switch read from the environment on first use (env_switch), settable at run time.

@@ -76,8 +76,6 @@ struct Geo {
     static_assert(kRawBytes % 16 == 0 && kOpBytes % 16 == 0 && kQBytes % 16 == 0);
 };
 
-__device__ inline uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
 // Byte offset of 16-byte chunk c of row r in a tile of rows of D halves (swizzled).
 template <int D>
 __device__ inline uint32_t swz(int r, int c) {

@@ -30,6 +30,17 @@ unsigned resident_blocks(K kernel, int threads, size_t smem) {
     return (unsigned)(per_sm > 1 ? per_sm : 1) * (unsigned)sms;
 }
 
+// Whether the current GPU is sm_90 or later (programmatic dependent launch, bulk copies); its compute
+// capability is read once per device.
+inline bool sm90_or_later() {
+    static int cc[64];  // 0: not read yet
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev < 0 || dev >= 64) return false;
+    if (cc[dev] == 0) check(cudaDeviceGetAttribute(&cc[dev], cudaDevAttrComputeCapabilityMajor, dev), "cc");
+    return cc[dev] >= 9;
+}
+
 // env_switch / EnvSwitch (common/env_switch.h): the 0/1 GPU path switches (ROTOR_MMQ, ...).
 
 // One device allocation, freed on destruction.

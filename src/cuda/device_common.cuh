@@ -41,6 +41,9 @@ __device__ inline float block_max(float v, float* part) {
     return r;
 }
 
+// A generic pointer into shared memory as the 32-bit shared-space address PTX wants.
+__device__ inline uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
 // Activations as the CPU's ops compute them (model/forward_ops.h): sigmoid, silu, and torch's softplus
 // (beta 1, threshold 20).
 __device__ inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }

@@ -508,15 +508,14 @@ void matmul_int8(GgmlType t, const mmvq::Job* jobs, int n_jobs, int64_t cols, co
     int64_t rows = 0;
     for (int i = 0; i < n_jobs; i++) rows += jobs[i].rows;
     for (int t0 = 0; t0 < n_tok;) {
-        const bool mma = mmq::applies(t, std::min(n_tok - t0, kMmqMaxTokens), rows, cols);
-        const int nt = std::min(n_tok - t0, mma ? kMmqMaxTokens : 8);
+        const Int8Pass p = matmul_int8_pass(t, n_tok - t0, rows, cols);
         mmvq::Job g[mmvq::kMaxJobs];
         for (int i = 0; i < n_jobs; i++) g[i] = {jobs[i].W, jobs[i].rows, jobs[i].Y + (size_t)t0 * jobs[i].rows};
-        if (mma)
-            mmq::launch(t, g, n_jobs, cols, x.tokens_from(t0), nt, s);
+        if (p.mma)
+            mmq::launch(t, g, n_jobs, cols, x.tokens_from(t0), p.n_tok, s);
         else
-            mmvq::launch(t, g, n_jobs, cols, x.tokens_from(t0), nt, s);
-        t0 += nt;
+            mmvq::launch(t, g, n_jobs, cols, x.tokens_from(t0), p.n_tok, s);
+        t0 += p.n_tok;
     }
 }
 }  // namespace
@@ -537,7 +536,11 @@ int matvec_mma_mode() { return mmq::mode(); }
 void set_matvec_mma_mode(int mode) { mmq::set_mode(mode); }
 void set_matvec_mma_f16(bool on) { mmqh::set_enabled(on); }
 bool matvec_mma_f16_applies(GgmlType t, int n_tok) { return mmqh::applies(t, n_tok); }
-bool matvec_mma_takes(GgmlType t, int n_tok, int64_t rows, int64_t cols) { return mmq::applies(t, n_tok, rows, cols); }
+Int8Pass matmul_int8_pass(GgmlType t, int n_left, int64_t rows, int64_t cols) {
+    const bool mma = mmq::applies(t, std::min(n_left, kMmqMaxTokens), rows, cols);
+    const int nt = std::min(n_left, mma ? kMmqMaxTokens : 8);
+    return {nt, mma, mma && mmqh::applies(t, nt)};  // as mmq::launch picks its version
+}
 
 namespace {
 int g_fused_decode = -1;  // -1: not chosen yet

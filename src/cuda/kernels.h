@@ -98,9 +98,14 @@ void set_matvec_mma_mode(int mode);
 // it would take n_tok tokens of type t.
 void set_matvec_mma_f16(bool on);
 bool matvec_mma_f16_applies(GgmlType t, int n_tok);
-// Whether a pass of n_tok (<= 16) tokens over matrices of `rows` rows in all goes to the tensor cores
-// under the current mode (matvec_mma.h's applies).
-bool matvec_mma_takes(GgmlType t, int n_tok, int64_t rows, int64_t cols);
+// The int8 path's next pass over n_left tokens of matrices of `rows` rows in all (type t, rows of cols):
+// how many tokens it takes (up to 8 on the dp4a kernels, 16 on the tensor cores), whether they run on
+// the tensor-core mat-vec under the current mode (matvec_mma.h) and whether on its f16 version 3.
+struct Int8Pass {
+    int n_tok;
+    bool mma, f16;
+};
+Int8Pass matmul_int8_pass(GgmlType t, int n_left, int64_t rows, int64_t cols);
 void set_fused_decode(bool on);
 bool fused_decode();
 

@@ -62,8 +62,6 @@ constexpr size_t smem_bytes(int bn) {
     return (size_t)3 * bn * kLds * 2 + (size_t)2 * kBM * kLds * 2 + (size_t)2 * kBM * Geo<T>::kSlot;
 }
 
-__device__ inline uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
 // 16 bytes global -> shared; src_bytes < 16 fills the rest with zeros (0: no read at all)
 __device__ inline void cp_async16(uint32_t dst, const void* src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");

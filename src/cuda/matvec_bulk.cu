@@ -12,7 +12,6 @@
 // (one token) sit in shared memory, copied once per block. Sums of a row's spans meet in shared memory
 // in a fixed order, so the result does not depend on timing. Tiles are strided over a persistent grid.
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_util.h"
@@ -60,20 +59,16 @@ __device__ inline Tile tile_at(const Args& a, int g) {
     return t;
 }
 
-__device__ inline uint32_t smem_addr(const void* p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
 // mbarrier and bulk-copy wrappers (sm_90 PTX; the kernel body is compiled for sm_90+ only).
 __device__ inline void mbar_init(uint64_t* bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(count) : "memory");
 }
 __device__ inline void mbar_fence_init() {
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
 // Thread 0's arrival, announcing the bytes the copy will deliver.
 __device__ inline void mbar_expect(uint64_t* bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(bar)), "r"(bytes)
                  : "memory");
 }
 __device__ inline void mbar_wait(uint64_t* bar, unsigned parity) {
@@ -83,7 +78,7 @@ __device__ inline void mbar_wait(uint64_t* bar, unsigned parity) {
             "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, "
             "p;\n}\n"
             : "=r"(done)
-            : "r"(smem_addr(bar)), "r"(parity)
+            : "r"(smem_u32(bar)), "r"(parity)
             : "memory");
     } while (!done);
 }
@@ -92,8 +87,8 @@ __device__ inline void bulk_copy(void* dst, const void* src, unsigned bytes, uin
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // earlier reads of dst by this CTA first
     asm volatile(
         "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-            smem_addr(dst)),
-        "l"(src), "r"(bytes), "r"(smem_addr(bar))
+            smem_u32(dst)),
+        "l"(src), "r"(bytes), "r"(smem_u32(bar))
         : "memory");
 }
 #endif
@@ -242,24 +237,15 @@ unsigned resident(size_t smem) {
     return last;
 }
 
-// Rows per tile: the fewest rounds of tiles over the resident blocks (of that tile's size) times the
-// bytes of a tile plus kTileOverhead.
 // ROTOR_MMVQ_BULK_RT (benchmarks): rows per tile for every launch, 1 .. kMaxTileRows, as far as the
 // tile fits (0 or unset: choose_tile_rows).
 int forced_tile_rows() {
-    static const int v = [] {
-        const char* e = std::getenv("ROTOR_MMVQ_BULK_RT");
-        if (!e || !*e) return 0;
-        char* end = nullptr;
-        const long n = std::strtol(e, &end, 10);
-        if (*end || n < 0 || n > kMaxTileRows)
-            throw Error(std::string("ROTOR_MMVQ_BULK_RT: rows per tile, 0 to ") +
-                        std::to_string(kMaxTileRows) + ", not '" + e + "'");
-        return (int)n;
-    }();
+    static const int v = env_int("ROTOR_MMVQ_BULK_RT", 0, 0, kMaxTileRows);
     return v;
 }
 
+// Rows per tile: the fewest rounds of tiles over the resident blocks (of that tile's size) times the
+// bytes of a tile plus kTileOverhead.
 template <GgmlType T>
 int choose_tile_rows(const Job* job, int n_jobs, int64_t cols) {
     const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
@@ -303,21 +289,11 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, cud
     launch_pdl_smem(mmvq_bulk_kernel<T>, grid, kWarps * kWarp, smem, s, a, x);
 }
 
-bool gpu_has_bulk() {
-    static const bool has = [] {
-        int dev = 0, major = 0;
-        check(cudaGetDevice(&dev), "cudaGetDevice");
-        check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "compute capability");
-        return major >= 9;
-    }();
-    return has;
-}
-
 }  // namespace
 
 bool applies(GgmlType t, int64_t cols) {
     if (t != GgmlType::Q4_K && t != GgmlType::Q5_K && t != GgmlType::Q6_K) return false;
-    if (cols <= 0 || cols % 256 || (int64_t)row_bytes(t, (uint64_t)cols) > kMaxRowBytes || !gpu_has_bulk())
+    if (cols <= 0 || cols % 256 || (int64_t)row_bytes(t, (uint64_t)cols) > kMaxRowBytes || !sm90_or_later())
         return false;
     size_t smem = 0;  // of one-row tiles, the least
     switch (t) {

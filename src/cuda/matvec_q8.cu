@@ -64,7 +64,6 @@ __device__ inline float warp_sum(float v) {
     return v;
 }
 
-
 __device__ inline void named_barrier(int id, int threads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
@@ -252,15 +251,6 @@ __global__ void __launch_bounds__(kWarps* kWarp, kMinBlocks<NT>)
         for (int r = 0; r < RW; r++) shift[r] = (int)(reinterpret_cast<uintptr_t>(grp.w + (size_t)r * row_bytes) & 15);
     }
     cp_async_wait<0>();
-}
-
-bool pdl_available() {
-    static int cc[64];
-    int dev = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    if (dev < 0 || dev >= 64) return false;
-    if (cc[dev] == 0) check(cudaDeviceGetAttribute(&cc[dev], cudaDevAttrComputeCapabilityMajor, dev), "cc");
-    return cc[dev] >= 9;
 }
 
 template <GgmlType T, int RW>
@@ -556,15 +546,7 @@ void launch_direct_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, const A
 // The least fill of the last round of resident warps at which the automatic choice takes kernel 3, in
 // percent (ROTOR_MMVQ_FILL overrides it for benchmarks).
 int direct_fill_percent() {
-    static const int fill = [] {
-        const char* e = std::getenv("ROTOR_MMVQ_FILL");
-        if (!e) return 50;
-        char* end = nullptr;
-        const long v = std::strtol(e, &end, 10);
-        if (end == e || *end || v < 0 || v > 100)
-            throw Error(std::string("ROTOR_MMVQ_FILL: a percentage from 0 to 100, not '") + e + "'");
-        return (int)v;
-    }();
+    static const int fill = env_int("ROTOR_MMVQ_FILL", 50, 0, 100);
     return fill;
 }
 
@@ -731,7 +713,6 @@ __global__ void __launch_bounds__(kWarpsV1* kWarp)
     cp_async_wait<0>();
 }
 
-
 template <GgmlType T, int NT, int RW>
 void launch_one_v1(const Jobs& jobs, int64_t rb, int nb, const ActView& x, bool persistent, cudaStream_t s) {
     static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
@@ -800,7 +781,6 @@ void launch_type_v1(const Job* job, int n_jobs, int64_t cols, const ActView& x, 
         launch_nt_v1<T, 2>(jobs, rb, nb, x, nt, persistent, s);
 }
 
-
 // ---------------------------------------------------------------- activations
 
 // One warp per 32 activations: d = max|x| / 127, codes round(x * (1 / d)) (the CPU's Q8_0 codes,
@@ -833,11 +813,7 @@ void set_kernel(int version) {
 
 int kernel() {
     if (g_kernel < 0) {
-        const char* e = std::getenv("ROTOR_MMVQ");  // automatic unless ROTOR_MMVQ=1, 2, 3 or 4
-        const std::string v = e ? e : "";
-        if (!v.empty() && v != "0" && v != "1" && v != "2" && v != "3" && v != "4")
-            throw Error("ROTOR_MMVQ must be 0 (automatic), 1, 2, 3 or 4, not '" + v + "'");
-        g_kernel = v.empty() ? 0 : v[0] - '0';
+        g_kernel = env_int("ROTOR_MMVQ", 0, 0, 4);  // automatic unless ROTOR_MMVQ=1, 2, 3 or 4
     }
     return g_kernel;
 }
@@ -861,7 +837,7 @@ void set_tuning(const Tuning& t) {
 }
 
 bool pdl_enabled(cudaStream_t s) {
-    return g_tuning.pdl && s != nullptr && pdl_available();  // not on the legacy default stream
+    return g_tuning.pdl && s != nullptr && sm90_or_later();  // not on the legacy default stream
 }
 
 // Kernel 4 (matvec_bulk.h) for a one-token launch: only when forced.

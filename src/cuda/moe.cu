@@ -541,7 +541,6 @@ __global__ void act_mul_kernel(const float* __restrict__ g, int64_t gs, const fl
     h[i] = expert_act(g[r * gs + j], gelu) * u[r * us + j];
 }
 
-
 // ---------------------------------------------------------------- host side
 
 bool has_unit(GgmlType t) {
@@ -568,15 +567,6 @@ Mat mat_of(const ExpertMatrix& m, int n_expert, int64_t row0) {
     return r;
 }
 
-bool pdl_available() {
-    static int cc[64];
-    int dev = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    if (dev < 0 || dev >= 64) return false;
-    if (cc[dev] == 0) check(cudaDeviceGetAttribute(&cc[dev], cudaDevAttrComputeCapabilityMajor, dev), "cc");
-    return cc[dev] >= 9;
-}
-
 // Launch with programmatic stream serialization where the GPU has it (sm_90+): the kernel's blocks
 // are scheduled while the previous kernel of the stream finishes (each kernel waits, pdl_wait,
 // before it reads what came before). Not on the legacy default stream.
@@ -590,7 +580,7 @@ void launch_pdl(void (*kernel)(P...), dim3 grid, cudaStream_t s, A&&... args) {
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = s != nullptr && pdl_available() ? 1 : 0;
+    cfg.numAttrs = s != nullptr && sm90_or_later() ? 1 : 0;
     check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), "cudaLaunchKernelEx");
 }
 

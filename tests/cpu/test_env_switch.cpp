@@ -1,9 +1,11 @@
-// The GPU backend's 0/1 environment switches (common/env_switch.h): unset / empty, 0 and 1 are read, any
-// other value is refused with the variable's name, and an EnvSwitch reads once, then follows set().
+// The GPU backend's environment settings (common/env_switch.h): 0/1 switches (unset / empty, 0 and 1 are
+// read, any other value is refused with the variable's name; an EnvSwitch reads once, then follows set())
+// and whole numbers in a range (env_int).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "common/env_switch.h"
 
@@ -61,5 +63,32 @@ TEST(EnvSwitch, ReadsOnceThenFollowsSet) {
     setenv(kVar, "maybe", 1);
     EnvSwitch bad(kVar, 0);
     EXPECT_THROW(bad.on(), Error);
+    unsetenv(kVar);
+}
+
+TEST(EnvInt, UnsetOrEmptyGivesTheDefaultAndNumbersInRangeAreRead) {
+    unsetenv(kVar);
+    EXPECT_EQ(env_int(kVar, 50, 0, 100), 50);
+    setenv(kVar, "", 1);
+    EXPECT_EQ(env_int(kVar, 7, 0, 100), 7);
+    for (const auto& [v, n] : {std::pair<const char*, int>{"0", 0}, {"4", 4}, {"16", 16}, {"100", 100}}) {
+        setenv(kVar, v, 1);
+        EXPECT_EQ(env_int(kVar, 50, 0, 100), n) << v;
+    }
+    unsetenv(kVar);
+}
+
+TEST(EnvInt, OutOfRangeOrNotPlainDigitsIsAnErrorNamingTheVariable) {
+    for (const char* v : {"101", "5", "-1", "+3", " 3", "3 ", "03", "3.0", "x", "0x10", "99999999999"}) {
+        setenv(kVar, v, 1);
+        try {
+            env_int(kVar, 0, 0, std::string(v) == "5" ? 4 : 100);
+            ADD_FAILURE() << "accepted '" << v << "'";
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            EXPECT_NE(msg.find(kVar), std::string::npos) << msg;
+            EXPECT_NE(msg.find(std::string("'") + v + "'"), std::string::npos) << msg;
+        }
+    }
     unsetenv(kVar);
 }

@@ -153,11 +153,10 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
     // (every one with set_matvec_mma(true); by default 8-16 tokens and large q4_K launches of 4-7):
     bool mma = false, f16 = false;
     for (int t0 = 0; t0 < n_tok;) {
-        const int nt = std::min(n_tok - t0, 16);
-        const bool pass_mma = matvec_mma_takes(t, nt, rows, cols);
-        mma = mma || pass_mma;
-        f16 = f16 || (pass_mma && matvec_mma_f16_applies(t, nt));
-        t0 += pass_mma ? nt : std::min(nt, 8);
+        const Int8Pass p = matmul_int8_pass(t, n_tok - t0, rows, cols);
+        mma = mma || p.mma;
+        f16 = f16 || p.f16;
+        t0 += p.n_tok;
     }
     report(int8 && same_codes && worst < (f16 ? 1.5e-3 : 2e-6) && worst_cpu < tol_cpu,
            std::string("matmul int8 ") + (mma ? (f16 ? "mmq-f16 " : "mmq ") : "") + kernel_tag("k", " ") +
