@@ -164,7 +164,7 @@ void profiled_step(F&& step) {
 
 int rotor::cuda::bench_cuda_main(int argc, char** argv) {
     std::string dir = "/tmp/rotor-bench", shapes = "llama-3.1-8b,qwen2.5-32b", kv_name = "f16";
-    std::string batches_arg = "1", ctxs_arg, prompts_arg = "512,8192,32768";
+    std::string batches_arg = "1", ctxs_arg, prompts_arg = "512,8192,32768", mv_tokens_arg;
     bool quick = false, no_matvec = false, matvec_only = false, sweep = false;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
@@ -182,6 +182,8 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
             matvec_only = true;
         else if (a == "--sweep")
             sweep = true;
+        else if (a == "--mv-tokens" && i + 1 < argc)
+            mv_tokens_arg = argv[++i];
         else if (a == "--batches" && i + 1 < argc)
             batches_arg = argv[++i];
         else if (a == "--ctxs" && i + 1 < argc)
@@ -192,7 +194,9 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
             fprintf(stderr,
                     "usage: rotor bench (or rotor-bench-cuda) [--dir DIR] [--shapes A,B] [--kv f16|f32|q8_0] [--quick] "
                     "[--no-matvec] "
-                    "[--matvec-only] [--sweep] [--batches 1,4] [--ctxs 0,32768,114688] [--prompts 512,8192]\n"
+                    "[--matvec-only] [--sweep] [--mv-tokens 1,2] [--batches 1,4] [--ctxs 0,32768,114688] "
+                    "[--prompts 512,8192]\n"
+                    "  --mv-tokens: the mat-vec tables' token counts (default all)\n"
                     "  --ctxs: decode contexts (default 0,4096,32768, and 114688,131072 without --quick)\n"
                     "  --prompts: prefill lengths (default 512,8192,32768)\n");
             return 2;
@@ -275,7 +279,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
             struct Variant {
                 int kernel, rw;
                 bool persistent;
-                const char* name;
+                std::string name;
             };
             const int kernel_now = matvec_kernel();
             const std::vector<Variant> variants = sweep ? std::vector<Variant>{{0, 0, true, "default"},
@@ -287,18 +291,23 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                                                                                {4, 0, true, "kernel 4"}}
                                                         : std::vector<Variant>{{0, 0, true, "default"},
                                                                                {4, 0, true, "kernel 4"}};
+            std::vector<int> mv_tokens =
+                mv_tokens_arg.empty() ? std::vector<int>{1, 2, 4, 8, 12, 16} : std::vector<int>{};
+            for (const std::string& x : split(mv_tokens_arg)) mv_tokens.push_back(std::stoi(x));
+            auto mv_tok = [&](int nt) { return std::find(mv_tokens.begin(), mv_tokens.end(), nt) != mv_tokens.end(); };
             printf(
                 "int8 mat-vec kernel alone (activations quantized beforehand; CUDA graph of launches over >= "
                 "256 MB "
                 "of copies); default = 2 rows per warp, persistent grid\n\n");
             printf("| matrix | type | rows x cols | MB | n_tok | us | weight GB/s | %% of copy bw |");
-            for (size_t v = 1; v < variants.size(); v++) printf(" %s |", variants[v].name);
+            for (size_t v = 1; v < variants.size(); v++) printf(" %s |", variants[v].name.c_str());
             printf("\n|---|---|---|---|---|---|---|---|");
             for (size_t v = 1; v < variants.size(); v++) printf("---|");
             printf("\n");
             for (const Shape& sh : shapes_mv) {
                 RotatingWeights w(sh.t, sh.rows, sh.cols);
                 for (int nt : {1, 2, 4, 8}) {
+                    if (!mv_tok(nt)) continue;
                     quantize_act_q8(dx.get<float>(), nt, sh.cols, scratch.get(), nullptr);
                     ROTOR_CUDA_CHECK(cudaDeviceSynchronize());  // the timed graphs run on their own stream
                     std::vector<double> us;
@@ -328,7 +337,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                     }
                     printf("\n");
                 }
-                if (sh.t == GgmlType::Q4_K || sh.t == GgmlType::Q6_K) {  // 16 tokens: two dp4a passes of 8 against the tensor cores (matvec_mma.h)
+                if ((sh.t == GgmlType::Q4_K || sh.t == GgmlType::Q6_K) && mv_tok(16)) {  // 16 tokens: two dp4a passes of 8 against the tensor cores (matvec_mma.h)
                     quantize_act_q8(dx.get<float>(), 16, sh.cols, scratch.get(), nullptr);
                     ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
                     const int was = matvec_mma_mode();
@@ -357,6 +366,7 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                 if (sh.t != GgmlType::Q4_K && sh.t != GgmlType::Q6_K) continue;
                 RotatingWeights w(sh.t, sh.rows, sh.cols);
                 for (int nt : {2, 4, 8, 12, 16}) {
+                    if (!mv_tok(nt)) continue;
                     quantize_act_q8(dx.get<float>(), nt, sh.cols, scratch.get(), nullptr);
                     ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
                     const int was = matvec_mma_mode();

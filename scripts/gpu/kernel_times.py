@@ -20,7 +20,7 @@ def short(name):
 
 def category(name):
     """The coarse groups of bench/RESULTS.md's profile table, by kernel name."""
-    if "mmvq_kernel" in name:
+    if "mmvq" in name or "mmq" in name or "matvec_bulk" in name:
         return "int8 mat-vec"
     if "gdn_" in name:
         return "Gated DeltaNet"

@@ -398,13 +398,20 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
 // 4 warp instructions for each 16 bytes its share of DRAM delivers (0.25 per byte; kernel 2 needs
 // 0.26), and 16-byte cp.async pieces, shared-memory slots and their bookkeeping are most of it.
 // Kernel 3 (q4_K, q5_K, q6_K for 1-4 tokens; kernel 2 does the rest) keeps the same units, lanes and
-// activation order but reads each lane's unit from global memory into registers (Unit<T>::load on
+// activation order but reads each lane's unit from global memory into registers (Unit<T>::load_raw on
 // the matrix itself: q4_K / q5_K blocks are 16-byte aligned; q6_K reads aligned words and never
-// past its block). A warp owns RW rows at a time and walks their spans with two register buffers:
-// the next span's loads are issued before the current one is dotted, the next group's included
-// (persistent grid, groups strided over the warps), and the first span's before the wait for the
+// past its block). The register buffers hold the bytes as loaded and the consumer decodes them
+// (Unit<T>::decode), so no instruction waits on a load before its span is dotted: two buffers, the
+// next span's loads issued before the current one is dotted, the first before the wait for the
 // previous kernel (the weights do not depend on it). Lanes past a row's last block (rows of 20
 // blocks: 2.5 spans) and rows past a matrix's last load a valid block and drop it.
+//
+// Work is balanced over the warps to the span: block b takes the groups [G b / B, G (b + 1) / B) and
+// cuts their (group, span) items into 8 contiguous ranges, one per warp. A warp writes the groups
+// that lie whole in its range; a group cut between warps leaves a partial sum per warp in shared
+// memory, and the warp where it starts adds them in warp order (the result does not depend on
+// timing). With whole groups per warp, Qwen3.5-27B's 5120-row down matrix (2560 groups of 9 spans
+// on 2112 warps) took two rounds, 18 spans per warp where 11 are the mean.
 template <GgmlType T>
 inline constexpr bool kDirect = T == GgmlType::Q4_K || T == GgmlType::Q5_K || T == GgmlType::Q6_K;
 constexpr int kDirectMaxTokens = 4;
@@ -414,36 +421,51 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
     mmvq_direct_kernel(Jobs jobs, int64_t row_bytes, int nb, int n_spans, ActView x) {
     using U = Unit<T>;
     using W = typename U::W;
+    using R = typename U::Raw;
     constexpr int kSpanElems = U::kSpanBlocks * U::kBlockElems;
+    constexpr int kSums = RW * NT;
     static_assert(U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
     static_assert(kSpanElems == kActSpan);  // a span's first code index is its first element
+    static_assert(kSums <= kWarp);
+    // a warp's partial sums of the groups it shares: [0] the one begun before its range, [1] the one
+    // it begins and does not finish
+    __shared__ float piece[kWarps][2][kSums];
+    __shared__ int piece_group[kWarps][2];
     pdl_trigger();
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int n_groups = total_groups(jobs);
-    const int gstride = gridDim.x * kWarps;
-    const int g0 = blockIdx.x * kWarps + warp;
-    if (g0 >= n_groups) return;
+    const int gb0 = (int)((int64_t)n_groups * blockIdx.x / gridDim.x);
+    const int gb1 = (int)((int64_t)n_groups * (blockIdx.x + 1) / gridDim.x);
+    if (gb0 == gb1) return;  // the whole block
+    const int64_t items = (int64_t)(gb1 - gb0) * n_spans;
+    const int64_t i0 = items * warp / kWarps, i1 = items * (warp + 1) / kWarps;
+    if (lane < 2) piece_group[warp][lane] = -1;
     const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
 
-    // producer: the next span to load
-    int pg = g0, psp = 0;
-    Group pgrp = group_at<RW>(jobs, row_bytes, pg);
-    auto fetch = [&](W(&w)[RW]) {
-        if (pg >= n_groups) return;
+    // the range's first item
+    const int g_first = gb0 + (int)(i0 / n_spans), sp_first = (int)(i0 % n_spans);
+    const Group grp_first = group_at<RW>(jobs, row_bytes, min(g_first, gb1 - 1));
+
+    // producer: the next item to load
+    int64_t pi = i0;
+    int pg = g_first, psp = sp_first;
+    Group pgrp = grp_first;
+    auto fetch = [&](R(&w)[RW]) {
+        if (pi >= i1) return;
         const int blk = min(psp * U::kSpanBlocks + jb, nb - 1);
 #pragma unroll
         for (int r = 0; r < RW; r++) {
             const int rr = min(r, pgrp.nr - 1);
-            U::load(pgrp.w + (size_t)rr * row_bytes + (size_t)blk * U::kBlockBytes, sub, w[r]);
+            U::load_raw(pgrp.w + (size_t)rr * row_bytes + (size_t)blk * U::kBlockBytes, sub, w[r]);
         }
+        pi++;
         if (++psp == n_spans) {
             psp = 0;
-            pg += gstride;
-            if (pg < n_groups) pgrp = group_at<RW>(jobs, row_bytes, pg);
+            if (++pg < gb1) pgrp = group_at<RW>(jobs, row_bytes, pg);
         }
     };
-    W wa[RW], wb[RW];
+    R wa[RW], wb[RW];
     fetch(wa);
     pdl_wait();  // the activations (and our output) belong to earlier kernels
 
@@ -457,11 +479,17 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
 
-    // consumer: dots the span in w, writes a finished group; false once the warp's groups are done
-    int cg = g0, csp = 0;
-    Group cgrp = group_at<RW>(jobs, row_bytes, cg);
-    auto consume = [&](const W(&w)[RW]) -> bool {
+    // consumer: dots the item in raw; at a group's end or the range's end writes the group's sums (or
+    // leaves its piece); false once the range is done
+    int64_t ci = i0;
+    int cg = g_first, csp = sp_first;
+    bool c_begun_here = sp_first == 0;  // the group's first span is in this warp's range
+    Group cgrp = grp_first;
+    auto consume = [&](const R(&raw)[RW]) -> bool {
         if (csp * U::kSpanBlocks + jb < nb) {
+            W w[RW];
+#pragma unroll
+            for (int r = 0; r < RW; r++) U::decode(raw[r], sub, w[r]);
             const int64_t e_span = (int64_t)csp * kSpanElems;
 #pragma unroll
             for (int t = 0; t < NT; t++) {
@@ -484,30 +512,59 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
                 for (int r = 0; r < RW; r++) acc[r][t] += unit_dot<T>(w[r], xa);
             }
         }
-        if (++csp < n_spans) return true;
+        ci++;
+        const bool group_end = ++csp == n_spans, range_end = ci == i1;
+        if (!group_end && !range_end) return true;
+        const bool whole = group_end && c_begun_here;
+        const int slot = c_begun_here ? 1 : 0;
 #pragma unroll
         for (int r = 0; r < RW; r++)
 #pragma unroll
             for (int t = 0; t < NT; t++) {
                 const float v = warp_sum(acc[r][t]);  // every lane holds the sum
                 acc[r][t] = 0.0f;
-                if (lane == r * NT + t && r < cgrp.nr) cgrp.y[(size_t)t * cgrp.rows + cgrp.row0 + r] = v;
+                if (lane == r * NT + t) {
+                    if (!whole)
+                        piece[warp][slot][lane] = v;
+                    else if (r < cgrp.nr)
+                        cgrp.y[(size_t)t * cgrp.rows + cgrp.row0 + r] = v;
+                }
             }
-        csp = 0;
-        cg += gstride;
-        if (cg >= n_groups) return false;
-        cgrp = group_at<RW>(jobs, row_bytes, cg);
-        return true;
+        if (!whole && lane == 0) piece_group[warp][slot] = cg;
+        if (group_end) {
+            csp = 0;
+            c_begun_here = true;
+            if (++cg < gb1) cgrp = group_at<RW>(jobs, row_bytes, cg);
+        }
+        return !range_end;
     };
-    for (;;) {
-        fetch(wb);
-        if (!consume(wa)) break;
-        fetch(wa);
-        if (!consume(wb)) break;
+    if (i0 < i1) {
+        for (;;) {
+            fetch(wb);
+            if (!consume(wa)) break;
+            fetch(wa);
+            if (!consume(wb)) break;
+        }
+    }
+    // groups cut between warps: the warp where one begins adds the later warps' pieces in order (the
+    // same test in every warp: blocks whose warps' ranges are whole groups skip the barrier)
+    bool cuts = false;
+#pragma unroll
+    for (int w = 1; w < kWarps; w++) cuts |= items * w / kWarps % n_spans != 0;
+    if (!cuts) return;
+    __syncthreads();
+    const int g = piece_group[warp][1];
+    if (g >= 0 && lane < kSums) {
+        float v = piece[warp][1][lane];
+        for (int j = warp + 1; j < kWarps; j++)
+            if (piece_group[j][0] == g) v += piece[j][0][lane];
+        const Group grp = group_at<RW>(jobs, row_bytes, g);
+        const int r = lane / NT, t = lane % NT;
+        if (r < grp.nr) grp.y[(size_t)t * grp.rows + grp.row0 + r] = v;
     }
 }
 
-// Blocks of kernel 3 that fit on the GPU at once (its persistent grid).
+// Blocks of kernel 3 that fit on the GPU at once (its grid: each takes one contiguous run of groups).
 template <GgmlType T, int NT, int RW>
 unsigned resident_direct() {
     static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
@@ -544,7 +601,9 @@ void launch_direct_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, const A
 }
 
 // The least fill of the last round of resident warps at which the automatic choice takes kernel 3, in
-// percent (ROTOR_MMVQ_FILL overrides it for benchmarks).
+// percent (ROTOR_MMVQ_FILL overrides it for benchmarks). Since kernel 3 balances its work to the span,
+// rounds no longer cost it anything; the rule now keeps kernel 2 for matrices of fewer two-row groups
+// than half the resident warps (the 1024-row K/V matrices: 1056 on an H200).
 int direct_fill_percent() {
     static const int fill = env_int("ROTOR_MMVQ_FILL", 50, 0, 100);
     return fill;
@@ -553,13 +612,10 @@ int direct_fill_percent() {
 // Kernel 3 for the launch if it takes the type and token count (else false: kernel 2 runs it). The
 // automatic choice (kernel() == 0) takes it only for one token when its two-row groups fill at least
 // direct_fill_percent() of the resident warps' last round. Measured on an H200 (bench/RESULTS.md,
-// "Kernel 3"): alone, kernel 3 reads large matrices at one token faster (8B down 51 -> 62% of the copy
-// bandwidth, 32B gate/up 45 -> 63%, output 49 -> 67%) but loses where a second round of groups keeps
-// a few warps busy while the rest idle (5120 rows: 2560 groups on 2112 warps, 47 -> 40%), on the
-// 1024-row K/V matrices, and at 2-4 tokens, where kernel 2's teams split rows over more warps. In the
-// decode step, where the next kernel starts in the idle SMs (PDL), 50% beat 80% and 0% on the 32B
-// (102.9 against 99.8 / 102.2 tok/s) and the 27B (114.4 / 113.0 / 115.4), the 8B lost 1% (395.3 / 400.7):
-// scripts/gpu/bench_mmvq_fill.sh.
+// "Kernel 3" and "Kernel 3 balanced"): alone, kernel 3 reads large matrices at one token faster than
+// kernel 2 (8B down 51 -> 72% of the copy bandwidth, 32B gate/up 45 -> 70%, 32B down 53 -> 77%) but
+// loses on the 1024-row K/V matrices (22 -> 17%, ROTOR_MMVQ_FILL=0) and at 2-4 tokens, where kernel
+// 2's teams split rows over more warps.
 template <GgmlType T>
 bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, bool automatic,
                         cudaStream_t s) {

@@ -195,21 +195,30 @@ struct Unit<GgmlType::Q4_K> {
     static constexpr bool kHasMin = true;
     using W = UnitWeights<kWords, kGroups>;
     ROTOR_HD static constexpr int group_offset(int sub, int g) { return 64 * sub + 32 * g; }
-    ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {  // b: 16-byte aligned
+    struct Raw {  // the unit's bytes as loaded: d, dmin | scales 0-3 | 4-7 | 8-11, then its 32 code bytes
         uint32_t h[4], qs[8];
-        load_words<4, 16>(b, h);  // d, dmin | scales 0-3 | 4-7 | 8-11
-        load_words<8, 16>(b + 16 + 32 * sub, qs);
+    };
+    ROTOR_HD static void load_raw(const uint8_t* b, int sub, Raw& r) {  // b: 16-byte aligned
+        load_words<4, 16>(b, r.h);
+        load_words<8, 16>(b + 16 + 32 * sub, r.qs);
+    }
+    ROTOR_HD static void decode(const Raw& r, int sub, W& w) {
         for (int i = 0; i < 8; i++) {
-            w.q[i] = qs[i] & 0x0F0F0F0Fu;
-            w.q[8 + i] = (qs[i] >> 4) & 0x0F0F0F0Fu;
+            w.q[i] = r.qs[i] & 0x0F0F0F0Fu;
+            w.q[8 + i] = (r.qs[i] >> 4) & 0x0F0F0F0Fu;
         }
-        const float d = half_bits_to_f32(h[0] & 0xFFFF), dmin = half_bits_to_f32(h[0] >> 16);
+        const float d = half_bits_to_f32(r.h[0] & 0xFFFF), dmin = half_bits_to_f32(r.h[0] >> 16);
         uint32_t sc, mn;
-        k4_scale_min_pair(sub, h[1], h[2], h[3], sc, mn);
+        k4_scale_min_pair(sub, r.h[1], r.h[2], r.h[3], sc, mn);
         for (int g = 0; g < 2; g++) {
             w.c[g] = d * (float)byte_of(sc, g);
             w.m[g] = -(dmin * (float)byte_of(mn, g));
         }
+    }
+    ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {
+        Raw r;
+        load_raw(b, sub, r);
+        decode(r, sub, w);
     }
 };
 
@@ -221,18 +230,27 @@ struct Unit<GgmlType::Q5_K> {
     static constexpr bool kHasMin = true;
     using W = UnitWeights<kWords, kGroups>;
     ROTOR_HD static constexpr int group_offset(int sub, int g) { return 64 * sub + 32 * g; }
-    ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {  // b: 16-byte aligned
+    struct Raw {  // d, dmin and scales; the block's high bits; the unit's 32 low-nibble bytes
         uint32_t h[4], qh[8], qs[8];
-        load_words<4, 16>(b, h);
-        load_words<8, 16>(b + 16, qh);
-        load_words<8, 16>(b + 48 + 32 * sub, qs);
+    };
+    ROTOR_HD static void load_raw(const uint8_t* b, int sub, Raw& r) {  // b: 16-byte aligned
+        load_words<4, 16>(b, r.h);
+        load_words<8, 16>(b + 16, r.qh);
+        load_words<8, 16>(b + 48 + 32 * sub, r.qs);
+    }
+    ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {
+        Raw r;
+        load_raw(b, sub, r);
+        decode(r, sub, w);
+    }
+    ROTOR_HD static void decode(const Raw& r, int sub, W& w) {
         for (int i = 0; i < 8; i++) {
-            w.q[i] = (qs[i] & 0x0F0F0F0Fu) | (((qh[i] >> (2 * sub)) & 0x01010101u) << 4);
-            w.q[8 + i] = ((qs[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> (2 * sub + 1)) & 0x01010101u) << 4);
+            w.q[i] = (r.qs[i] & 0x0F0F0F0Fu) | (((r.qh[i] >> (2 * sub)) & 0x01010101u) << 4);
+            w.q[8 + i] = ((r.qs[i] >> 4) & 0x0F0F0F0Fu) | (((r.qh[i] >> (2 * sub + 1)) & 0x01010101u) << 4);
         }
-        const float d = half_bits_to_f32(h[0] & 0xFFFF), dmin = half_bits_to_f32(h[0] >> 16);
+        const float d = half_bits_to_f32(r.h[0] & 0xFFFF), dmin = half_bits_to_f32(r.h[0] >> 16);
         uint32_t sc, mn;
-        k4_scale_min_pair(sub, h[1], h[2], h[3], sc, mn);
+        k4_scale_min_pair(sub, r.h[1], r.h[2], r.h[3], sc, mn);
         for (int g = 0; g < 2; g++) {
             w.c[g] = d * (float)byte_of(sc, g);
             w.m[g] = -(dmin * (float)byte_of(mn, g));
@@ -254,20 +272,32 @@ struct Unit<GgmlType::Q6_K> {
     using W = UnitWeights<kWords, kGroups>;
     // sub = 2 * half + (l0 / 16); group k = row k of the half: elements 128 half + 32 k + l0 + 0..15
     ROTOR_HD static constexpr int group_offset(int sub, int k) { return 128 * (sub >> 1) + 32 * k + 16 * (sub & 1); }
-    ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {  // b: 2-byte aligned
+    struct Raw {
+        uint32_t qa[4], qb[4], qh[4], sc[2], d;
+    };
+    ROTOR_HD static void load_raw(const uint8_t* b, int sub, Raw& r) {  // b: 2-byte aligned
         const int half = sub >> 1, l0 = 16 * (sub & 1);
-        uint32_t qa[4], qb[4], qh[4], sc[2];
-        load_words<4, 2>(b + 64 * half + l0, qa);        // ql: rows 0 (low nibbles) and 2 (high)
-        load_words<4, 2>(b + 64 * half + 32 + l0, qb);   // ql: rows 1 and 3
-        load_words<4, 2>(b + 128 + 32 * half + l0, qh);  // two bits per row
-        load_words<2, 2>(b + 192 + 8 * half, sc);        // int8 scales of the half, per 16
+        load_words<4, 2>(b + 64 * half + l0, r.qa);        // ql: rows 0 (low nibbles) and 2 (high)
+        load_words<4, 2>(b + 64 * half + 32 + l0, r.qb);   // ql: rows 1 and 3
+        load_words<4, 2>(b + 128 + 32 * half + l0, r.qh);  // two bits per row
+        load_words<2, 2>(b + 192 + 8 * half, r.sc);        // int8 scales of the half, per 16
+        r.d = load_u16(b + 208);
+    }
+    ROTOR_HD static void load(const uint8_t* b, int sub, W& w) {
+        Raw r;
+        load_raw(b, sub, r);
+        decode(r, sub, w);
+    }
+    ROTOR_HD static void decode(const Raw& r, int sub, W& w) {
+        const int l0 = 16 * (sub & 1);
+        const uint32_t *qa = r.qa, *qb = r.qb, *qh = r.qh, *sc = r.sc;
         for (int i = 0; i < 4; i++) {
             w.q[i] = sub32_bytes((qa[i] & 0x0F0F0F0Fu) | ((qh[i] & 0x03030303u) << 4));
             w.q[4 + i] = sub32_bytes((qb[i] & 0x0F0F0F0Fu) | (((qh[i] >> 2) & 0x03030303u) << 4));
             w.q[8 + i] = sub32_bytes(((qa[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> 4) & 0x03030303u) << 4));
             w.q[12 + i] = sub32_bytes(((qb[i] >> 4) & 0x0F0F0F0Fu) | (((qh[i] >> 6) & 0x03030303u) << 4));
         }
-        const float d = half_bits_to_f32(load_u16(b + 208));
+        const float d = half_bits_to_f32(r.d);
         for (int k = 0; k < 4; k++) {
             // scale index within the half (l0 / 16 + 2 k): word k / 2 (a constant), byte l0 / 16 + 2 (k % 2)
             w.c[k] = d * (float)(int8_t)byte_of(sc[k >> 1], (l0 >> 4) + 2 * (k & 1));

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -644,11 +645,14 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     o.kv = elem;
     o.exact_matmul = exact;
     CudaForward gpu(*m, o);
+    // Tokens of the case's own stream (model, cache, path), so that checks added before it do not
+    // change what it runs.
+    std::mt19937 case_rng((uint32_t)std::hash<std::string>{}(short_name + " " + kv_elem_name(elem) + (exact ? " exact" : "")));
     std::uniform_int_distribution<int> tok(1, V - 1);
     // Prompt: two sequences in one batch (different lengths), every row wants logits.
     Batch b;
-    for (int p = 0; p < n_prompt; p++) b.add(tok(rng), p, 0, true);
-    for (int p = 0; p < n_prompt / 2; p++) b.add(tok(rng), p, 1, true);
+    for (int p = 0; p < n_prompt; p++) b.add(tok(case_rng), p, 0, true);
+    for (int p = 0; p < n_prompt / 2; p++) b.add(tok(case_rng), p, 1, true);
     std::vector<float> lq, lf, lg, l32;
     Diff vs_f, vs_q, cache_effect;  // cache_effect: the CPU's own quantized cache against an f32 one
     const bool four_bit = elem == KvElem::Q4_0 || elem == KvElem::Q4_0H;
@@ -839,6 +843,8 @@ int main(int argc, char** argv) {
                 check_matmul_q8(f->type, 33, 3 * be, 1);
                 check_matmul_q8(f->type, 77, 5120, 1);
                 check_matmul_q8(f->type, 150, 17408, 1);
+                // kernel 3's spans cut between warps: 3 groups of 68 blocks over one block's 8 warps
+                for (int nt : {1, 2}) check_matmul_q8(f->type, 5, 17408, nt);
             }
             set_matvec_kernel(default_kernel);
             if (f->type == GgmlType::Q4_K || f->type == GgmlType::Q6_K) {  // the tensor-core kernel for 9-16 tokens (matvec_mma.h)
