@@ -312,7 +312,8 @@ int rotor::cuda::bench_cuda_main(int argc, char** argv) {
                     ROTOR_CUDA_CHECK(cudaDeviceSynchronize());  // the timed graphs run on their own stream
                     std::vector<double> us;
                     for (const Variant& v : variants) {
-                        if (v.rw == 1 && nt > 4) {  // not instantiated: the kernel takes 2 rows
+                        if ((v.rw == 1 && nt > 4) || ((v.kernel == 3 || v.kernel == 4) && nt > 1)) {
+                            // not instantiated (the kernel takes 2 rows), or kernels 3 / 4 take one token only
                             us.push_back(NAN);
                             continue;
                         }

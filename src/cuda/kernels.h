@@ -73,12 +73,12 @@ void set_matvec_tuning(int rows_per_warp = 0, bool persistent = true, bool pdl =
 
 // Switches between two verified paths (rotor-check-cuda checks both settings either way; both were on
 // by default once they passed on an H200: bench/RESULTS.md, "Switches verified"):
-//  - the int8 mat-vec kernel (matvec_q8.cu): 1 = one warp streams whole row groups through shared
-//    memory, 2 = teams of warps split a row's spans, 3 = q4_K / q5_K / q6_K read straight into
-//    registers (1-4 tokens; the rest as 2), 4 = one token of q4_K / q5_K / q6_K streamed in tiles of
-//    whole rows by bulk copies (sm_90+, matvec_bulk.h; the rest as 3; slower, so only when forced),
-//    0 = the default: 3 for one token where its two-row groups are at least half the resident warps,
-//    else 2 (measured: bench/RESULTS.md, "Kernel 3" and "Kernel 3 balanced"); ROTOR_MMVQ=1/2/3/4 forces one;
+//  - the int8 mat-vec kernel (matvec_q8.cu): 2 = teams of warps split a row's spans, 3 = one token of
+//    q4_K / q5_K / q6_K read straight into registers (the rest as 2), 4 = one token of q4_K / q5_K /
+//    q6_K streamed in tiles of whole rows by bulk copies (sm_90+, matvec_bulk.h; the rest as 3;
+//    slower, so only when forced), 0 = the default: 3 for one token where its two-row groups are at
+//    least half the resident warps, else 2 (measured: bench/RESULTS.md, "Kernel 3" and "Kernel 3
+//    balanced"); ROTOR_MMVQ=2/3/4 forces one (kernel 1 was removed; 1 is refused);
 //  - the fused decode path of CudaForward's llama family (add_rms_norm_q8, qkv_prep, swiglu_q8 and
 //    the mat-vecs on their pre-quantized activations; the default); ROTOR_FUSED_DECODE=0 turns it off.
 //    It computes the same logits, bit for bit, with fewer launches. Read when a step is enqueued (graphs

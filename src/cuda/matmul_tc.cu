@@ -30,6 +30,7 @@
 #include <mutex>
 #include <string>
 
+#include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
 #include "cuda/mma_f16.cuh"
@@ -62,12 +63,6 @@ constexpr size_t smem_bytes(int bn) {
     return (size_t)3 * bn * kLds * 2 + (size_t)2 * kBM * kLds * 2 + (size_t)2 * kBM * Geo<T>::kSlot;
 }
 
-// 16 bytes global -> shared; src_bytes < 16 fills the rest with zeros (0: no read at all)
-__device__ inline void cp_async16(uint32_t dst, const void* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
-}
-__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ inline void cp_async_wait_all_but_one() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 
 __device__ inline void ldsm_x4(uint32_t* r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -118,7 +113,7 @@ __global__ void __launch_bounds__(kThreads, BN == 32 ? 3 : 2)
                 const int t = i / (kBK / 8), seg = i % (kBK / 8);
                 const int tok = n0 + t;
                 const __half* src = X16 + (size_t)min(tok, n_tok - 1) * cols + kc + seg * 8;
-                cp_async16(smem_u32(dst + t * kLds + seg * 8), src, tok < n_tok ? 16 : 0);
+                cp_async<16>(smem_u32(dst + t * kLds + seg * 8), src, tok < n_tok);
             }
         }
         const int jr = g == -3 ? 0 : ((g + 1 >= 0 && (g + 1) % G::kTilesPerSlab == 0) ? g + 1 + G::kTilesPerSlab : -1);
@@ -134,7 +129,7 @@ __global__ void __launch_bounds__(kThreads, BN == 32 ? 3 : 2)
                 if (lo >= a + nbytes) continue;
                 uint8_t* d = dst + r * G::kSlot + 16 * seg;
                 if (lo >= w_begin && hi <= w_end) {
-                    cp_async16(smem_u32(d), reinterpret_cast<const void*>(lo), 16);
+                    cp_async<16>(smem_u32(d), reinterpret_cast<const void*>(lo), true);
                 } else {  // the tensor's first or last bytes: nothing outside it is read
                     const uintptr_t p_end = hi < a + nbytes ? hi : a + nbytes;
                     for (uintptr_t p = lo > a ? lo : a; p < p_end; p++) d[p - lo] = *reinterpret_cast<const uint8_t*>(p);
@@ -223,7 +218,7 @@ __global__ void __launch_bounds__(kThreads, BN == 32 ? 3 : 2)
     issue(-3);
     issue(-2);
     for (int j = -1; j < nkl; j++) {
-        cp_async_wait_all_but_one();
+        cp_async_wait<1>();
         __syncthreads();
         issue(j);
         if (j >= 0 && !(ablation & kSkipProducts)) products(j);

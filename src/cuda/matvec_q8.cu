@@ -12,14 +12,13 @@
 //  - up to three matrices of one type and row length share a launch (Q/K/V, gate/up);
 //  - the mat-vec and quantize kernels use programmatic dependent launch (pdl.cuh): the weight
 //    copies may start while the previous kernel of the stream still runs.
-// Three kernels (kernels.h, set_matvec_kernel; kernel 3 and the automatic choice between 2 and 3 are
-// described where kernel 3 is defined): 1 (measured in bench/RESULTS.md: 50-60% of the copy
-// bandwidth on large matrices; an H200 profile of the 8B gate/up showed 58% issue slots busy at 676
-// instructions per item: per-item integer divisions and 64-bit activation index arithmetic, and down
-// (2048 row groups for ~3700 warps) leaving half the warps idle); 2, the default since it passed every
-// GPU check (bench/RESULTS.md, "Switches verified"): teams of warps split each row's spans, increments
-// instead of divisions, activation offsets per lane computed once, 8 warps per block with dynamic
-// shared memory, rows per group and team size chosen by the busiest warp's work.
+// Two kernels here (kernels.h, set_matvec_kernel; kernel 3 and the automatic choice between 2 and 3
+// are described where kernel 3 is defined; kernel 4 is matvec_bulk.cu): 2, teams of warps split each
+// row's spans, increments instead of divisions, activation offsets per lane computed once, 8 warps per
+// block with dynamic shared memory, rows per group and team size chosen by the busiest warp's work
+// (it replaced kernel 1, one warp per row group, whose H200 profile showed 58% issue slots busy at 676
+// instructions per item and half the warps idle on the 8B down matrix: bench/RESULTS.md); 3, one token
+// of q4_K / q5_K / q6_K read straight into registers.
 #include <algorithm>
 #include <cstdlib>
 #include <utility>
@@ -397,7 +396,7 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
 // instructions per item of two rows (2304 bytes of q4_K, PTX count), where an H100/H200 SM can issue
 // 4 warp instructions for each 16 bytes its share of DRAM delivers (0.25 per byte; kernel 2 needs
 // 0.26), and 16-byte cp.async pieces, shared-memory slots and their bookkeeping are most of it.
-// Kernel 3 (q4_K, q5_K, q6_K for 1-4 tokens; kernel 2 does the rest) keeps the same units, lanes and
+// Kernel 3 (q4_K, q5_K, q6_K for one token; kernel 2 does the rest) keeps the same units, lanes and
 // activation order but reads each lane's unit from global memory into registers (Unit<T>::load_raw on
 // the matrix itself: q4_K / q5_K blocks are 16-byte aligned; q6_K reads aligned words and never
 // past its block). The register buffers hold the bytes as loaded and the consumer decodes them
@@ -414,7 +413,7 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
 // on 2112 warps) took two rounds, 18 spans per warp where 11 are the mean.
 template <GgmlType T>
 inline constexpr bool kDirect = T == GgmlType::Q4_K || T == GgmlType::Q5_K || T == GgmlType::Q6_K;
-constexpr int kDirectMaxTokens = 4;
+constexpr int kDirectMaxTokens = 1;  // 2-4 tokens spilled (60-500 bytes); kernel 2 takes them
 
 template <GgmlType T, int NT, int RW>
 __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
@@ -440,7 +439,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
     if (gb0 == gb1) return;  // the whole block
     const int64_t items = (int64_t)(gb1 - gb0) * n_spans;
     const int64_t i0 = items * warp / kWarps, i1 = items * (warp + 1) / kWarps;
-    if (lane < 2) piece_group[warp][lane] = -1;
+    if (lane == 0) piece_group[warp][0] = piece_group[warp][1] = -1;  // the lane that writes them later
     const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
 
     // the range's first item
@@ -583,23 +582,6 @@ void launch_direct_one(const Jobs& jobs, int64_t rb, int nb, int n_spans, const 
     launch_pdl(kernel, grid, kWarps * kWarp, s, jobs, rb, nb, n_spans, x);
 }
 
-template <GgmlType T, int RW>
-void launch_direct_nt(const Jobs& jobs, int64_t rb, int nb, int n_spans, const ActView& x, int nt, bool persistent,
-                      cudaStream_t s) {
-    switch (nt) {
-        case 1:
-            return launch_direct_one<T, 1, RW>(jobs, rb, nb, n_spans, x, persistent, s);
-        case 2:
-            return launch_direct_one<T, 2, RW>(jobs, rb, nb, n_spans, x, persistent, s);
-        case 3:
-            return launch_direct_one<T, 3, RW>(jobs, rb, nb, n_spans, x, persistent, s);
-        case 4:
-            return launch_direct_one<T, 4, RW>(jobs, rb, nb, n_spans, x, persistent, s);
-        default:
-            throw Error("int8 mat-vec: bad token group");
-    }
-}
-
 // The least fill of the last round of resident warps at which the automatic choice takes kernel 3, in
 // percent (ROTOR_MMVQ_FILL overrides it for benchmarks). Since kernel 3 balances its work to the span,
 // rounds no longer cost it anything; the rule now keeps kernel 2 for matrices of fewer two-row groups
@@ -638,203 +620,11 @@ bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView&
         const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
         const bool persistent = g_tuning.persistent != 0;
         if (rw == 1)
-            launch_direct_nt<T, 1>(jobs, rb, nb, n_spans, x, nt, persistent, s);
+            launch_direct_one<T, 1, 1>(jobs, rb, nb, n_spans, x, persistent, s);
         else
-            launch_direct_nt<T, 2>(jobs, rb, nb, n_spans, x, nt, persistent, s);
+            launch_direct_one<T, 1, 2>(jobs, rb, nb, n_spans, x, persistent, s);
         return true;
     }
-}
-
-// ---------------------------------------------------------------- kernel 1 (the default)
-// One warp streams whole row groups, 4 warps per block: the kernel measured in bench/RESULTS.md and
-// checked on the GPU. Kernel 2 above (set_matvec_kernel(2) or ROTOR_MMVQ=2) replaces it once
-// rotor-check-cuda has passed with it on a GPU.
-constexpr int kWarpsV1 = 4;
-template <int RW>
-inline constexpr int kStagesV1 = RW == 1 ? 4 : 3;
-
-// A warp's work is a sequence of items (row group, span): groups g0, g0 + stride, ... (one group
-// per warp when the grid is large, several when it is persistent), each cut into spans of whole
-// blocks. Items stream through ST shared-memory slots with cp.async, so the copies of the next
-// items (next rows included) are in flight while a span is dotted.
-template <GgmlType T, int NT, int RW>
-__global__ void __launch_bounds__(kWarpsV1* kWarp)
-    mmvq_kernel_v1(Jobs jobs, int64_t row_bytes, int nb, ActView x) {
-    using U = Unit<T>;
-    constexpr int ST = kStagesV1<RW>;
-    constexpr int kSpan = U::kSpanBlocks * U::kBlockBytes;
-    // a span copy starts at the 16-byte boundary at or before the span (up to 14 bytes earlier), and
-    // load_words<N, 2> reads one word past a block: 32 bytes of room
-    constexpr int kSlot = kSpan + 32;
-    static_assert(kSpan % 16 == 0 && U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
-    __shared__ __align__(16) uint8_t smem[kWarpsV1][ST][RW][kSlot];
-    pdl_trigger();
-
-    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int n_groups = total_groups(jobs);
-    const int stride = gridDim.x * kWarpsV1, g0 = blockIdx.x * kWarpsV1 + warp;
-    if (g0 >= n_groups) return;  // whole warps only: no block-wide barrier below
-    const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
-    const int n_items = (n_groups - g0 + stride - 1) / stride * n_spans;
-
-    struct Where {
-        const uint8_t* w;    // the group's first row
-        const uint8_t* end;  // the end of its matrix
-        float* y;
-        int rows, row0, nr, sp;
-    };
-    auto where = [&](int k) {
-        const int gi = g0 + k / n_spans * stride;
-        const JobAt m = job_at(jobs, gi);
-        Where o;
-        o.rows = m.rows;
-        o.row0 = (gi - m.first) * RW;
-        o.nr = min(RW, o.rows - o.row0);
-        o.w = m.w + (size_t)o.row0 * row_bytes;
-        o.end = m.w + (size_t)o.rows * row_bytes;
-        o.y = m.y;
-        o.sp = k % n_spans;
-        return o;
-    };
-    // item k's span of each row -> slot k % ST, one commit group per item
-    auto issue = [&](int k) {
-        if (k < n_items) {
-            const Where o = where(k);
-            const int64_t off = (int64_t)o.sp * kSpan;
-            const int64_t len = min((int64_t)kSpan, row_bytes - off);
-#pragma unroll
-            for (int r = 0; r < RW; r++) {
-                if (r >= o.nr) break;
-                const uint8_t* a = o.w + (size_t)r * row_bytes + off;
-                const uint8_t* a16 = a - (reinterpret_cast<uintptr_t>(a) & 15);
-                const int n16 = (int)((a + len - a16 + 15) / 16);
-                uint8_t* dst = &smem[warp][k % ST][r][0];
-                for (int i = lane; i < n16; i += kWarp) {
-                    const uint8_t* src = a16 + 16 * i;
-                    cp_async16(dst + 16 * i, src, o.end - src >= 16 ? 16 : (int)(o.end - src));
-                }
-            }
-        }
-        cp_async_commit();
-    };
-
-    for (int k = 0; k < ST - 1; k++) issue(k);
-    pdl_wait();  // the activations (and our output) belong to earlier kernels
-
-    float acc[RW][NT];
-#pragma unroll
-    for (int r = 0; r < RW; r++)
-#pragma unroll
-        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
-    const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
-    for (int k = 0; k < n_items; k++) {
-        issue(k + ST - 1);        // into the slot computed in the previous iteration
-        cp_async_wait<ST - 1>();  // item k has landed (this lane's copies)
-        __syncwarp();             // ... and the other lanes'
-        const Where o = where(k);
-        const int blk = o.sp * U::kSpanBlocks + jb;
-        if (blk < nb) {
-            typename U::W wu[RW];
-#pragma unroll
-            for (int r = 0; r < RW; r++) {
-                // where the span starts inside its copy (0 for q4_K / q5_K: rows are 16-byte multiples)
-                const int shift =
-                    (int)(reinterpret_cast<uintptr_t>(o.w + (size_t)r * row_bytes + (size_t)o.sp * kSpan) &
-                          15);
-                U::load(&smem[warp][k % ST][r][shift + jb * U::kBlockBytes], sub, wu[r]);
-            }
-            const int64_t e0 = (int64_t)blk * U::kBlockElems;
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                const ActRow xr{x.codes + (size_t)t * x.code_stride, x.d + (size_t)t * x.ds_stride,
-                                x.s + (size_t)t * x.ds_stride};
-                UnitAct<T> xa;
-                load_unit_act<T>(xr, sub, e0, xa);
-#pragma unroll
-                for (int r = 0; r < RW; r++) acc[r][t] += unit_dot<T>(wu[r], xa);
-            }
-        }
-        if (o.sp == n_spans - 1) {  // the group's last span: its rows are done
-#pragma unroll
-            for (int r = 0; r < RW; r++)
-#pragma unroll
-                for (int t = 0; t < NT; t++) {
-                    const float v = warp_sum(acc[r][t]);
-                    if (lane == 0 && r < o.nr) o.y[(size_t)t * o.rows + o.row0 + r] = v;
-                    acc[r][t] = 0.0f;
-                }
-        }
-        __syncwarp();  // every lane is done with slot k % ST before it is refilled
-    }
-    cp_async_wait<0>();
-}
-
-template <GgmlType T, int NT, int RW>
-void launch_one_v1(const Jobs& jobs, int64_t rb, int nb, const ActView& x, bool persistent, cudaStream_t s) {
-    static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
-    if (!resident) resident = resident_blocks(mmvq_kernel_v1<T, NT, RW>, kWarpsV1 * kWarp, 0);
-    const int groups = jobs.group_end[jobs.n - 1];
-    unsigned grid = (unsigned)((groups + kWarpsV1 - 1) / kWarpsV1);
-    if (persistent) grid = std::min(grid, resident);
-    launch_pdl(mmvq_kernel_v1<T, NT, RW>, grid, kWarpsV1 * kWarp, s, jobs, rb, nb, x);
-}
-
-// Instantiated: 1 row per warp for 1-4 tokens, 2 rows per warp for 1-8 tokens.
-template <GgmlType T, int RW>
-void launch_nt_v1(const Jobs& jobs, int64_t rb, int nb, const ActView& x, int nt, bool persistent,
-               cudaStream_t s) {
-    switch (nt) {
-        case 1:
-            launch_one_v1<T, 1, RW>(jobs, rb, nb, x, persistent, s);
-            return;
-        case 2:
-            launch_one_v1<T, 2, RW>(jobs, rb, nb, x, persistent, s);
-            return;
-        case 3:
-            launch_one_v1<T, 3, RW>(jobs, rb, nb, x, persistent, s);
-            return;
-        case 4:
-            launch_one_v1<T, 4, RW>(jobs, rb, nb, x, persistent, s);
-            return;
-        default:
-            break;
-    }
-    if constexpr (RW == 2) {
-        switch (nt) {
-            case 5:
-                launch_one_v1<T, 5, RW>(jobs, rb, nb, x, persistent, s);
-                return;
-            case 6:
-                launch_one_v1<T, 6, RW>(jobs, rb, nb, x, persistent, s);
-                return;
-            case 7:
-                launch_one_v1<T, 7, RW>(jobs, rb, nb, x, persistent, s);
-                return;
-            case 8:
-                launch_one_v1<T, 8, RW>(jobs, rb, nb, x, persistent, s);
-                return;
-            default:
-                break;
-        }
-    }
-    throw Error("int8 mat-vec: bad token group");
-}
-
-template <GgmlType T>
-void launch_type_v1(const Job* job, int n_jobs, int64_t cols, const ActView& x, int nt, cudaStream_t s) {
-    using U = Unit<T>;
-    const int64_t rb = (int64_t)row_bytes(T, (uint64_t)cols);
-    const int nb = (int)(cols / U::kBlockElems);
-    // rows per warp: two share each activation load (measured on an H200, bench/RESULTS.md: faster
-    // for all but the 1024-row matrices at 1 token, up to 2x at 4 tokens)
-    const int rw = nt > 4 ? 2 : (g_tuning.rows_per_warp ? g_tuning.rows_per_warp : 2);
-    const bool persistent = g_tuning.persistent != 0;
-    const Jobs jobs = make_jobs(job, n_jobs, rw);
-    if (jobs.group_end[n_jobs - 1] == 0) return;
-    if (rw == 1)
-        launch_nt_v1<T, 1>(jobs, rb, nb, x, nt, persistent, s);
-    else
-        launch_nt_v1<T, 2>(jobs, rb, nb, x, nt, persistent, s);
 }
 
 // ---------------------------------------------------------------- activations
@@ -862,14 +652,19 @@ int64_t ds_stride_for(int64_t cols) {
 
 int g_kernel = -1;  // -1: not read from the environment yet; 0: automatic (kernel 2 or 3 per launch)
 
+// Kernel 1 (one warp per row group through shared memory, the first default) was removed once
+// kernels 2 and 3 beat it on every matrix (bench/RESULTS.md, "Kernel 3"); its number stays unused.
 void set_kernel(int version) {
-    if (version < 0 || version > 4) throw Error("int8 mat-vec: kernel version 0 (automatic), 1, 2, 3 or 4");
+    if (version < 0 || version > 4 || version == 1)
+        throw Error("int8 mat-vec: kernel version 0 (automatic), 2, 3 or 4 (1 was removed)");
     g_kernel = version;
 }
 
 int kernel() {
     if (g_kernel < 0) {
-        g_kernel = env_int("ROTOR_MMVQ", 0, 0, 4);  // automatic unless ROTOR_MMVQ=1, 2, 3 or 4
+        const int v = env_int("ROTOR_MMVQ", 0, 0, 4);  // automatic unless ROTOR_MMVQ=2, 3 or 4
+        if (v == 1) throw Error("ROTOR_MMVQ=1: kernel 1 was removed; 0 (automatic), 2, 3 or 4");
+        g_kernel = v;
     }
     return g_kernel;
 }
@@ -907,9 +702,7 @@ void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView
     switch (t) {
 #define ROTOR_TYPE(T)                                                                                 \
     case T:                                                                                           \
-        if (kernel() == 1)                                                                            \
-            launch_type_v1<T>(jobs, n_jobs, cols, x, n_tok, s);                                       \
-        else if (n_tok == 1 && takes_bulk(T, cols))                                                   \
+        if (n_tok == 1 && takes_bulk(T, cols))                                                        \
             bulk::launch(T, jobs, n_jobs, cols, x, s);                                                \
         else if (kernel() == 2 || !launch_type_direct<T>(jobs, n_jobs, cols, x, n_tok, kernel() == 0, s)) \
             launch_type<T>(jobs, n_jobs, cols, x, n_tok, s);                                          \

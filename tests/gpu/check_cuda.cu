@@ -823,7 +823,7 @@ int main(int argc, char** argv) {
             check_matmul(f->type, 301, 2048, 11);  // token groups of 8 + 3
             check_get_rows(f->type, 512);
             const int default_kernel = matvec_kernel();
-            for (int kernel : {1, 2, 3, 4}) {
+            for (int kernel : {2, 3, 4}) {
                 if (!matmul_has_int8_path(f->type)) break;
                 set_matvec_kernel(kernel);
                 const int64_t be = f->block_elems;
@@ -873,7 +873,7 @@ int main(int argc, char** argv) {
             }
         }
         const int default_kernel = matvec_kernel();
-        for (int kernel : {1, 2, 3, 4}) {
+        for (int kernel : {2, 3, 4}) {
             set_matvec_kernel(kernel);
             for (int nt : {1, 3, 8}) check_matmul_multi(nt);
         }
