@@ -9,11 +9,36 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# Runs every test program of build directory $1 whole, in two shards each, $jobs shards at a time,
+# the longest programs first (whole forward passes), with ROTOR_BIN set as ctest sets it. One process
+# per test (ctest) costs about 0.03 s each in Release and 0.1 s under the sanitizers: with 3100 tests,
+# 300 of the sanitized run's 750 test-seconds. A failing shard prints its failures (and any sanitizer
+# report) and the run fails.
+run_test_programs() {
+  local dir=$1 exe shards=()
+  mkdir -p "$dir/test-logs"
+  for exe in "$dir"/tests/rotor_tests_{model,kv,server} "$dir"/tests/rotor_tests_*; do
+    [ -f "$exe" ] && [ -x "$exe" ] || continue
+    case " ${shards[*]} " in *" $exe 0 "*) continue ;; esac
+    shards+=("$exe 0" "$exe 1")
+  done
+  [ "${#shards[@]}" -gt 0 ] || { echo "no test programs in $dir/tests"; return 1; }
+  printf '%s\n' "${shards[@]}" | DIR="$dir" xargs -P "$jobs" -L 1 bash -c '
+    exe=$0 index=$1 log="$DIR/test-logs/$(basename "$0").$1.log"
+    if (cd "$DIR/tests" && GTEST_TOTAL_SHARDS=2 GTEST_SHARD_INDEX=$index ROTOR_BIN="$DIR/rotor" \
+        "$exe" --gtest_brief=1) >"$log" 2>&1; then
+      echo "-- $(basename "$exe") shard $index: $(grep -E "^\[  PASSED  \]" "$log" | head -1)"
+    else
+      printf -- "-- %s shard %s FAILED:\n%s\n" "$(basename "$exe")" "$index" "$(tail -n 60 "$log")"
+      exit 1
+    fi'
+}
+
 scripts/setup.sh
 
 echo "== build (Release) and tests"
 scripts/build.sh -DROTOR_BENCH=OFF
-ctest --test-dir build --output-on-failure -j "$jobs"
+run_test_programs "$root/build" || { echo "== a test failed"; exit 1; }
 
 if [ "${SKIP_API:-0}" != 1 ]; then
   echo "== live API tests: rotor serve on loopback with the official openai npm client"
@@ -31,8 +56,8 @@ fi
 
 if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== tests under ASan + UBSan"
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    ROTOR_SANITIZED=1 ctest --test-dir build-san --output-on-failure -j "$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 ROTOR_SANITIZED=1 \
+    run_test_programs "$root/build-san" || { echo "== a test under the sanitizers failed"; exit 1; }
 fi
 
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then

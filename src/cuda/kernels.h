@@ -52,7 +52,10 @@ void matmul_q8(GgmlType t, const void* W, int64_t rows, int64_t cols, const floa
                float* Y, cudaStream_t s);
 
 // Several weights applied to one activation (Q, K, V; gate, up): X is quantized once when any of
-// them has an int8 path and act_scratch is given, and matrices of one type share a launch.
+// them has an int8 path and act_scratch is given, and matrices of one type share a launch. A shared
+// launch gives the same floats as one launch per matrix except on kernel 3 (one token, rows of more
+// than one span of 2048 elements): there the rows a block's warps cut depend on the launch's total
+// rows, so a row's sum may round differently in its last bits. Each launch is deterministic.
 struct MatmulJob {
     GgmlType type = GgmlType::F32;
     const void* W = nullptr;

@@ -143,7 +143,6 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2) mmvq_bulk_kernel(Args a, Act
     __syncthreads();
 
     const int jb = lane / U::kUnitsPerBlock, sub = lane % U::kUnitsPerBlock;
-    constexpr int kChunks = U::kGroupElems / 16;
     const int e_lane = jb * U::kBlockElems + U::group_offset(sub, 0);
     const int code_lane = (int)act_code_index(e_lane), ds_lane = e_lane / 32;
     for (int k = 0; k < my_tiles; k++) {
@@ -164,18 +163,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2) mmvq_bulk_kernel(Args a, Act
                 const int8_t* cb = act + e_span + code_lane;
                 const int ds = e_span / 32 + ds_lane;
                 UnitAct<T> xa;
-#pragma unroll
-                for (int g = 0; g < U::kGroups; g++) {
-#pragma unroll
-                    for (int c = 0; c < kChunks; c++) {
-                        const int4 q = *reinterpret_cast<const int4*>(cb + act_chunk_delta<T>(g, c));
-                        uint32_t* o = xa.a + g * (U::kGroupElems / 4) + 4 * c;
-                        o[0] = (uint32_t)q.x, o[1] = (uint32_t)q.y, o[2] = (uint32_t)q.z,
-                        o[3] = (uint32_t)q.w;
-                    }
-                    xa.d[g] = act_d[ds + act_scale_delta<T>(g)];
-                    xa.s[g] = act_s[ds + act_scale_delta<T>(g)];
-                }
+                load_unit_act_at<T>(cb, act_d + ds, act_s + ds, [](const auto* p) { return *p; }, xa);
                 v = unit_dot<T>(w, xa);
             }
 #pragma unroll

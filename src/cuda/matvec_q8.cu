@@ -469,7 +469,6 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
     pdl_wait();  // the activations (and our output) belong to earlier kernels
 
     // this lane's first activation chunk and scale inside a span; the others are constants away
-    constexpr int kChunks = U::kGroupElems / 16;
     const int e_lane = jb * U::kBlockElems + U::group_offset(sub, 0);
     const int code_lane = (int)act_code_index(e_lane), ds_lane = e_lane / 32;
     float acc[RW][NT];
@@ -496,17 +495,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
                 const float* db = x.d + (size_t)t * x.ds_stride + e_span / 32 + ds_lane;
                 const float* sbp = x.s + (size_t)t * x.ds_stride + e_span / 32 + ds_lane;
                 UnitAct<T> xa;
-#pragma unroll
-                for (int g = 0; g < U::kGroups; g++) {
-#pragma unroll
-                    for (int c = 0; c < kChunks; c++) {
-                        const int4 v = __ldg(reinterpret_cast<const int4*>(cb + act_chunk_delta<T>(g, c)));
-                        uint32_t* o = xa.a + g * (U::kGroupElems / 4) + 4 * c;
-                        o[0] = (uint32_t)v.x, o[1] = (uint32_t)v.y, o[2] = (uint32_t)v.z, o[3] = (uint32_t)v.w;
-                    }
-                    xa.d[g] = __ldg(db + act_scale_delta<T>(g));
-                    xa.s[g] = U::kHasMin ? __ldg(sbp + act_scale_delta<T>(g)) : 0.0f;
-                }
+                load_unit_act_at<T>(cb, db, sbp, [](const auto* p) { return __ldg(p); }, xa);
 #pragma unroll
                 for (int r = 0; r < RW; r++) acc[r][t] += unit_dot<T>(w[r], xa);
             }

@@ -419,6 +419,27 @@ ROTOR_HD void load_unit_act(const ActRow& x, int sub, int64_t e0, UnitAct<T>& a)
     }
 }
 
+#if defined(__CUDACC__)
+// load_unit_act from pointers at the lane's first code chunk and scale in its span (kernels 3 and 4:
+// the others are constants away, act_chunk_delta / act_scale_delta), each read through `ld`: __ldg
+// on global memory (kernel 3), a plain load from shared memory (kernel 4).
+template <GgmlType T, class Ld>
+__device__ inline void load_unit_act_at(const int8_t* codes, const float* d, const float* s, Ld ld, UnitAct<T>& a) {
+    using U = Unit<T>;
+    ROTOR_MMVQ_UNROLL
+    for (int g = 0; g < U::kGroups; g++) {
+        ROTOR_MMVQ_UNROLL
+        for (int c = 0; c < U::kGroupElems / 16; c++) {
+            const int4 v = ld(reinterpret_cast<const int4*>(codes + act_chunk_delta<T>(g, c)));
+            uint32_t* o = a.a + g * (U::kGroupElems / 4) + 4 * c;
+            o[0] = (uint32_t)v.x, o[1] = (uint32_t)v.y, o[2] = (uint32_t)v.z, o[3] = (uint32_t)v.w;
+        }
+        a.d[g] = ld(d + act_scale_delta<T>(g));
+        a.s[g] = U::kHasMin ? ld(s + act_scale_delta<T>(g)) : 0.0f;
+    }
+}
+#endif
+
 // sum over the unit of w * x for one token
 template <GgmlType T>
 ROTOR_HD float unit_dot(const typename Unit<T>::W& w, const UnitAct<T>& a) {

@@ -169,7 +169,9 @@ void check_matmul_q8(GgmlType t, int64_t rows, int64_t cols, int n_tok, int rw =
 
 // matmul_multi (Q/K/V, gate/up) and matmul_q8 on pre-quantized activations give the same outputs,
 // bit for bit, as one matmul per matrix: mixed types (two q4_K share a launch, q6_K another, f16 on
-// the exact path).
+// the exact path). Rows of one span (2048 columns): kernel 3 cuts rows between warps only when they
+// have more (kernels.h, matmul_multi), and its cut rows are checked against the references in
+// check_matmul_q8.
 void check_matmul_multi(int n_tok) {
     const int64_t cols = 2048;
     const GgmlType types[] = {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::F16};
