@@ -63,7 +63,6 @@ constexpr size_t smem_bytes(int bn) {
     return (size_t)3 * bn * kLds * 2 + (size_t)2 * kBM * kLds * 2 + (size_t)2 * kBM * Geo<T>::kSlot;
 }
 
-
 __device__ inline void ldsm_x4(uint32_t* r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
