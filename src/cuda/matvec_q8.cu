@@ -413,22 +413,20 @@ void launch_type(const Job* job, int n_jobs, int64_t cols, const ActView& x, int
 // on 2112 warps) took two rounds, 18 spans per warp where 11 are the mean.
 template <GgmlType T>
 inline constexpr bool kDirect = T == GgmlType::Q4_K || T == GgmlType::Q5_K || T == GgmlType::Q6_K;
-constexpr int kDirectMaxTokens = 1;  // 2-4 tokens spilled (60-500 bytes); kernel 2 takes them
 
-template <GgmlType T, int NT, int RW>
+// One token (a version for 2-4 spilled 60-500 bytes once the buffers held raw bytes; kernel 2 takes them).
+template <GgmlType T, int RW>
 __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
     mmvq_direct_kernel(Jobs jobs, int64_t row_bytes, int nb, int n_spans, ActView x) {
     using U = Unit<T>;
     using W = typename U::W;
     using R = typename U::Raw;
     constexpr int kSpanElems = U::kSpanBlocks * U::kBlockElems;
-    constexpr int kSums = RW * NT;
     static_assert(U::kSpanBlocks * U::kUnitsPerBlock == kWarp);
     static_assert(kSpanElems == kActSpan);  // a span's first code index is its first element
-    static_assert(kSums <= kWarp);
-    // a warp's partial sums of the groups it shares: [0] the one begun before its range, [1] the one
-    // it begins and does not finish
-    __shared__ float piece[kWarps][2][kSums];
+    // a warp's partial sums (one per row) of the groups it shares: [0] the one begun before its range,
+    // [1] the one it begins and does not finish
+    __shared__ float piece[kWarps][2][RW];
     __shared__ int piece_group[kWarps][2];
     pdl_trigger();
 
@@ -471,11 +469,9 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
     // this lane's first activation chunk and scale inside a span; the others are constants away
     const int e_lane = jb * U::kBlockElems + U::group_offset(sub, 0);
     const int code_lane = (int)act_code_index(e_lane), ds_lane = e_lane / 32;
-    float acc[RW][NT];
+    float acc[RW];
 #pragma unroll
-    for (int r = 0; r < RW; r++)
-#pragma unroll
-        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+    for (int r = 0; r < RW; r++) acc[r] = 0.0f;
 
     // consumer: dots the item in raw; at a group's end or the range's end writes the group's sums (or
     // leaves its piece); false once the range is done
@@ -489,16 +485,11 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
 #pragma unroll
             for (int r = 0; r < RW; r++) U::decode(raw[r], sub, w[r]);
             const int64_t e_span = (int64_t)csp * kSpanElems;
+            UnitAct<T> xa;
+            load_unit_act_at<T>(x.codes + e_span + code_lane, x.d + e_span / 32 + ds_lane,
+                                x.s + e_span / 32 + ds_lane, [](const auto* p) { return __ldg(p); }, xa);
 #pragma unroll
-            for (int t = 0; t < NT; t++) {
-                const int8_t* cb = x.codes + (size_t)t * x.code_stride + e_span + code_lane;
-                const float* db = x.d + (size_t)t * x.ds_stride + e_span / 32 + ds_lane;
-                const float* sbp = x.s + (size_t)t * x.ds_stride + e_span / 32 + ds_lane;
-                UnitAct<T> xa;
-                load_unit_act_at<T>(cb, db, sbp, [](const auto* p) { return __ldg(p); }, xa);
-#pragma unroll
-                for (int r = 0; r < RW; r++) acc[r][t] += unit_dot<T>(w[r], xa);
-            }
+            for (int r = 0; r < RW; r++) acc[r] += unit_dot<T>(w[r], xa);
         }
         ci++;
         const bool group_end = ++csp == n_spans, range_end = ci == i1;
@@ -506,18 +497,16 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
         const bool whole = group_end && c_begun_here;
         const int slot = c_begun_here ? 1 : 0;
 #pragma unroll
-        for (int r = 0; r < RW; r++)
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                const float v = warp_sum(acc[r][t]);  // every lane holds the sum
-                acc[r][t] = 0.0f;
-                if (lane == r * NT + t) {
-                    if (!whole)
-                        piece[warp][slot][lane] = v;
-                    else if (r < cgrp.nr)
-                        cgrp.y[(size_t)t * cgrp.rows + cgrp.row0 + r] = v;
-                }
+        for (int r = 0; r < RW; r++) {
+            const float v = warp_sum(acc[r]);  // every lane holds the sum
+            acc[r] = 0.0f;
+            if (lane == r) {
+                if (!whole)
+                    piece[warp][slot][r] = v;
+                else if (r < cgrp.nr)
+                    cgrp.y[cgrp.row0 + r] = v;
             }
+        }
         if (!whole && lane == 0) piece_group[warp][slot] = cg;
         if (group_end) {
             csp = 0;
@@ -542,29 +531,28 @@ __global__ void __launch_bounds__(kWarps* kWarp, RW == 1 ? 3 : 2)
     if (!cuts) return;
     __syncthreads();
     const int g = piece_group[warp][1];
-    if (g >= 0 && lane < kSums) {
+    if (g >= 0 && lane < RW) {
         float v = piece[warp][1][lane];
         for (int j = warp + 1; j < kWarps; j++)
             if (piece_group[j][0] == g) v += piece[j][0][lane];
         const Group grp = group_at<RW>(jobs, row_bytes, g);
-        const int r = lane / NT, t = lane % NT;
-        if (r < grp.nr) grp.y[(size_t)t * grp.rows + grp.row0 + r] = v;
+        if (lane < grp.nr) grp.y[grp.row0 + lane] = v;
     }
 }
 
 // Blocks of kernel 3 that fit on the GPU at once (its grid: each takes one contiguous run of groups).
-template <GgmlType T, int NT, int RW>
+template <GgmlType T, int RW>
 unsigned resident_direct() {
     static unsigned resident = 0;  // per instantiation (one GPU per process in rotor)
-    if (!resident) resident = resident_blocks(mmvq_direct_kernel<T, NT, RW>, kWarps * kWarp, 0);
+    if (!resident) resident = resident_blocks(mmvq_direct_kernel<T, RW>, kWarps * kWarp, 0);
     return resident;
 }
 
-template <GgmlType T, int NT, int RW>
-void launch_direct_one(const Jobs& jobs, int64_t rb, int nb, int n_spans, const ActView& x, bool persistent,
+template <GgmlType T, int RW>
+void launch_direct(const Jobs& jobs, int64_t rb, int nb, int n_spans, const ActView& x, bool persistent,
                        cudaStream_t s) {
-    const auto kernel = mmvq_direct_kernel<T, NT, RW>;
-    const unsigned resident = resident_direct<T, NT, RW>();
+    const auto kernel = mmvq_direct_kernel<T, RW>;
+    const unsigned resident = resident_direct<T, RW>();
     const int groups = jobs.group_end[jobs.n - 1];
     unsigned grid = (unsigned)((groups + kWarps - 1) / kWarps);
     if (persistent) grid = std::min(grid, resident);
@@ -594,12 +582,12 @@ bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView&
         return false;
     } else {
         using U = Unit<T>;
-        if (nt > kDirectMaxTokens || (automatic && (nt != 1 || g_tuning.rows_per_warp == 1))) return false;
+        if (nt != 1 || (automatic && g_tuning.rows_per_warp == 1)) return false;
         const int rw = g_tuning.rows_per_warp == 1 ? 1 : 2;  // two rows share each activation load
         const Jobs jobs = make_jobs(job, n_jobs, rw);
         const int64_t groups = jobs.group_end[n_jobs - 1];
         if (automatic) {
-            const int64_t warps = (int64_t)resident_direct<T, 1, 2>() * kWarps;
+            const int64_t warps = (int64_t)resident_direct<T, 2>() * kWarps;
             const int64_t rounds = (groups + warps - 1) / warps;
             if (groups * 100 < rounds * warps * direct_fill_percent()) return false;
         }
@@ -609,9 +597,9 @@ bool launch_type_direct(const Job* job, int n_jobs, int64_t cols, const ActView&
         const int n_spans = (nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
         const bool persistent = g_tuning.persistent != 0;
         if (rw == 1)
-            launch_direct_one<T, 1, 1>(jobs, rb, nb, n_spans, x, persistent, s);
+            launch_direct<T, 1>(jobs, rb, nb, n_spans, x, persistent, s);
         else
-            launch_direct_one<T, 1, 2>(jobs, rb, nb, n_spans, x, persistent, s);
+            launch_direct<T, 2>(jobs, rb, nb, n_spans, x, persistent, s);
         return true;
     }
 }
