@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: the checks of the defaults in one go (rotor-check-cuda with every model and the
-# synthetic ones, its "k4" / "mmq-f16" line counts, rotor-check-qwen35, rotor-check-gemma4, the decode
-# cases of rotor-check-attention), a short Qwen3.5-27B decode run at 1 and 16 slots and batch-1 decode of
+# synthetic ones, its "k4" / "mmq-f16" line counts, rotor-check-qwen35, rotor-check-gemma4, the prefill
+# and decode cases of rotor-check-attention), a short Qwen3.5-27B decode run at 1 and 16 slots and batch-1 decode of
 # three Q4_K_M-mix shapes with f16 KV. Models: carry/gpu
 # as cuda_run.sh check says.
 targets="rotor-check-cuda rotor-bench-cuda rotor-check-qwen35 rotor-check-gemma4 rotor-check-attention"
@@ -15,6 +15,6 @@ source "$(dirname "$0")/verify_common.sh"
   timeout 120 build-gpu/rotor-bench-cuda --quick --no-matvec --kv q4_0h --batches 1,16 --ctxs 0 --prompts 512 --shapes qwen3.5-27b 2>&1 | grep -E "^\| (qwen|llama)" || status=1
   timeout 120 build-gpu/rotor-bench-cuda --quick --no-matvec --batches 1 --ctxs 0 --prompts 512 \
     --shapes llama-3.1-8b,qwen2.5-32b,qwen3.5-27b 2>&1 | grep -E "^\| (qwen|llama)" || status=1
-  run build-gpu/rotor-check-attention --decode-only --no-bench
+  run build-gpu/rotor-check-attention --no-bench
 } 2>&1 | tee "$out/verify_defaults.txt"
 exit $status

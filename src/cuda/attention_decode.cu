@@ -107,14 +107,6 @@ __device__ inline uint32_t q8_codes(uint32_t x) {  // signed bytes: (u ^ 0x80) =
     return h2_bits(__hsub2(bits_h2((x ^ 0x00800080u) | 0x64006400u), bits_h2(0x64806480u)));
 }
 
-// f32 pair as f16 hi and lo parts (a = hi + lo to about 2^-22 relative).
-__device__ inline void split_pair(float a, float b, uint32_t& hi, uint32_t& lo) {
-    const __half2 h = __floats2half2_rn(a, b);
-    const float2 f = __half22float2(h);
-    hi = h2_bits(h);
-    lo = pack_half2(a - f.x, b - f.y);
-}
-
 // The dim behind fragment slot k (0..15) of k-step s of block b, for the K operand: slots 2t, 2t+1,
 // 2t+8, 2t+9 of lane quad t hold dims 4t .. 4t+3 of the step's 16 (q4_0: step 0 the low nibbles of
 // bytes 0..15, step 1 the high nibbles; q8_0: bytes 16 s .. 16 s + 15).

@@ -3,16 +3,29 @@
 // One thread block per (KV head g, tile of query tokens of one run): its rows are token x query head
 // of g's group (row r: token r / G, head g * G + r % G), 16 rows per warp, so one K/V tile in shared
 // memory serves every query head of the group. Per K/V tile of BN positions:
-//   S = Q K^T (ldmatrix + mma.sync m16n8k16, f16 in, f32 out; Q pre-scaled by scale * log2 e),
+//   S = Q K^T (ldmatrix + mma.sync m16n8k16, f16 in, f32 out),
 //   causal / window mask on the edge tiles only, online softmax in f32 (exp2),
-//   O += P V with P rounded to f16.
-// K/V reach shared memory as f16 tiles (rows swizzled in 16-byte chunks, chunk c of row r at
+//   O += P V.
+// Every product keeps f32 accuracy, as the decode kernel (attention_decode.cu) does, so that the
+// result matches the split-K kernel and the CPU to ~1e-5 whatever the scale of the scores (Gemma 4's
+// q/k norms leave them unscaled: Q rounded to f16 moved them by ~0.1):
+//   - Q (times scale * log2 e and a power of two per block that puts its largest |value| just under
+//     2^10) is held in shared memory as f16 hi + lo parts, two mma per product;
+//   - K and V tiles hold the stored values exactly as f16: f16 caches as they are, q8_0 / q4_0 as their
+//     integer codes (c, c - 8) with the block scales beside them. A 32-dim block's two k-steps go into
+//     a temporary that is multiplied by each key's scale;
+//   - P V: the weights times the key's value scale for each 32-dim block of V (the scale varies along
+//     the summed positions, so it cannot be factored out), split into hi + lo. To keep p * d below 1
+//     the running max includes each key's largest value-scale exponent e (p' = 2^(s - m) d with
+//     m >= s + e); any common shift is exact for softmax (output = acc / sum).
+// K/V tiles live in shared memory with rows swizzled in 16-byte chunks (chunk c of row r at
 // c ^ (r % 8), so ldmatrix's 8 rows hit distinct banks):
 //   f16:        cp.async straight into a ring of 2-3 tiles;
-//   q8_0/q4_0:  raw block bytes by cp.async into two staging buffers, decoded to f16 by all threads,
-//               tile j + 1 decoded in the same phase as the products of tile j when two f16 tiles
-//               fit (one barrier per tile), else decode and products in separate phases;
-//   f32:        read and converted by the threads, as the decode above.
+//   q8_0/q4_0:  raw block bytes by cp.async into two staging buffers, decoded to codes by all threads,
+//               tile j + 1 decoded in the same phase as the products of tile j when two decoded tiles
+//               fit (one barrier per tile), else decode and products in separate phases.
+// f32 caches and head size 512 (Q's two parts do not fit beside a K/V tile in 99 KiB) are refused:
+// those layers run the split-K kernel (attention_prefill_refusal).
 // Positions past the run's last query are zero-filled (never read: the cache may hold anything there).
 // Every configuration fits in 99 KiB of shared memory (sm_86 / sm_89 / sm_120's limit per block).
 #include "cuda/attention_prefill.h"
@@ -39,6 +52,7 @@ namespace {
 
 constexpr size_t kSmemBudget = 99 * 1024;  // opt-in shared memory per block on sm_86/89/120
 constexpr int kMaxRuns = 32;               // runs per launch (more: several launches)
+constexpr int kRowsPerBlock = 64;          // (token, query head) rows per block: every configuration's
 
 struct RunTable {
     int n = 0;
@@ -53,26 +67,32 @@ constexpr int raw_row_bytes(int d) {
 }
 
 // Geometry of one instantiation: head size D, NW warps, BN positions per K/V tile, the value
-// columns split over DVS warps (D = 512: 16 rows x 256 accumulators per warp).
+// columns split over DVS warps.
 template <class E, int D, int NW, int BN, int DVS>
 struct Geo {
     static constexpr int kThreads = NW * kWarp;
     static constexpr int kBM = 16 * NW / DVS;  // rows (token x head) per block
     static constexpr int kDvw = D / DVS;       // value columns per warp
+    static constexpr int kNB = D / 32;         // 32-dim blocks of a row
     static constexpr bool kDirect = std::is_same_v<E, __half>;
     static constexpr bool kStaged = std::is_same_v<E, block_q8_0> || std::is_same_v<E, block_q4_0>;
+    static_assert(kDirect || kStaged);
     static constexpr int kRawRow = raw_row_bytes<E>(D);
     // widest cp.async that every raw row start allows (rows are 4-byte multiples for D % 64 == 0)
     static constexpr int kCopy = kRawRow % 16 == 0 ? 16 : (kRawRow % 8 == 0 ? 8 : 4);
-    static constexpr size_t kQBytes = (size_t)kBM * D * 2;
-    static constexpr size_t kOpBytes = (size_t)2 * BN * D * 2;                       // f16 K and V tiles
-    static constexpr size_t kRawBytes = kStaged ? (size_t)2 * BN * kRawRow : 0;      // one staging buffer
-    static constexpr bool kInterleave = !kDirect && kQBytes + 2 * kOpBytes + 2 * kRawBytes <= kSmemBudget;
+    static constexpr size_t kQTile = (size_t)kBM * D * 2;  // one f16 part of Q
+    static constexpr size_t kQBytes = 2 * kQTile;          // hi, then lo
+    static constexpr size_t kTileBytes = (size_t)BN * D * 2;
+    // staged: K scales [block][key], V scales [block][key], V exponents [key] after the two tiles
+    static constexpr size_t kScaleBytes = kStaged ? (size_t)(2 * kNB * BN + BN) * 4 : 0;
+    static constexpr size_t kOpBytes = 2 * kTileBytes + kScaleBytes;
+    static constexpr size_t kRawBytes = kStaged ? (size_t)2 * BN * kRawRow : 0;  // one staging buffer
+    static constexpr bool kInterleave = kStaged && kQBytes + 2 * kOpBytes + 2 * kRawBytes <= kSmemBudget;
     static constexpr int kStages = kDirect ? (kQBytes + 3 * kOpBytes <= kSmemBudget ? 3 : 2) : 0;
     static constexpr int kOpBuffers = kDirect ? kStages : (kInterleave ? 2 : 1);
     static constexpr size_t kSmem = kQBytes + kOpBuffers * kOpBytes + 2 * kRawBytes;
-    static_assert(D % 64 == 0 && BN % 16 == 0 && NW % DVS == 0 && kDvw % 16 == 0);
-    static_assert(kSmem <= kSmemBudget, "prefill attention tile does not fit in 99 KiB");
+    static constexpr bool kFits = kSmem <= kSmemBudget;
+    static_assert(D % 64 == 0 && BN % 16 == 0 && NW % DVS == 0 && kDvw % 32 == 0);
     static_assert(kRawBytes % 16 == 0 && kOpBytes % 16 == 0 && kQBytes % 16 == 0);
 };
 
@@ -98,18 +118,17 @@ __device__ inline void bytes_to_h2(uint32_t w, uint32_t& lo, uint32_t& hi) {
     hi = __byte_perm(w, 0x64646464u, 0x4342);  // bytes 2, 3
 }
 
-// 8 codes (1024 + u each, as 4 half2) minus `off`, times d: exact codes, one rounding of code * d
-// (the f32 product code * d is exact, so this is the f16 rounding of the dequantized value).
-__device__ inline uint4 scale_codes(const uint32_t (&h)[4], __half2 off, __half2 d) {
+// 8 codes (1024 + u each, as 4 half2) minus `off`: the signed codes, exact in f16.
+__device__ inline uint4 signed_codes(const uint32_t (&h)[4], __half2 off) {
     uint4 r;
-    r.x = h2_bits(__hmul2(__hsub2(bits_h2(h[0]), off), d));
-    r.y = h2_bits(__hmul2(__hsub2(bits_h2(h[1]), off), d));
-    r.z = h2_bits(__hmul2(__hsub2(bits_h2(h[2]), off), d));
-    r.w = h2_bits(__hmul2(__hsub2(bits_h2(h[3]), off), d));
+    r.x = h2_bits(__hsub2(bits_h2(h[0]), off));
+    r.y = h2_bits(__hsub2(bits_h2(h[1]), off));
+    r.z = h2_bits(__hsub2(bits_h2(h[2]), off));
+    r.w = h2_bits(__hsub2(bits_h2(h[3]), off));
     return r;
 }
 
-// Chunk c (8 elements) of a row of blocks in shared memory (2-byte aligned) to 8 halves.
+// Chunk c (8 elements) of a row of blocks in shared memory (2-byte aligned) to 8 codes as f16.
 __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const block_q8_0*) {
     const unsigned char* b = row + (c >> 2) * (int)sizeof(block_q8_0);
     const uint16_t* p = reinterpret_cast<const uint16_t*>(b + 2 + (c & 3) * 8);
@@ -118,8 +137,7 @@ __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const bloc
     uint32_t h[4];
     bytes_to_h2(w0, h[0], h[1]);
     bytes_to_h2(w1, h[2], h[3]);
-    const __half d = __ushort_as_half(*reinterpret_cast<const uint16_t*>(b));
-    return scale_codes(h, __float2half2_rn(1152.0f), __half2half2(d));
+    return signed_codes(h, __float2half2_rn(1152.0f));
 }
 __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const block_q4_0*) {
     // elements 0-15 of a block: low nibbles of qs[0..15], 16-31: high nibbles
@@ -131,8 +149,12 @@ __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const bloc
     uint32_t h[4];
     bytes_to_h2(w0, h[0], h[1]);
     bytes_to_h2(w1, h[2], h[3]);
-    const __half d = __ushort_as_half(*reinterpret_cast<const uint16_t*>(b));
-    return scale_codes(h, __float2half2_rn(1032.0f), __half2half2(d));
+    return signed_codes(h, __float2half2_rn(1032.0f));
+}
+// Block b's scale in a raw row in shared memory.
+template <class E>
+__device__ inline float block_scale(const unsigned char* row, int b) {
+    return __half2float(*reinterpret_cast<const __half*>(row + b * (int)sizeof(E)));
 }
 
 template <class E, int D, int NW, int BN, int DVS>
@@ -141,11 +163,12 @@ __global__ void __launch_bounds__(NW* kWarp)
                              const float* __restrict__ q, float* __restrict__ out, int n_head, float qscale,
                              const RunTable runs) {
     using Gm = Geo<E, D, NW, BN, DVS>;
-    constexpr int kBM = Gm::kBM, kThreads = Gm::kThreads, kChunks = D / 8;
+    constexpr int kBM = Gm::kBM, kThreads = Gm::kThreads, kChunks = D / 8, NB = Gm::kNB;
     extern __shared__ __align__(16) unsigned char smem[];
-    unsigned char* sQ = smem;
-    unsigned char* sOp = smem + Gm::kQBytes;                        // kOpBuffers x (K tile, V tile)
-    unsigned char* sRaw = sOp + Gm::kOpBuffers * Gm::kOpBytes;      // 2 staging buffers (staged types)
+    __shared__ unsigned int q_amax_bits;
+    unsigned char* sQ = smem;                                    // Q hi, then Q lo
+    unsigned char* sOp = smem + Gm::kQBytes;                     // kOpBuffers x (K tile, V tile, scales)
+    unsigned char* sRaw = sOp + Gm::kOpBuffers * Gm::kOpBytes;  // 2 staging buffers (staged types)
 
     // which run and which of its query tiles: the last tiles (most positions) first
     const int G = n_head / hkv, tpb = kBM / G;
@@ -168,26 +191,50 @@ __global__ void __launch_bounds__(NW* kWarp)
         return (seq_base + slot) * hkv + g;
     };
 
-    // ---- Q tile: f32 -> f16, times scale * log2 e; rows past the tile's tokens are zeros
+    // ---- Q tile: q * scale * log2 e * 2^k as f16 hi + lo, 2^k putting the tile's largest |value| in
+    // [2^9, 2^10) (f16 holds the parts with room to spare; the scores are multiplied by 2^-k back).
+    // Rows past the tile's tokens are zeros.
+    auto q_row = [&](int row) -> const float* {
+        const int tok = row / G;
+        if (row >= tpb * G || tok >= n_valid) return nullptr;
+        return q + ((size_t)(tok0 + t0 + tok) * n_head + g * G + row % G) * D;
+    };
+    if (tid == 0) q_amax_bits = 0;
+    __syncthreads();
+    float amax = 0.0f;
+    for (int i = tid; i < kBM * kChunks; i += kThreads)
+        if (const float* src = q_row(i / kChunks)) {
+            const float4 a = *reinterpret_cast<const float4*>(src + (i % kChunks) * 8);
+            const float4 b = *reinterpret_cast<const float4*>(src + (i % kChunks) * 8 + 4);
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(a.z), fabsf(a.w))));
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(b.x), fabsf(b.y)), fmaxf(fabsf(b.z), fabsf(b.w))));
+        }
+    amax = warp_max(amax);
+    if (lane == 0) atomicMax(&q_amax_bits, __float_as_uint(amax));  // non-negative floats order as ints
+    __syncthreads();
+    int qexp = 0;
+    if (const float m = __uint_as_float(q_amax_bits) * qscale; m > 0.0f && m <= 3.0e38f) frexpf(m, &qexp);
+    qexp = max(qexp, -100);
+    const float qmul = qscale * ldexpf(1.0f, 10 - qexp), qinv = ldexpf(1.0f, qexp - 10);
     for (int i = tid; i < kBM * kChunks; i += kThreads) {
         const int row = i / kChunks, c = i % kChunks;
-        const int tok = row / G;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (row < tpb * G && tok < n_valid) {
-            const float* src = q + ((size_t)(tok0 + t0 + tok) * n_head + g * G + row % G) * D + c * 8;
-            const float4 a = *reinterpret_cast<const float4*>(src);
-            const float4 b = *reinterpret_cast<const float4*>(src + 4);
-            v.x = pack_half2(a.x * qscale, a.y * qscale);
-            v.y = pack_half2(a.z * qscale, a.w * qscale);
-            v.z = pack_half2(b.x * qscale, b.y * qscale);
-            v.w = pack_half2(b.z * qscale, b.w * qscale);
+        uint4 h = make_uint4(0, 0, 0, 0), l = make_uint4(0, 0, 0, 0);
+        if (const float* src = q_row(row)) {
+            const float4 a = *reinterpret_cast<const float4*>(src + c * 8);
+            const float4 b = *reinterpret_cast<const float4*>(src + c * 8 + 4);
+            split_pair(a.x * qmul, a.y * qmul, h.x, l.x);
+            split_pair(a.z * qmul, a.w * qmul, h.y, l.y);
+            split_pair(b.x * qmul, b.y * qmul, h.z, l.z);
+            split_pair(b.z * qmul, b.w * qmul, h.w, l.w);
         }
-        *reinterpret_cast<uint4*>(sQ + swz<D>(row, c)) = v;
+        *reinterpret_cast<uint4*>(sQ + swz<D>(row, c)) = h;
+        *reinterpret_cast<uint4*>(sQ + Gm::kQTile + swz<D>(row, c)) = l;
     }
 
     // ---- K/V tile j: loads and decodes
     auto op_k = [&](int b) { return sOp + (size_t)b * Gm::kOpBytes; };
-    auto op_v = [&](int b) { return sOp + (size_t)b * Gm::kOpBytes + (size_t)BN * D * 2; };
+    auto op_v = [&](int b) { return op_k(b) + Gm::kTileBytes; };
+    auto op_scales = [&](int b) { return reinterpret_cast<float*>(op_k(b) + 2 * Gm::kTileBytes); };
     // f16: tile j straight into op buffer b
     auto issue_direct = [&](int j, int b) {
         const int kt0 = lo + j * BN;
@@ -214,30 +261,28 @@ __global__ void __launch_bounds__(NW* kWarp)
             cp_async<kW>(smem_u32(dst + (size_t)(which * BN + key) * Gm::kRawRow + w * kW), src, valid);
         }
     };
-    // staged: staging buffer j % 2 -> op buffer b; f32: global tile j -> op buffer b
+    // staged: staging buffer j % 2 -> codes, scales and value exponents in op buffer b
     auto decode = [&](int j, int b) {
-        const int kt0 = lo + j * BN;
-        for (int i = tid; i < 2 * BN * kChunks; i += kThreads) {
-            const int which = i / (BN * kChunks), key = (i / kChunks) % BN, c = i % kChunks;
-            uint4 v;
-            if constexpr (Gm::kStaged) {
-                const unsigned char* row =
-                    sRaw + (size_t)(j & 1) * Gm::kRawBytes + (size_t)(which * BN + key) * Gm::kRawRow;
-                v = decode_chunk(row, c, static_cast<const E*>(nullptr));
-            } else {
-                v = make_uint4(0, 0, 0, 0);
-                const int p = kt0 + key;
-                if (p <= hi) {
-                    const float* src = reinterpret_cast<const float*>(which ? V : K) + row_index(p) * D + c * 8;
-                    const float4 a = *reinterpret_cast<const float4*>(src);
-                    const float4 bb = *reinterpret_cast<const float4*>(src + 4);
-                    v.x = pack_half2(a.x, a.y);
-                    v.y = pack_half2(a.z, a.w);
-                    v.z = pack_half2(bb.x, bb.y);
-                    v.w = pack_half2(bb.z, bb.w);
-                }
+        if constexpr (Gm::kStaged) {
+            const unsigned char* raw = sRaw + (size_t)(j & 1) * Gm::kRawBytes;
+            float* scales = op_scales(b);  // [which][block][key]
+            for (int i = tid; i < 2 * BN * kChunks; i += kThreads) {
+                const int which = i / (BN * kChunks), key = (i / kChunks) % BN, c = i % kChunks;
+                const unsigned char* row = raw + (size_t)(which * BN + key) * Gm::kRawRow;
+                *reinterpret_cast<uint4*>((which ? op_v(b) : op_k(b)) + swz<D>(key, c)) =
+                    decode_chunk(row, c, static_cast<const E*>(nullptr));
+                if ((c & 3) == 0) scales[(which * NB + (c >> 2)) * BN + key] = block_scale<E>(row, c >> 2);
             }
-            *reinterpret_cast<uint4*>((which ? op_v(b) : op_k(b)) + swz<D>(key, c)) = v;
+            // each key's largest value-scale exponent e (|d| < 2^e); rows past the end are zeros: e = 0
+            for (int key = tid; key < BN; key += kThreads) {
+                const unsigned char* row = raw + (size_t)(BN + key) * Gm::kRawRow;
+                float m = 0.0f;
+    #pragma unroll
+                for (int bl = 0; bl < NB; bl++) m = fmaxf(m, fabsf(block_scale<E>(row, bl)));
+                int e = 0;
+                if (m > 0.0f && m <= 65504.0f) frexpf(m, &e);
+                scales[2 * NB * BN + key] = (float)max(e, -24);
+            }
         }
     };
 
@@ -246,6 +291,7 @@ __global__ void __launch_bounds__(NW* kWarp)
     const int row_a = rg * 16 + lane / 4, row_b = row_a + 8;  // the two rows this lane holds
     const int qpos_a = p0 + t0 + row_a / G, qpos_b = p0 + t0 + row_b / G;
     const int qmax_rows = p0 + t0 + (kBM - 1) / G;  // the largest position any row (valid or not) takes
+    const int kq = 2 * (lane & 3);                  // this lane's first key column in an n-tile
     float o[Gm::kDvw / 8][4];
 #pragma unroll
     for (int i = 0; i < Gm::kDvw / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
@@ -254,37 +300,75 @@ __global__ void __launch_bounds__(NW* kWarp)
     auto compute = [&](int j, int b) {
         const int kt0 = lo + j * BN;
         const uint32_t qa = smem_u32(sQ), ka = smem_u32(op_k(b)), va = smem_u32(op_v(b));
-        float s[BN / 8][4];
-#pragma unroll
-        for (int i = 0; i < BN / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-#pragma unroll
-        for (int ks = 0; ks < D / 16; ks++) {
-            uint32_t a[4];
-            ldsm_x4(a, qa + swz<D>(rg * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ks * 2 + (lane >> 4)));
+        const float* dk = op_scales(b);     // [block][key]
+        const float* dv = dk + NB * BN;     // [block][key]
+        const float* ev = dv + NB * BN;     // [key]
+        // acc += (Q hi + Q lo) K^T over k-step ks
+        auto qk_step = [&](float (&acc)[BN / 8][4], int ks) {
+            uint32_t ah[4], al[4];
+            const uint32_t qoff = swz<D>(rg * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ks * 2 + (lane >> 4));
+            ldsm_x4(ah, qa + qoff);
+            ldsm_x4(al, qa + (uint32_t)Gm::kQTile + qoff);
 #pragma unroll
             for (int np = 0; np < BN / 16; np++) {
                 uint32_t bk[4];
                 ldsm_x4(bk, ka + swz<D>(np * 16 + (lane & 7) + (lane >> 4) * 8, ks * 2 + ((lane >> 3) & 1)));
-                mma_16816(s[2 * np], a, bk);
-                mma_16816(s[2 * np + 1], a, bk + 2);
+                mma_16816(acc[2 * np], ah, bk);
+                mma_16816(acc[2 * np], al, bk);
+                mma_16816(acc[2 * np + 1], ah, bk + 2);
+                mma_16816(acc[2 * np + 1], al, bk + 2);
+            }
+        };
+        float s[BN / 8][4];
+#pragma unroll
+        for (int i = 0; i < BN / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+        if constexpr (Gm::kDirect) {
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ks++) qk_step(s, ks);
+        } else {
+#pragma unroll
+            for (int bl = 0; bl < NB; bl++) {  // a block's two k-steps, then times each key's scale
+                float t[BN / 8][4];
+#pragma unroll
+                for (int i = 0; i < BN / 8; i++) t[i][0] = t[i][1] = t[i][2] = t[i][3] = 0.0f;
+                qk_step(t, 2 * bl);
+                qk_step(t, 2 * bl + 1);
+#pragma unroll
+                for (int nt = 0; nt < BN / 8; nt++) {
+                    const float2 d = *reinterpret_cast<const float2*>(dk + bl * BN + nt * 8 + kq);
+                    s[nt][0] = fmaf(t[nt][0], d.x, s[nt][0]);
+                    s[nt][1] = fmaf(t[nt][1], d.y, s[nt][1]);
+                    s[nt][2] = fmaf(t[nt][2], d.x, s[nt][2]);
+                    s[nt][3] = fmaf(t[nt][3], d.y, s[nt][3]);
+                }
             }
         }
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] *= qinv;  // the Q tile's power of two, exactly
         // mask only where a tile crosses the diagonal or the window's start
         if (kt0 + BN - 1 > qmin || (window > 0 && kt0 <= qmax_rows - window)) {
 #pragma unroll
             for (int nt = 0; nt < BN / 8; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int key = kt0 + nt * 8 + 2 * (lane & 3) + (e & 1);
+                    const int key = kt0 + nt * 8 + kq + (e & 1);
                     const int qp = e < 2 ? qpos_a : qpos_b;
                     if (key > qp || (window > 0 && key <= qp - window)) s[nt][e] = -INFINITY;
                 }
         }
+        // the running max is over s + e (staged types; e = 0 for f16)
         float tmax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int nt = 0; nt < BN / 8; nt++) {
-            tmax[0] = fmaxf(tmax[0], fmaxf(s[nt][0], s[nt][1]));
-            tmax[1] = fmaxf(tmax[1], fmaxf(s[nt][2], s[nt][3]));
+            float e0 = 0.0f, e1 = 0.0f;
+            if constexpr (Gm::kStaged) {
+                const float2 e = *reinterpret_cast<const float2*>(ev + nt * 8 + kq);
+                e0 = e.x, e1 = e.y;
+            }
+            tmax[0] = fmaxf(tmax[0], fmaxf(s[nt][0] + e0, s[nt][1] + e1));
+            tmax[1] = fmaxf(tmax[1], fmaxf(s[nt][2] + e0, s[nt][3] + e1));
         }
         float corr[2], muse[2];
 #pragma unroll
@@ -315,20 +399,42 @@ __global__ void __launch_bounds__(NW* kWarp)
             o[i][2] *= corr[1];
             o[i][3] *= corr[1];
         }
+        // O += P' V: the A operand's keys for this lane are kk * 16 + kq + (0, 1) and + 8
+        auto pv_block = [&](int kk, int np, const uint32_t (&ph)[4], const uint32_t (&pl)[4]) {
+            uint32_t bv[4];
+            ldsm_x4_trans(bv, va + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
+                                          (ds * Gm::kDvw + np * 16) / 8 + (lane >> 4)));
+            mma_16816(o[2 * np], ph, bv);
+            mma_16816(o[2 * np], pl, bv);
+            mma_16816(o[2 * np + 1], ph, bv + 2);
+            mma_16816(o[2 * np + 1], pl, bv + 2);
+        };
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-            uint32_t a[4];
-            a[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
-            a[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
-            a[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            a[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            const float(&sa)[4] = s[2 * kk];
+            const float(&sb)[4] = s[2 * kk + 1];
+            if constexpr (Gm::kDirect) {
+                uint32_t ph[4], pl[4];
+                split_pair(sa[0], sa[1], ph[0], pl[0]);
+                split_pair(sa[2], sa[3], ph[1], pl[1]);
+                split_pair(sb[0], sb[1], ph[2], pl[2]);
+                split_pair(sb[2], sb[3], ph[3], pl[3]);
 #pragma unroll
-            for (int np = 0; np < Gm::kDvw / 16; np++) {
-                uint32_t bv[4];
-                ldsm_x4_trans(bv, va + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                              (ds * Gm::kDvw + np * 16) / 8 + (lane >> 4)));
-                mma_16816(o[2 * np], a, bv);
-                mma_16816(o[2 * np + 1], a, bv + 2);
+                for (int np = 0; np < Gm::kDvw / 16; np++) pv_block(kk, np, ph, pl);
+            } else {
+#pragma unroll
+                for (int bl = 0; bl < Gm::kDvw / 32; bl++) {
+                    const float* d = dv + (ds * Gm::kDvw / 32 + bl) * BN + kk * 16 + kq;
+                    const float2 d0 = *reinterpret_cast<const float2*>(d);
+                    const float2 d1 = *reinterpret_cast<const float2*>(d + 8);
+                    uint32_t ph[4], pl[4];
+                    split_pair(sa[0] * d0.x, sa[1] * d0.y, ph[0], pl[0]);
+                    split_pair(sa[2] * d0.x, sa[3] * d0.y, ph[1], pl[1]);
+                    split_pair(sb[0] * d1.x, sb[1] * d1.y, ph[2], pl[2]);
+                    split_pair(sb[2] * d1.x, sb[3] * d1.y, ph[3], pl[3]);
+                    pv_block(kk, 2 * bl, ph, pl);
+                    pv_block(kk, 2 * bl + 1, ph, pl);
+                }
             }
         }
     };
@@ -350,37 +456,29 @@ __global__ void __launch_bounds__(NW* kWarp)
         }
     } else if constexpr (Gm::kInterleave) {
         // phase j: decode tile j + 1 into op (j + 1) % 2 while the products of tile j read op j % 2
-        if constexpr (Gm::kStaged) {
-            issue_raw(0);
-            cp_async_commit();
-            if (n_tiles > 1) issue_raw(1);
-            cp_async_commit();
-            cp_async_wait<1>();
-            __syncthreads();
-        }
+        issue_raw(0);
+        cp_async_commit();
+        if (n_tiles > 1) issue_raw(1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
         decode(0, 0);
         for (int j = 0; j < n_tiles; j++) {
-            if constexpr (Gm::kStaged) cp_async_wait<0>();  // raw tile j + 1
-            __syncthreads();  // op j % 2 decoded, op (j + 1) % 2 and staging j % 2 free
-            if constexpr (Gm::kStaged) {
-                if (j + 2 < n_tiles) issue_raw(j + 2);
-                cp_async_commit();
-            }
+            cp_async_wait<0>();  // raw tile j + 1
+            __syncthreads();     // op j % 2 decoded, op (j + 1) % 2 and staging j % 2 free
+            if (j + 2 < n_tiles) issue_raw(j + 2);
+            cp_async_commit();
             if (j + 1 < n_tiles) decode(j + 1, (j + 1) & 1);
             compute(j, j & 1);
         }
     } else {
-        if constexpr (Gm::kStaged) {
-            issue_raw(0);
-            cp_async_commit();
-        }
+        issue_raw(0);
+        cp_async_commit();
         for (int j = 0; j < n_tiles; j++) {
-            if constexpr (Gm::kStaged) {
-                if (j + 1 < n_tiles) issue_raw(j + 1);
-                cp_async_commit();
-                cp_async_wait<1>();  // raw tile j
-            }
-            __syncthreads();  // raw tile j complete; the products of tile j - 1 are done
+            if (j + 1 < n_tiles) issue_raw(j + 1);
+            cp_async_commit();
+            cp_async_wait<1>();  // raw tile j
+            __syncthreads();     // raw tile j complete; the products of tile j - 1 are done
             decode(j, 0);
             __syncthreads();
             compute(j, 0);
@@ -398,7 +496,7 @@ __global__ void __launch_bounds__(NW* kWarp)
         const int row = h ? row_b : row_a, tok = row / G;
         if (row >= tpb * G || tok >= n_valid) continue;
         const float inv = 1.0f / ls[h];
-        float* dst = out + ((size_t)(tok0 + t0 + tok) * n_head + g * G + row % G) * D + ds * Gm::kDvw + 2 * (lane & 3);
+        float* dst = out + ((size_t)(tok0 + t0 + tok) * n_head + g * G + row % G) * D + ds * Gm::kDvw + kq;
 #pragma unroll
         for (int i = 0; i < Gm::kDvw / 8; i++)
             *reinterpret_cast<float2*>(dst + i * 8) = make_float2(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
@@ -409,6 +507,8 @@ template <class E, int D, int NW, int BN, int DVS>
 void launch(const KvLayerView& kv, const float* q, float* out, const PrefillRun* runs, int n_runs, int n_head,
             float scale, cudaStream_t s) {
     using Gm = Geo<E, D, NW, BN, DVS>;
+    static_assert(Gm::kFits, "prefill attention tile does not fit in 99 KiB");
+    static_assert(Gm::kBM == kRowsPerBlock);
     auto kernel = prefill_attention_kernel<E, D, NW, BN, DVS>;
     {  // the shared-memory limit, once per device
         static std::mutex mu;
@@ -447,8 +547,7 @@ void launch(const KvLayerView& kv, const float* q, float* out, const PrefillRun*
     }
 }
 
-// The configuration per head size: 4 warps; 16-row warps over tiles of 64 / 32 / 16 / 16 positions;
-// D = 512 splits the value columns over two warps (rows per block: 32).
+// The configuration per head size: 4 warps of 16 rows over tiles of 64 / 32 / 16 positions.
 template <class E>
 void launch_any(const KvLayerView& kv, const float* q, float* out, const PrefillRun* runs, int n_runs, int n_head,
                 float scale, cudaStream_t s) {
@@ -456,14 +555,13 @@ void launch_any(const KvLayerView& kv, const float* q, float* out, const Prefill
         case 64: launch<E, 64, 4, 64, 1>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case 128: launch<E, 128, 4, 32, 1>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case 256: launch<E, 256, 4, 16, 1>(kv, q, out, runs, n_runs, n_head, scale, s); break;
-        case 512: launch<E, 512, 4, 16, 2>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         default: throw Error("CUDA prefill attention: head size " + std::to_string(kv.head_dim_k));
     }
 }
 
-int rows_per_block(int d) { return d == 512 ? 32 : 64; }
 
-EnvSwitch g_enabled("ROTOR_PREFILL_ATTENTION", 0);
+EnvSwitch g_enabled("ROTOR_PREFILL_ATTENTION", 1);
+std::atomic<int> g_min_run{128};
 
 }  // namespace
 
@@ -471,11 +569,12 @@ std::string attention_prefill_refusal(const KvLayerView& kv, int n_head) {
     const int d = kv.head_dim_k;
     if (kv.head_dim_v != d) return "prefill attention needs equal K and V head sizes";
     if (kv.key_from_value()) return "prefill attention reads stored keys; this layer derives them from its values";
-    if (d != 64 && d != 128 && d != 256 && d != 512)
-        return "prefill attention supports head sizes 64, 128, 256 and 512, not " + std::to_string(d);
+    if (kv.elem == KvElem::F32) return "prefill attention reads f16 and block caches, not f32";
+    if (d != 64 && d != 128 && d != 256)
+        return "prefill attention supports head sizes 64, 128 and 256, not " + std::to_string(d);
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv) return "query heads must be a multiple of KV heads";
-    if (n_head / kv.n_head_kv > rows_per_block(d))
-        return "prefill attention: more than " + std::to_string(rows_per_block(d)) + " query heads per KV head";
+    if (n_head / kv.n_head_kv > kRowsPerBlock)
+        return "prefill attention: more than " + std::to_string(kRowsPerBlock) + " query heads per KV head";
     if (std::string why = kv_elem_refusal(kv.elem, d); !why.empty()) return why;
     return {};
 }
@@ -485,16 +584,21 @@ void attention_prefill(const KvLayerView& kv, const float* q, float* out, const 
     if (n_runs == 0) return;
     if (std::string why = attention_prefill_refusal(kv, n_head); !why.empty()) throw Error("CUDA " + why);
     switch (kv.elem) {
-        case KvElem::F32: launch_any<float>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case KvElem::F16: launch_any<__half>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case KvElem::Q8_0:
         case KvElem::Q8_0H: launch_any<block_q8_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case KvElem::Q4_0:
         case KvElem::Q4_0H: launch_any<block_q4_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::F32: break;  // refused above
     }
 }
 
 bool attention_prefill_enabled() { return g_enabled.on(); }
 void set_attention_prefill_enabled(bool on) { g_enabled.set(on); }
+int attention_prefill_min_run() { return g_min_run.load(); }
+void set_attention_prefill_min_run(int n) {
+    if (n < 16) throw Error("prefill attention: the shortest run must be at least 16 tokens, not " + std::to_string(n));
+    g_min_run.store(n);
+}
 
 }  // namespace rotor::cuda

@@ -29,10 +29,18 @@ std::string attention_prefill_refusal(const KvLayerView& kv, int n_head);
 void attention_prefill(const KvLayerView& kv, const float* q, float* out, const PrefillRun* runs, int n_runs,
                        int n_head, float scale, cudaStream_t s);
 
-// Whether CudaForward sends prompt runs to this kernel. Off by default until it has passed
-// rotor-check-attention on a GPU; ROTOR_PREFILL_ATTENTION=1 in the environment (read once) or this
-// setter turns it on.
+// Whether CudaForward sends prompt runs to this kernel: on by default since it passed
+// rotor-check-attention and the end-to-end checks on an H200 (2026-11-29); ROTOR_PREFILL_ATTENTION=0
+// in the environment (read once) or this setter sends every query to the split-K kernel.
 bool attention_prefill_enabled();
 void set_attention_prefill_enabled(bool on);
+
+// The shortest run of consecutive positions CudaForward::attend gives this kernel. A block walks its
+// keys one tile after another, so a short run at a long context (few blocks) is faster on the split-K
+// kernel: at position 4096 (Llama-3.1-8B's heads) the two break even at about 64 tokens for f16 and
+// 100 for q4_0h (bench/RESULTS.md), hence 128. The check programs lower it to 16 so that their short
+// prompts run this kernel. Values below 16 (the CUDA graphs' step sizes) are refused.
+int attention_prefill_min_run();
+void set_attention_prefill_min_run(int n);
 
 }  // namespace rotor::cuda

@@ -372,12 +372,12 @@ void CudaForward::attend(const KvLayerView& kv, const float* q, float* out, int 
                       pos_.get<int32_t>() + t0, nt, H, scale, max_kv, partial_.get<float>(), stream_);
         }
     };
-    // Runs of kMinRun+ consecutive positions of one sequence go to the tensor-core prefill kernel (opt-in
-    // until checked on a GPU: attention_prefill_enabled()). Such a step has more than kGraphMaxTokens
+    // Runs of attention_prefill_min_run() (at least 16) consecutive positions of one sequence go to the
+    // tensor-core prefill kernel (attention_prefill_enabled()). Such a step has more than kGraphMaxTokens
     // tokens, so it is never captured and staging_ holds its batch.
-    constexpr int kMinRun = 16;
-    static_assert(kMinRun > kGraphMaxTokens);
-    if (n < kMinRun || !attention_prefill_enabled() || !attention_prefill_refusal(kv, H).empty()) {
+    static_assert(16 > kGraphMaxTokens);
+    const int min_run = attention_prefill_min_run();
+    if (n < min_run || !attention_prefill_enabled() || !attention_prefill_refusal(kv, H).empty()) {
         split_k(0, n);
         return;
     }
@@ -388,7 +388,7 @@ void CudaForward::attend(const KvLayerView& kv, const float* q, float* out, int 
     for (int t = 0; t < n;) {
         int u = t + 1;
         while (u < n && seq[u] == seq[t] && pos[u] == pos[u - 1] + 1) u++;
-        if (u - t >= kMinRun) {
+        if (u - t >= min_run) {
             split_k(rest, t);
             runs.push_back({seq[t], pos[t], u - t, t});
             rest = u;

@@ -33,4 +33,13 @@ __device__ inline __half2 bits_h2(uint32_t u) {
     return *reinterpret_cast<const __half2*>(&u);
 }
 
+// f32 pair as f16 hi and lo parts (a = hi + lo to about 2^-22 relative, while a stays in f16's normal
+// range): two mma.sync products, hi then lo, give an f16-operand product f32 accuracy.
+__device__ inline void split_pair(float a, float b, uint32_t& hi, uint32_t& lo) {
+    const __half2 h = __floats2half2_rn(a, b);
+    const float2 f = __half22float2(h);
+    hi = h2_bits(h);
+    lo = pack_half2(a - f.x, b - f.y);
+}
+
 }  // namespace rotor::cuda

@@ -20,6 +20,7 @@
 #include "common/half.h"
 #include "convert/synthetic.h"
 #include "cpu/vec_dot.h"
+#include "cuda/attention_prefill.h"
 #include "cuda/cuda_forward.h"
 #include "cuda/device.h"
 #include "cuda/kernels.h"
@@ -813,6 +814,7 @@ int main(int argc, char** argv) {
         const GpuInfo g = select_gpu(0);
         printf("GPU: %s (sm_%d%d, %d SMs, %.1f GiB); built for %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
                g.sm_count, g.total_bytes / 1073741824.0, built_architectures().c_str());
+        set_attention_prefill_min_run(16);  // the short prompts here run the prefill kernel too (default 128)
         printf("CUDA weight formats: %s\n", supported_weight_types().c_str());
 
         // the defaults, restored after each check of a switched path

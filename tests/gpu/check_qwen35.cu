@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "convert/synthetic.h"
+#include "cuda/attention_prefill.h"
 #include "cuda/cuda_forward.h"
 #include "cuda/cuda_forward_qwen35.h"
 #include "cuda/delta_net.h"
@@ -513,6 +514,7 @@ int main(int argc, char** argv) {
         const GpuInfo g = select_gpu(0);
         printf("GPU: %s (sm_%d%d, %d SMs, %.1f GiB); built for %s\n", g.name.c_str(), g.cc_major, g.cc_minor,
                g.sm_count, g.total_bytes / 1073741824.0, built_architectures().c_str());
+        set_attention_prefill_min_run(16);  // the short prompts here run the prefill kernel too (default 128)
         printf("qwen35 paths: %s\n", qwen35_fast_paths() ? "fast (the default: delta_net_fast.h, fused int8 norms)"
                                                          : "first kernels (--no-fast)");
         // (a) Bounds. Exact path, f32 cache: the CPU's arithmetic to float rounding (the delta rule is
