@@ -597,7 +597,9 @@ bool attention_prefill_enabled() { return g_enabled.on(); }
 void set_attention_prefill_enabled(bool on) { g_enabled.set(on); }
 int attention_prefill_min_run() { return g_min_run.load(); }
 void set_attention_prefill_min_run(int n) {
-    if (n < 16) throw Error("prefill attention: the shortest run must be at least 16 tokens, not " + std::to_string(n));
+    if (n < kPrefillMinRunFloor)
+        throw Error("prefill attention: the shortest run must be at least " + std::to_string(kPrefillMinRunFloor) +
+                    " tokens, not " + std::to_string(n));
     g_min_run.store(n);
 }
 

@@ -1,9 +1,10 @@
 // Tensor-core prefill attention (flash-attention-2 style, mma.sync m16n8k16 f16 -> f32) over the
-// dense KV cache of attention.h, reading every KvElem in place: K/V tiles are dequantized into shared
-// memory as f16, never copied to global memory. For runs of consecutive query positions of one
-// sequence (a prompt chunk), causal, GQA (the query heads of one KV head share each K/V tile), sliding
-// windows over rings (KvLayerView::window / ctx, as attention()). The *h types are read like their
-// plain blocks: the caller rotates q before and the output after, as for attention().
+// dense KV cache of attention.h, reading f16, q8_0 and q4_0 caches (and q8_0h / q4_0h) in place: K/V
+// tiles hold the stored codes in shared memory, never an f16 copy in global memory, and every product
+// keeps f32 accuracy (f16 hi + lo parts; attention_prefill.cu). For runs of consecutive query
+// positions of one sequence (a prompt chunk), causal, GQA (the query heads of one KV head share each
+// K/V tile), sliding windows over rings (KvLayerView::window / ctx, as attention()). The *h types are
+// read like their plain blocks: the caller rotates q before and the output after, as for attention().
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -19,8 +20,10 @@ struct PrefillRun {
     int seq = 0, pos0 = 0, len = 0, tok0 = 0;
 };
 
-// Why this layer cannot run on the prefill kernel ("" when it can): head sizes 64, 128, 256, 512 with
-// dk == dv, n_head a multiple of n_head_kv, the KV type's own rules (kv_elem_refusal).
+// Why this layer cannot run on the prefill kernel ("" when it can): f16 or block caches (not f32),
+// stored keys (not K = V), head sizes 64, 128, 256 with dk == dv, n_head a multiple of n_head_kv with
+// at most 64 query heads per KV head, the KV type's own rules (kv_elem_refusal). Refused layers run
+// the split-K kernel (CudaForward::attend).
 std::string attention_prefill_refusal(const KvLayerView& kv, int n_head);
 
 // out[tok][h] (f32, [token][n_head][head_dim_v]) = softmax(scale * q[tok][h] . K) V over the positions
@@ -39,7 +42,9 @@ void set_attention_prefill_enabled(bool on);
 // keys one tile after another, so a short run at a long context (few blocks) is faster on the split-K
 // kernel: at position 4096 (Llama-3.1-8B's heads) the two break even at about 64 tokens for f16 and
 // 100 for q4_0h (bench/RESULTS.md), hence 128. The check programs lower it to 16 so that their short
-// prompts run this kernel. Values below 16 (the CUDA graphs' step sizes) are refused.
+// prompts run this kernel. Values below kPrefillMinRunFloor are refused: CudaForward captures steps of
+// up to 8 tokens in CUDA graphs, and the runs are launch parameters.
+constexpr int kPrefillMinRunFloor = 16;
 int attention_prefill_min_run();
 void set_attention_prefill_min_run(int n);
 

@@ -372,10 +372,10 @@ void CudaForward::attend(const KvLayerView& kv, const float* q, float* out, int 
                       pos_.get<int32_t>() + t0, nt, H, scale, max_kv, partial_.get<float>(), stream_);
         }
     };
-    // Runs of attention_prefill_min_run() (at least 16) consecutive positions of one sequence go to the
-    // tensor-core prefill kernel (attention_prefill_enabled()). Such a step has more than kGraphMaxTokens
-    // tokens, so it is never captured and staging_ holds its batch.
-    static_assert(16 > kGraphMaxTokens);
+    // Runs of attention_prefill_min_run() consecutive positions of one sequence go to the tensor-core
+    // prefill kernel (attention_prefill_enabled()). Such a step has more than kGraphMaxTokens tokens, so
+    // it is never captured and staging_ holds its batch.
+    static_assert(kPrefillMinRunFloor > kGraphMaxTokens);
     const int min_run = attention_prefill_min_run();
     if (n < min_run || !attention_prefill_enabled() || !attention_prefill_refusal(kv, H).empty()) {
         split_k(0, n);
