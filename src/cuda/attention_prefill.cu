@@ -7,8 +7,8 @@
 //   causal / window mask on the edge tiles only, online softmax in f32 (exp2),
 //   O += P V.
 // Every product keeps f32 accuracy, as the decode kernel (attention_decode.cu) does, so that the
-// result matches the split-K kernel and the CPU to ~1e-5 whatever the scale of the scores (Gemma 4's
-// q/k norms leave them unscaled: Q rounded to f16 moved them by ~0.1):
+// result matches the split-K kernel and an exact reference to 5e-5 max|v| whatever the scale of the
+// scores (Gemma 4's q/k norms leave them unscaled: Q rounded to f16 moved them by ~0.1):
 //   - Q (times scale * log2 e and a power of two per block that puts its largest |value| just under
 //     2^10) is held in shared memory as f16 hi + lo parts, two mma per product;
 //   - K and V tiles hold the stored values exactly as f16: f16 caches as they are, q8_0 / q4_0 as their
