@@ -79,9 +79,6 @@ struct DecGeo {
     static_assert(kSmem <= 99 * 1024, "decode attention tile does not fit in 99 KiB (sm_86/89/120)");
 };
 
-__device__ inline float half_at(const uint8_t* p) {
-    return __half2float(*reinterpret_cast<const __half*>(p));
-}
 __device__ inline uint32_t u16_at(const uint8_t* p) {
     return *reinterpret_cast<const uint16_t*>(p);
 }
@@ -232,9 +229,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             for (int b = (lane & 1) * (NB / 2); b < (lane & 1) * (NB / 2) + NB / 2; b++)
                 amax = fmaxf(amax, fabsf(half_at(Vs + r * RB + b * BB)));
             amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-            int e = 0;
-            if (amax > 0.0f && amax <= 65504.0f) frexpf(amax, &e);  // amax < 2^e (rows past the end: zeros)
-            e_row = p0 + r < wend ? (float)max(e, -24) : 0.0f;
+            e_row = p0 + r < wend ? (float)value_scale_exponent(amax) : 0.0f;  // rows past the end: zeros
         }
         const float e_a = __shfl_sync(0xffffffffu, e_row, 2 * lg),
                     e_b = __shfl_sync(0xffffffffu, e_row, 2 * (lg + 8));

@@ -151,12 +151,6 @@ __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const bloc
     bytes_to_h2(w1, h[2], h[3]);
     return signed_codes(h, __float2half2_rn(1032.0f));
 }
-// Block b's scale in a raw row in shared memory.
-template <class E>
-__device__ inline float block_scale(const unsigned char* row, int b) {
-    return __half2float(*reinterpret_cast<const __half*>(row + b * (int)sizeof(E)));
-}
-
 template <class E, int D, int NW, int BN, int DVS>
 __global__ void __launch_bounds__(NW* kWarp)
     prefill_attention_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int ctx, int window,
@@ -271,17 +265,15 @@ __global__ void __launch_bounds__(NW* kWarp)
                 const unsigned char* row = raw + (size_t)(which * BN + key) * Gm::kRawRow;
                 *reinterpret_cast<uint4*>((which ? op_v(b) : op_k(b)) + swz<D>(key, c)) =
                     decode_chunk(row, c, static_cast<const E*>(nullptr));
-                if ((c & 3) == 0) scales[(which * NB + (c >> 2)) * BN + key] = block_scale<E>(row, c >> 2);
+                if ((c & 3) == 0) scales[(which * NB + (c >> 2)) * BN + key] = half_at(row + (c >> 2) * sizeof(E));
             }
-            // each key's largest value-scale exponent e (|d| < 2^e); rows past the end are zeros: e = 0
+            // each key's largest value-scale exponent (rows past the end are zeros: 0)
             for (int key = tid; key < BN; key += kThreads) {
                 const unsigned char* row = raw + (size_t)(BN + key) * Gm::kRawRow;
                 float m = 0.0f;
-    #pragma unroll
-                for (int bl = 0; bl < NB; bl++) m = fmaxf(m, fabsf(block_scale<E>(row, bl)));
-                int e = 0;
-                if (m > 0.0f && m <= 65504.0f) frexpf(m, &e);
-                scales[2 * NB * BN + key] = (float)max(e, -24);
+#pragma unroll
+                for (int bl = 0; bl < NB; bl++) m = fmaxf(m, fabsf(half_at(row + bl * sizeof(E))));
+                scales[2 * NB * BN + key] = (float)value_scale_exponent(m);
             }
         }
     };

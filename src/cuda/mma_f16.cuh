@@ -33,6 +33,19 @@ __device__ inline __half2 bits_h2(uint32_t u) {
     return *reinterpret_cast<const __half2*>(&u);
 }
 
+// The f16 at p (2-byte aligned): a block scale in a raw cache row.
+__device__ inline float half_at(const uint8_t* p) {
+    return __half2float(*reinterpret_cast<const __half*>(p));
+}
+// e with amax < 2^e for a row's largest |value scale| (0 for a row of zeros, at least -24: f16's
+// smallest subnormal). The tensor-core attention kernels add it to each position's score in the
+// running max, so that the weight times the value scale stays below 1 (inside f16's range).
+__device__ inline int value_scale_exponent(float amax) {
+    int e = 0;
+    if (amax > 0.0f && amax <= 65504.0f) frexpf(amax, &e);
+    return e > -24 ? e : -24;
+}
+
 // f32 pair as f16 hi and lo parts (a = hi + lo to about 2^-22 relative, while a stays in f16's normal
 // range): two mma.sync products, hi then lo, give an f16-operand product f32 accuracy.
 __device__ inline void split_pair(float a, float b, uint32_t& hi, uint32_t& lo) {
