@@ -381,6 +381,19 @@ void run_checks() {
         report(attention_prefill_refusal(kv, 4).empty(), "accepts head size 128 GQA 2", attention_prefill_refusal(kv, 4));
         kv.head_dim_v = 64;
         report(!attention_prefill_refusal(kv, 4).empty(), "refuses dk != dv", attention_prefill_refusal(kv, 4));
+        kv.head_dim_v = 128;
+        kv.n_head_kv = 1;
+        report(!attention_prefill_refusal(kv, 65).empty(), "refuses 65 query heads per KV head",
+               attention_prefill_refusal(kv, 65));
+        // the shortest run CudaForward gives the kernel: below the floor (graph-captured steps) refused
+        const int min_run = attention_prefill_min_run();
+        std::string why;
+        try {
+            set_attention_prefill_min_run(kPrefillMinRunFloor - 1);
+        } catch (const std::exception& x) {
+            why = x.what();
+        }
+        report(!why.empty() && attention_prefill_min_run() == min_run, "refuses a shortest run below the floor", why);
     }
     for (KvElem e : elems) {
         for (int d : {64, 128, 256, 512}) {
