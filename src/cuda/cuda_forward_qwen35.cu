@@ -6,12 +6,15 @@
 // with the norm that follows it.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_forward_qwen35.h"
+#include "cuda/delta_net_chunked.h"
 #include "cuda/delta_net_fast.h"
 #include "cuda/matmul_tc.h"
+#include "cuda/scratch_sizes.h"
 
 namespace rotor::cuda {
 
@@ -25,12 +28,18 @@ const float* f32p(const void* p) { return static_cast<const float*>(p); }
 constexpr int kGdnStepMaxSeqTokens = 4;
 // on unless set_qwen35_fast_paths(false) or ROTOR_QWEN35_FAST=0 (the benchmarks' switch) turn them off
 int g_fast_paths = -1;  // -1: ROTOR_QWEN35_FAST not read yet
+int g_chunked = -1;     // -1: ROTOR_GDN_CHUNKED not read yet
 }  // namespace
 
 void set_qwen35_fast_paths(bool on) { g_fast_paths = on ? 1 : 0; }
 bool qwen35_fast_paths() {
     if (g_fast_paths < 0) g_fast_paths = env_switch("ROTOR_QWEN35_FAST", 1);
     return g_fast_paths == 1;
+}
+void set_qwen35_chunked(bool on) { g_chunked = on ? 1 : 0; }
+bool qwen35_chunked() {
+    if (g_chunked < 0) g_chunked = env_switch("ROTOR_GDN_CHUNKED", 1);
+    return g_chunked == 1;
 }
 
 void CudaForward::init_qwen35() {
@@ -82,6 +91,26 @@ void CudaForward::init_qwen35() {
             b->gdn_scratch.resize(gdn_scratch_floats(opt_.max_batch, b->gdn) * sizeof(float));
             b->step_counters.resize(gdn_step_counters(opt_.n_seq, b->gdn) * sizeof(int));
             ROTOR_CUDA_CHECK(cudaMemset(b->step_counters.get(), 0, b->step_counters.bytes()));
+            if (qwen35_chunked()) {
+                if (std::string why = gdn_chunked_refusal(b->gdn); !why.empty()) {
+                    fprintf(stderr, "%snote: %s; prompts run the token-by-token delta rule\n", who.c_str(), why.c_str());
+                } else {
+                    b->chunked = true;
+                    const GdnShape& g = b->gdn;
+                    int ffn = 0;  // the dense FFN's gate_ / up_ hold B x ffn floats each (cuda_forward.cu)
+                    if (c.arch == Arch::Qwen35)
+                        for (int l = 0; l < c.n_layer; l++) ffn = std::max(ffn, c.n_ff[l]);
+                    if (gdn_chunked_extra_bytes(B, opt_.n_seq, g.n_v_heads, g.d_k, g.d_v, ffn) == 0) {
+                        b->chunk_wu = gate_.get();
+                        b->chunk_pc = up_.get();
+                    } else {
+                        const size_t wu = gdn_chunked_wu_bytes(B, g.n_v_heads, g.d_k, g.d_v);
+                        b->chunk_scratch.resize(wu + gdn_chunked_pc_bytes(B, opt_.n_seq, g.n_v_heads));
+                        b->chunk_wu = b->chunk_scratch.get();
+                        b->chunk_pc = static_cast<char*>(b->chunk_scratch.get()) + wu;
+                    }
+                }
+            }
         }
     }
     b->qg.resize(std::max<size_t>(B * max_qg * 4, 16));
@@ -104,7 +133,7 @@ void CudaForward::init_qwen35() {
         }
     }
     for (const DeviceBuffer* d : {&b->state, &b->mix, &b->conv_out, &b->z, &b->ab, &b->gdn_out, &b->gdn_scratch,
-                                  &b->step_counters, &b->qg, &b->plan,
+                                  &b->step_counters, &b->chunk_scratch, &b->qg, &b->plan,
                                   &b->router, &b->expert_ids, &b->expert_w, &b->moe_out, &b->sh_gate, &b->sh_up,
                                   &b->sh_out})
         extra += d->bytes();
@@ -176,6 +205,7 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
             }
         }
         const bool one_step_kernel = n_seqs == 1 && max_seq_tokens <= kGdnStepMaxSeqTokens;
+        const bool chunked = b.chunked && max_seq_tokens >= kGdnChunkedMinTokens;
         // As enqueue_llama: on the int8 path the kernel that produces a mat-vec's input also quantizes it
         // (residual add + RMSNorm + quantization before the mixer's and the FFN's projections, SwiGLU +
         // quantization before down). pre_q8 says whether (the scratch) or not (null).
@@ -215,6 +245,12 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
                     gdn_step(g, b.mix.get<float>(), ab, f32p(L.ssm_conv1d.data), f32p(L.ssm_a.data), f32p(L.ssm_dt.data),
                              b.z.get<float>(), f32p(L.ssm_norm.data), eps, gs, b.step_counters.get<int>(), opt_.n_seq, seq,
                              pos, plan, n, b.gdn_out.get<float>(), b.gdn_scratch.get<float>(), s);
+                } else if (chunked) {  // prompts: the chunked delta rule
+                    gdn_conv(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, f32p(L.ssm_conv1d.data),
+                             f32p(L.ssm_a.data), f32p(L.ssm_dt.data), gs, seq, pos, plan, n, s);
+                    gdn_delta_chunked(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, b.z.get<float>(),
+                                      f32p(L.ssm_norm.data), eps, gs, seq, pos, plan, n, opt_.n_seq,
+                                      b.gdn_out.get<float>(), b.gdn_scratch.get<float>(), b.chunk_wu, b.chunk_pc, s);
                 } else {
                     gdn_conv(g, b.mix.get<float>(), b.conv_out.get<float>(), ab, f32p(L.ssm_conv1d.data),
                              f32p(L.ssm_a.data), f32p(L.ssm_dt.data), gs, seq, pos, plan, n, s);

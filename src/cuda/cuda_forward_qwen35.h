@@ -16,6 +16,13 @@ namespace rotor::cuda {
 void set_qwen35_fast_paths(bool on);
 bool qwen35_fast_paths();
 
+// The chunked delta rule (delta_net_chunked.h) for steps where a sequence has kGdnChunkedMinTokens tokens or
+// more (prompts), within the fast paths: on by default; off (gdn_delta_sliced for every step) with
+// set_qwen35_chunked(false) or ROTOR_GDN_CHUNKED=0. Read when a CudaForward is made; process-wide.
+void set_qwen35_chunked(bool on);
+bool qwen35_chunked();
+inline constexpr int kGdnChunkedMinTokens = 16;
+
 struct CudaForward::Qwen35Buffers {
     std::vector<int> seq_pos;  // positions each sequence's recurrent state has consumed (host copy)
     bool fast = true;          // set_qwen35_fast_paths when made
@@ -28,6 +35,12 @@ struct CudaForward::Qwen35Buffers {
     // Gated DeltaNet activations for max_batch tokens: projections, conv output, beta/alpha, the output
     DeviceBuffer mix, conv_out, z, ab, gdn_out;
     DeviceBuffer gdn_scratch, step_counters;  // fast path: per-slice sums of o^2, gdn_step's counters
+    bool chunked = false;                      // qwen35_chunked() and the shape supported
+    // gdn_delta_chunked's two scratch parts: in the dense FFN's gate and up buffers (idle during the mixer)
+    // when they fit (scratch_sizes.h, gdn_chunked_extra_bytes), else in chunk_scratch
+    void* chunk_wu = nullptr;
+    void* chunk_pc = nullptr;
+    DeviceBuffer chunk_scratch;
     DeviceBuffer qg;    // gated attention: attn_q's output (query and gate per head)
     DeviceBuffer plan;  // SeqPlan's arrays
     SeqPlan plan_view;

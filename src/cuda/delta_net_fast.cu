@@ -390,8 +390,13 @@ void gdn_delta_sliced(const GdnShape& g, const float* mix, const float* conv_out
         default: throw Error(gdn_fast_refusal(g));
     }
     check_launch("gdn_delta");
-    gdn_rescale_kernel<<<n, threads_for(std::min(g.n_v_heads * kWarp, 256)), 0, s>>>(out, scratch, g.n_v_heads, g.d_v,
-                                                                                      NS, eps);
+    gdn_rescale(out, scratch, n, g, eps, s);
+}
+
+void gdn_rescale(float* out, const float* part_ss, int n, const GdnShape& g, float eps, cudaStream_t s) {
+    if (n == 0) return;
+    gdn_rescale_kernel<<<n, threads_for(std::min(g.n_v_heads * kWarp, 256)), 0, s>>>(out, part_ss, g.n_v_heads, g.d_v,
+                                                                                      delta_slices(g.d_v), eps);
     check_launch("gdn_rescale");
 }
 

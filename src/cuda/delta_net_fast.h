@@ -25,6 +25,9 @@ void gdn_delta_sliced(const GdnShape& g, const float* mix, const float* conv_out
                       const float* norm_w, float eps, const GdnState& st, const int32_t* seq, const int32_t* pos,
                       const SeqPlan& plan, int n, float* out, float* scratch, cudaStream_t s);
 
+// y *= 1 / rms(o) per (token, value head), o's sum of squares being the sum of part_ss's slices (32 columns of
+// d_v each): the gated norm's second half after gdn_delta_sliced's (or gdn_delta_chunked's) kernel.
+void gdn_rescale(float* out, const float* part_ss, int n, const GdnShape& g, float eps, cudaStream_t s);
 // gdn_conv + gdn_delta in one kernel, for steps whose sequences have few tokens each (decode): ab read-only
 // (raw beta / alpha projections), no intermediate buffers. counters: gdn_step_counters(n_seq) ints, zero
 // before the first call (each call leaves them zero); n_seq: the state's sequences.

@@ -99,6 +99,7 @@ ModelMemory read_model_memory(const gguf::File& f) {
         m.ssm_channels = (int)conv_dim;
         m.ssm_v_dim = inner;
         m.ssm_v_heads = h_v;
+        m.ssm_d_k = d_state;
         for (int l = 0; l < n_main; l++)
             if (!recurrent[l]) m.max_gated_q = std::max(m.max_gated_q, 2 * n_head[l] * hk);
     } else if (a == "gemma3") {

@@ -31,7 +31,7 @@ struct ModelMemory {
     uint64_t recurrent_bytes_per_seq = 0; // f32 recurrent + conv state of all recurrent layers
     int n_tensors = 0;
     // Shapes behind the GPU forward's buffers beyond the llama family's (planner.cpp, plan_memory)
-    int ssm_channels = 0, ssm_v_dim = 0, ssm_v_heads = 0;  // qwen35: conv channels, H_v * d_v, H_v
+    int ssm_channels = 0, ssm_v_dim = 0, ssm_v_heads = 0, ssm_d_k = 0;  // qwen35: conv channels, H_v * d_v, H_v, d_k
     int max_gated_q = 0;                                   // qwen35: query + gate rows of attention layers
     int n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0, n_moe_layers = 0;
 };

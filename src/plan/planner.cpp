@@ -79,14 +79,20 @@ uint64_t moe_runner_bytes(uint64_t B, uint64_t E, uint64_t F, uint64_t top) {
     return b;
 }
 
-// What the qwen35 / qwen35moe / gemma4 forwards add to the llama buffers for steps of B tokens
+// What the qwen35 / qwen35moe / gemma4 forwards add to the llama buffers for steps of B tokens in S sequences
 // (cuda_forward_qwen35.cu init_qwen35, cuda_forward_gemma4.cu init_gemma4), f32 unless said.
-uint64_t family_buffers(const ModelMemory& m, uint64_t B) {
+uint64_t family_buffers(const ModelMemory& m, uint64_t B, uint64_t S) {
     const uint64_t E = (uint64_t)m.n_embd;
     uint64_t b = 0;
     if (m.arch == "qwen35" || m.arch == "qwen35moe") {
         // conv input and output, the gate z, alpha|beta, the DeltaNet output, q + gate, the batch plan (int)
         b += 4 * B * (2ull * m.ssm_channels + 2ull * m.ssm_v_dim + 2ull * m.ssm_v_heads + (uint64_t)m.max_gated_q + 5);
+        // the fast path's per-slice sums of o^2 (32 columns of d_v each), and the chunked delta rule's scratch
+        const uint64_t d_v = m.ssm_v_heads ? (uint64_t)m.ssm_v_dim / m.ssm_v_heads : 0;
+        b += 4 * B * (uint64_t)m.ssm_v_heads * ((d_v + 31) / 32);
+        // (the forward lends it the dense FFN's buffers when they are wide enough; qwen35moe's experts have their own)
+        const uint64_t ffn = m.arch == "qwen35" ? (uint64_t)m.max_ff : 0;
+        b += cuda::gdn_chunked_extra_bytes(B, S, (uint64_t)m.ssm_v_heads, (uint64_t)m.ssm_d_k, d_v, ffn);
     } else if (m.arch == "gemma4") {
         b += 4 * B * E;  // the dense MLP's output beside the experts
         if (m.n_moe_layers > 0) b += 4 * B * 3 * E + 4ull * m.n_moe_layers * E;  // experts' in, router's in, out; router norms
@@ -136,7 +142,7 @@ MemoryBreakdown plan_memory(const ModelMemory& m, const PlanSettings& s, int slo
     const uint64_t tensor_core = B >= 32 ? B * widest * 2 + 4 * B + cuda::kMatmulTcSplitBytes : 0;
     const uint64_t mmq_split = B > 1 ? cuda::kMatvecF16SplitBytes : 0;
     b.compute = 4ull * (B * per_token + R * ((uint64_t)m.n_embd + (uint64_t)m.n_vocab)) + B * widest * 9 / 8 + mmq_split +
-                partial + tensor_core + family_buffers(m, B);
+                partial + tensor_core + family_buffers(m, B, R);
     b.overhead = s.overhead_bytes;
     return b;
 }

@@ -9,7 +9,8 @@
 //     GPU logits against transformers' float64 logits, prefill and token-by-token decode;
 // (c) the state API: save / load / copy give the same logits, the GPU state equals the CPU's
 //     RecurrentState block, batches that do not continue a state are refused before anything runs;
-// (d) decode steps replayed from CUDA graphs give the same logits, bit for bit, as direct launches.
+// (d) decode steps replayed from CUDA graphs give the same logits, bit for bit, as direct launches;
+// (e) the chunked delta rule (prompts) against the token-by-token kernel on random layer inputs.
 // Prints one line per check and a summary; exit status 1 if any check fails.
 #include <cuda_runtime_api.h>
 
@@ -29,8 +30,10 @@
 #include "cuda/cuda_forward.h"
 #include "cuda/cuda_forward_qwen35.h"
 #include "cuda/delta_net.h"
+#include "cuda/delta_net_chunked.h"
 #include "cuda/delta_net_fast.h"
 #include "cuda/device.h"
+#include "cuda/scratch_sizes.h"
 #include "formats/formats.h"
 #include "kv/dense_kv_cache.h"
 #include "kv/kv_pool.h"
@@ -401,6 +404,104 @@ void check_graphs(const std::string& shape, const std::string& mix) {
 }
 
 
+// ---------------------------------------------------------------- (e) the chunked delta rule
+
+// gdn_delta_chunked against gdn_delta_sliced (the token-by-token kernel the model checks above verify against the
+// CPU and transformers) on the same random layer inputs and state: outputs, delta-rule states and conv states.
+// Batches mix sequences that continue a state (p0 > 0) with ones that start at 0 over a NaN state, runs of 1,
+// 31-33 (chunk edges) and 100+ tokens, interleaved in batch order.
+void check_chunked_kernels(const GdnShape& g, const char* name) {
+    struct Run {
+        int seq, p0, count;
+    };
+    const std::vector<std::vector<Run>> batches = {
+        {{0, 0, 512}},
+        {{0, 37, 100}, {1, 5, 1}, {2, 0, 33}, {3, 200, 32}},
+        {{1, 3, 31}, {3, 0, 17}, {0, 9, 65}},
+    };
+    const int n_seq = 4, C = g.channels(), V = g.v_dim(), Hv = g.n_v_heads, K = g.conv_kernel;
+    const size_t conv_floats = (size_t)(K - 1) * C, per_seq = conv_floats + (size_t)Hv * g.d_k * g.d_v;
+    for (size_t bi = 0; bi < batches.size(); bi++) {
+        std::vector<int> seq, pos;
+        {
+            std::vector<int> done(batches[bi].size(), 0);
+            for (bool more = true; more;) {  // round robin: sequences interleaved in batch order
+                more = false;
+                for (size_t r = 0; r < batches[bi].size(); r++)
+                    if (done[r] < batches[bi][r].count) {
+                        seq.push_back(batches[bi][r].seq);
+                        pos.push_back(batches[bi][r].p0 + done[r]++);
+                        more = true;
+                    }
+            }
+        }
+        const int n = (int)seq.size();
+        std::vector<float> state = gaussian(per_seq * n_seq, 0.05f);
+        for (const Run& r : batches[bi])
+            if (r.p0 == 0) std::fill(state.begin() + (size_t)r.seq * per_seq, state.begin() + (size_t)(r.seq + 1) * per_seq, NAN);
+        const std::vector<float> mix = gaussian((size_t)n * C), z = gaussian((size_t)n * V), ab = gaussian((size_t)2 * n * Hv),
+                                 conv_w = gaussian((size_t)C * K, 0.5f), dt = gaussian(Hv, 0.5f);
+        std::vector<float> a = gaussian(Hv, 0.5f), nw = gaussian(g.d_v, 0.1f);
+        for (float& x : a) x = -std::exp(x);
+        for (float& x : nw) x += 1.0f;
+        DeviceBuffer d_mix(mix.size() * 4), d_cv(mix.size() * 4), d_z(z.size() * 4), d_ab(ab.size() * 4),
+            d_w(conv_w.size() * 4), d_a(Hv * 4), d_dt(Hv * 4), d_nw(g.d_v * 4), d_state(state.size() * 4),
+            d_out((size_t)n * V * 4), d_part(gdn_scratch_floats(n, g) * 4), d_plan(5 * (size_t)n * 4), d_seq(n * 4),
+            d_pos(n * 4), d_wu(gdn_chunked_wu_bytes(n, Hv, g.d_k, g.d_v)), d_pc(gdn_chunked_pc_bytes(n, n_seq, Hv));
+        d_mix.upload(mix.data(), mix.size() * 4);
+        d_z.upload(z.data(), z.size() * 4);
+        d_w.upload(conv_w.data(), conv_w.size() * 4);
+        d_a.upload(a.data(), Hv * 4);
+        d_dt.upload(dt.data(), Hv * 4);
+        d_nw.upload(nw.data(), g.d_v * 4);
+        d_seq.upload(seq.data(), n * 4);
+        d_pos.upload(pos.data(), n * 4);
+        int32_t* pl = d_plan.get<int32_t>();
+        const SeqPlan sp{pl, pl + n, pl + 2 * n, pl + 3 * n, pl + 4 * n};
+        const GdnState st{d_state.get<float>(), d_state.get<float>() + conv_floats, per_seq};
+        std::vector<float> out[2], st_after[2];
+        for (int path = 0; path < 2; path++) {
+            d_state.upload(state.data(), state.size() * 4);
+            d_ab.upload(ab.data(), ab.size() * 4);
+            ROTOR_CUDA_CHECK(cudaMemset(d_out.get(), 0xFF, d_out.bytes()));  // NaN: every output must be written
+            seq_plan(d_seq.get<int32_t>(), d_pos.get<int32_t>(), n, sp, nullptr);
+            gdn_conv(g, d_mix.get<float>(), d_cv.get<float>(), d_ab.get<float>(), d_w.get<float>(), d_a.get<float>(),
+                     d_dt.get<float>(), st, d_seq.get<int32_t>(), d_pos.get<int32_t>(), sp, n, nullptr);
+            if (path == 0)
+                gdn_delta_sliced(g, d_mix.get<float>(), d_cv.get<float>(), d_ab.get<float>(), d_z.get<float>(),
+                                 d_nw.get<float>(), 1e-6f, st, d_seq.get<int32_t>(), d_pos.get<int32_t>(), sp, n,
+                                 d_out.get<float>(), d_part.get<float>(), nullptr);
+            else
+                gdn_delta_chunked(g, d_mix.get<float>(), d_cv.get<float>(), d_ab.get<float>(), d_z.get<float>(),
+                                  d_nw.get<float>(), 1e-6f, st, d_seq.get<int32_t>(), d_pos.get<int32_t>(), sp, n, n_seq,
+                                  d_out.get<float>(), d_part.get<float>(), d_wu.get(), d_pc.get(), nullptr);
+            ROTOR_CUDA_CHECK(cudaDeviceSynchronize());
+            out[path].resize((size_t)n * V);
+            d_out.download(out[path].data(), out[path].size() * 4);
+            st_after[path].resize(state.size());
+            d_state.download(st_after[path].data(), state.size() * 4);
+        }
+        // the states of the sequences in the batch (the others are untouched by both)
+        std::vector<float> conv_a, conv_b, ssm_a, ssm_b;
+        for (const Run& r : batches[bi]) {
+            const float* sa = st_after[0].data() + (size_t)r.seq * per_seq;
+            const float* sb = st_after[1].data() + (size_t)r.seq * per_seq;
+            conv_a.insert(conv_a.end(), sa, sa + conv_floats);
+            conv_b.insert(conv_b.end(), sb, sb + conv_floats);
+            ssm_a.insert(ssm_a.end(), sa + conv_floats, sa + per_seq);
+            ssm_b.insert(ssm_b.end(), sb + conv_floats, sb + per_seq);
+        }
+        const double e_out = rel_l2(out[1].data(), out[0].data(), (int)out[0].size());
+        const double e_ssm = rel_l2(ssm_b.data(), ssm_a.data(), (int)ssm_a.size());
+        const bool conv_same = conv_a == conv_b;  // copies of the same inputs
+        snprintf(buf, sizeof buf, "%s batch %zu (%d tokens)", name, bi, n);
+        const std::string what = std::string("chunked delta rule ") + buf;
+        snprintf(buf, sizeof buf, "rel L2 vs token by token: outputs %.2e, states %.2e (tol 1e-4); conv states %s", e_out,
+                 e_ssm, conv_same ? "identical" : "DIFFER");
+        report(e_out <= 1e-4 && e_ssm <= 1e-4 && conv_same, what, buf);
+    }
+}
+
 // ---------------------------------------------------------------- --bench: the DeltaNet kernels alone
 
 // Times seq_plan + gdn_conv + gdn_delta (or gdn_step) for one layer of Qwen3.5-27B's shape (16 key / 48 value heads of 128,
@@ -426,7 +527,9 @@ void bench_kernels() {
     cudaStream_t cs;
     ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
     // reps layers captured in one CUDA graph (as a decode step runs them), timed by events around its launch
-    // mode 0: the default path (gdn_conv + gdn_delta); 1: gdn_step; 2: gdn_conv + gdn_delta_sliced (fast paths)
+    DeviceBuffer wu(gdn_chunked_wu_bytes(max_n, g.n_v_heads, g.d_k, g.d_v)), pc(gdn_chunked_pc_bytes(max_n, n_seq, g.n_v_heads));
+    // mode 0: the default path (gdn_conv + gdn_delta); 1: gdn_step; 2: gdn_conv + gdn_delta_sliced (fast paths);
+    // 3: gdn_conv + gdn_delta_chunked (prompts on the fast paths)
     auto time = [&](int n, const std::vector<int>& seq, const std::vector<int>& pos, int reps, int mode) {
         seqb.upload(seq.data(), n * 4);
         posb.upload(pos.data(), n * 4);
@@ -440,7 +543,11 @@ void bench_kernels() {
             }
             gdn_conv(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), w.get<float>(), a.get<float>(), dt.get<float>(),
                      st, seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, cs);
-            if (mode == 2)
+            if (mode == 3)
+                gdn_delta_chunked(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), z.get<float>(), nw.get<float>(),
+                                  1e-6f, st, seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, n_seq, out.get<float>(),
+                                  scratch.get<float>(), wu.get(), pc.get(), cs);
+            else if (mode == 2)
                 gdn_delta_sliced(g, mix.get<float>(), cv.get<float>(), ab.get<float>(), z.get<float>(), nw.get<float>(),
                                  1e-6f, st, seqb.get<int32_t>(), posb.get<int32_t>(), sp, n, out.get<float>(),
                                  scratch.get<float>(), cs);
@@ -476,9 +583,17 @@ void bench_kernels() {
     for (int n : {8, 64, 512, 4096}) {
         std::vector<int> seq(n, 0), pos(n);
         for (int i = 0; i < n; i++) pos[i] = i;
-        const double us = time(n, seq, pos, 3, 0), fast = time(n, seq, pos, 3, 2);
-        printf("  prefill %4d tokens: default %8.1f us (%.2f us a token), fast (sliced) %8.1f us (%.2f)\n", n, us, us / n,
-               fast, fast / n);
+        const double us = time(n, seq, pos, 3, 0), fast = time(n, seq, pos, 3, 2), ch = time(n, seq, pos, 3, 3);
+        printf("  prefill %4d tokens: default %8.1f us (%.2f us a token), fast (sliced) %8.1f us (%.2f), chunked %7.1f us "
+               "(%.2f)\n", n, us, us / n, fast, fast / n, ch, ch / n);
+    }
+    {  // a prompt chunk of 512 beside 15 decode tokens (continuous batching)
+        std::vector<int> seq(512, 0), pos(512);
+        for (int i = 0; i < 512; i++) pos[i] = i;
+        for (int s = 1; s < n_seq; s++) seq.push_back(s), pos.push_back(1000);
+        const int n = (int)seq.size();
+        const double fast = time(n, seq, pos, 3, 2), ch = time(n, seq, pos, 3, 3);
+        printf("  512-token prompt + %d decode tokens: fast (sliced) %8.1f us, chunked %7.1f us\n", n_seq - 1, fast, ch);
     }
 }
 
@@ -543,6 +658,10 @@ int main(int argc, char** argv) {
         // (d)
         check_graphs("tiny-qwen35", "q8_0");
         check_graphs("tiny-qwen35moe", "q8_0");
+        // (e)
+        check_chunked_kernels(GdnShape{16, 48, 128, 128, 4}, "Qwen3.5-27B layer");
+        check_chunked_kernels(GdnShape{2, 4, 32, 32, 4}, "tiny-qwen35 layer");
+        check_chunked_kernels(GdnShape{2, 4, 16, 16, 4}, "hf fixture layer");
         if (bench) bench_kernels();
     } catch (const std::exception& e) {
         printf("FAIL  %s\n", e.what());

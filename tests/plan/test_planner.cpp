@@ -8,6 +8,7 @@
 
 #include "convert/synthetic.h"
 #include "kv/kv_format.h"
+#include "cuda/scratch_sizes.h"
 #include "plan/planner.h"
 
 using namespace rotor;
@@ -126,9 +127,16 @@ TEST(Planner, ComputeCountsTheHybridAndExpertBuffers) {
     };
     // Qwen3.5-27B: GDN 16 k heads x 128 and 48 v heads x 128 (conv channels 2*16*128 + 48*128 = 10240,
     // v 6144), 24 query heads x 256 with a gate (12288 rows); per token: 2 x conv, z, out, alpha|beta,
-    // q + gate, 5 plan ints
+    // q + gate, 5 plan ints, 4 slices' sums of o^2 per v head. The chunked delta rule's scratch (per token
+    // and v head W and U, 128 + 128 floats: 12288 a token, and P and c, 33) lies in the FFN's gate and up
+    // buffers (17408 floats a token each): nothing more.
     const uint64_t B = 512 + 1;
-    EXPECT_EQ(family_part(memory_of("qwen3.5-27b"), 1), 4 * B * (2 * 10240 + 2 * 6144 + 2 * 48 + 12288 + 5));
+    EXPECT_EQ(family_part(memory_of("qwen3.5-27b"), 1), 4 * B * (2 * 10240 + 2 * 6144 + 2 * 48 + 12288 + 5 + 48 * 4));
+    EXPECT_EQ(cuda::gdn_chunked_extra_bytes(B, 1, 48, 128, 128, 17408), 0u);
+    // where they do not fit (an FFN narrower than 12288), W | U (4 B 48 256) and P | c (4 B 48 33) plus 2 ints
+    // per chunk slot (17 chunks of 32 + 1 per sequence) and per sequence
+    EXPECT_EQ(cuda::gdn_chunked_extra_bytes(B, 1, 48, 128, 128, 12287),
+              4 * B * 48 * 256 + 4 * B * 48 * 33 + 4 * 2 * (17 + 1) + 4 * 2 * 1);
     // Gemma 4 26B-A4B: E 2816, 128 experts top-8 of width 704 on all 30 layers; beside the MoE runner:
     // the dense MLP's output, 3 rows of E for the experts, router logits + ids + weights, router norms
     const ModelMemory g = memory_of("gemma-4-26b-a4b");
