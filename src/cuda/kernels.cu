@@ -24,13 +24,14 @@ namespace {
 
 constexpr int kMatvecWarps = 4;  // warps per block of every mat-vec kernel
 
-// A warp computes RW rows for NT tokens: each lane takes 8-element chunks c = lane, lane + 32, ...,
-// loads the NT activation chunks once and dots them with the same chunk of its RW rows. The RW rows'
+// A warp computes RW rows for nt <= NT tokens: each lane takes 8-element chunks c = lane, lane + 32, ...,
+// loads the nt activation chunks once and dots them with the same chunk of its RW rows. NT is 1, 2, 4 or
+// 8 (the tokens past nt are zeros and not stored), which halves the instantiations to compile. The RW rows'
 // weight loads are independent, so a warp keeps RW times more bytes in flight (a decode mat-vec is
 // bound by memory latency x bytes in flight), and each activation load serves RW rows.
 template <GgmlType T, int NT, int RW>
 __global__ void __launch_bounds__(kMatvecWarps* kWarp)
-    matvec_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
+    matvec_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols, int nt,
                   const float* __restrict__ X, float* __restrict__ Y) {
     using D = ChunkDecoder<T>;
     constexpr int kChunksPerBlock = D::kBlockElems / 8;
@@ -51,8 +52,8 @@ __global__ void __launch_bounds__(kMatvecWarps* kWarp)
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             const float4* xp = reinterpret_cast<const float4*>(X + (size_t)t * cols + 8 * (size_t)c);
-            xa[t] = __ldg(xp);
-            xb[t] = __ldg(xp + 1);
+            xa[t] = t < nt ? __ldg(xp) : make_float4(0.f, 0.f, 0.f, 0.f);
+            xb[t] = t < nt ? __ldg(xp + 1) : make_float4(0.f, 0.f, 0.f, 0.f);
         }
         const size_t off = (size_t)(c / kChunksPerBlock) * D::kBlockBytes;
 #pragma unroll
@@ -71,7 +72,7 @@ __global__ void __launch_bounds__(kMatvecWarps* kWarp)
 #pragma unroll
         for (int r = 0; r < RW; r++) {
             const float sum = warp_sum(acc[t][r]);
-            if (lane == 0 && r < nr) Y[(size_t)t * rows + row0 + r] = sum;
+            if (lane == 0 && r < nr && t < nt) Y[(size_t)t * rows + row0 + r] = sum;
         }
 }
 
@@ -82,7 +83,7 @@ constexpr int64_t kSplitRowsMax = 1024;
 
 template <GgmlType T, int NT>
 __global__ void __launch_bounds__(kMatvecWarps* kWarp)
-    matvec_split_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols,
+    matvec_split_kernel(const uint8_t* __restrict__ W, size_t row_bytes, int64_t rows, int cols, int nt,
                         const float* __restrict__ X, float* __restrict__ Y) {
     using D = ChunkDecoder<T>;
     constexpr int kChunksPerBlock = D::kBlockElems / 8;
@@ -100,6 +101,7 @@ __global__ void __launch_bounds__(kMatvecWarps* kWarp)
         D::decode8(w + (size_t)(c / kChunksPerBlock) * D::kBlockBytes, c % kChunksPerBlock, v);
 #pragma unroll
         for (int t = 0; t < NT; t++) {
+            if (t >= nt) break;
             const float4* xp = reinterpret_cast<const float4*>(X + (size_t)t * cols + 8 * (size_t)c);
             const float4 xa = __ldg(xp), xb = __ldg(xp + 1);
             acc[t] += v[0] * xa.x + v[1] * xa.y + v[2] * xa.z + v[3] * xa.w + v[4] * xb.x + v[5] * xb.y +
@@ -112,7 +114,7 @@ __global__ void __launch_bounds__(kMatvecWarps* kWarp)
         if (lane == 0) part[warp][t] = sum;
     }
     __syncthreads();
-    if (threadIdx.x < NT) {
+    if (threadIdx.x < nt) {
         float sum = 0.0f;
 #pragma unroll
         for (int i = 0; i < kMatvecWarps; i++) sum += part[i][threadIdx.x];
@@ -121,28 +123,27 @@ __global__ void __launch_bounds__(kMatvecWarps* kWarp)
 }
 
 template <GgmlType T, int NT>
-void launch_matvec_nt(const uint8_t* w, size_t rb, int64_t rows, int64_t cols, const float* X, float* Y, cudaStream_t s) {
+void launch_matvec_nt(const uint8_t* w, size_t rb, int64_t rows, int64_t cols, int nt, const float* X, float* Y,
+                      cudaStream_t s) {
     if (rows <= kSplitRowsMax) {
-        matvec_split_kernel<T, NT><<<(unsigned)rows, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, X, Y);
+        matvec_split_kernel<T, NT><<<(unsigned)rows, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, nt, X, Y);
         return;
     }
     // rows per warp: more rows keep more bytes in flight, but fewer warps; on H200 only f32 gains
     constexpr int RW = (T == GgmlType::F32 && NT <= 2) ? 4 : 1;  // measured: only f32 rows gain
     const unsigned grid = blocks_for(rows, kMatvecWarps * RW);
-    matvec_kernel<T, NT, RW><<<grid, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, X, Y);
+    matvec_kernel<T, NT, RW><<<grid, kMatvecWarps * kWarp, 0, s>>>(w, rb, rows, (int)cols, nt, X, Y);
 }
 
 template <GgmlType T>
 void launch_matvec(const void* W, int64_t rows, int64_t cols, const float* X, int nt, float* Y, cudaStream_t s) {
     const size_t rb = row_bytes(T, (uint64_t)cols);
     const auto* w = static_cast<const uint8_t*>(W);
-    switch (nt) {
-#define ROTOR_NT(N) \
-    case N: launch_matvec_nt<T, N>(w, rb, rows, cols, X, Y, s); break;
-        ROTOR_NT(1) ROTOR_NT(2) ROTOR_NT(3) ROTOR_NT(4) ROTOR_NT(5) ROTOR_NT(6) ROTOR_NT(7) ROTOR_NT(8)
-#undef ROTOR_NT
-        default: throw Error("matvec: bad token group");
-    }
+    if (nt < 1 || nt > 8) throw Error("matvec: bad token group");
+    if (nt == 1) launch_matvec_nt<T, 1>(w, rb, rows, cols, nt, X, Y, s);
+    else if (nt == 2) launch_matvec_nt<T, 2>(w, rb, rows, cols, nt, X, Y, s);
+    else if (nt <= 4) launch_matvec_nt<T, 4>(w, rb, rows, cols, nt, X, Y, s);
+    else launch_matvec_nt<T, 8>(w, rb, rows, cols, nt, X, Y, s);
 }
 
 // Float weights whose rows are not a multiple of 8 (small models: stories260K's n_ff is 172):
