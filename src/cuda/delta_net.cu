@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/delta_net_conv.cuh"
 #include "cuda/device_common.cuh"
 
 namespace rotor::cuda {
@@ -96,7 +97,7 @@ __global__ void __launch_bounds__(512)
                      SeqPlan plan, int n, float* __restrict__ out) {
     const int h = blockIdx.x, t0 = blockIdx.y;
     if (pos[t0] != plan.first_pos[t0]) return;
-    const int Hk = g.n_k_heads, Hv = g.n_v_heads, dk = g.d_k, dv = g.d_v, K = g.conv_kernel, C = g.channels();
+    const int Hk = g.n_k_heads, Hv = g.n_v_heads, dk = g.d_k, dv = g.d_v, C = g.channels();
     const int V = g.v_dim(), kh = h % Hk;
     const int dvp = (dv + kWarp - 1) / kWarp * kWarp, G = dk / R;
     const int j = threadIdx.x % dvp, grp = threadIdx.x / dvp;
@@ -153,25 +154,8 @@ __global__ void __launch_bounds__(512)
     for (int r = 0; r < R; r++)
         if (col) Sg[(size_t)(grp * R + r) * dv + j] = S[r];
 
-    // The conv state: the K-1 inputs up to the sequence's last position of the step (before position 0:
-    // zeros). This block owns the channels of v head h, and of q/k head h when h < Hk. The conv kernel,
-    // the only reader of the old state, has finished.
-    {
-        const int pl = pos[plan.order[s0 + cnt - 1]];
-        float* cs = st.conv + (size_t)sq * st.seq_stride;
-        const int nch = dv + (h < Hk ? 2 * dk : 0);
-        for (int c = threadIdx.x; c < nch; c += blockDim.x) {
-            const int ch = c < dv ? 2 * Hk * dk + h * dv + c : (c < dv + dk ? h * dk + (c - dv) : Hk * dk + h * dk + (c - dv - dk));
-            // in place, oldest first: entry i comes from old entry i + (pl - p0) + 1 > i, not yet overwritten
-            for (int i = 0; i < K - 1; i++) {
-                const int q = pl - (K - 2) + i;
-                float v = 0.0f;
-                if (q >= p0) v = mix[(size_t)plan.order[s0 + q - p0] * C + ch];
-                else if (q >= 0) v = cs[(size_t)(q - p0 + K - 1) * C + ch];
-                cs[(size_t)i * C + ch] = v;
-            }
-        }
-    }
+    // the conv state: this block owns the channels of v head h, and of q/k head h when h < Hk
+    gdn_advance_conv(g, mix, st, plan, sq, s0, p0, cnt, h, 0, dv, h < Hk);
 
     // Gated RMSNorm of each token's output, a warp per token (the outputs were written by this block).
     __syncthreads();

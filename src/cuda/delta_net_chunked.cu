@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "cuda/cp_async.cuh"
+#include "cuda/delta_net_conv.cuh"
 #include "cuda/delta_net_fast.h"
 #include "cuda/device_common.cuh"
 #include "cuda/scratch_sizes.h"
@@ -215,7 +216,7 @@ __global__ void __launch_bounds__(kThreads, RB <= 16 ? 2 : 1)
     const int cnt = ct.seq_count[blockIdx.z];
     if (cnt == 0) return;
     const int f = ct.seq_first[blockIdx.z];
-    const int Hk = g.n_k_heads, Hv = g.n_v_heads, dv = g.d_v, K = g.conv_kernel, C = g.channels();
+    const int Hk = g.n_k_heads, Hv = g.n_v_heads, dv = g.d_v, C = g.channels();
     const int V = g.v_dim(), kh = h % Hk;
     const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
     const int j = slice * kSlice + lane;
@@ -384,24 +385,10 @@ __global__ void __launch_bounds__(kThreads, RB <= 16 ? 2 : 1)
     for (int r = 0; r < RB; r++)
         if (col) Sg[(size_t)(d0 + r) * dv + j] = S[r];
 
-    // The conv state, as gdn_delta_sliced advances it: the K-1 inputs up to the sequence's last position of the
-    // step (before position 0: zeros), in place, oldest first (entry i comes from old entry i + cnt > i, not
-    // yet overwritten). This block owns its slice's v channels, and slice 0 of head h < Hk the q/k channels of
-    // key head h. gdn_conv, the only reader of the old state, has finished.
-    const int pl = p0 + cnt - 1;
-    float* cst = st.conv + (size_t)sq * st.seq_stride;
-    const int nvc = min(kSlice, dv - slice * kSlice), nqk = (slice == 0 && h < Hk) ? 2 * DK : 0;
-    for (int c = threadIdx.x; c < nvc + nqk; c += blockDim.x) {
-        const int ch = c < nvc ? 2 * Hk * DK + h * dv + slice * kSlice + c
-                               : (c - nvc < DK ? h * DK + (c - nvc) : Hk * DK + h * DK + (c - nvc - DK));
-        for (int i = 0; i < K - 1; i++) {
-            const int q = pl - (K - 2) + i;
-            float v = 0.0f;
-            if (q >= p0) v = mix[(size_t)plan.order[f + q - p0] * C + ch];
-            else if (q >= 0) v = cst[(size_t)(q - p0 + K - 1) * C + ch];
-            cst[(size_t)i * C + ch] = v;
-        }
-    }
+    // the conv state, as gdn_delta_sliced advances it: this block owns its slice's v channels, and slice 0 of
+    // head h < Hk the q/k channels of key head h
+    gdn_advance_conv(g, mix, st, plan, sq, f, p0, cnt, h, slice * kSlice, min(kSlice, dv - slice * kSlice),
+                     slice == 0 && h < Hk);
 }
 
 size_t prep_smem(int dk) { return sizeof(float) * ((size_t)2 * L * (dk + 4) + L * L + 3 * L); }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cuda/delta_net_conv.cuh"
 #include "cuda/device_common.cuh"
 #include "cuda/pdl.cuh"
 
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(256)
                      float* __restrict__ out, float* __restrict__ part_ss) {
     const int h = blockIdx.x, t0 = blockIdx.y, slice = blockIdx.z, NS = gridDim.z;
     if (pos[t0] != plan.first_pos[t0]) return;
-    const int Hk = g.n_k_heads, Hv = g.n_v_heads, dk = g.d_k, dv = g.d_v, K = g.conv_kernel, C = g.channels();
+    const int Hk = g.n_k_heads, Hv = g.n_v_heads, dk = g.d_k, dv = g.d_v, C = g.channels();
     const int V = g.v_dim(), kh = h % Hk, G = dk / R;
     const int jl = threadIdx.x % kSlice, grp = threadIdx.x / kSlice, j = slice * kSlice + jl;
     const bool col = j < dv;
@@ -147,24 +148,10 @@ __global__ void __launch_bounds__(256)
     for (int r = 0; r < R; r++)
         if (col) Sg[(size_t)(grp * R + r) * dv + j] = S[r];
 
-    // The conv state: the K-1 inputs up to the sequence's last position of the step (before position 0:
-    // zeros), in place, oldest first (entry i comes from old entry i + (pl - p0) + 1 > i, not yet
-    // overwritten). This block owns its slice's v channels, and slice 0 of head h < Hk the q/k channels of
-    // key head h. gdn_conv, the only reader of the old state, has finished.
-    const int pl = p0 + cnt - 1;
-    float* cs = st.conv + (size_t)sq * st.seq_stride;
-    const int nvc = min(kSlice, dv - slice * kSlice), nqk = (slice == 0 && h < Hk) ? 2 * dk : 0;
-    for (int c = threadIdx.x; c < nvc + nqk; c += blockDim.x) {
-        const int ch = c < nvc ? 2 * Hk * dk + h * dv + slice * kSlice + c
-                               : (c - nvc < dk ? h * dk + (c - nvc) : Hk * dk + h * dk + (c - nvc - dk));
-        for (int i = 0; i < K - 1; i++) {
-            const int q = pl - (K - 2) + i;
-            float v = 0.0f;
-            if (q >= p0) v = mix[(size_t)plan.order[s0 + q - p0] * C + ch];
-            else if (q >= 0) v = cs[(size_t)(q - p0 + K - 1) * C + ch];
-            cs[(size_t)i * C + ch] = v;
-        }
-    }
+    // the conv state: this block owns its slice's v channels, and slice 0 of head h < Hk the q/k channels of key
+    // head h
+    gdn_advance_conv(g, mix, st, plan, sq, s0, p0, cnt, h, slice * kSlice, min(kSlice, dv - slice * kSlice),
+                     slice == 0 && h < Hk);
 }
 
 // y *= 1/rms(o) per (token, value head): block (token t), a warp per head.
