@@ -21,8 +21,10 @@ namespace rotor::cuda {
 namespace {
 const float* f32p(const void* p) { return static_cast<const float*>(p); }
 // Fast path: steps of one sequence with at most this many tokens run the Gated DeltaNet layer as one
-// kernel (gdn_step: decode); others (prompts, several sequences) as conv + delta rule, which prefetches each
-// next token's inputs. Measured on an H200 (rotor-check-qwen35 --bench, a Qwen3.5-27B layer; bench/RESULTS.md
+// kernel (gdn_step: decode); steps where a sequence has kGdnChunkedMinTokens or more (prompts) as conv + the
+// chunked delta rule (delta_net_chunked.h: a 512-token prompt 351 us a layer against 1165); the others (several
+// sequences of a few tokens) as conv + the token-by-token delta rule, which prefetches each next token's
+// inputs. Measured on an H200 (rotor-check-qwen35 --bench, a Qwen3.5-27B layer; bench/RESULTS.md
 // "Switches verified"): one token of 1 sequence 11.4 us against 13.5, but of 2 / 4 / 16 sequences 16.6 /
 // 23.6 / 94.7 us against 14.4 / 22.2 / 71.3.
 constexpr int kGdnStepMaxSeqTokens = 4;
