@@ -436,11 +436,11 @@ void gdn_delta_chunked(const GdnShape& g, const float* mix, const float* conv_ou
     check_launch("gdn_chunk_table");
 
     const size_t smem = prep_smem(g.d_k);
-    static int prep_attr = 0;
-    if ((size_t)prep_attr < smem) {
+    static bool prep_attr = false;  // once, for the largest d_k
+    if (!prep_attr) {
         ROTOR_CUDA_CHECK(
             cudaFuncSetAttribute(gdn_chunk_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem(256)));
-        prep_attr = (int)prep_smem(256);
+        prep_attr = true;
     }
     gdn_chunk_prep_kernel<<<dim3((unsigned)ct.max_chunks, (unsigned)g.n_v_heads), kThreads, smem, s>>>(
         g, conv_out, ab, plan, n, ct);
