@@ -502,6 +502,25 @@ void check_chunked_kernels(const GdnShape& g, const char* name) {
     }
 }
 
+// Shapes the chunked kernels cannot run are refused by name (CudaForward then keeps the token-by-token kernel
+// and says so at load), and gdn_delta_chunked throws for them before launching anything.
+void check_chunked_refusals() {
+    for (const GdnShape& g : {GdnShape{2, 4, 24, 32, 4}, GdnShape{2, 4, 32, 30, 4}}) {
+        const std::string why = gdn_chunked_refusal(g);
+        const bool named = why.find(g.d_k == 24 ? "d_k 16, 32, 64, 128 or 256 (the model has 24)"
+                                                : "d_v a multiple of 4 up to 1024 (the model has 30)") != std::string::npos;
+        bool threw = false;
+        try {
+            gdn_delta_chunked(g, nullptr, nullptr, nullptr, nullptr, nullptr, 1e-6f, GdnState{}, nullptr, nullptr,
+                              SeqPlan{}, 1, 1, nullptr, nullptr, nullptr, nullptr, nullptr);
+        } catch (const Error& e) {
+            threw = std::string(e.what()).find(why) != std::string::npos;
+        }
+        snprintf(buf, sizeof buf, "d_k %d, d_v %d", g.d_k, g.d_v);
+        report(named && threw, std::string("chunked delta rule refuses ") + buf, "\"" + why + "\"" + (threw ? "" : "; no throw"));
+    }
+}
+
 // ---------------------------------------------------------------- --bench: the DeltaNet kernels alone
 
 // Times seq_plan + gdn_conv + gdn_delta (or gdn_step) for one layer of Qwen3.5-27B's shape (16 key / 48 value heads of 128,
@@ -662,6 +681,7 @@ int main(int argc, char** argv) {
         check_chunked_kernels(GdnShape{16, 48, 128, 128, 4}, "Qwen3.5-27B layer");
         check_chunked_kernels(GdnShape{2, 4, 32, 32, 4}, "tiny-qwen35 layer");
         check_chunked_kernels(GdnShape{2, 4, 16, 16, 4}, "hf fixture layer");
+        check_chunked_refusals();
         if (bench) bench_kernels();
     } catch (const std::exception& e) {
         printf("FAIL  %s\n", e.what());
