@@ -10,7 +10,10 @@
 #include "cuda/device_common.cuh"
 #include "cuda/attention.h"
 #include "cuda/attention_decode.h"
+#include "cuda/kv_trellis.h"
 #include "formats/blocks.h"
+#include "kv/kv_hadamard.h"
+#include "kv/kv_trellis.h"
 
 namespace rotor::cuda {
 
@@ -78,6 +81,47 @@ __device__ inline void load_block_run(const block_q4_0* row, int e0, float* out)
         const uint16_t w = c[i];
         out[2 * i] = d * (float)((int)((w >> shift) & 0x0F) - 8);
         out[2 * i + 1] = d * (float)((int)((w >> (8 + shift)) & 0x0F) - 8);
+    }
+}
+
+// A tcqK row (src/kv/kv_trellis.h): {fp16 scale; circular code string}; attention reads it through
+// these helpers with the table in shared memory.
+template <int K>
+struct TcqRow {};
+template <class E>
+inline constexpr int kTcqBits = 0;
+template <int K>
+inline constexpr int kTcqBits<TcqRow<K>> = K;
+
+__device__ inline float tcq_scale(const uint8_t* row) {
+    return fp16_to_f32(*reinterpret_cast<const uint16_t*>(row));
+}
+// Element e of a row of d elements (the byte-wise reference read).
+template <int K>
+__device__ inline float tcq_elem(const uint8_t* row, int d, int e, const float* table) {
+    return tcq_scale(row) * table[kvq::trellis_window(row + 2, d * K / 8, e, K)];
+}
+// PL consecutive elements from e0: 16-bit words (rows and code strings start at even bytes, and hold an
+// even number of bytes when d is a power of two >= 16), 8 elements per 64-bit window.
+template <int K, int PL>
+__device__ inline void tcq_load_run(const uint8_t* row, int d, int e0, const float* table, float* out) {
+    const float sc = tcq_scale(row);
+    const uint16_t* w = reinterpret_cast<const uint16_t*>(row + 2);
+    const int nw = d * K / 16;
+#pragma unroll
+    for (int c0 = 0; c0 < PL; c0 += 8) {
+        const int w0 = (e0 + c0) * K / 16;
+        uint64_t bits = 0;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int wi = w0 + j;
+            bits |= (uint64_t)w[wi < nw ? wi : wi % nw] << (16 * j);  // past the end: the string wraps
+        }
+#pragma unroll
+        for (int i = 0; i < (PL - c0 < 8 ? PL - c0 : 8); i++) {
+            const int sh = (e0 + c0 + i) * K - 16 * w0;  // at most 15 + 7 K: the window ends by bit 55
+            out[c0 + i] = sc * table[(int)((bits >> sh) & (kvq::kTrellisStates - 1))];
+        }
     }
 }
 
@@ -173,13 +217,16 @@ __global__ void kv_store_blocks_kernel(B* K, B* V, int hkv, int dk, int dv, int 
     for (int b = warp; b < d / 32; b += warps) quantize_block(x[32 * b + lane], lane, dst[b]);
 }
 
-// Rotates n_rows rows of d floats in place by the Hadamard matrix (its own inverse).
-__global__ void hadamard_rows_kernel(float* x, int d) {
+// Rotates n_rows rows of d floats in place by the Hadamard matrix (its own inverse); signs 1: D first
+// (R x = H D x / sqrt(d)), 2: D last (R^T y = D H y / sqrt(d)), with the CPU's randomized signs.
+__global__ void hadamard_rows_kernel(float* x, int d, int signs) {
     __shared__ float row[kMaxHeadDim];
     float* r = x + (size_t)blockIdx.x * d;
-    for (int i = threadIdx.x; i < d; i += blockDim.x) row[i] = r[i];
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        row[i] = signs == 1 && kvq::hadamard_sign_negative(kvq::kSignSeed, d, i) ? -r[i] : r[i];
     hadamard_shared(row, d);
-    for (int i = threadIdx.x; i < d; i += blockDim.x) r[i] = row[i];
+    for (int i = threadIdx.x; i < d; i += blockDim.x)
+        r[i] = signs == 2 && kvq::hadamard_sign_negative(kvq::kSignSeed, d, i) ? -row[i] : row[i];
 }
 
 constexpr int kSplitPositions = 256;  // positions per split-K part
@@ -289,7 +336,13 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
                            int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
                            const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
-                           float* __restrict__ partial, KeyFromValueArgs kfv) {
+                           float* __restrict__ partial, KeyFromValueArgs kfv, const float* __restrict__ tcq_table) {
+    constexpr int TK = kTcqBits<E>;  // tcq: the code table in shared memory
+    __shared__ float table[TK ? kvq::kTrellisStates : 1];
+    if constexpr (TK > 0) {
+        for (int i = threadIdx.x; i < kvq::kTrellisStates; i += blockDim.x) table[i] = tcq_table[i];
+        __syncthreads();
+    }
     const int group = n_head / hkv, blocks_per_kv = (group + GB - 1) / GB;
     const int g = blockIdx.x / blocks_per_kv, h0 = g * group + (blockIdx.x % blocks_per_kv) * GB;
     const int nh = min(GB, g * group + group - h0);
@@ -306,11 +359,13 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     float qr[GB][PL], qb[QB][PL], acc[GB][PL], m[GB], l[GB];
     const int half = kfv.n_rot / 2;
     int pair[KFV ? PL : 1];  // KFV: the RoPE pair of element elem(i), -1 past the rotated pairs
+    float sign[KFV && TK ? PL : 1];  // KFV on tcq: D of R^T = D H / sqrt(d), per element
     if constexpr (KFV) {
 #pragma unroll
         for (int i = 0; i < PL; i++) {
             const int e = elem(i), j = e < half ? e : e - half;
             pair[i] = (e < kfv.n_rot && j < kfv.rope_pairs) ? j : -1;
+            if constexpr (TK > 0) sign[i] = kvq::hadamard_sign_negative(kvq::kSignSeed, dv, e) ? -1.0f : 1.0f;
         }
     }
 #pragma unroll
@@ -356,27 +411,43 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
             if (p >= end) break;
             constexpr int kU = kUnitElems<E>;
             const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
-            const E* kr = KFV ? nullptr : K + (slot * hkv + g) * (dk / kU);
-            const E* vr = V + (slot * hkv + g) * (dv / kU);
-            bool wide = false;
-            if constexpr (kU == 1) {
+            if constexpr (TK > 0) {
+                const uint8_t* kr = KFV ? nullptr
+                                        : reinterpret_cast<const uint8_t*>(K) + (slot * hkv + g) * kvq::trellis_row_bytes(dk, TK);
+                const uint8_t* vr = reinterpret_cast<const uint8_t*>(V) + (slot * hkv + g) * kvq::trellis_row_bytes(dv, TK);
                 if (contiguous) {
-                    if constexpr (!KFV) load_run<E, PL>(kr + lane * PL, kv[u]);
-                    load_run<E, PL>(vr + lane * PL, vv[u]);
-                    wide = true;
-                }
-            } else if constexpr (PL % 2 == 0 && kU % PL == 0) {
-                if (contiguous) {
-                    if constexpr (!KFV) load_block_run<PL>(kr, lane * PL, kv[u]);
-                    load_block_run<PL>(vr, lane * PL, vv[u]);
-                    wide = true;
-                }
-            }
-            if (!wide) {
+                    if constexpr (!KFV) tcq_load_run<TK, PL>(kr, dk, lane * PL, table, kv[u]);
+                    tcq_load_run<TK, PL>(vr, dv, lane * PL, table, vv[u]);
+                } else {
 #pragma unroll
-                for (int i = 0; i < PL; i++) {
-                    if constexpr (!KFV) kv[u][i] = elem(i) < dk ? row_elem(kr, elem(i)) : 0.0f;
-                    vv[u][i] = elem(i) < dv ? row_elem(vr, elem(i)) : 0.0f;
+                    for (int i = 0; i < PL; i++) {
+                        if constexpr (!KFV) kv[u][i] = elem(i) < dk ? tcq_elem<TK>(kr, dk, elem(i), table) : 0.0f;
+                        vv[u][i] = elem(i) < dv ? tcq_elem<TK>(vr, dv, elem(i), table) : 0.0f;
+                    }
+                }
+            } else {
+                const E* kr = KFV ? nullptr : K + (slot * hkv + g) * (dk / kU);
+                const E* vr = V + (slot * hkv + g) * (dv / kU);
+                bool wide = false;
+                if constexpr (kU == 1) {
+                    if (contiguous) {
+                        if constexpr (!KFV) load_run<E, PL>(kr + lane * PL, kv[u]);
+                        load_run<E, PL>(vr + lane * PL, vv[u]);
+                        wide = true;
+                    }
+                } else if constexpr (PL % 2 == 0 && kU % PL == 0) {
+                    if (contiguous) {
+                        if constexpr (!KFV) load_block_run<PL>(kr, lane * PL, kv[u]);
+                        load_block_run<PL>(vr, lane * PL, vv[u]);
+                        wide = true;
+                    }
+                }
+                if (!wide) {
+#pragma unroll
+                    for (int i = 0; i < PL; i++) {
+                        if constexpr (!KFV) kv[u][i] = elem(i) < dk ? row_elem(kr, elem(i)) : 0.0f;
+                        vv[u][i] = elem(i) < dv ? row_elem(vr, elem(i)) : 0.0f;
+                    }
                 }
             }
         }
@@ -393,6 +464,9 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
                 // rotated types have power-of-two head sizes, so contiguous rows (key_from_value_refusal)
                 if constexpr ((PL & (PL - 1)) == 0)
                     if (kfv.rotated) warp_hadamard<PL>(x, lane);
+                if constexpr (TK > 0)
+#pragma unroll
+                    for (int i = 0; i < PL; i++) x[i] *= sign[i];
                 __syncwarp();  // the previous position's cosines are read
 #pragma unroll
                 for (int r = 0; r < kFreqRegs; r++) {
@@ -473,14 +547,16 @@ void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
     const E* K = static_cast<const E*>(kv.k);
     const E* V = static_cast<const E*>(kv.v);
+    const float* table = kTcqBits<E> ? tcq_device_table(kTcqBits<E>) : nullptr;
     if (kv.key_from_value()) {
         const KeyFromValueArgs a{kv.k_weight, kv.rope_inv_freq, kv.n_rot, kv.rope_pairs, kv_elem_rotated(kv.elem)};
         attention_split_kernel<E, PL, GB, true><<<grid, kAttnWarps * kWarp, 0, s>>>(
-            K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial, a);
+            K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial, a,
+            table);
     } else {
         attention_split_kernel<E, PL, GB, false><<<grid, kAttnWarps * kWarp, 0, s>>>(
             K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial,
-            KeyFromValueArgs{});
+            KeyFromValueArgs{}, table);
     }
 }
 
@@ -548,6 +624,9 @@ const char* kv_elem_name(KvElem e) {
         case KvElem::Q4_0: return "q4_0";
         case KvElem::Q8_0H: return "q8_0h";
         case KvElem::Q4_0H: return "q4_0h";
+        case KvElem::TCQ2: return "tcq2";
+        case KvElem::TCQ3: return "tcq3";
+        case KvElem::TCQ4: return "tcq4";
     }
     return "?";
 }
@@ -559,13 +638,27 @@ size_t kv_row_bytes(KvElem e, int d) {
         case KvElem::Q8_0H: return (size_t)d / QK8_0 * sizeof(block_q8_0);
         case KvElem::Q4_0:
         case KvElem::Q4_0H: return (size_t)d / QK4_0 * sizeof(block_q4_0);
+        case KvElem::TCQ2:
+        case KvElem::TCQ3:
+        case KvElem::TCQ4: return (size_t)kvq::trellis_row_bytes(d, kv_elem_tcq_bits(e));
     }
     return 0;
 }
-bool kv_elem_rotated(KvElem e) { return e == KvElem::Q8_0H || e == KvElem::Q4_0H; }
+int kv_elem_tcq_bits(KvElem e) {
+    return e == KvElem::TCQ2 ? 2 : (e == KvElem::TCQ3 ? 3 : (e == KvElem::TCQ4 ? 4 : 0));
+}
+bool kv_elem_randomized(KvElem e) { return kv_elem_tcq_bits(e) > 0; }
+bool kv_elem_rotated(KvElem e) { return e == KvElem::Q8_0H || e == KvElem::Q4_0H || kv_elem_randomized(e); }
 std::string kv_elem_refusal(KvElem e, int d) {
     if (d > kMaxHeadDim) return "head size " + std::to_string(d) + " is above the CUDA attention's 512";
     if (e == KvElem::F32 || e == KvElem::F16) return {};
+    if (const int k = kv_elem_tcq_bits(e); k > 0) {
+        if (d < 16 || (d & (d - 1)))
+            return "KV type " + std::string(kv_elem_name(e)) +
+                   " on the GPU needs a power-of-two head size of at least 16 (its Hadamard rotation; the CPU also "
+                   "has orders 80 and 96)";
+        return tcq_store_refusal(d, k);
+    }
     if (d % 32) return "KV type " + std::string(kv_elem_name(e)) + " on the GPU needs head sizes that are multiples of 32";
     if (kv_elem_rotated(e) && (d & (d - 1)))
         return "KV type " + std::string(kv_elem_name(e)) +
@@ -594,8 +687,16 @@ int key_from_value_rope_pairs(const float* inv_freq, int n_rot, int n_ctx) {
 void hadamard_rows(float* x, int n_rows, int d, cudaStream_t s) {
     if (n_rows == 0) return;
     if (d > kMaxHeadDim || (d & (d - 1))) throw Error("CUDA Hadamard rotation: size must be a power of two <= 512");
-    hadamard_rows_kernel<<<n_rows, 128, 0, s>>>(x, d);
+    hadamard_rows_kernel<<<n_rows, 128, 0, s>>>(x, d, 0);
     check_launch("hadamard_rows");
+}
+
+void kv_rotate_rows(KvElem e, float* x, int n_rows, int d, bool back, cudaStream_t s) {
+    if (!kv_elem_rotated(e)) throw Error(std::string("kv_rotate_rows: KV type ") + kv_elem_name(e) + " is not rotated");
+    if (n_rows == 0) return;
+    if (d > kMaxHeadDim || (d & (d - 1))) throw Error("CUDA Hadamard rotation: size must be a power of two <= 512");
+    hadamard_rows_kernel<<<n_rows, 128, 0, s>>>(x, d, kv_elem_randomized(e) ? (back ? 2 : 1) : 0);
+    check_launch("kv_rotate_rows");
 }
 
 void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
@@ -629,6 +730,9 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
             kv_store_blocks_kernel<block_q4_0, true><<<rows, 128, 0, s>>>(
                 static_cast<block_q4_0*>(kv.k), static_cast<block_q4_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
             break;
+        case KvElem::TCQ2:
+        case KvElem::TCQ3:
+        case KvElem::TCQ4: kv_store_tcq(kv, k, v, seq, pos, n_tok, s); return;
     }
     check_launch("kv_store");
 }
@@ -669,6 +773,9 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         case KvElem::Q4_0H:
             launch_attention_split_any<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
             break;
+        case KvElem::TCQ2: launch_attention_split_any<TcqRow<2>>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::TCQ3: launch_attention_split_any<TcqRow<3>>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::TCQ4: launch_attention_split_any<TcqRow<4>>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
     }
     check_launch("attention_split");
     const unsigned chunks = (unsigned)((kv.head_dim_v + kWarp - 1) / kWarp);

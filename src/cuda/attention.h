@@ -14,11 +14,15 @@ namespace rotor::cuda {
 // write with the CPU formats' float operations, so the bytes equal the CPU cache's; read in place by
 // the attention kernel), or the same blocks of H x with H the orthonormal Walsh-Hadamard matrix of
 // the head size (the CPU's q8_0h / q4_0h). For a rotated type the caller rotates each query head
-// before attention and each output head after it (hadamard_rows): <Hq, Hk> = <q, k>.
-enum class KvElem { F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H };
+// before attention and each output head after it (kv_rotate_rows): <Hq, Hk> = <q, k>. The tcq types
+// (rotor's trellis codes, src/kv/kv_trellis.h) store rows of R x, R = H D / sqrt(d) with the fixed random
+// signs D, in the CPU's exact bytes (kv_trellis.h here).
+enum class KvElem { F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H, TCQ2, TCQ3, TCQ4 };
 const char* kv_elem_name(KvElem e);  // the CPU format's name
 size_t kv_row_bytes(KvElem e, int head_dim);  // one head's row
 bool kv_elem_rotated(KvElem e);
+bool kv_elem_randomized(KvElem e);  // rotated with the random signs (tcq)
+int kv_elem_tcq_bits(KvElem e);     // 2..4 for tcq2..tcq4, else 0
 // Why this type cannot hold heads of this size on the GPU ("" when it can): block types need
 // multiples of 32, rotated ones a power of two, every type at most 512.
 std::string kv_elem_refusal(KvElem e, int head_dim);
@@ -26,6 +30,9 @@ bool kv_elem_supports(KvElem e, int head_dim);
 // Rotates n_rows rows of d floats in place by the orthonormal Hadamard matrix (its own inverse);
 // d a power of two <= 512.
 void hadamard_rows(float* x, int n_rows, int d, cudaStream_t s);
+// Into the stored basis of a rotated type (back = false: queries) or out of it (back = true:
+// attention outputs): hadamard_rows for the *h types, R or R^T for the randomized ones.
+void kv_rotate_rows(KvElem e, float* x, int n_rows, int d, bool back, cudaStream_t s);
 
 struct KvLayerView {
     void* k = nullptr;

@@ -562,6 +562,8 @@ std::string attention_prefill_refusal(const KvLayerView& kv, int n_head) {
     if (kv.head_dim_v != d) return "prefill attention needs equal K and V head sizes";
     if (kv.key_from_value()) return "prefill attention reads stored keys; this layer derives them from its values";
     if (kv.elem == KvElem::F32) return "prefill attention reads f16 and block caches, not f32";
+    if (kv_elem_tcq_bits(kv.elem))  // their prompts run on attention.cu's split-K kernel
+        return "prefill attention reads f16 and block caches, not " + std::string(kv_elem_name(kv.elem));
     if (d != 64 && d != 128 && d != 256)
         return "prefill attention supports head sizes 64, 128 and 256, not " + std::to_string(d);
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv) return "query heads must be a multiple of KV heads";
@@ -581,7 +583,10 @@ void attention_prefill(const KvLayerView& kv, const float* q, float* out, const 
         case KvElem::Q8_0H: launch_any<block_q8_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case KvElem::Q4_0:
         case KvElem::Q4_0H: launch_any<block_q4_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
-        case KvElem::F32: break;  // refused above
+        case KvElem::F32:
+        case KvElem::TCQ2:
+        case KvElem::TCQ3:
+        case KvElem::TCQ4: break;  // refused above
     }
 }
 

@@ -9,6 +9,7 @@
 #include "cuda/cuda_forward_gemma4.h"
 #include "cuda/cuda_forward_qwen35.h"
 #include "cuda/device.h"
+#include "cuda/kv_trellis.h"
 #include "cuda/matmul_tc.h"
 
 namespace rotor::cuda {
@@ -20,10 +21,14 @@ constexpr size_t kMaxPartialBytes = 64u << 20;  // split-K scratch per attention
 }  // namespace
 
 KvElem parse_kv_elem(const std::string& name) {
-    for (KvElem e : {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H})
+    constexpr KvElem kAll[] = {KvElem::F32,   KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H,
+                               KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ3, KvElem::TCQ4};
+    std::string names;
+    for (KvElem e : kAll) {
         if (name == kv_elem_name(e)) return e;
-    throw Error("KV type '" + name +
-                "' is not supported by the CUDA backend yet (supported: f32, f16, q8_0, q4_0, q8_0h, q4_0h)");
+        names += std::string(names.empty() ? "" : ", ") + kv_elem_name(e);
+    }
+    throw Error("KV type '" + name + "' is not supported by the CUDA backend yet (supported: " + names + ")");
 }
 
 const std::vector<std::pair<Weight LayerWeights::*, CudaForward::DevWeight CudaForward::DevLayer::*>>&
@@ -71,7 +76,11 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     check_weight(m_.output);
     for (const LayerWeights& L : m_.layers)
         for (const auto& [field, dev] : layer_fields()) check_weight(L.*field);
-    // KV heads per layer as the CPU cache counts them: none on Gated DeltaNet and MTP layers
+
+    const GpuInfo gpu = select_gpu(opt.gpu);
+    gpu_name_ = gpu.name;
+    // KV heads per layer as the CPU cache counts them: none on Gated DeltaNet and MTP layers. After
+    // selecting the GPU: tcq's encoder needs shared memory that only some GPUs have for heads of 512.
     const KvGeometry geo = kv_geometry(c);
     for (int l = 0; l < c.n_layer; l++) {
         if (geo.n_head_kv[l] == 0) continue;  // no KV cache on this layer
@@ -79,9 +88,7 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
             if (std::string why = kv_elem_refusal(opt.kv, d); !why.empty())
                 throw Error(why + " (layer " + std::to_string(l) + " has " + std::to_string(d) + ")");
     }
-
-    const GpuInfo gpu = select_gpu(opt.gpu);
-    gpu_name_ = gpu.name;
+    if (const int bits = kv_elem_tcq_bits(opt.kv)) tcq_device_table(bits);  // before any graph capture
     ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
     // Weights: one arena, tensors in their file formats, each 256-byte aligned; a tied output
@@ -483,11 +490,11 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
             rope(q, n, H, dk, c.n_rot, neox, pos_.get<int32_t>(), inv_freq_.get<float>(), s);
             rope(k, n, Hkv, dk, c.n_rot, neox, pos_.get<int32_t>(), inv_freq_.get<float>(), s);
             kv_store(L.kv, k, v, seq_.get<int32_t>(), pos_.get<int32_t>(), n, s);  // rotates K and V itself
-            if (rotated) hadamard_rows(q, n * H, dk, s);  // attention runs in the rotated basis
+            if (rotated) kv_rotate_rows(L.kv.elem, q, n * H, dk, false, s);  // attention runs in the rotated basis
         }
 
         attend(L.kv, q, attn_.get<float>(), n, H, 1.0f / std::sqrt((float)dk), max_kv);
-        if (rotated) hadamard_rows(attn_.get<float>(), n * H, dv, s);  // back from the rotated basis
+        if (rotated) kv_rotate_rows(L.kv.elem, attn_.get<float>(), n * H, dv, true, s);  // back from the rotated basis
         linear(L.wo, attn_.get<float>(), n, xn);
 
         const int ff = c.n_ff[l];

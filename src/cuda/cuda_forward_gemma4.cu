@@ -140,9 +140,9 @@ void CudaForward::enqueue_gemma4(int n, int max_kv, const std::vector<int>& out_
         kv_store(L.kv, k, v, seq_.get<int32_t>(), pos, n, s);  // rotates K and V itself; V only on K = V layers
         const bool rotated = kv_elem_rotated(L.kv.elem);
         // attention runs in the rotated basis, but for K = V layers it builds keys in the model's
-        if (rotated && !L.kv.key_from_value()) hadamard_rows(q, n * H, D, s);
+        if (rotated && !L.kv.key_from_value()) kv_rotate_rows(L.kv.elem, q, n * H, D, false, s);
         attend(L.kv, q, attn, n, H, /*scale=*/1.0f, max_kv);  // the q/k norms set the scale
-        if (rotated) hadamard_rows(attn, n * H, D, s);
+        if (rotated) kv_rotate_rows(L.kv.elem, attn, n * H, D, true, s);
         linear(L.wo, attn, n, xn);
         float* moe_in = g.moe_in.get<float>();
         float* router_in = g.router_in.get<float>();

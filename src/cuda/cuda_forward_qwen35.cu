@@ -278,9 +278,9 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
                               inv_freq_.get<float>(), s);
                 kv_store(L.kv, k, v, seq, pos, n, s);  // rotates K and V itself for the *h types
                 const bool rotated = kv_elem_rotated(L.kv.elem);
-                if (rotated) hadamard_rows(q, n * H, D, s);  // attention runs in the rotated basis
+                if (rotated) kv_rotate_rows(L.kv.elem, q, n * H, D, false, s);  // attention runs in the rotated basis
                 attend(L.kv, q, attn, n, H, 1.0f / std::sqrt((float)D), max_kv);
-                if (rotated) hadamard_rows(attn, n * H, D, s);
+                if (rotated) kv_rotate_rows(L.kv.elem, attn, n * H, D, true, s);
                 sigmoid_gate(attn, qg, n, H, D, s);
                 linear(L.wo, attn, n, xn);
             }
@@ -384,9 +384,9 @@ void CudaForward::enqueue_qwen35(int n, int max_kv, const std::vector<int>& out_
                           inv_freq_.get<float>(), s);
             kv_store(L.kv, k, v, seq, pos, n, s);  // rotates K and V itself for the *h types
             const bool rotated = kv_elem_rotated(L.kv.elem);
-            if (rotated) hadamard_rows(q, n * H, D, s);  // attention runs in the rotated basis
+            if (rotated) kv_rotate_rows(L.kv.elem, q, n * H, D, false, s);  // attention runs in the rotated basis
             attend(L.kv, q, attn, n, H, 1.0f / std::sqrt((float)D), max_kv);
-            if (rotated) hadamard_rows(attn, n * H, D, s);
+            if (rotated) kv_rotate_rows(L.kv.elem, attn, n * H, D, true, s);
             sigmoid_gate(attn, qg, n, H, D, s);
             linear(L.wo, attn, n, xn);
         }

@@ -41,6 +41,18 @@ inline bool sm90_or_later() {
     return cc[dev] >= 9;
 }
 
+// The most dynamic shared memory one block may ask for on the current GPU (227 KiB on sm_90, 163 on
+// sm_80, 99 on sm_86 / 89 / 120), read once per device.
+inline int max_smem_optin() {
+    static int bytes[64];  // 0: not read yet
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev < 0 || dev >= 64) return 48 * 1024;
+    if (bytes[dev] == 0)
+        check(cudaDeviceGetAttribute(&bytes[dev], cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit");
+    return bytes[dev];
+}
+
 // env_switch / EnvSwitch (common/env_switch.h): the 0/1 GPU path switches (ROTOR_MMQ, ...).
 
 // One device allocation, freed on destruction.

@@ -15,6 +15,7 @@
 #include "cuda/mmvq_units.h"
 #include "cuda/pdl.cuh"
 #include "formats/chunk_decode.h"
+#include "kv/kv_hadamard.h"
 
 namespace rotor::cuda {
 
@@ -393,7 +394,7 @@ constexpr int kQkvMaxDim = 512;  // the KV cache's largest head (attention.h)
 // an f32 cache, 2 to an f16 cache.
 template <int kStore>
 __global__ void __launch_bounds__(kQkvMaxDim)
-    qkv_prep_kernel(QkvPrep p, void* K, void* V, int kv_ctx, bool rotate_q) {
+    qkv_prep_kernel(QkvPrep p, void* K, void* V, int kv_ctx, int rotate_q) {
     __shared__ float row[kQkvMaxDim];
     __shared__ float part[32];
     pdl_trigger();
@@ -436,9 +437,9 @@ __global__ void __launch_bounds__(kQkvMaxDim)
         __syncthreads();
         if (tid < d) val = row[tid];
     }
-    if (kind == 0 && rotate_q) {  // attention runs in the rotated basis
+    if (kind == 0 && rotate_q) {  // attention runs in the rotated basis (2: R = H D / sqrt(d), tcq)
         __syncthreads();          // every thread has read row above
-        if (tid < d) row[tid] = val;
+        if (tid < d) row[tid] = rotate_q == 2 && kvq::hadamard_sign_negative(kvq::kSignSeed, d, tid) ? -val : val;
         hadamard_shared_row(row, d);
         if (tid < d) val = row[tid];
     }
@@ -753,7 +754,7 @@ bool qkv_prep(const QkvPrep& p, const KvLayerView& kv, int n_tok, cudaStream_t s
     if (n_tok == 0) return store != 0;
     const dim3 grid((unsigned)n_tok, (unsigned)(p.n_head + 2 * p.n_head_kv));
     const int threads = (dmax + 31) / 32 * 32;
-    const bool rot = kv_elem_rotated(kv.elem);
+    const int rot = kv_elem_randomized(kv.elem) ? 2 : (kv_elem_rotated(kv.elem) ? 1 : 0);
     switch (store) {
         case 1:
             mmvq::launch_pdl(qkv_prep_kernel<1>, grid, threads, s, p, kv.k, kv.v, kv.ctx, rot);

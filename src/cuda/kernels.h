@@ -147,9 +147,9 @@ void swiglu_q8(float* gate, const float* up, int n_tok, int64_t n, void* act_q8,
 // The attention inputs after the Q/K/V projections, for all heads of n_tok tokens in one launch, in
 // place: the biases (bq / bk / bv where not null), RMSNorm of each q and k head (q_norm / k_norm
 // where not null), RoPE on the first n_rot dims at positions pos[t], and for a rotated cache type the
-// Hadamard rotation of q. When the cache stores floats (f32, f16) K and V are written to it at
+// rotation of q into its stored basis (kv_rotate_rows). When the cache stores floats (f32, f16) K and V are written to it at
 // (seq[t], pos[t] % ctx) as kv_store does, and qkv_prep returns true; otherwise they stay in k / v
-// for kv_store. The same floats as add_bias, rms_norm, rope, hadamard_rows and kv_store in that order.
+// for kv_store. The same floats as add_bias, rms_norm, rope, kv_rotate_rows and kv_store in that order.
 struct QkvPrep {
     float* q = nullptr;
     float* k = nullptr;

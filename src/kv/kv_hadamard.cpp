@@ -71,9 +71,8 @@ Hadamard::Hadamard(int n, uint64_t sign_seed) : n_(n), p_(paley_factor(n)) {
             }
     }
     if (sign_seed) {
-        uint64_t st = sign_seed ^ ((uint64_t)n << 32);
         signs_.resize(n);
-        for (int i = 0; i < n; i++) signs_[i] = (splitmix64(st) >> 63) ? -1.0 : 1.0;
+        for (int i = 0; i < n; i++) signs_[i] = hadamard_sign_negative(sign_seed, n, i) ? -1.0 : 1.0;
     }
 }
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "common/half.h"  // ROTOR_HD: the sign and PRNG functions below also run on the GPU
+
 namespace rotor::kvq {
 
 class Hadamard {
@@ -41,11 +43,21 @@ constexpr uint64_t kSignSeed = 0x726f746f722d6b76ull;  // "rotor-kv"
 const Hadamard& shared_hadamard(int n, bool randomized);
 
 // splitmix64: the one PRNG behind every fixed random constant of the KV formats (signs, tables).
-inline uint64_t splitmix64(uint64_t& state) {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+ROTOR_HD uint64_t splitmix64_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
+}
+inline uint64_t splitmix64(uint64_t& state) { return splitmix64_mix(state += 0x9e3779b97f4a7c15ull); }
+// What the (i + 1)-th call of splitmix64 on `state` returns, without the i calls before it.
+ROTOR_HD uint64_t splitmix64_nth(uint64_t state, uint64_t i) {
+    return splitmix64_mix(state + (i + 1) * 0x9e3779b97f4a7c15ull);
+}
+
+// Whether sign i of the randomized rotation of order n (shared_hadamard(n, true)) is -1: the one
+// definition the CPU's Hadamard and the GPU kernels (tcq's rotations) both use.
+ROTOR_HD bool hadamard_sign_negative(uint64_t sign_seed, int n, int i) {
+    return (splitmix64_nth(sign_seed ^ ((uint64_t)n << 32), (uint64_t)i) >> 63) != 0;
 }
 
 }  // namespace rotor::kvq

@@ -35,6 +35,7 @@
 #include "cuda/cuda_util.h"
 #include "formats/blocks.h"
 #include "gpu_check.h"
+#include "kv/kv_format.h"
 
 using namespace rotor;
 using namespace rotor::cuda;
@@ -95,6 +96,16 @@ void random_row(KvElem e, int d, uint8_t* out, float* x) {
                 }
             }
             break;
+        case KvElem::TCQ2:
+        case KvElem::TCQ3:
+        case KvElem::TCQ4: {  // a random scale and code string, decoded by the CPU format
+            const uint16_t sc = f32_to_fp16((u(rng) < 0.5f ? -1.0f : 1.0f) * (0.5f + u(rng)));
+            memcpy(out, &sc, 2);
+            for (size_t i = 2; i < kv_row_bytes(e, d); i++) out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
+            const std::string name = kv_elem_name(e);
+            require_kv_format(name, d).dequantize_rotated(out, x, d);
+            break;
+        }
     }
 }
 
@@ -220,7 +231,7 @@ void check_case(const Case& c) {
                              (c.window > 0 ? fmt(" window %d ring %d", c.window, c.ctx) : std::string()) +
                              (c.scale > 0.0f || c.qmul != 1.0f ? fmt(" scale %g q x %g", scale, c.qmul) : std::string()) +
                              " runs" + runs;
-    const bool refuse = c.elem == KvElem::F32 || c.d == 512;
+    const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_tcq_bits(c.elem) > 0;
     if (prefill)
         report(!refuse && worst <= 1.0 && nan_rows == 0, name,
                fmt("vs exact: err/tol %.2f, split-K %.2f%s", worst, worst_split,
@@ -287,6 +298,12 @@ void check_key_from_value(KvElem e, int d, int n_head, int hkv, int n_rot, bool 
             double vmax = 0;
             for (int j = lo; j <= p; j++) {
                 const float* x = hc.vrow(t, j, g);
+                if (kv_elem_randomized(e)) {  // tcq: R^T = D H / sqrt(d) as the CPU format applies it
+                    std::vector<float> y(x, x + d);
+                    const std::string name = kv_elem_name(e);
+                    require_kv_format(name, d).unrotate(y.data(), d);
+                    for (int i = 0; i < d; i++) vm[i] = y[i], vmax = std::max(vmax, (double)std::fabs(x[i]));
+                } else
                 for (int i = 0; i < d; i++) {
                     double a = 0;
                     if (rot)
@@ -342,7 +359,8 @@ void check_key_from_value(KvElem e, int d, int n_head, int hkv, int n_rot, bool 
 }
 
 void run_key_from_value_checks() {
-    const KvElem elems[] = {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
+    const KvElem elems[] = {KvElem::F32,   KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0,
+                            KvElem::Q8_0H, KvElem::Q4_0H, KvElem::TCQ3};
     for (KvElem e : elems) {
         // gemma4 26B's global layer: d 512, 16 query heads over 2 KV heads, proportional RoPE
         check_key_from_value(e, 512, 16, 2, 512, true, 0, 700, {0, 1, 300, 699});
@@ -369,7 +387,9 @@ void run_key_from_value_checks() {
 }
 
 void run_checks() {
-    const KvElem elems[] = {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
+    // tcq: its prompts run on the split-K kernel (the prefill kernel refuses it; checked here)
+    const KvElem elems[] = {KvElem::F32,   KvElem::F16,   KvElem::Q8_0, KvElem::Q4_0,
+                            KvElem::Q8_0H, KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ4};
     // refusals
     {
         KvLayerView kv;

@@ -315,9 +315,9 @@ void check_window_attention(int d, int n_head, int n_head_kv, KvElem elem, int w
     Dev<int32_t> dseq(seq), dpos(pos);
     const float scale = 1.0f / std::sqrt((float)d);
     const bool rotated = kv_elem_rotated(elem);
-    if (rotated) hadamard_rows(dq.p(), n_tok * n_head, d, nullptr);
+    if (rotated) kv_rotate_rows(elem, dq.p(), n_tok * n_head, d, false, nullptr);
     attention(kv, dq.p(), dout.p(), dseq.p(), dpos.p(), n_tok, n_head, scale, max_kv, partial.p(), nullptr);
-    if (rotated) hadamard_rows(dout.p(), n_tok * n_head, d, nullptr);
+    if (rotated) kv_rotate_rows(elem, dout.p(), n_tok * n_head, d, true, nullptr);
     const std::vector<float> out = dout.get();
 
     // The cache: every position a ring still holds must sit in slot p % ctx with the CPU format's bytes
@@ -347,7 +347,8 @@ void check_window_attention(int d, int n_head, int n_head_kv, KvElem elem, int w
                     codec.decode(got, (which ? vdec : kdec)[s].data() + (size_t)p * row + (size_t)g * d);
                 }
     }
-    const bool same_bytes = rotated ? rows_differ * 100 <= rows_total : rows_differ == 0;
+    // (tcq rotates in double as the CPU does: every row equal)
+    const bool same_bytes = rotated && !kv_elem_randomized(elem) ? rows_differ * 100 <= rows_total : rows_differ == 0;
 
     double worst = 0;
     for (int t = 0; t < n_tok; t++) {
@@ -766,6 +767,7 @@ int main(int argc, char** argv) {
             {"f16", KvElem::Q4_0H, true, false, -1, 2e-2, true},   {"f16", KvElem::Q4_0H, true, true, -1, 2e-2, true},
             {"q8_0", KvElem::F16, false, false, -1, 0.25, true},   {"q8_0", KvElem::Q4_0H, false, true, -1, 0.25, true},
             {"q4_k_m", KvElem::Q8_0, false, true, -1, 0.25, true},
+            {"f16", KvElem::TCQ3, true, true, -1, 2e-2, true},  // last: the stream the cases above see stays
         };
         for (const SynthCase& sc : cases) check_synthetic(sc);
         check_ring_refusals();
@@ -776,6 +778,14 @@ int main(int argc, char** argv) {
         // (d)
         check_graphs(KvElem::F16);
         check_graphs(KvElem::Q4_0H);
+
+        // (a) for tcq3, last: its random rows would otherwise move the tokens (b)'s chaotic random model
+        // sees (one stream), and a near tie there flips a row (a run with these cases in (a) failed "f16
+        // kv f16 exact chunks" at 0.16, no tcq in it)
+        check_window_attention(256, 16, 8, KvElem::TCQ3, 300, 64);
+        check_window_attention(512, 16, 2, KvElem::TCQ3, 300, 64);
+        check_window_attention(256, 8, 2, KvElem::TCQ3, 40, 8);
+        check_window_attention(512, 8, 1, KvElem::TCQ3, 0, 0);
     } catch (const std::exception& e) {
         printf("FAIL  %s\n", e.what());
         g_failed++;

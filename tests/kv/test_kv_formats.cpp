@@ -16,6 +16,7 @@
 #include "kv/kv_codebook.h"
 #include "kv/kv_format.h"
 #include "kv/kv_hadamard.h"
+#include "kv/kv_trellis.h"
 
 using namespace rotor;
 
@@ -409,4 +410,42 @@ TEST(KvFormats, TrellisTableHoldsEveryQuantileOnce) {
     std::vector<float> y(128);
     f.dequantize_rotated(row.data(), y.data(), 128);
     for (float v : y) EXPECT_TRUE(std::binary_search(q.begin(), q.end(), v)) << v;
+}
+
+TEST(KvFormats, TrellisWindowAndTableAreTheFormats) {
+    // The GPU decodes tcq rows with trellis_window and trellis_code_table (kv_trellis.h); both must say
+    // what the format's own decoder says, at every bit width and at head sizes whose code strings wrap
+    // inside a 3-byte window (16) or not (64, 256).
+    std::mt19937 rng(5);
+    for (int k = 2; k <= 4; k++)
+        for (int d : {16, 64, 256}) {
+            const KvFormat& f = *find_kv_format("tcq" + std::to_string(k));
+            ASSERT_EQ(f.row_bytes(d), kvq::trellis_row_bytes(d, k));
+            std::vector<uint8_t> row(f.row_bytes(d));
+            for (uint8_t& b : row) b = (uint8_t)rng();
+            const uint16_t sc = f32_to_fp16(0.75f);
+            memcpy(row.data(), &sc, 2);
+            std::vector<float> y(d);
+            f.dequantize_rotated(row.data(), y.data(), d);
+            const std::vector<float>& T = kvq::trellis_code_table(k);
+            for (int i = 0; i < d; i++)
+                EXPECT_EQ(y[i], 0.75f * T[kvq::trellis_window(row.data() + 2, d * k / 8, i, k)]) << k << " " << d << " " << i;
+        }
+    EXPECT_THROW(kvq::trellis_code_table(5), Error);
+}
+
+TEST(KvFormats, RandomizedHadamardSignsComeFromOneFunction) {
+    // hadamard_sign_negative (what the GPU kernels call) gives the signs the CPU rotation applies:
+    // forward(e_i) = H D e_i / sqrt(n), whose first entry is sign_i / sqrt(n) (row 0 of H is all ones).
+    for (int n : {16, 128, 256}) {
+        const kvq::Hadamard& h = kvq::shared_hadamard(n, true);
+        for (int i = 0; i < n; i++) {
+            std::vector<float> e(n, 0.0f);
+            e[i] = 1.0f;
+            h.forward(e.data());
+            EXPECT_EQ(e[0] < 0, kvq::hadamard_sign_negative(kvq::kSignSeed, n, i)) << n << " " << i;
+        }
+    }
+    uint64_t st = 42;
+    for (uint64_t i = 0; i < 5; i++) EXPECT_EQ(kvq::splitmix64_nth(42, i), kvq::splitmix64(st));
 }
