@@ -10,14 +10,14 @@
 //      the whole row with both ends pinned to the overlap the first pass chose);
 //   4. the codes packed, and the least-squares scale summed in order by one thread.
 //
-// The Viterbi: 4096 states, 256 threads, each owning 2^(12-k) / 256 whole predecessor groups (the 2^k
-// states s with the same s >> k), so a group's minimum is thread-local: 16 path costs and their 16
-// table values in registers. Per element a thread takes its groups' minima (the argmin u rides in the
-// low k mantissa bits, as on the CPU), writes them to shared memory, and after one barrier reads the
-// 2^k minima its states continue from: state (g << k) | u follows group ((g mod A) << k) | u, A =
-// 2^(12-2k), i.e. 2^k consecutive minima. Each thread's argmins for one element fit one byte (k * groups
-// = 4, 6 or 8 bits), so the back pointers cost 256 bytes of shared memory per element. Costs are
-// rounded per operation (__fadd_rn / __fmul_rn): the CPU is built without FMA contraction.
+// The Viterbi: 4096 states on 512 threads, 8 consecutive states each with their path costs and table
+// values in registers. Per element a thread takes the minima of its states' predecessor groups (the 2^k
+// states with the same s >> k; the argmin u rides in the low k mantissa bits, as on the CPU) as a tree,
+// across 2 threads by a shuffle where a group (16 states at k = 4) spans two, writes them to shared
+// memory, and after one barrier reads the minima its states continue from: state (g << k) | u follows
+// group ((g mod A) << k) | u, A = 2^(12-2k), so 8 consecutive states read consecutive minima. The
+// argmins are packed to 4 bits per group (2 at k = 2): 128-256 bytes of shared memory per element.
+// Costs are rounded per operation (__fadd_rn / __fmul_rn): the CPU is built without FMA contraction.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -36,11 +36,26 @@ namespace rotor::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;
 constexpr int kStates = kvq::kTrellisStates;
-constexpr int kPerThread = kStates / kThreads;  // 16 states
+constexpr int kPerThread = kStates / kThreads;  // 8 states
+constexpr int kWarps = kThreads / kWarp;
 constexpr int kWrapWindow = 64;                 // the first pass (the CPU's W)
 constexpr int kMaxDim = 512;
+constexpr int kBackBytesMax = 256;              // back pointer bytes per element (Trellis<K>::kBackBytes)
+
+// The trellis of tcqK as the threads hold it: thread t owns states 8 t .. 8 t + 7; a predecessor group
+// (the 2^K states with the same s >> K) spans kThreadsPerGroup threads or a thread holds several.
+template <int K>
+struct Trellis {
+    static constexpr int F = 1 << K, G = kStates >> K, A = G / F;
+    static constexpr int kRun = F < kPerThread ? F : kPerThread;  // states of one group in one thread
+    static constexpr int kGroupsPerThread = kPerThread / kRun;
+    static constexpr int kThreadsPerGroup = F / kRun;
+    static constexpr int kBackBits = K == 2 ? 2 : 4;  // per group and element: the argmin u
+    static constexpr int kBackBytes = G * kBackBits / 8;
+    static_assert(kBackBytes <= kBackBytesMax && kGroupsPerThread * kBackBits == 4);
+};
 
 // Dynamic shared memory, in this order (every piece a multiple of 8 bytes for the doubles in front).
 struct Layout {
@@ -52,9 +67,9 @@ struct Layout {
     __host__ __device__ size_t gm() const { return tw() + kWrapWindow * 4; }      // 2 G floats
     __host__ __device__ size_t st() const { return gm() + 2 * (size_t)(kStates >> k) * 4; }  // d shorts
     __host__ __device__ size_t codes() const { return st() + (size_t)d * 2; }     // d k / 8 bytes
-    __host__ __device__ size_t misc() const { return codes() + ((size_t)d * k / 8 + 7) / 8 * 8; }  // 16 words
-    __host__ __device__ size_t back() const { return misc() + 64; }               // d x 256 bytes
-    __host__ __device__ size_t total() const { return back() + (size_t)d * kThreads; }
+    __host__ __device__ size_t misc() const { return codes() + ((size_t)d * k / 8 + 7) / 8 * 8; }  // 2 x 16 words
+    __host__ __device__ size_t back() const { return misc() + 2 * kWarps * 4; }   // d x 256 bytes at most
+    __host__ __device__ size_t total() const { return back() + (size_t)d * kBackBytesMax; }
 };
 
 template <int K>
@@ -62,47 +77,58 @@ __device__ inline float tag(float cost, uint32_t u) {
     return __uint_as_float((__float_as_uint(cost) & ~(uint32_t)((1 << K) - 1)) | u);
 }
 
-// One Viterbi pass over tgt[0..m) (kv_trellis.cpp's viterbi_k); afterwards thread 0 holds in
+// One Viterbi pass over tgt[0..m) (kv_trellis.cpp's viterbi_k); afterwards every thread can read in
 // misc[0] the best final state (lowest P-order index among equal costs, as the CPU's scan keeps).
+// Group minima are taken as trees (the tagged costs of a group are all different, so the minimum
+// does not depend on the order).
 template <int K>
 __device__ void viterbi_pass(const float (&tp)[kPerThread], const float* tgt, int m, int init_low, int end_high,
                              float* gm, uint8_t* back, int* misc) {
-    constexpr int F = 1 << K, G = kStates >> K, NG = G / kThreads, A = G / F;
-    const int tid = threadIdx.x;
-    float c[kPerThread];  // [j * F + u]: state ((tid * NG + j) << K) | u
+    using T = Trellis<K>;
+    constexpr int F = T::F, G = T::G, A = T::A, R = T::kRun, TPG = T::kThreadsPerGroup;
+    const int tid = threadIdx.x, s0 = tid * kPerThread;  // this thread's first state
+    float c[kPerThread];                                  // c[q]: state s0 + q
     {
         const float t0 = tgt[0];
 #pragma unroll
         for (int q = 0; q < kPerThread; q++) {
-            const int s = (tid * kPerThread) + q;  // = ((tid * NG + j) << K) | u
             const float e = __fsub_rn(t0, tp[q]);
-            c[q] = (init_low < 0 || (s & (G - 1)) == init_low) ? __fmul_rn(e, e) : 1e30f;
+            c[q] = (init_low < 0 || ((s0 + q) & (G - 1)) == init_low) ? __fmul_rn(e, e) : 1e30f;
         }
     }
     for (int i = 1; i < m; i++) {
         float* buf = gm + (i & 1) * G;
-        uint32_t bk = 0;
+        uint32_t nib = 0;  // this thread's groups' argmins, kBackBits each
 #pragma unroll
-        for (int j = 0; j < NG; j++) {
-            float best = tag<K>(c[j * F], 0);
+        for (int j = 0; j < T::kGroupsPerThread; j++) {
+            float v[R];
 #pragma unroll
-            for (int u = 1; u < F; u++) {
-                const float v = tag<K>(c[j * F + u], (uint32_t)u);
-                best = v < best ? v : best;
+            for (int r = 0; r < R; r++) v[r] = tag<K>(c[j * R + r], (uint32_t)((s0 + j * R + r) & (F - 1)));
+#pragma unroll
+            for (int w = 1; w < R; w <<= 1)
+#pragma unroll
+                for (int r = 0; r + w < R; r += 2 * w) v[r] = v[r + w] < v[r] ? v[r + w] : v[r];
+            float best = v[0];
+#pragma unroll
+            for (int o = 1; o < TPG; o <<= 1) {
+                const float other = __shfl_xor_sync(0xffffffffu, best, o);
+                best = other < best ? other : best;
             }
-            bk |= (__float_as_uint(best) & (F - 1)) << (j * K);
-            buf[tid * NG + j] = best;
+            if (tid % TPG == 0) buf[(s0 + j * R) >> K] = best;
+            nib |= (__float_as_uint(best) & (F - 1)) << (j * T::kBackBits);
         }
-        back[(size_t)i * kThreads + tid] = (uint8_t)bk;
+        // two threads' (or thread groups') 4 bits make one byte: groups g at bit g * kBackBits
+        const uint32_t hi = __shfl_xor_sync(0xffffffffu, nib, TPG);
+        if (tid % (2 * TPG) == 0) back[(size_t)i * T::kBackBytes + tid / (2 * TPG)] = (uint8_t)(nib | (hi << 4));
         __syncthreads();
         const float ti = tgt[i];
 #pragma unroll
-        for (int j = 0; j < NG; j++) {
-            const int g = tid * NG + j, from = (g % A) << K;
+        for (int j = 0; j < T::kGroupsPerThread; j++) {
+            const int s = s0 + j * R, from = (((s >> K) % A) << K) | (s & (F - 1));  // R consecutive minima
 #pragma unroll
-            for (int u = 0; u < F; u++) {
-                const float e = __fsub_rn(ti, tp[j * F + u]);
-                c[j * F + u] = __fadd_rn(buf[from + u], __fmul_rn(e, e));
+            for (int r = 0; r < R; r++) {
+                const float e = __fsub_rn(ti, tp[j * R + r]);
+                c[j * R + r] = __fadd_rn(buf[from + r], __fmul_rn(e, e));
             }
         }
     }
@@ -110,15 +136,10 @@ __device__ void viterbi_pass(const float (&tp)[kPerThread], const float* tgt, in
     float bc = 0.0f;
     int bp = -1;
 #pragma unroll
-    for (int j = 0; j < NG; j++) {
-        const int g = tid * NG + j;
+    for (int q = 0; q < kPerThread; q++) {
+        const int s = s0 + q, g = s >> K, p = (s & (F - 1)) * G + g;
         if (end_high >= 0 && g != end_high) continue;
-#pragma unroll
-        for (int u = 0; u < F; u++) {
-            const int p = u * G + g;
-            const float v = c[j * F + u];
-            if (bp < 0 || v < bc || (v == bc && p < bp)) bc = v, bp = p;
-        }
+        if (bp < 0 || c[q] < bc || (c[q] == bc && p < bp)) bc = c[q], bp = p;
     }
     for (int o = 16; o > 0; o >>= 1) {
         const float oc = __shfl_xor_sync(0xffffffffu, bc, o);
@@ -126,11 +147,11 @@ __device__ void viterbi_pass(const float (&tp)[kPerThread], const float* tgt, in
         if (op >= 0 && (bp < 0 || oc < bc || (oc == bc && op < bp))) bc = oc, bp = op;
     }
     __syncthreads();  // misc is free; the last element's minima are read
-    float* wc = reinterpret_cast<float*>(misc + 8);
-    if (tid % kWarp == 0) wc[tid / kWarp] = bc, misc[tid / kWarp] = bp;  // 8 warps: misc[0..7], misc[8..15]
+    float* wc = reinterpret_cast<float*>(misc + kWarps);
+    if (tid % kWarp == 0) wc[tid / kWarp] = bc, misc[tid / kWarp] = bp;
     __syncthreads();
     if (tid == 0) {
-        for (int w = 1; w < kThreads / kWarp; w++) {
+        for (int w = 1; w < kWarps; w++) {
             const float oc = wc[w];
             const int op = misc[w];
             if (op >= 0 && (bp < 0 || oc < bc || (oc == bc && op < bp))) bc = oc, bp = op;
@@ -143,9 +164,9 @@ __device__ void viterbi_pass(const float (&tp)[kPerThread], const float* tgt, in
 // The state before `s` at element i (i >= 1) of the last pass.
 template <int K>
 __device__ inline int back_step(const uint8_t* back, int i, int s) {
-    constexpr int F = 1 << K, G = kStates >> K, NG = G / kThreads;
-    const int g = s & (G - 1);
-    const int u = (back[(size_t)i * kThreads + g / NG] >> ((g % NG) * K)) & (F - 1);
+    using T = Trellis<K>;
+    const int g = s & (T::G - 1), bit = g * T::kBackBits;
+    const int u = (back[(size_t)i * T::kBackBytes + bit / 8] >> (bit % 8)) & (T::F - 1);
     return (g << K) | u;
 }
 
