@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "common/half.h"
 #include "cuda/device_common.cuh"
@@ -85,26 +86,23 @@ __device__ inline void load_block_run(const block_q4_0* row, int e0, float* out)
 }
 
 // A tcqK row (src/kv/kv_trellis.h): {fp16 scale; circular code string}; attention reads it through
-// these helpers with the table in shared memory.
-template <int K>
+// these helpers with the table in shared memory. K is a kernel argument, not a template parameter:
+// one set of kernels serves the three widths (a few integer operations per 8 elements).
 struct TcqRow {};
 template <class E>
-inline constexpr int kTcqBits = 0;
-template <int K>
-inline constexpr int kTcqBits<TcqRow<K>> = K;
+inline constexpr bool kIsTcq = std::is_same_v<E, TcqRow>;
 
 __device__ inline float tcq_scale(const uint8_t* row) {
     return fp16_to_f32(*reinterpret_cast<const uint16_t*>(row));
 }
 // Element e of a row of d elements (the byte-wise reference read).
-template <int K>
-__device__ inline float tcq_elem(const uint8_t* row, int d, int e, const float* table) {
+__device__ inline float tcq_elem(const uint8_t* row, int d, int K, int e, const float* table) {
     return tcq_scale(row) * table[kvq::trellis_window(row + 2, d * K / 8, e, K)];
 }
 // PL consecutive elements from e0: 16-bit words (rows and code strings start at even bytes, and hold an
 // even number of bytes when d is a power of two >= 16), 8 elements per 64-bit window.
-template <int K, int PL>
-__device__ inline void tcq_load_run(const uint8_t* row, int d, int e0, const float* table, float* out) {
+template <int PL>
+__device__ inline void tcq_load_run(const uint8_t* row, int d, int K, int e0, const float* table, float* out) {
     const float sc = tcq_scale(row);
     const uint16_t* w = reinterpret_cast<const uint16_t*>(row + 2);
     const int nw = d * K / 16;
@@ -336,10 +334,11 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
                            int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
                            const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
-                           float* __restrict__ partial, KeyFromValueArgs kfv, const float* __restrict__ tcq_table) {
-    constexpr int TK = kTcqBits<E>;  // tcq: the code table in shared memory
-    __shared__ float table[TK ? kvq::kTrellisStates : 1];
-    if constexpr (TK > 0) {
+                           float* __restrict__ partial, KeyFromValueArgs kfv, const float* __restrict__ tcq_table,
+                           int tcq_bits) {
+    constexpr bool TQ = kIsTcq<E>;  // tcq: the code table in shared memory
+    __shared__ float table[TQ ? kvq::kTrellisStates : 1];
+    if constexpr (TQ) {
         for (int i = threadIdx.x; i < kvq::kTrellisStates; i += blockDim.x) table[i] = tcq_table[i];
         __syncthreads();
     }
@@ -359,13 +358,13 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     float qr[GB][PL], qb[QB][PL], acc[GB][PL], m[GB], l[GB];
     const int half = kfv.n_rot / 2;
     int pair[KFV ? PL : 1];  // KFV: the RoPE pair of element elem(i), -1 past the rotated pairs
-    float sign[KFV && TK ? PL : 1];  // KFV on tcq: D of R^T = D H / sqrt(d), per element
+    float sign[KFV && TQ ? PL : 1];  // KFV on tcq: D of R^T = D H / sqrt(d), per element
     if constexpr (KFV) {
 #pragma unroll
         for (int i = 0; i < PL; i++) {
             const int e = elem(i), j = e < half ? e : e - half;
             pair[i] = (e < kfv.n_rot && j < kfv.rope_pairs) ? j : -1;
-            if constexpr (TK > 0) sign[i] = kvq::hadamard_sign_negative(kvq::kSignSeed, dv, e) ? -1.0f : 1.0f;
+            if constexpr (TQ) sign[i] = kvq::hadamard_sign_negative(kvq::kSignSeed, dv, e) ? -1.0f : 1.0f;
         }
     }
 #pragma unroll
@@ -411,18 +410,19 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
             if (p >= end) break;
             constexpr int kU = kUnitElems<E>;
             const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
-            if constexpr (TK > 0) {
+            if constexpr (TQ) {
+                const int tk = tcq_bits;
                 const uint8_t* kr = KFV ? nullptr
-                                        : reinterpret_cast<const uint8_t*>(K) + (slot * hkv + g) * kvq::trellis_row_bytes(dk, TK);
-                const uint8_t* vr = reinterpret_cast<const uint8_t*>(V) + (slot * hkv + g) * kvq::trellis_row_bytes(dv, TK);
+                                        : reinterpret_cast<const uint8_t*>(K) + (slot * hkv + g) * kvq::trellis_row_bytes(dk, tk);
+                const uint8_t* vr = reinterpret_cast<const uint8_t*>(V) + (slot * hkv + g) * kvq::trellis_row_bytes(dv, tk);
                 if (contiguous) {
-                    if constexpr (!KFV) tcq_load_run<TK, PL>(kr, dk, lane * PL, table, kv[u]);
-                    tcq_load_run<TK, PL>(vr, dv, lane * PL, table, vv[u]);
+                    if constexpr (!KFV) tcq_load_run<PL>(kr, dk, tk, lane * PL, table, kv[u]);
+                    tcq_load_run<PL>(vr, dv, tk, lane * PL, table, vv[u]);
                 } else {
 #pragma unroll
                     for (int i = 0; i < PL; i++) {
-                        if constexpr (!KFV) kv[u][i] = elem(i) < dk ? tcq_elem<TK>(kr, dk, elem(i), table) : 0.0f;
-                        vv[u][i] = elem(i) < dv ? tcq_elem<TK>(vr, dv, elem(i), table) : 0.0f;
+                        if constexpr (!KFV) kv[u][i] = elem(i) < dk ? tcq_elem(kr, dk, tk, elem(i), table) : 0.0f;
+                        vv[u][i] = elem(i) < dv ? tcq_elem(vr, dv, tk, elem(i), table) : 0.0f;
                     }
                 }
             } else {
@@ -464,7 +464,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
                 // rotated types have power-of-two head sizes, so contiguous rows (key_from_value_refusal)
                 if constexpr ((PL & (PL - 1)) == 0)
                     if (kfv.rotated) warp_hadamard<PL>(x, lane);
-                if constexpr (TK > 0)
+                if constexpr (TQ)
 #pragma unroll
                     for (int i = 0; i < PL; i++) x[i] *= sign[i];
                 __syncwarp();  // the previous position's cosines are read
@@ -547,16 +547,17 @@ void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
     const E* K = static_cast<const E*>(kv.k);
     const E* V = static_cast<const E*>(kv.v);
-    const float* table = kTcqBits<E> ? tcq_device_table(kTcqBits<E>) : nullptr;
+    const int tcq_bits = kIsTcq<E> ? kv_elem_tcq_bits(kv.elem) : 0;
+    const float* table = tcq_bits ? tcq_device_table(tcq_bits) : nullptr;
     if (kv.key_from_value()) {
         const KeyFromValueArgs a{kv.k_weight, kv.rope_inv_freq, kv.n_rot, kv.rope_pairs, kv_elem_rotated(kv.elem)};
         attention_split_kernel<E, PL, GB, true><<<grid, kAttnWarps * kWarp, 0, s>>>(
             K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial, a,
-            table);
+            table, tcq_bits);
     } else {
         attention_split_kernel<E, PL, GB, false><<<grid, kAttnWarps * kWarp, 0, s>>>(
             K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial,
-            KeyFromValueArgs{}, table);
+            KeyFromValueArgs{}, table, tcq_bits);
     }
 }
 
@@ -566,7 +567,10 @@ void launch_attention_split_any(const KvLayerView& kv, const float* q, const int
     const int d = std::max(kv.head_dim_k, kv.head_dim_v), pl = (d + kWarp - 1) / kWarp;
     if (pl <= 1) launch_attention_split<E, 1>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
     else if (pl <= 2) launch_attention_split<E, 2>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
-    else if (pl <= 3) launch_attention_split<E, 3>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    else if (pl <= 3) {
+        if constexpr (kIsTcq<E>) throw Error("CUDA attention: tcq rows of " + std::to_string(d));  // powers of two only
+        else launch_attention_split<E, 3>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+    }
     else if (pl <= 4) launch_attention_split<E, 4>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
     else if (pl <= 8) launch_attention_split<E, 8>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
     else launch_attention_split<E, 16>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
@@ -773,9 +777,9 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         case KvElem::Q4_0H:
             launch_attention_split_any<block_q4_0>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
             break;
-        case KvElem::TCQ2: launch_attention_split_any<TcqRow<2>>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
-        case KvElem::TCQ3: launch_attention_split_any<TcqRow<3>>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
-        case KvElem::TCQ4: launch_attention_split_any<TcqRow<4>>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::TCQ2:
+        case KvElem::TCQ3:
+        case KvElem::TCQ4: launch_attention_split_any<TcqRow>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
     }
     check_launch("attention_split");
     const unsigned chunks = (unsigned)((kv.head_dim_v + kWarp - 1) / kWarp);
