@@ -1,6 +1,7 @@
 // Quantize-on-write for the tcq KV types (kv_trellis.h): the CPU's TrellisFormat::quantize as one
 // thread block per row, with the same floating-point operations in the same order wherever they decide
-// a byte, so the GPU cache holds the CPU cache's bytes exactly (rotor-check-attention compares them).
+// a byte, so the GPU cache holds the CPU cache's bytes exactly (rotor-check-cuda and rotor-check-gemma4
+// compare every stored row).
 //
 // Per row:
 //   1. the randomized Hadamard rotation in double (the CPU's butterflies, signs from
