@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(kThreads)
     const int nbytes = d * K / 8;
     uint8_t* dst = (which == 0 ? Kc : Vc) + (slot * hkv + h) * (size_t)(2 + nbytes);
 
-    // this thread's 16 table values: states tid * 16 .. tid * 16 + 15 (the CPU's TP of its groups)
+    // this thread's table values: states tid * 8 .. tid * 8 + 7 (the CPU's TP of its groups)
     float tp[kPerThread];
 #pragma unroll
     for (int q = 0; q < kPerThread; q++) tp[q] = table[tid * kPerThread + q];

@@ -200,17 +200,6 @@ Geometry geometry(int64_t cols, int rt) {
     g.n_spans = (g.nb + U::kSpanBlocks - 1) / U::kSpanBlocks;
     return g;
 }
-// The device's shared memory per block (opt-in), the kernel's attribute.
-int smem_optin() {
-    static const int bytes = [] {
-        int dev = 0, v = 0;
-        check(cudaGetDevice(&dev), "cudaGetDevice");
-        check(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
-              "shared memory per block");
-        return v;
-    }();
-    return bytes;
-}
 
 template <GgmlType T>
 unsigned resident(size_t smem) {
@@ -218,7 +207,7 @@ unsigned resident(size_t smem) {
     static unsigned last = 0;
     if (!last)
         check(cudaFuncSetAttribute(mmvq_bulk_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   smem_optin()),
+                                   max_smem_optin()),
               "bulk mat-vec shared memory");
     if (smem != last_smem || !last)
         last = resident_blocks(mmvq_bulk_kernel<T>, kWarps * kWarp, smem), last_smem = smem;
@@ -240,7 +229,7 @@ int choose_tile_rows(const Job* job, int n_jobs, int64_t cols) {
     const int max_rt = (int)std::max<int64_t>(1, std::min<int64_t>(kMaxTileRows, kMaxRowBytes / rb));
     if (const int f = forced_tile_rows(); f > 0) {
         int rt = std::min(f, max_rt);
-        while (rt > 1 && geometry<T>(cols, rt).smem(rt) > (size_t)smem_optin()) rt--;
+        while (rt > 1 && geometry<T>(cols, rt).smem(rt) > (size_t)max_smem_optin()) rt--;
         return rt;
     }
     int best = 1;
@@ -249,7 +238,7 @@ int choose_tile_rows(const Job* job, int n_jobs, int64_t cols) {
         int64_t tiles = 0;
         for (int i = 0; i < n_jobs; i++) tiles += (job[i].rows + rt - 1) / rt;
         const size_t smem = geometry<T>(cols, rt).smem(rt);
-        if (smem > (size_t)smem_optin()) break;
+        if (smem > (size_t)max_smem_optin()) break;
         const int64_t slots = resident<T>(smem);
         const int64_t cost = (tiles + slots - 1) / slots * (rt * rb + kTileOverhead);
         if (best_cost < 0 || cost < best_cost) best = rt, best_cost = cost;
@@ -294,7 +283,7 @@ bool applies(GgmlType t, int64_t cols) {
         default:
             smem = geometry<GgmlType::Q6_K>(cols, 1).smem(1);
     }
-    return smem <= (size_t)smem_optin();
+    return smem <= (size_t)max_smem_optin();
 }
 
 void launch(GgmlType t, const Job* jobs, int n_jobs, int64_t cols, const ActView& x, cudaStream_t s) {
