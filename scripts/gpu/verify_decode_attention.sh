@@ -7,9 +7,9 @@
 #   PART=bench: decode of whole models at 0 / 32K / 112K context per KV type (BENCH_KVS, default
 #     q4_0h q8_0 f16; SHAPES, default qwen3.5-27b,llama-3.1-8b) and 1 / 4 / 16 slots.
 #   PART=tune: the decode checks (f16 on the tensor-core kernel, forced splits, lean), the per-layer
-#     table with the split sweep, split rule 1 and the lean variant, then Qwen3.5-27B / Llama-3.1-8B decode
-#     at 0 / 32K / 112K with the defaults, ROTOR_DECODE_SPLIT_RULE=1, both with ROTOR_DECODE_LEAN=1, and
-#     f16 KV with ROTOR_DECODE_ATTENTION_F16=1 against without: what decides the next defaults.
+#     table with the split sweep, split rule 1 with and without its refinement to multiples of 64 and
+#     the lean variant, then Qwen3.5-27B / Llama-3.1-8B decode at 0 / 32K / 112K with the defaults and
+#     ROTOR_DECODE_SPLIT_FINE=0, and Qwen3.5-27B with f16 KV: what decides the next defaults.
 #   PART=final: the decode checks, then decode at 0 / 32K (/ 112K) and prefill of 512 / 8K tokens,
 #     4-bit rotated against f16 KV, for Qwen3.5-27B, Llama-3.1-8B and Qwen2.5-32B; last the per-layer
 #     decode attention table (with the lean variant).
@@ -35,16 +35,14 @@ source "$(dirname "$0")/verify_common.sh"
     run build-gpu/rotor-check-attention --decode-only --no-bench
     echo "== rotor-check-attention --decode-only --bench-only"
     timeout 200 build-gpu/rotor-check-attention --decode-only --bench-only --reps 10 2>&1 | grep -E "^\||^##" || status=1
-    for env in "" "ROTOR_DECODE_SPLIT_RULE=1" "ROTOR_DECODE_LEAN=1" "ROTOR_DECODE_LEAN=1 ROTOR_DECODE_SPLIT_RULE=1"; do
+    for env in "" "ROTOR_DECODE_SPLIT_FINE=0"; do
       echo "== bench q4_0h ${env:-(defaults)}"
       timeout 200 env $env build-gpu/rotor-bench-cuda --quick --no-matvec --kv q4_0h --batches 1 --ctxs 0,32768,114688 \
         --prompts 512 --shapes qwen3.5-27b,llama-3.1-8b 2>&1 | grep -E "^\| (qwen|llama)" || status=1
     done
-    for env in "ROTOR_DECODE_ATTENTION_F16=0" "ROTOR_DECODE_ATTENTION_F16=1"; do
-      echo "== bench f16 $env"
-      timeout 200 env $env build-gpu/rotor-bench-cuda --quick --no-matvec --kv f16 --batches 1 --ctxs 32768,114688 \
-        --prompts 512,8192 --shapes qwen3.5-27b,llama-3.1-8b 2>&1 | grep -E "^\| (qwen|llama)" || status=1
-    done
+    echo "== bench f16 (defaults)"
+    timeout 200 build-gpu/rotor-bench-cuda --quick --no-matvec --kv f16 --batches 1 --ctxs 32768,114688 \
+      --prompts 512 --shapes qwen3.5-27b 2>&1 | grep -E "^\| (qwen|llama)" || status=1
   elif [ "${PART}" = final ]; then
     run build-gpu/rotor-check-attention --decode-only --no-bench
     b() { echo "== bench $*"; timeout 200 build-gpu/rotor-bench-cuda --quick --no-matvec --batches 1 "$@" 2>&1 | grep -E "^\|" || status=1; }

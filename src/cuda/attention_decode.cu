@@ -62,10 +62,15 @@ struct DecGeo {
     static constexpr int kBlockBytes = kIsF16<B> ? 64 : (int)sizeof(B);
     static constexpr int kRowBytes = kBlocks * kBlockBytes;
     static constexpr int kChunk = kRowBytes % 16 == 0 ? 16 : (kRowBytes % 8 == 0 ? 8 : 4);
+    static constexpr int kPieces = kRowBytes / kChunk;  // copies per row; a lane makes kPieces per tile
     static constexpr int kStageBytes = 2 * kTile * kRowBytes;     // K rows, then V rows
     static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;  // [block][k-step][lane] uint4
     static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
-    static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4;
+    // issue_full's [piece][lane] offsets where kPieces is no power of two (block rows: 9 or 17); f16
+    // rows (8 / 16 / 32 pieces) work theirs out with shifts, and their 4 KiB would cost a block per SM
+    static constexpr bool kCopyTable = (kPieces & (kPieces - 1)) != 0;
+    static constexpr int kCopyTableBytes = kCopyTable ? kPieces * kWarp * 4 : 0;
+    static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4 + kCopyTableBytes;
     // three tiles in flight per warp (Lean: two) where that fits in 99 KiB (sm_86 / 89 / 120's
     // limit), else fewer (f16 rows of 256: one 16 KiB tile per warp, 3 blocks per H200 SM still
     // keep 12 tiles in flight)
@@ -76,6 +81,7 @@ struct DecGeo {
     static constexpr int kArenaBytes = kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes;
     static constexpr int kSmem = kArenaBytes + kFixed;
     static_assert(kRowBytes % 4 == 0 && kArenaBytes % 16 == 0 && kQFragBytes % 16 == 0);
+    static_assert(2 * kTile == kWarp, "a tile's K and V rows take kPieces copies of each lane");
     static_assert(kSmem <= 99 * 1024, "decode attention tile does not fit in 99 KiB (sm_86/89/120)");
 };
 
@@ -126,6 +132,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     float* ps_all = reinterpret_cast<float*>(smem + G::kArenaBytes + G::kQFragBytes);
     float* head_inv = ps_all + kDecWarps * kTile * kHeadsPerBlock;  // 2^-k of each head's query
     float* head_mul = head_inv + kHeadsPerBlock;                    // 2^k
+    uint32_t* copy_table = reinterpret_cast<uint32_t*>(head_mul + kHeadsPerBlock);
 
     const int group = n_head / hkv, hblocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
     const int g = blockIdx.x / hblocks, h0 = g * group + (blockIdx.x % hblocks) * kHeadsPerBlock;
@@ -144,23 +151,62 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     float* ps = ps_all + warp * kTile * kHeadsPerBlock;
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
 
-    auto issue = [&](int p0, int buf) {  // raw K and V rows of positions p0 .. p0 + 15 (those < wend)
-        constexpr int kPieces = RB / G::kChunk;
-        for (int c = lane; c < 2 * kTile * kPieces; c += kWarp) {
-            const int which = c / (kTile * kPieces), r = (c / kPieces) % kTile,
-                      off = (c % kPieces) * G::kChunk;
+    // A tile's copies: chunk c = lane + 32 i (i < kPieces) of the stage's 2 x 16 rows of kPieces chunks,
+    // so the ring offset is c * kChunk and a warp instruction reads ~512 contiguous-row bytes.
+    constexpr int kPieces = G::kPieces, kKChunks = kTile * kPieces;
+    const uint32_t lane_dst = ring_s + lane * G::kChunk;
+    // issue_any: any tile (rows past wend zero-filled, ring positions wrapped), the chunk's row and
+    // piece worked out per copy; the block's first tiles and its last, partial one.
+    auto issue_any = [&](int p0, int buf) {
+#pragma unroll
+        for (int i = 0; i < kPieces; i++) {
+            const int c = lane + kWarp * i;
+            const int which = c / kKChunks, r = (c % kKChunks) / kPieces, off = (c % kPieces) * G::kChunk;
             const bool valid = p0 + r < wend;
             const int p = valid ? p0 + r : p0;  // past the end: zero-filled, a valid address all the same
             const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
             const uint8_t* src = (which ? V : K) + (slot * hkv + g) * RB + off;
-            cp_async<G::kChunk>(ring_s + buf * G::kStageBytes + (which * kTile + r) * RB + off, src, valid);
+            cp_async<G::kChunk>(ring_s + buf * G::kStageBytes + c * G::kChunk, src, valid);
         }
         cp_async_commit();
+    };
+    // issue_full: 16 valid rows in consecutive slots; each copy is the tile's first K or V row plus this
+    // lane's offset (row * hkv * RB + piece * kChunk, from copy_table where kPieces needs a division).
+    // Per copy a shared load and a 64-bit add, instead of issue_any's division, wrap and 64-bit products.
+    auto issue_full = [&](size_t slot0, int buf) {
+        const uint8_t* k0 = K + (slot0 * hkv + g) * RB;
+        const uint8_t* v0 = V + (slot0 * hkv + g) * RB;
+#pragma unroll
+        for (int i = 0; i < kPieces; i++) {
+            const int c = lane + kWarp * i;
+            uint32_t e;
+            if constexpr (G::kCopyTable)
+                e = copy_table[i * kWarp + lane];
+            else
+                e = (uint32_t)(((c % kKChunks) / kPieces) * hkv * RB + (c % kPieces) * G::kChunk);
+            // which half: known per i except where the K / V boundary falls inside the 32 copies
+            const bool is_v = kWarp * i >= kKChunks
+                                  ? true
+                                  : (kWarp * i + kWarp - 1 < kKChunks ? false : c >= kKChunks);
+            cp_async_full<G::kChunk>(lane_dst + buf * G::kStageBytes + kWarp * i * G::kChunk,
+                                     (is_v ? v0 : k0) + e);
+        }
+        cp_async_commit();
+    };
+    auto issue = [&](int p0, int buf) {  // raw K and V rows of positions p0 .. p0 + 15 (those < wend)
+        const int s0 = p0 < ctx ? p0 : p0 % ctx;
+        if (p0 + kTile <= wend && s0 + kTile <= ctx)
+            issue_full(base + s0, buf);
+        else
+            issue_any(p0, buf);
     };
 
     // the first tiles' copies go out before the query is prepared, so the two latencies overlap
     for (int i = 0; i < G::kStages - 1; i++)
-        if (wbegin + i * kTile < wend) issue(wbegin + i * kTile, i);
+        if (wbegin + i * kTile < wend) issue_any(wbegin + i * kTile, i);
+    if constexpr (G::kCopyTable)
+        for (int c = threadIdx.x; c < kPieces * kWarp; c += blockDim.x)  // c = i * 32 + lane
+            copy_table[c] = (uint32_t)(((c % kKChunks) / kPieces) * hkv * RB + (c % kPieces) * G::kChunk);
 
     // each head's power of two: |q * scale * log2 e| * 2^k <= 2^10 (f16 holds it with room to spare)
     for (int j = warp; j < kHeadsPerBlock; j += kDecWarps) {
@@ -324,16 +370,13 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         *reinterpret_cast<float2*>(ps + (lg + 8) * kHeadsPerBlock + 2 * lt) = make_float2(sc[2], sc[3]);
         __syncwarp();
         const int rows[4] = {2 * lt, 2 * lt + 1, 2 * lt + 8, 2 * lt + 9};
+        // Rows past wend: p' is 0 (score -inf) and the row was zero-filled (its scale too), so every
+        // product with them is 0 without a test (a test per weight cost branches around the loads).
         float pw[4];
-        bool live[4];
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            pw[k] = ps[rows[k] * kHeadsPerBlock + lg];
-            live[k] = p0 + rows[k] < wend;
-        }
+        for (int k = 0; k < 4; k++) pw[k] = ps[rows[k] * kHeadsPerBlock + lg];
         uint32_t pf_hi[2] = {0, 0}, pf_lo[2] = {0, 0};  // f16: the weights need no scale, split once
         if constexpr (kIsF16<B>) {
-            // past the end the rows are zero-filled; p' is 0 there already (score -inf)
             split_pair(pw[0], pw[1], pf_hi[0], pf_lo[0]);
             split_pair(pw[2], pw[3], pf_hi[1], pf_lo[1]);
         }
@@ -346,8 +389,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             } else {
                 float w[4];
 #pragma unroll
-                for (int k = 0; k < 4; k++)
-                    w[k] = live[k] ? pw[k] * half_at(Vs + rows[k] * RB + b * BB) : 0.0f;
+                for (int k = 0; k < 4; k++) w[k] = pw[k] * half_at(Vs + rows[k] * RB + b * BB);
                 split_pair(w[0], w[1], bh[0], bl[0]);
                 split_pair(w[2], w[3], bh[1], bl[1]);
             }
@@ -525,6 +567,7 @@ int decode_resident_blocks(const KvLayerView& kv) {
 EnvSwitch g_enabled("ROTOR_DECODE_ATTENTION", 1);
 std::atomic<int> g_split{0};  // 0: attention_decode_split's rule
 EnvSwitch g_split_rule("ROTOR_DECODE_SPLIT_RULE", 1);  // the default since the 2026-11-29 tune run
+EnvSwitch g_split_fine("ROTOR_DECODE_SPLIT_FINE", 1);   // rule 1's one-round refinement to multiples of 64
 EnvSwitch g_f16("ROTOR_DECODE_ATTENTION_F16", 1);
 
 }  // namespace
@@ -560,7 +603,8 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
 
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv) {
     if (const int forced = g_split.load(); forced > 0) return forced;
-    const int n = kv.window > 0 ? std::min(max_kv, kv.window) : max_kv;
+    // positions rounded up to 256: every max_kv of one graph key gets the same split
+    const int n = ((kv.window > 0 ? std::min(max_kv, kv.window) : max_kv) + 255) / 256 * 256;
     const int group = n_head / kv.n_head_kv;
     const long heads = (long)kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock) * n_tok;
     if (g_split_rule.on()) {
@@ -578,7 +622,23 @@ int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max
             if (best_cost < 0 || cost < best_cost) best = sp, best_cost = cost;
             if (blocks <= slots) break;  // longer splits only lengthen the one round
         }
-        return best;
+        if (heads * ((n + best - 1) / best) > slots || !g_split_fine.on()) return best;
+        // One round: a multiple of 64 below it that puts fewer positions on the busiest SM. An SM's
+        // blocks share its issue slots, so its time follows its positions (H200, Qwen3.5 q4_0 at 112K:
+        // 2 or 3 blocks of 1280 / 1536 / 2048 per SM took 21-23 ns a position), a little more where it
+        // holds fewer than 3 blocks (2048: 2 blocks, +6%) and much more with one (4 warps).
+        int dev = 0, sms = 0;
+        ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+        ROTOR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        const long full = std::min<long>(3, slots / std::max(1, sms));
+        auto busiest = [&](int sp) {  // positions on the busiest SM, weighted
+            const long per_sm = (heads * ((n + sp - 1) / sp) + sms - 1) / sms;
+            return (double)per_sm * sp * (per_sm >= full ? 1.0 : per_sm == 2 ? 1.06 : 1.5);
+        };
+        int fine = best;
+        for (int sp = best - 64; sp >= 256; sp -= 64)
+            if (heads * ((n + sp - 1) / sp) <= slots && busiest(sp) < busiest(fine)) fine = sp;
+        return fine;
     }
     // Longer splits cost fewer block prologues and parts to merge, and won even below one round of
     // resident blocks (bench/RESULTS.md: 512 over 256 at 32K with 256 blocks); 1024 was the best or
@@ -596,6 +656,9 @@ void set_attention_decode_split_rule(int rule) {
 }
 int attention_decode_split_rule() {
     return g_split_rule.on() ? 1 : 0;
+}
+void set_attention_decode_split_fine(bool on) {
+    g_split_fine.set(on);
 }
 void set_attention_decode_lean(bool on) {
     g_lean.set(on);

@@ -20,6 +20,14 @@ __device__ inline void cp_async(uint32_t dst, const void* src, bool valid) {
     else
         asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(W), "r"(n) : "memory");
 }
+// W bytes, always read (no zero-fill operand to compute).
+template <int W>
+__device__ inline void cp_async_full(uint32_t dst, const void* src) {
+    if constexpr (W == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(dst), "l"(src), "n"(W) : "memory");
+}
 __device__ inline void cp_async_commit() {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }

@@ -638,8 +638,9 @@ void run_decode_bench(int reps) {
     set_attention_decode_f16(true);  // f16 rows: the tensor-core kernel as ROTOR_DECODE_ATTENTION_F16=1
     printf("\n## Decode attention, one token, one layer (copy bandwidth %.0f GB/s)\n\n"
            "| shape | KV | context | tensor-core, rule 0 us (split) | GB/s | %% of copy bw | split 256 / 512 / 768 / 1024 / "
-           "1280 / 1536 / 2048 us | rule 1 us (split) | lean us | lean + rule 1 us | CUDA-core us | speed-up |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|---|\n", bw);
+           "1280 / 1536 / 2048 us | rule 1 us (split) | rule 1 coarse us (split) | rule 1 %% of copy bw | lean us | "
+           "lean + rule 1 us | CUDA-core us | speed-up of rule 1 |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", bw);
     struct Shape {
         const char* name;
         int n_head, hkv, d;
@@ -655,16 +656,18 @@ void run_decode_bench(int reps) {
             BenchCache bc(e, sh.d, sh.hkv, ctxs.back(), 0);
             const bool tc_runs = attention_decode_tc_supports(bc.kv);
             for (int x : ctxs) {
-                auto time = [&](bool tc, int split, bool lean = false, int rule = 0) {
+                auto time = [&](bool tc, int split, bool lean = false, int rule = 0, bool fine = true) {
                     set_attention_decode_tc_enabled(tc);
                     set_attention_decode_split(split);
                     set_attention_decode_lean(lean);
                     set_attention_decode_split_rule(rule);
+                    set_attention_decode_split_fine(fine);
                     const double us = 1e3 * time_chunks(bc.kv, sh.n_head, {x - 1}, 1, true, reps, q.p(), out.p(), partial.p());
                     set_attention_decode_tc_enabled(true);
                     set_attention_decode_split(0);
                     set_attention_decode_lean(false);
                     set_attention_decode_split_rule(0);
+                    set_attention_decode_split_fine(true);
                     return us;
                 };
                 const double cuda_core = time(false, 0);
@@ -681,11 +684,16 @@ void run_decode_bench(int reps) {
                     sweep += fmt("%s%.1f", sweep.empty() ? "" : " / ", time(true, sp));
                 set_attention_decode_split_rule(1);
                 const int split1 = attention_decode_split(bc.kv, sh.n_head, 1, x);
+                set_attention_decode_split_fine(false);
+                const int split1c = attention_decode_split(bc.kv, sh.n_head, 1, x);
+                set_attention_decode_split_fine(true);
                 set_attention_decode_split_rule(0);
-                printf("| %s | %s | %d | %.1f (%d) | %.0f | %.0f%% | %s | %.1f (%d) | %.1f | %.1f | %.1f | %.1fx |\n",
-                       sh.name, kv_elem_name(e), x, us, split, gbs, 100.0 * gbs / bw, sweep.c_str(),
-                       time(true, 0, false, 1), split1, time(true, 0, true), time(true, 0, true, 1), cuda_core,
-                       cuda_core / us);
+                const double us1 = time(true, 0, false, 1), gbs1 = bytes / (us1 * 1e-6) / 1e9;
+                printf("| %s | %s | %d | %.1f (%d) | %.0f | %.0f%% | %s | %.1f (%d) | %.1f (%d) | %.0f%% | %.1f | %.1f | %.1f "
+                       "| %.1fx |\n",
+                       sh.name, kv_elem_name(e), x, us, split, gbs, 100.0 * gbs / bw, sweep.c_str(), us1, split1,
+                       time(true, 0, false, 1, false), split1c, 100.0 * gbs1 / bw, time(true, 0, true),
+                       time(true, 0, true, 1), cuda_core, cuda_core / us1);
                 fflush(stdout);
             }
         }
