@@ -25,16 +25,16 @@ void attention_decode_tc(const KvLayerView& kv, const float* q, const int32_t* s
                          int n_tok, int n_head, float scale, int n_split, int split_positions, float* partial,
                          cudaStream_t s);
 
-// Positions per split for this launch (rule 1, the default: the fewest rounds of resident blocks at
-// the least cost, then, in one round, a multiple of 64 that evens out the SMs; rule 0: 256 doubled
-// to 1024 at most while the launch keeps 1.5 blocks per SM). Chosen from ceil(max_kv / 256), so a
-// captured graph's split count (its key) fixes it; callers size the split count from that too.
+// Positions per split for this launch (rule 0: 256 doubled to 1024 at most while the launch keeps 1.5
+// blocks per SM). Chosen from ceil(max_kv / 256), so a captured graph's split count (its key) fixes
+// it; callers size the split count from that too.
 int attention_decode_split(const KvLayerView& kv, int n_head, int n_tok, int max_kv);
-void set_attention_decode_split(int positions);  // a multiple of 256 for every launch; 0: the rule above
-void set_attention_decode_split_fine(bool on);   // rule 1's refinement to multiples of 64 (default on)
-// Rule 1 (the default; ROTOR_DECODE_SPLIT_RULE=0 or the setter's 0 goes back to the rule above): the
-// multiple of 256 that minimizes rounds of resident blocks x (positions per block + 512), from the
-// occupancy of the layer's kernel variant.
+void set_attention_decode_split(int positions);  // a multiple of 256 for every launch; 0: the rule
+// Rule 1 (the default; ROTOR_DECODE_SPLIT_RULE=0 or the setter's 0 goes back to rule 0): the multiple
+// of 256 that minimizes rounds of resident blocks x (positions per block + 512), from the occupancy of
+// the layer's kernel variant; where that is one round, the multiple of 64 at or below it that puts the
+// fewest positions on the busiest SM (ROTOR_DECODE_SPLIT_FINE=0 or the setter turns this part off).
+void set_attention_decode_split_fine(bool on);
 void set_attention_decode_split_rule(int rule);
 int attention_decode_split_rule();
 
