@@ -11,6 +11,7 @@
 #include "cuda/device_common.cuh"
 #include "cuda/attention.h"
 #include "cuda/attention_decode.h"
+#include "cuda/attention_decode_tcq.h"
 #include "cuda/kv_trellis.h"
 #include "formats/blocks.h"
 #include "kv/kv_hadamard.h"
@@ -776,7 +777,11 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         if (std::string why = key_from_value_refusal(kv); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
     int ns = splits;
-    if (attention_decode_tc_enabled() && attention_decode_tc_supports(kv)) {
+    if (attention_decode_tc_enabled() && attention_decode_tcq_supports(kv)) {  // off by default: not yet run on a GPU
+        const int sp = attention_decode_split(kv, n_head, n_tok, max_kv);
+        ns = (splits * kSplitPositions + sp - 1) / sp;
+        attention_decode_tcq(kv, q, seq, pos, n_tok, n_head, scale, ns, sp, partial, s);
+    } else if (attention_decode_tc_enabled() && attention_decode_tc_supports(kv)) {
         // from the positions rounded up to 256, as the split: a graph replayed at any max_kv of its
         // key covers them all (<= splits: partial holds them)
         const int sp = attention_decode_split(kv, n_head, n_tok, max_kv);

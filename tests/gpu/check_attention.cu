@@ -31,6 +31,7 @@
 #include "common/half.h"
 #include "cuda/attention.h"
 #include "cuda/attention_decode.h"
+#include "cuda/attention_decode_tcq.h"
 #include "cuda/attention_prefill.h"
 #include "cuda/cuda_util.h"
 #include "formats/blocks.h"
@@ -468,6 +469,11 @@ void run_decode_checks() {
     };
     for (KvElem e : elems)
         for (const Shape& sh : shapes) check_decode(e, sh);
+    // tcq: the CUDA-core kernel, or with ROTOR_DECODE_ATTENTION_TCQ=1 attention_decode_tcq.cu's tensor-core
+    // kernel at heads of 128 / 256 (the CUDA-core one at 64)
+    printf("(tcq on the %s kernel at d 128 / 256)\n", attention_decode_tcq_enabled() ? "tensor-core" : "CUDA-core");
+    for (KvElem e : {KvElem::TCQ2, KvElem::TCQ3, KvElem::TCQ4})
+        for (const Shape& sh : shapes) check_decode(e, sh);
     // f16 caches on the tensor-core kernel (the default; ROTOR_DECODE_ATTENTION_F16=0 turns it off)
     const bool f16_was = attention_decode_f16();
     set_attention_decode_f16(true);
@@ -647,14 +653,15 @@ void run_decode_bench(int reps) {
     };
     const Shape shapes[] = {{"qwen3.5-27b (24/4, d 256)", 24, 4, 256}, {"llama-3.1-8b (32/8, d 128)", 32, 8, 128},
                             {"qwen2.5-32b (40/8, d 128)", 40, 8, 128}};
-    const KvElem elems[] = {KvElem::F16, KvElem::Q8_0, KvElem::Q4_0};
+    // tcq4: a tensor-core row only with ROTOR_DECODE_ATTENTION_TCQ=1
+    const KvElem elems[] = {KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::TCQ4};
     const std::vector<int> ctxs = {4096, 32768, 114688};
     for (const Shape& sh : shapes) {
         Dev<float> q(gaussian((size_t)sh.n_head * sh.d)), out((size_t)sh.n_head * sh.d);
         Dev<float> partial(attention_partial_floats(1, sh.n_head, sh.d, ctxs.back()));
         for (KvElem e : elems) {
             BenchCache bc(e, sh.d, sh.hkv, ctxs.back(), 0);
-            const bool tc_runs = attention_decode_tc_supports(bc.kv);
+            const bool tc_runs = attention_decode_tc_supports(bc.kv) || attention_decode_tcq_supports(bc.kv);
             for (int x : ctxs) {
                 auto time = [&](bool tc, int split, bool lean = false, int rule = 0, bool fine = true) {
                     set_attention_decode_tc_enabled(tc);

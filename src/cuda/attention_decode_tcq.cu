@@ -1,0 +1,420 @@
+// Tensor-core split-K decode attention over tcq rows (attention_decode_tcq.h). NOT YET RUN ON A GPU.
+//
+// The block, warp and tile structure of attention_decode.cu's kernel (one block per KV head, group of
+// up to 8 query heads, token and split; 4 warps, tiles of 16 positions; online softmax in base 2 with the
+// query's power of two; the p' = 2^(s - m) <= 1 / d bound through the value scale's exponent; the 4
+// warps merged into one split part). What differs, because a tcq row is {f16 scale; a circular bit
+// string of d * K bits} and element i is scale * table[the 12 bits from bit i * K]:
+//   - Rows are 2 + d K / 8 bytes, 2 mod 4, so they start at 2-byte boundaries. Each staged row is
+//     copied in 4-byte words from the word boundary at or below it (the 2 bytes before an odd row
+//     belong to the row before it). The word that ends an even row keeps 2 bytes (cp.async's
+//     zero-filling source size), so no copy reads past the row. The row's phase (0 or 2) is kept beside
+//     the ring.
+//   - A operands are table values, exact in f32: the table is staged as f16 hi + lo pairs (16 KiB),
+//     and each product is hi x (q hi + q lo) + lo x q hi (three mma; lo x lo is below 2^-22).
+//   - Scales are per row, not per 32-element block: the key scale multiplies each position's score once,
+//     and the value scale goes into the weights once per tile, not once per block.
+//   - Keys: a lane's four dims of a k-step (4 t .. 4 t + 3, the same slot order as the block kernels'
+//     queries) are one 12 + 3 K bit span at a bit offset fixed per lane. Three 16-bit words and a funnel
+//     shift per element give it. Values: a lane's two dims of an m-tile (16 mt + 2 g, + 1) are one
+//     12 + K bit span of two words.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "common/env_switch.h"
+#include "cuda/attention_decode.h"
+#include "cuda/attention_decode_tcq.h"
+#include "cuda/cuda_util.h"
+#include "cuda/device_common.cuh"
+#include "cuda/kv_trellis.h"
+#include "cuda/mma_f16.cuh"
+#include "kv/kv_trellis.h"
+
+namespace rotor::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kTile = 16;   // positions per tile (the mma's M for keys, K for values)
+constexpr int kHeads = 8;   // query heads per block (the mma's N)
+constexpr int kStages = 2;  // tiles in flight per warp
+
+template <int D>
+struct TcqGeo {
+    static constexpr int kBlocks = D / 32;
+    static constexpr int kRowStride = D / 2 + 4;  // staged row: tcq4's 2 + D / 2 bytes, word-rounded, + phase
+    static constexpr int kStageBytes = 2 * kTile * kRowStride;  // K rows, then V rows
+    static constexpr int kRingBytes = kWarps * kStages * kStageBytes;
+    static constexpr int kMergeBytes = kWarps * kHeads * D * 4;
+    static constexpr int kArenaBytes = ((kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes) + 15) / 16 * 16;
+    static constexpr int kTableBytes = kvq::kTrellisStates * 4;  // f16 hi | lo << 16 per window
+    static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;
+    static constexpr int kPBytes = kWarps * kTile * kHeads * 4;
+    static constexpr int kPhaseBytes = kWarps * kStages * 2 * kTile;  // one byte per staged row
+    static constexpr int kSmem = kArenaBytes + kTableBytes + kQFragBytes + kPBytes + 2 * kHeads * 4 + kPhaseBytes;
+    static_assert(kRowStride % 4 == 0 && kQFragBytes % 16 == 0);
+    static_assert(kSmem <= 99 * 1024, "tcq decode tile does not fit in 99 KiB (sm_86/89/120)");
+};
+
+// 4 bytes global -> shared, `bytes` of them read (0, 2 or 4), the rest zero-filled.
+__device__ inline void cp_async4(uint32_t dst, const void* src, int bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
+__device__ inline void cp_async_commit_group() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ inline void cp_async_wait_group() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// 16-bit code word j of a staged row's circular string of nw words.
+__device__ inline uint32_t code_word(const uint8_t* codes, int j, int nw) {
+    return *reinterpret_cast<const uint16_t*>(codes + 2 * (j < nw ? j : j - nw));
+}
+
+// The dim behind query fragment slot k of k-step s of 32-dim group b (as attention_decode.cu's
+// k_slot_dim: slots 2t, 2t+1, 2t+8, 2t+9 of lane quad t hold dims 4t .. 4t + 3 of the step's 16).
+__device__ inline int q_slot_dim(int b, int s, int k) {
+    const int t = (k % 8) / 2, hi = k / 8, j = k % 2;
+    return 32 * b + 16 * s + 4 * t + 2 * hi + j;
+}
+
+template <int D>
+__global__ void __launch_bounds__(kWarps* kWarp, 2)
+    attention_decode_tcq_kernel(const uint8_t* __restrict__ K, const uint8_t* __restrict__ V, int hkv, int ctx,
+                                int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
+                                const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
+                                int split_positions, float* __restrict__ partial, const float* __restrict__ table_f32,
+                                int kbits) {
+    using G = TcqGeo<D>;
+    constexpr int NB = G::kBlocks, RS = G::kRowStride;
+    extern __shared__ __align__(16) uint8_t smem[];
+    uint8_t* arena = smem;
+    uint32_t* table = reinterpret_cast<uint32_t*>(smem + G::kArenaBytes);
+    uint4* qfrag = reinterpret_cast<uint4*>(smem + G::kArenaBytes + G::kTableBytes);
+    float* ps_all = reinterpret_cast<float*>(smem + G::kArenaBytes + G::kTableBytes + G::kQFragBytes);
+    float* head_inv = ps_all + kWarps * kTile * kHeads;
+    float* head_mul = head_inv + kHeads;
+    uint8_t* phase_all = reinterpret_cast<uint8_t*>(head_mul + kHeads);
+
+    const int RB = 2 + D * kbits / 8;  // bytes per stored row: 2 mod 4 at D = 128 / 256
+    const int n_words = (RB + 2) / 4;  // staged 4-byte words per row
+    const int nw16 = D * kbits / 16;   // 16-bit words of the code string
+
+    const int group = n_head / hkv, hblocks = (group + kHeads - 1) / kHeads;
+    const int g = blockIdx.x / hblocks, h0 = g * group + (blockIdx.x % hblocks) * kHeads;
+    const int nh = min(kHeads, g * group + group - h0);
+    const int t = blockIdx.y, split = blockIdx.z;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, lg = lane >> 2, lt = lane & 3;
+    const int n_kv = pos[t] + 1;
+    const int first = window > 0 ? max(0, n_kv - window) : 0;
+    const int begin = first + split * split_positions, end = min(n_kv, begin + split_positions);
+    constexpr float kLog2e = 1.4426950408889634f;
+
+    const int per_warp = split_positions / kWarps;
+    const int wbegin = begin + warp * per_warp, wend = min(end, wbegin + per_warp);
+    const size_t base = (size_t)seq[t] * ctx;
+    uint8_t* ring = arena + warp * kStages * G::kStageBytes;
+    uint8_t* phase = phase_all + warp * kStages * 2 * kTile;  // [stage][row]
+    float* ps = ps_all + warp * kTile * kHeads;
+    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
+
+    // the 32 raw rows of positions p0 .. p0 + 15 (K, then V), words from the boundary at or below each
+    // row; rows past wend zero-filled
+    auto issue = [&](int p0, int buf) {
+        for (int r32 = 0; r32 < 2 * kTile; r32++) {
+            const int which = r32 / kTile, r = r32 % kTile;
+            const bool valid = p0 + r < wend;
+            const int p = valid ? p0 + r : p0;
+            const size_t row = (base + (p < ctx ? p : p % ctx)) * hkv + g;  // only ring positions wrap
+            const int ph = (int)(row & 1) * 2;  // RB = 2 mod 4: odd rows start 2 bytes into a word
+            const uint8_t* src = (which ? V : K) + row * RB - ph;
+            const uint32_t dst = ring_s + buf * G::kStageBytes + r32 * RS;
+            for (int w = lane; w < n_words; w += kWarp)
+                cp_async4(dst + 4 * w, src + 4 * w, !valid ? 0 : (w == n_words - 1 && ph == 0 ? 2 : 4));
+            if (lane == 0) phase[buf * 2 * kTile + r32] = (uint8_t)ph;
+        }
+        cp_async_commit_group();
+    };
+    if (wbegin < wend) issue(wbegin, 0);
+
+    // the code table as f16 hi | lo << 16 (table = hi + lo to ~2^-22)
+    for (int i = threadIdx.x; i < kvq::kTrellisStates; i += blockDim.x) {
+        const float v = table_f32[i];
+        const __half hi = __float2half_rn(v);
+        const __half lo = __float2half_rn(v - __half2float(hi));
+        table[i] = (uint32_t)__half_as_ushort(hi) | ((uint32_t)__half_as_ushort(lo) << 16);
+    }
+    // each head's power of two: |q * scale * log2 e| * 2^k <= 2^10
+    for (int j = warp; j < kHeads; j += kWarps) {
+        float amax = 0.0f;
+        if (j < nh) {
+            const float* qh = q + ((size_t)t * n_head + h0 + j) * D;
+            for (int i = lane; i < D; i += kWarp) amax = fmaxf(amax, fabsf(qh[i] * scale * kLog2e));
+        }
+        amax = warp_max(amax);
+        if (lane == 0) {
+            int e = 0;
+            if (amax > 0.0f && amax <= 3.0e38f) frexpf(amax, &e);
+            e = max(e, -100);
+            head_mul[j] = ldexpf(1.0f, 10 - e);
+            head_inv[j] = ldexpf(1.0f, e - 10);
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < NB * 2 * kWarp; i += blockDim.x) {
+        const int b = i / (2 * kWarp), s = (i / kWarp) % 2, ln = i % kWarp, hj = ln >> 2, tq = ln & 3;
+        float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (hj < nh) {
+            const float* qh = q + ((size_t)t * n_head + h0 + hj) * D;
+            const float mul = scale * kLog2e * head_mul[hj];
+            const int ks[4] = {2 * tq, 2 * tq + 1, 2 * tq + 8, 2 * tq + 9};
+#pragma unroll
+            for (int k = 0; k < 4; k++) v[k] = qh[q_slot_dim(b, s, ks[k])] * mul;
+        }
+        uint4 f;
+        split_pair(v[0], v[1], f.x, f.z);
+        split_pair(v[2], v[3], f.y, f.w);
+        qfrag[i] = f;
+    }
+    __syncthreads();
+
+    float o[D / 16][4];
+#pragma unroll
+    for (int i = 0; i < D / 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+    const float inv0 = head_inv[2 * lt], inv1 = head_inv[2 * lt + 1];
+    const int ok = (4 * lt * kbits) & 15;  // keys: bit offset of dim 4 lt in its word (steps start on words)
+    const int ov = (2 * lg * kbits) & 15;  // values: of dim 2 lg in its word (m-tiles start on words)
+    const int rows[4] = {2 * lt, 2 * lt + 1, 2 * lt + 8, 2 * lt + 9};
+
+    int buf = 0;
+    for (int p0 = wbegin; p0 < wend; p0 += kTile, buf ^= 1) {
+        const bool more = p0 + kTile < wend;
+        if (more) issue(p0 + kTile, buf ^ 1);
+        if (more)
+            cp_async_wait_group<1>();
+        else
+            cp_async_wait_group<0>();
+        __syncwarp();
+        const uint8_t* Ks = ring + buf * G::kStageBytes;
+        const uint8_t* Vs = Ks + kTile * RS;
+        const uint8_t* ph = phase + buf * 2 * kTile;
+
+        // the value scales' exponents (lanes 0..15: row lane) and the weights' scales
+        float e_row = 0.0f;
+        if (lane < kTile && p0 + lane < wend)
+            e_row = (float)value_scale_exponent(fabsf(half_at(Vs + lane * RS + ph[kTile + lane])));
+        const float e_a = __shfl_sync(0xffffffffu, e_row, lg), e_b = __shfl_sync(0xffffffffu, e_row, lg + 8);
+        const bool live_a = p0 + lg < wend, live_b = p0 + lg + 8 < wend;
+
+        // S^T = K Q^T: rows lg and lg + 8, heads 2 lt and 2 lt + 1
+        const uint8_t* ka = Ks + lg * RS + ph[lg];
+        const uint8_t* kb = Ks + (lg + 8) * RS + ph[lg + 8];
+        float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                const int j0 = ((32 * b + 16 * s + 4 * lt) * kbits) >> 4;
+                uint32_t ta[4], tb[4];
+                {
+                    const uint32_t lo = code_word(ka + 2, j0, nw16) | (code_word(ka + 2, j0 + 1, nw16) << 16);
+                    const uint32_t hi = code_word(ka + 2, j0 + 2, nw16);
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        ta[i] = table[__funnelshift_r(lo, hi, ok + i * kbits) & (kvq::kTrellisStates - 1)];
+                }
+                {
+                    const uint32_t lo = code_word(kb + 2, j0, nw16) | (code_word(kb + 2, j0 + 1, nw16) << 16);
+                    const uint32_t hi = code_word(kb + 2, j0 + 2, nw16);
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        tb[i] = table[__funnelshift_r(lo, hi, ok + i * kbits) & (kvq::kTrellisStates - 1)];
+                }
+                // A: rows lg / lg + 8, slot pairs (2t, 2t+1) = dims 4t, 4t+1 and (2t+8, 2t+9) = 4t+2, 4t+3
+                const uint32_t ah[4] = {__byte_perm(ta[0], ta[1], 0x5410), __byte_perm(tb[0], tb[1], 0x5410),
+                                        __byte_perm(ta[2], ta[3], 0x5410), __byte_perm(tb[2], tb[3], 0x5410)};
+                const uint32_t al[4] = {__byte_perm(ta[0], ta[1], 0x7632), __byte_perm(tb[0], tb[1], 0x7632),
+                                        __byte_perm(ta[2], ta[3], 0x7632), __byte_perm(tb[2], tb[3], 0x7632)};
+                const uint4 f = qfrag[(2 * b + s) * kWarp + lane];
+                const uint32_t qh[2] = {f.x, f.y}, ql[2] = {f.z, f.w};
+                mma_16816(acc[s], ah, qh);
+                mma_16816(acc[s], ah, ql);
+                mma_16816(acc[s], al, qh);
+            }
+        }
+        const float sk_a = half_at(ka), sk_b = half_at(kb);
+        float sc[4];
+        sc[0] = live_a ? (acc[0][0] + acc[1][0]) * sk_a * inv0 : -INFINITY;
+        sc[1] = live_a ? (acc[0][1] + acc[1][1]) * sk_a * inv1 : -INFINITY;
+        sc[2] = live_b ? (acc[0][2] + acc[1][2]) * sk_b * inv0 : -INFINITY;
+        sc[3] = live_b ? (acc[0][3] + acc[1][3]) * sk_b * inv1 : -INFINITY;
+
+        float corr[2];
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            float mx = fmaxf(sc[c] + e_a, sc[2 + c] + e_b);
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+            const float m_new = fmaxf(m_run[c], mx);
+            corr[c] = exp2f(m_run[c] - m_new);
+            m_run[c] = m_new;
+            sc[c] = exp2f(sc[c] - m_new);
+            sc[2 + c] = exp2f(sc[2 + c] - m_new);
+            l_run[c] = l_run[c] * corr[c] + sc[c] + sc[2 + c];
+        }
+        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
+#pragma unroll
+            for (int i = 0; i < D / 16; i++) {
+                o[i][0] *= corr[0];
+                o[i][1] *= corr[1];
+                o[i][2] *= corr[0];
+                o[i][3] *= corr[1];
+            }
+        }
+        *reinterpret_cast<float2*>(ps + lg * kHeads + 2 * lt) = make_float2(sc[0], sc[1]);
+        *reinterpret_cast<float2*>(ps + (lg + 8) * kHeads + 2 * lt) = make_float2(sc[2], sc[3]);
+        __syncwarp();
+        // B = p' x the value scale of each position (rows past wend: p' = 0 and a zero-filled scale)
+        const uint8_t* vrow[4];
+        float w[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            vrow[k] = Vs + rows[k] * RS + ph[kTile + rows[k]];
+            w[k] = ps[rows[k] * kHeads + lg] * half_at(vrow[k]);
+        }
+        uint32_t bh[2], bl[2];
+        split_pair(w[0], w[1], bh[0], bl[0]);
+        split_pair(w[2], w[3], bh[1], bl[1]);
+
+        // O^T += V^T P'^T: m-tile mt's rows lg / lg + 8 are dims 16 mt + 2 lg and + 1 (one window pair)
+#pragma unroll
+        for (int mt = 0; mt < D / 16; mt++) {
+            const int jv = ((16 * mt + 2 * lg) * kbits) >> 4;
+            uint32_t x0[4], x1[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const uint32_t lo = code_word(vrow[k] + 2, jv, nw16) | (code_word(vrow[k] + 2, jv + 1, nw16) << 16);
+                x0[k] = table[(lo >> ov) & (kvq::kTrellisStates - 1)];
+                x1[k] = table[(lo >> (ov + kbits)) & (kvq::kTrellisStates - 1)];
+            }
+            // A regs: (dim row, position pair): a0 = (lg; 2lt, 2lt+1), a1 = (lg+8; same), a2 / a3 = +8
+            const uint32_t ah[4] = {__byte_perm(x0[0], x0[1], 0x5410), __byte_perm(x1[0], x1[1], 0x5410),
+                                    __byte_perm(x0[2], x0[3], 0x5410), __byte_perm(x1[2], x1[3], 0x5410)};
+            const uint32_t al[4] = {__byte_perm(x0[0], x0[1], 0x7632), __byte_perm(x1[0], x1[1], 0x7632),
+                                    __byte_perm(x0[2], x0[3], 0x7632), __byte_perm(x1[2], x1[3], 0x7632)};
+            mma_16816(o[mt], ah, bh);
+            mma_16816(o[mt], ah, bl);
+            mma_16816(o[mt], al, bh);
+        }
+        __syncwarp();  // this stage and ps are read before they are overwritten
+    }
+
+#pragma unroll
+    for (int c = 0; c < 2; c++)
+        for (int x = 4; x < kWarp; x <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], x);
+
+    __syncthreads();  // the rings are done (every warp waited for all its copies)
+    float* sm_o = reinterpret_cast<float*>(arena);  // [warp][head][D]
+    float* sm_m = ps_all;
+    float* sm_l = ps_all + kWarps * kHeads;
+#pragma unroll
+    for (int i = 0; i < D / 16; i++) {
+        const int dim = 16 * i + 2 * lg;
+        float* ow = sm_o + (size_t)warp * kHeads * D;
+        ow[(2 * lt) * D + dim] = o[i][0];
+        ow[(2 * lt + 1) * D + dim] = o[i][1];
+        ow[(2 * lt) * D + dim + 1] = o[i][2];
+        ow[(2 * lt + 1) * D + dim + 1] = o[i][3];
+    }
+    if (lg == 0)
+        for (int c = 0; c < 2; c++) {
+            sm_m[warp * kHeads + 2 * lt + c] = m_run[c];
+            sm_l[warp * kHeads + 2 * lt + c] = l_run[c];
+        }
+    __syncthreads();
+    constexpr float kLn2 = 0.6931471805599453f;
+    for (int j = 0; j < nh; j++) {
+        float M = -INFINITY;
+        for (int w = 0; w < kWarps; w++) M = fmaxf(M, sm_m[w * kHeads + j]);
+        float* part = partial + (((size_t)t * n_head + h0 + j) * n_split + split) * (D + 2);
+        for (int i = threadIdx.x; i < D; i += blockDim.x) {
+            float a = 0.0f;
+            for (int w = 0; w < kWarps; w++) {
+                const float mw = sm_m[w * kHeads + j];
+                if (mw != -INFINITY) a += sm_o[((size_t)w * kHeads + j) * D + i] * exp2f(mw - M);
+            }
+            part[2 + i] = a;
+        }
+        if (threadIdx.x == 0) {
+            float L = 0.0f;
+            for (int w = 0; w < kWarps; w++) {
+                const float mw = sm_m[w * kHeads + j];
+                if (mw != -INFINITY) L += sm_l[w * kHeads + j] * exp2f(mw - M);
+            }
+            part[0] = M == -INFINITY ? -INFINITY : M * kLn2;
+            part[1] = L;
+        }
+    }
+}
+
+template <int D>
+void launch_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok, int n_head,
+                float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+    using G = TcqGeo<D>;
+    auto kernel = attention_decode_tcq_kernel<D>;
+    static std::atomic<uint64_t> attr_set{0};
+    int dev = 0;
+    ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
+    const uint64_t bit = uint64_t{1} << (dev & 63);
+    if (!(attr_set.load() & bit)) {
+        ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem));
+        attr_set.fetch_or(bit);
+    }
+    const int kbits = kv_elem_tcq_bits(kv.elem);
+    const int group = n_head / kv.n_head_kv;
+    const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeads - 1) / kHeads)), (unsigned)n_tok, (unsigned)n_split);
+    kernel<<<grid, kWarps * kWarp, G::kSmem, s>>>(static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v),
+                                                  kv.n_head_kv, kv.ctx, kv.window, q, seq, pos, n_head, scale, n_split,
+                                                  split_positions, partial, tcq_device_table(kbits), kbits);
+}
+
+EnvSwitch g_tcq("ROTOR_DECODE_ATTENTION_TCQ", 0);  // not yet run on a GPU: off
+
+}  // namespace
+
+bool attention_decode_tcq_enabled() {
+    return g_tcq.on();
+}
+void set_attention_decode_tcq_enabled(bool on) {
+    g_tcq.set(on);
+}
+
+bool attention_decode_tcq_supports(const KvLayerView& kv) {
+    if (!attention_decode_tcq_enabled() || kv_elem_tcq_bits(kv.elem) == 0) return false;
+    const int d = kv.head_dim_k;
+    if (kv.key_from_value() || kv.head_dim_v != d || !kv.k || !kv.v) return false;
+    if (d != 128 && d != 256) return false;
+    return reinterpret_cast<uintptr_t>(kv.k) % 4 == 0 && reinterpret_cast<uintptr_t>(kv.v) % 4 == 0;
+}
+
+void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                          int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+    if (!attention_decode_tcq_supports(kv)) throw Error("CUDA tcq decode attention: layer not supported");
+    if (split_positions % (kWarps * kTile)) throw Error("CUDA tcq decode attention: split size must be a multiple of 64");
+    if (kv.head_dim_k == 128)
+        launch_tcq<128>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+    else
+        launch_tcq<256>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+    check_launch("attention_decode_tcq");
+}
+
+}  // namespace rotor::cuda
