@@ -18,6 +18,9 @@
 //     queries) are one 12 + 3 K bit span at a bit offset fixed per lane. Three 16-bit words and a funnel
 //     shift per element give it. Values: a lane's two dims of an m-tile (16 mt + 2 g, + 1) are one
 //     12 + K bit span of two words.
+// The query preparation, the softmax step and the merge of the warps repeat attention_decode.cu's. They
+// should move into one header shared by both kernels once this one has run on a GPU; until then
+// attention_decode.cu, the verified default, stays as it was checked.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -29,6 +32,7 @@
 #include "common/env_switch.h"
 #include "cuda/attention_decode.h"
 #include "cuda/attention_decode_tcq.h"
+#include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
 #include "cuda/kv_trellis.h"
@@ -60,18 +64,6 @@ struct TcqGeo {
     static_assert(kRowStride % 4 == 0 && kQFragBytes % 16 == 0);
     static_assert(kSmem <= 99 * 1024, "tcq decode tile does not fit in 99 KiB (sm_86/89/120)");
 };
-
-// 4 bytes global -> shared, `bytes` of them read (0, 2 or 4), the rest zero-filled.
-__device__ inline void cp_async4(uint32_t dst, const void* src, int bytes) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-__device__ inline void cp_async_commit_group() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ inline void cp_async_wait_group() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 // 16-bit code word j of a staged row's circular string of nw words.
 __device__ inline uint32_t code_word(const uint8_t* codes, int j, int nw) {
@@ -137,10 +129,10 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
             const uint8_t* src = (which ? V : K) + row * RB - ph;
             const uint32_t dst = ring_s + buf * G::kStageBytes + r32 * RS;
             for (int w = lane; w < n_words; w += kWarp)
-                cp_async4(dst + 4 * w, src + 4 * w, !valid ? 0 : (w == n_words - 1 && ph == 0 ? 2 : 4));
+                cp_async4_bytes(dst + 4 * w, src + 4 * w, !valid ? 0 : (w == n_words - 1 && ph == 0 ? 2 : 4));
             if (lane == 0) phase[buf * 2 * kTile + r32] = (uint8_t)ph;
         }
-        cp_async_commit_group();
+        cp_async_commit();
     };
     if (wbegin < wend) issue(wbegin, 0);
 
@@ -199,9 +191,9 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
         const bool more = p0 + kTile < wend;
         if (more) issue(p0 + kTile, buf ^ 1);
         if (more)
-            cp_async_wait_group<1>();
+            cp_async_wait<1>();
         else
-            cp_async_wait_group<0>();
+            cp_async_wait<0>();
         __syncwarp();
         const uint8_t* Ks = ring + buf * G::kStageBytes;
         const uint8_t* Vs = Ks + kTile * RS;

@@ -20,6 +20,11 @@ __device__ inline void cp_async(uint32_t dst, const void* src, bool valid) {
     else
         asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(W), "r"(n) : "memory");
 }
+// 4 bytes global -> shared, only `bytes` (0..4) of them read, the rest of the destination zeroed: a row
+// that ends 2 bytes into a word (attention_decode_tcq.cu).
+__device__ inline void cp_async4_bytes(uint32_t dst, const void* src, int bytes) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
+}
 // W bytes, always read (no zero-fill operand to compute).
 template <int W>
 __device__ inline void cp_async_full(uint32_t dst, const void* src) {
