@@ -777,16 +777,17 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         if (std::string why = key_from_value_refusal(kv); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
     int ns = splits;
-    if (attention_decode_tc_enabled() && attention_decode_tcq_supports(kv)) {  // off by default: not yet run on a GPU
-        const int sp = attention_decode_split(kv, n_head, n_tok, max_kv);
-        ns = (splits * kSplitPositions + sp - 1) / sp;
-        attention_decode_tcq(kv, q, seq, pos, n_tok, n_head, scale, ns, sp, partial, s);
-    } else if (attention_decode_tc_enabled() && attention_decode_tc_supports(kv)) {
+    // the tensor-core decode kernels (tcq's off by default: not yet run on a GPU)
+    const bool tcq = attention_decode_tc_enabled() && attention_decode_tcq_supports(kv);
+    if (tcq || (attention_decode_tc_enabled() && attention_decode_tc_supports(kv))) {
         // from the positions rounded up to 256, as the split: a graph replayed at any max_kv of its
         // key covers them all (<= splits: partial holds them)
         const int sp = attention_decode_split(kv, n_head, n_tok, max_kv);
         ns = (splits * kSplitPositions + sp - 1) / sp;
-        attention_decode_tc(kv, q, seq, pos, n_tok, n_head, scale, ns, sp, partial, s);
+        if (tcq)
+            attention_decode_tcq(kv, q, seq, pos, n_tok, n_head, scale, ns, sp, partial, s);
+        else
+            attention_decode_tc(kv, q, seq, pos, n_tok, n_head, scale, ns, sp, partial, s);
     } else switch (kv.elem) {
         case KvElem::F32: launch_attention_split_any<float>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
         case KvElem::F16: launch_attention_split_any<__half>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;

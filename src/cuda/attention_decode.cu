@@ -35,6 +35,8 @@
 #include <type_traits>
 
 #include "cuda/attention_decode.h"
+#include "cuda/attention_decode_parts.cuh"
+#include "cuda/attention_decode_tcq.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
@@ -44,10 +46,6 @@
 namespace rotor::cuda {
 
 namespace {
-
-constexpr int kDecWarps = 4;
-constexpr int kTile = 16;          // positions per tile (the mma's M)
-constexpr int kHeadsPerBlock = 8;  // query heads per block (the mma's N)
 
 template <class B>
 constexpr bool kIsQ4 = std::is_same_v<B, block_q4_0>;
@@ -110,14 +108,6 @@ __device__ inline uint32_t q8_codes(uint32_t x) {  // signed bytes: (u ^ 0x80) =
     return h2_bits(__hsub2(bits_h2((x ^ 0x00800080u) | 0x64006400u), bits_h2(0x64806480u)));
 }
 
-// The dim behind fragment slot k (0..15) of k-step s of block b, for the K operand: slots 2t, 2t+1,
-// 2t+8, 2t+9 of lane quad t hold dims 4t .. 4t+3 of the step's 16 (q4_0: step 0 the low nibbles of
-// bytes 0..15, step 1 the high nibbles; q8_0: bytes 16 s .. 16 s + 15).
-__device__ inline int k_slot_dim(int b, int s, int k) {
-    const int t = (k % 8) / 2, hi = k / 8, j = k % 2;
-    return 32 * b + 16 * s + 4 * t + 2 * hi + j;
-}
-
 template <class B, int D, bool Lean>
 __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     attention_decode_tc_kernel(const uint8_t* __restrict__ K, const uint8_t* __restrict__ V, int hkv, int ctx,
@@ -134,19 +124,10 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     float* head_mul = head_inv + kHeadsPerBlock;                    // 2^k
     uint32_t* copy_table = reinterpret_cast<uint32_t*>(head_mul + kHeadsPerBlock);
 
-    const int group = n_head / hkv, hblocks = (group + kHeadsPerBlock - 1) / kHeadsPerBlock;
-    const int g = blockIdx.x / hblocks, h0 = g * group + (blockIdx.x % hblocks) * kHeadsPerBlock;
-    const int nh = min(kHeadsPerBlock, g * group + group - h0);
-    const int t = blockIdx.y, split = blockIdx.z;
-    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, lg = lane >> 2, lt = lane & 3;
-    const int n_kv = pos[t] + 1;
-    const int first = window > 0 ? max(0, n_kv - window) : 0;
-    const int begin = first + split * split_positions, end = min(n_kv, begin + split_positions);
-    constexpr float kLog2e = 1.4426950408889634f;
-
-    const int per_warp = split_positions / kDecWarps;
-    const int wbegin = begin + warp * per_warp, wend = min(end, wbegin + per_warp);
-    const size_t base = (size_t)seq[t] * ctx;
+    const DecBlock blk(hkv, n_head, ctx, window, seq, pos, split_positions);
+    const int g = blk.g, h0 = blk.h0, nh = blk.nh, t = blk.t, split = blk.split;
+    const int warp = blk.warp, lane = blk.lane, lg = blk.lg, lt = blk.lt, wbegin = blk.wbegin, wend = blk.wend;
+    const size_t base = blk.base;
     uint8_t* ring = arena + warp * G::kStages * G::kStageBytes;
     float* ps = ps_all + warp * kTile * kHeadsPerBlock;
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
@@ -155,6 +136,10 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     // so the ring offset is c * kChunk and a warp instruction reads ~512 contiguous-row bytes.
     constexpr int kPieces = G::kPieces, kKChunks = kTile * kPieces;
     const uint32_t lane_dst = ring_s + lane * G::kChunk;
+    // copy c's global offset from its tile's first K or V row: row * hkv * RB + piece * kChunk
+    auto chunk_offset = [&](int c) {
+        return (uint32_t)(((c % kKChunks) / kPieces) * hkv * RB + (c % kPieces) * G::kChunk);
+    };
     // issue_any: any tile (rows past wend zero-filled, ring positions wrapped), the chunk's row and
     // piece worked out per copy; the block's first tiles and its last, partial one.
     auto issue_any = [&](int p0, int buf) {
@@ -183,7 +168,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             if constexpr (G::kCopyTable)
                 e = copy_table[i * kWarp + lane];
             else
-                e = (uint32_t)(((c % kKChunks) / kPieces) * hkv * RB + (c % kPieces) * G::kChunk);
+                e = chunk_offset(c);
             // which half: known per i except where the K / V boundary falls inside the 32 copies
             const bool is_v = kWarp * i >= kKChunks
                                   ? true
@@ -206,43 +191,9 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         if (wbegin + i * kTile < wend) issue_any(wbegin + i * kTile, i);
     if constexpr (G::kCopyTable)
         for (int c = threadIdx.x; c < kPieces * kWarp; c += blockDim.x)  // c = i * 32 + lane
-            copy_table[c] = (uint32_t)(((c % kKChunks) / kPieces) * hkv * RB + (c % kPieces) * G::kChunk);
+            copy_table[c] = chunk_offset(c);
 
-    // each head's power of two: |q * scale * log2 e| * 2^k <= 2^10 (f16 holds it with room to spare)
-    for (int j = warp; j < kHeadsPerBlock; j += kDecWarps) {
-        float amax = 0.0f;
-        if (j < nh) {
-            const float* qh = q + ((size_t)t * n_head + h0 + j) * D;
-            for (int i = lane; i < D; i += kWarp) amax = fmaxf(amax, fabsf(qh[i] * scale * kLog2e));
-        }
-        amax = warp_max(amax);
-        if (lane == 0) {
-            int e = 0;
-            if (amax > 0.0f && amax <= 3.0e38f) frexpf(amax, &e);  // amax < 2^e
-            e = max(e, -100);
-            head_mul[j] = ldexpf(1.0f, 10 - e);
-            head_inv[j] = ldexpf(1.0f, e - 10);
-        }
-    }
-    __syncthreads();
-    // the query as the B operand of S^T = K Q^T, hi and lo parts: entry [b][s][lane] = {hi(2t, 2t+1),
-    // hi(2t+8, 2t+9), lo(...), lo(...)} for head lane / 4 (zero past the block's heads)
-    for (int i = threadIdx.x; i < NB * 2 * kWarp; i += blockDim.x) {
-        const int b = i / (2 * kWarp), s = (i / kWarp) % 2, ln = i % kWarp, hj = ln >> 2, tq = ln & 3;
-        float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (hj < nh) {
-            const float* qh = q + ((size_t)t * n_head + h0 + hj) * D;
-            const float mul = scale * kLog2e * head_mul[hj];
-            const int ks[4] = {2 * tq, 2 * tq + 1, 2 * tq + 8, 2 * tq + 9};
-#pragma unroll
-            for (int k = 0; k < 4; k++) v[k] = qh[k_slot_dim(b, s, ks[k])] * mul;
-        }
-        uint4 f;
-        split_pair(v[0], v[1], f.x, f.z);
-        split_pair(v[2], v[3], f.y, f.w);
-        qfrag[i] = f;
-    }
-    __syncthreads();
+    prepare_query<D>(q, t, n_head, h0, nh, scale, head_mul, head_inv, qfrag);
 
     float o[2 * NB][4];
 #pragma unroll
@@ -340,30 +291,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         sc[2] = live_b ? sc[2] * inv0 : -INFINITY;
         sc[3] = live_b ? sc[3] * inv1 : -INFINITY;
 
-        // online softmax per head column; the max runs over s + e (see the header)
-        float corr[2];
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            float mx = fmaxf(sc[c] + e_a, sc[2 + c] + e_b);
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
-            const float m_new = fmaxf(m_run[c], mx);
-            corr[c] = exp2f(m_run[c] - m_new);  // 0 on the first tile
-            m_run[c] = m_new;
-            sc[c] = exp2f(sc[c] - m_new);
-            sc[2 + c] = exp2f(sc[2 + c] - m_new);
-            l_run[c] = l_run[c] * corr[c] + sc[c] + sc[2 + c];
-        }
-        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
-#pragma unroll
-            for (int i = 0; i < 2 * NB; i++) {
-                o[i][0] *= corr[0];
-                o[i][1] *= corr[1];
-                o[i][2] *= corr[0];
-                o[i][3] *= corr[1];
-            }
-        }
+        softmax_tile(sc, e_a, e_b, m_run, l_run, o);  // the max runs over s + e (see the header)
         // p' transposed through shared memory: this lane needs positions 2 lt, 2 lt + 1, 2 lt + 8, 2 lt + 9
         // of head lg (the B operand of O^T += V^T P'^T)
         *reinterpret_cast<float2*>(ps + lg * kHeadsPerBlock + 2 * lt) = make_float2(sc[0], sc[1]);
@@ -437,55 +365,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         __syncwarp();  // this stage and ps are read before they are overwritten
     }
 
-    // the warp's column sums over its 8 row groups
-#pragma unroll
-    for (int c = 0; c < 2; c++)
-        for (int x = 4; x < kWarp; x <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], x);
-
-    // merge the 4 warps in the arena (the rings are done: every warp waited for all its copies)
-    __syncthreads();
-    float* sm_o = reinterpret_cast<float*>(arena);  // [warp][head][D]
-    float* sm_m = ps_all;                           // [warp][head], [warp][head] sums after
-    float* sm_l = ps_all + kDecWarps * kHeadsPerBlock;
-#pragma unroll
-    for (int i = 0; i < 2 * NB; i++) {
-        const int dim = 32 * (i / 2) + 16 * (i % 2) + 2 * lg;
-        float* ow = sm_o + (size_t)warp * kHeadsPerBlock * D;
-        ow[(2 * lt) * D + dim] = o[i][0];
-        ow[(2 * lt + 1) * D + dim] = o[i][1];
-        ow[(2 * lt) * D + dim + 1] = o[i][2];
-        ow[(2 * lt + 1) * D + dim + 1] = o[i][3];
-    }
-    if (lg == 0) {
-        for (int c = 0; c < 2; c++) {
-            sm_m[warp * kHeadsPerBlock + 2 * lt + c] = m_run[c];
-            sm_l[warp * kHeadsPerBlock + 2 * lt + c] = l_run[c];
-        }
-    }
-    __syncthreads();
-    constexpr float kLn2 = 0.6931471805599453f;
-    for (int j = 0; j < nh; j++) {
-        float M = -INFINITY;
-        for (int w = 0; w < kDecWarps; w++) M = fmaxf(M, sm_m[w * kHeadsPerBlock + j]);
-        float* part = partial + (((size_t)t * n_head + h0 + j) * n_split + split) * (D + 2);
-        for (int i = threadIdx.x; i < D; i += blockDim.x) {
-            float a = 0.0f;
-            for (int w = 0; w < kDecWarps; w++) {
-                const float mw = sm_m[w * kHeadsPerBlock + j];
-                if (mw != -INFINITY) a += sm_o[((size_t)w * kHeadsPerBlock + j) * D + i] * exp2f(mw - M);
-            }
-            part[2 + i] = a;
-        }
-        if (threadIdx.x == 0) {
-            float L = 0.0f;
-            for (int w = 0; w < kDecWarps; w++) {
-                const float mw = sm_m[w * kHeadsPerBlock + j];
-                if (mw != -INFINITY) L += sm_l[w * kHeadsPerBlock + j] * exp2f(mw - M);
-            }
-            part[0] = M == -INFINITY ? -INFINITY : M * kLn2;  // natural-log units, as attention.cu's parts
-            part[1] = L;
-        }
-    }
+    // the rings are done: every warp waited for all its copies
+    write_split_part<D>(o, m_run, l_run, arena, ps_all, partial, t, n_head, h0, nh, n_split, split);
 }
 
 // The kernel of a variant with its shared-memory opt-in set on the current device (a per-device
@@ -493,16 +374,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
 template <class B, int D, bool Lean>
 auto prepared_kernel() {
     using G = DecGeo<B, D, Lean>;
-    auto kernel = attention_decode_tc_kernel<B, D, Lean>;
-    static std::atomic<uint64_t> attr_set{0};
-    int dev = 0;
-    ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
-    const uint64_t bit = uint64_t{1} << (dev & 63);
-    if (!(attr_set.load() & bit)) {
-        ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem));
-        attr_set.fetch_or(bit);
-    }
-    return kernel;
+    smem_optin_once<attention_decode_tc_kernel<B, D, Lean>>(G::kSmem);
+    return attention_decode_tc_kernel<B, D, Lean>;
 }
 
 template <class B, int D, bool Lean>
@@ -557,6 +430,7 @@ void with_variant(const KvLayerView& kv, F&& f) {
 
 // Blocks of this layer's kernel variant the GPU holds at once.
 int decode_resident_blocks(const KvLayerView& kv) {
+    if (kv_elem_tcq_bits(kv.elem)) return attention_decode_tcq_resident_blocks(kv);  // that kernel's split
     int n = 0;
     with_variant(kv, [&]<class B, int D, bool Lean>() {
         n = (int)resident_blocks(prepared_kernel<B, D, Lean>(), kDecWarps * kWarp, DecGeo<B, D, Lean>::kSmem);

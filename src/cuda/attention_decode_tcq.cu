@@ -18,19 +18,18 @@
 //     queries) are one 12 + 3 K bit span at a bit offset fixed per lane. Three 16-bit words and a funnel
 //     shift per element give it. Values: a lane's two dims of an m-tile (16 mt + 2 g, + 1) are one
 //     12 + K bit span of two words.
-// The query preparation, the softmax step and the merge of the warps repeat attention_decode.cu's. They
-// should move into one header shared by both kernels once this one has run on a GPU; until then
-// attention_decode.cu, the verified default, stays as it was checked.
+// The query preparation, the softmax step and the merge of the warps are attention_decode_parts.cuh's,
+// shared with attention_decode.cu.
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
 #include "common/env_switch.h"
 #include "cuda/attention_decode.h"
+#include "cuda/attention_decode_parts.cuh"
 #include "cuda/attention_decode_tcq.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
@@ -43,9 +42,6 @@ namespace rotor::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kTile = 16;   // positions per tile (the mma's M for keys, K for values)
-constexpr int kHeads = 8;   // query heads per block (the mma's N)
 constexpr int kStages = 2;  // tiles in flight per warp
 
 template <int D>
@@ -53,14 +49,15 @@ struct TcqGeo {
     static constexpr int kBlocks = D / 32;
     static constexpr int kRowStride = D / 2 + 4;  // staged row: tcq4's 2 + D / 2 bytes, word-rounded, + phase
     static constexpr int kStageBytes = 2 * kTile * kRowStride;  // K rows, then V rows
-    static constexpr int kRingBytes = kWarps * kStages * kStageBytes;
-    static constexpr int kMergeBytes = kWarps * kHeads * D * 4;
+    static constexpr int kRingBytes = kDecWarps * kStages * kStageBytes;
+    static constexpr int kMergeBytes = kDecWarps * kHeadsPerBlock * D * 4;
     static constexpr int kArenaBytes = ((kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes) + 15) / 16 * 16;
     static constexpr int kTableBytes = kvq::kTrellisStates * 4;  // f16 hi | lo << 16 per window
     static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;
-    static constexpr int kPBytes = kWarps * kTile * kHeads * 4;
-    static constexpr int kPhaseBytes = kWarps * kStages * 2 * kTile;  // one byte per staged row
-    static constexpr int kSmem = kArenaBytes + kTableBytes + kQFragBytes + kPBytes + 2 * kHeads * 4 + kPhaseBytes;
+    static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
+    static constexpr int kPhaseBytes = kDecWarps * kStages * 2 * kTile;  // one byte per staged row
+    static constexpr int kSmem =
+        kArenaBytes + kTableBytes + kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4 + kPhaseBytes;
     static_assert(kRowStride % 4 == 0 && kQFragBytes % 16 == 0);
     static_assert(kSmem <= 99 * 1024, "tcq decode tile does not fit in 99 KiB (sm_86/89/120)");
 };
@@ -70,20 +67,13 @@ __device__ inline uint32_t code_word(const uint8_t* codes, int j, int nw) {
     return *reinterpret_cast<const uint16_t*>(codes + 2 * (j < nw ? j : j - nw));
 }
 
-// The dim behind query fragment slot k of k-step s of 32-dim group b (as attention_decode.cu's
-// k_slot_dim: slots 2t, 2t+1, 2t+8, 2t+9 of lane quad t hold dims 4t .. 4t + 3 of the step's 16).
-__device__ inline int q_slot_dim(int b, int s, int k) {
-    const int t = (k % 8) / 2, hi = k / 8, j = k % 2;
-    return 32 * b + 16 * s + 4 * t + 2 * hi + j;
-}
-
 template <int D>
-__global__ void __launch_bounds__(kWarps* kWarp, 2)
-    attention_decode_tcq_kernel(const uint8_t* __restrict__ K, const uint8_t* __restrict__ V, int hkv, int ctx,
-                                int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
-                                const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
-                                int split_positions, float* __restrict__ partial, const float* __restrict__ table_f32,
-                                int kbits) {
+__global__ void __launch_bounds__(kDecWarps* kWarp, 2)
+    attention_decode_tcq_kernel(const uint8_t* __restrict__ K, const uint8_t* __restrict__ V, int hkv,
+                                int ctx, int window, const float* __restrict__ q,
+                                const int32_t* __restrict__ seq, const int32_t* __restrict__ pos, int n_head,
+                                float scale, int n_split, int split_positions, float* __restrict__ partial,
+                                const float* __restrict__ table_f32, int kbits) {
     using G = TcqGeo<D>;
     constexpr int NB = G::kBlocks, RS = G::kRowStride;
     extern __shared__ __align__(16) uint8_t smem[];
@@ -91,30 +81,22 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
     uint32_t* table = reinterpret_cast<uint32_t*>(smem + G::kArenaBytes);
     uint4* qfrag = reinterpret_cast<uint4*>(smem + G::kArenaBytes + G::kTableBytes);
     float* ps_all = reinterpret_cast<float*>(smem + G::kArenaBytes + G::kTableBytes + G::kQFragBytes);
-    float* head_inv = ps_all + kWarps * kTile * kHeads;
-    float* head_mul = head_inv + kHeads;
-    uint8_t* phase_all = reinterpret_cast<uint8_t*>(head_mul + kHeads);
+    float* head_inv = ps_all + kDecWarps * kTile * kHeadsPerBlock;
+    float* head_mul = head_inv + kHeadsPerBlock;
+    uint8_t* phase_all = reinterpret_cast<uint8_t*>(head_mul + kHeadsPerBlock);
 
     const int RB = 2 + D * kbits / 8;  // bytes per stored row: 2 mod 4 at D = 128 / 256
     const int n_words = (RB + 2) / 4;  // staged 4-byte words per row
     const int nw16 = D * kbits / 16;   // 16-bit words of the code string
 
-    const int group = n_head / hkv, hblocks = (group + kHeads - 1) / kHeads;
-    const int g = blockIdx.x / hblocks, h0 = g * group + (blockIdx.x % hblocks) * kHeads;
-    const int nh = min(kHeads, g * group + group - h0);
-    const int t = blockIdx.y, split = blockIdx.z;
-    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, lg = lane >> 2, lt = lane & 3;
-    const int n_kv = pos[t] + 1;
-    const int first = window > 0 ? max(0, n_kv - window) : 0;
-    const int begin = first + split * split_positions, end = min(n_kv, begin + split_positions);
-    constexpr float kLog2e = 1.4426950408889634f;
-
-    const int per_warp = split_positions / kWarps;
-    const int wbegin = begin + warp * per_warp, wend = min(end, wbegin + per_warp);
-    const size_t base = (size_t)seq[t] * ctx;
+    const DecBlock blk(hkv, n_head, ctx, window, seq, pos, split_positions);
+    const int g = blk.g, h0 = blk.h0, nh = blk.nh, t = blk.t, split = blk.split;
+    const int warp = blk.warp, lane = blk.lane, lg = blk.lg, lt = blk.lt, wbegin = blk.wbegin,
+              wend = blk.wend;
+    const size_t base = blk.base;
     uint8_t* ring = arena + warp * kStages * G::kStageBytes;
     uint8_t* phase = phase_all + warp * kStages * 2 * kTile;  // [stage][row]
-    float* ps = ps_all + warp * kTile * kHeads;
+    float* ps = ps_all + warp * kTile * kHeadsPerBlock;
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
 
     // the 32 raw rows of positions p0 .. p0 + 15 (K, then V), words from the boundary at or below each
@@ -143,39 +125,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
         const __half lo = __float2half_rn(v - __half2float(hi));
         table[i] = (uint32_t)__half_as_ushort(hi) | ((uint32_t)__half_as_ushort(lo) << 16);
     }
-    // each head's power of two: |q * scale * log2 e| * 2^k <= 2^10
-    for (int j = warp; j < kHeads; j += kWarps) {
-        float amax = 0.0f;
-        if (j < nh) {
-            const float* qh = q + ((size_t)t * n_head + h0 + j) * D;
-            for (int i = lane; i < D; i += kWarp) amax = fmaxf(amax, fabsf(qh[i] * scale * kLog2e));
-        }
-        amax = warp_max(amax);
-        if (lane == 0) {
-            int e = 0;
-            if (amax > 0.0f && amax <= 3.0e38f) frexpf(amax, &e);
-            e = max(e, -100);
-            head_mul[j] = ldexpf(1.0f, 10 - e);
-            head_inv[j] = ldexpf(1.0f, e - 10);
-        }
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < NB * 2 * kWarp; i += blockDim.x) {
-        const int b = i / (2 * kWarp), s = (i / kWarp) % 2, ln = i % kWarp, hj = ln >> 2, tq = ln & 3;
-        float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        if (hj < nh) {
-            const float* qh = q + ((size_t)t * n_head + h0 + hj) * D;
-            const float mul = scale * kLog2e * head_mul[hj];
-            const int ks[4] = {2 * tq, 2 * tq + 1, 2 * tq + 8, 2 * tq + 9};
-#pragma unroll
-            for (int k = 0; k < 4; k++) v[k] = qh[q_slot_dim(b, s, ks[k])] * mul;
-        }
-        uint4 f;
-        split_pair(v[0], v[1], f.x, f.z);
-        split_pair(v[2], v[3], f.y, f.w);
-        qfrag[i] = f;
-    }
-    __syncthreads();
+    prepare_query<D>(q, t, n_head, h0, nh, scale, head_mul, head_inv, qfrag);  // after the table: a barrier
 
     float o[D / 16][4];
 #pragma unroll
@@ -249,31 +199,9 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
         sc[2] = live_b ? (acc[0][2] + acc[1][2]) * sk_b * inv0 : -INFINITY;
         sc[3] = live_b ? (acc[0][3] + acc[1][3]) * sk_b * inv1 : -INFINITY;
 
-        float corr[2];
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            float mx = fmaxf(sc[c] + e_a, sc[2 + c] + e_b);
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
-            const float m_new = fmaxf(m_run[c], mx);
-            corr[c] = exp2f(m_run[c] - m_new);
-            m_run[c] = m_new;
-            sc[c] = exp2f(sc[c] - m_new);
-            sc[2 + c] = exp2f(sc[2 + c] - m_new);
-            l_run[c] = l_run[c] * corr[c] + sc[c] + sc[2 + c];
-        }
-        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {
-#pragma unroll
-            for (int i = 0; i < D / 16; i++) {
-                o[i][0] *= corr[0];
-                o[i][1] *= corr[1];
-                o[i][2] *= corr[0];
-                o[i][3] *= corr[1];
-            }
-        }
-        *reinterpret_cast<float2*>(ps + lg * kHeads + 2 * lt) = make_float2(sc[0], sc[1]);
-        *reinterpret_cast<float2*>(ps + (lg + 8) * kHeads + 2 * lt) = make_float2(sc[2], sc[3]);
+        softmax_tile(sc, e_a, e_b, m_run, l_run, o);
+        *reinterpret_cast<float2*>(ps + lg * kHeadsPerBlock + 2 * lt) = make_float2(sc[0], sc[1]);
+        *reinterpret_cast<float2*>(ps + (lg + 8) * kHeadsPerBlock + 2 * lt) = make_float2(sc[2], sc[3]);
         __syncwarp();
         // B = p' x the value scale of each position (rows past wend: p' = 0 and a zero-filled scale)
         const uint8_t* vrow[4];
@@ -281,7 +209,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             vrow[k] = Vs + rows[k] * RS + ph[kTile + rows[k]];
-            w[k] = ps[rows[k] * kHeads + lg] * half_at(vrow[k]);
+            w[k] = ps[rows[k] * kHeadsPerBlock + lg] * half_at(vrow[k]);
         }
         uint32_t bh[2], bl[2];
         split_pair(w[0], w[1], bh[0], bl[0]);
@@ -294,7 +222,8 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
             uint32_t x0[4], x1[4];
 #pragma unroll
             for (int k = 0; k < 4; k++) {
-                const uint32_t lo = code_word(vrow[k] + 2, jv, nw16) | (code_word(vrow[k] + 2, jv + 1, nw16) << 16);
+                const uint32_t lo =
+                    code_word(vrow[k] + 2, jv, nw16) | (code_word(vrow[k] + 2, jv + 1, nw16) << 16);
                 x0[k] = table[(lo >> ov) & (kvq::kTrellisStates - 1)];
                 x1[k] = table[(lo >> (ov + kbits)) & (kvq::kTrellisStates - 1)];
             }
@@ -310,73 +239,23 @@ __global__ void __launch_bounds__(kWarps* kWarp, 2)
         __syncwarp();  // this stage and ps are read before they are overwritten
     }
 
-#pragma unroll
-    for (int c = 0; c < 2; c++)
-        for (int x = 4; x < kWarp; x <<= 1) l_run[c] += __shfl_xor_sync(0xffffffffu, l_run[c], x);
-
-    __syncthreads();  // the rings are done (every warp waited for all its copies)
-    float* sm_o = reinterpret_cast<float*>(arena);  // [warp][head][D]
-    float* sm_m = ps_all;
-    float* sm_l = ps_all + kWarps * kHeads;
-#pragma unroll
-    for (int i = 0; i < D / 16; i++) {
-        const int dim = 16 * i + 2 * lg;
-        float* ow = sm_o + (size_t)warp * kHeads * D;
-        ow[(2 * lt) * D + dim] = o[i][0];
-        ow[(2 * lt + 1) * D + dim] = o[i][1];
-        ow[(2 * lt) * D + dim + 1] = o[i][2];
-        ow[(2 * lt + 1) * D + dim + 1] = o[i][3];
-    }
-    if (lg == 0)
-        for (int c = 0; c < 2; c++) {
-            sm_m[warp * kHeads + 2 * lt + c] = m_run[c];
-            sm_l[warp * kHeads + 2 * lt + c] = l_run[c];
-        }
-    __syncthreads();
-    constexpr float kLn2 = 0.6931471805599453f;
-    for (int j = 0; j < nh; j++) {
-        float M = -INFINITY;
-        for (int w = 0; w < kWarps; w++) M = fmaxf(M, sm_m[w * kHeads + j]);
-        float* part = partial + (((size_t)t * n_head + h0 + j) * n_split + split) * (D + 2);
-        for (int i = threadIdx.x; i < D; i += blockDim.x) {
-            float a = 0.0f;
-            for (int w = 0; w < kWarps; w++) {
-                const float mw = sm_m[w * kHeads + j];
-                if (mw != -INFINITY) a += sm_o[((size_t)w * kHeads + j) * D + i] * exp2f(mw - M);
-            }
-            part[2 + i] = a;
-        }
-        if (threadIdx.x == 0) {
-            float L = 0.0f;
-            for (int w = 0; w < kWarps; w++) {
-                const float mw = sm_m[w * kHeads + j];
-                if (mw != -INFINITY) L += sm_l[w * kHeads + j] * exp2f(mw - M);
-            }
-            part[0] = M == -INFINITY ? -INFINITY : M * kLn2;
-            part[1] = L;
-        }
-    }
+    // the rings are done: every warp waited for all its copies
+    write_split_part<D>(o, m_run, l_run, arena, ps_all, partial, t, n_head, h0, nh, n_split, split);
 }
 
 template <int D>
-void launch_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok, int n_head,
-                float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+void launch_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
+                int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
     using G = TcqGeo<D>;
     auto kernel = attention_decode_tcq_kernel<D>;
-    static std::atomic<uint64_t> attr_set{0};
-    int dev = 0;
-    ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
-    const uint64_t bit = uint64_t{1} << (dev & 63);
-    if (!(attr_set.load() & bit)) {
-        ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, G::kSmem));
-        attr_set.fetch_or(bit);
-    }
+    smem_optin_once<attention_decode_tcq_kernel<D>>(G::kSmem);
     const int kbits = kv_elem_tcq_bits(kv.elem);
     const int group = n_head / kv.n_head_kv;
-    const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeads - 1) / kHeads)), (unsigned)n_tok, (unsigned)n_split);
-    kernel<<<grid, kWarps * kWarp, G::kSmem, s>>>(static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v),
-                                                  kv.n_head_kv, kv.ctx, kv.window, q, seq, pos, n_head, scale, n_split,
-                                                  split_positions, partial, tcq_device_table(kbits), kbits);
+    const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)),
+                    (unsigned)n_tok, (unsigned)n_split);
+    kernel<<<grid, kDecWarps * kWarp, G::kSmem, s>>>(
+        static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v), kv.n_head_kv, kv.ctx, kv.window,
+        q, seq, pos, n_head, scale, n_split, split_positions, partial, tcq_device_table(kbits), kbits);
 }
 
 EnvSwitch g_tcq("ROTOR_DECODE_ATTENTION_TCQ", 0);  // not yet run on a GPU: off
@@ -398,10 +277,21 @@ bool attention_decode_tcq_supports(const KvLayerView& kv) {
     return reinterpret_cast<uintptr_t>(kv.k) % 4 == 0 && reinterpret_cast<uintptr_t>(kv.v) % 4 == 0;
 }
 
-void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                          int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
+int attention_decode_tcq_resident_blocks(const KvLayerView& kv) {
+    if (kv.head_dim_k == 128) {
+        smem_optin_once<attention_decode_tcq_kernel<128>>(TcqGeo<128>::kSmem);
+        return (int)resident_blocks(attention_decode_tcq_kernel<128>, kDecWarps * kWarp, TcqGeo<128>::kSmem);
+    }
+    smem_optin_once<attention_decode_tcq_kernel<256>>(TcqGeo<256>::kSmem);
+    return (int)resident_blocks(attention_decode_tcq_kernel<256>, kDecWarps * kWarp, TcqGeo<256>::kSmem);
+}
+
+void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
+                          int n_tok, int n_head, float scale, int n_split, int split_positions,
+                          float* partial, cudaStream_t s) {
     if (!attention_decode_tcq_supports(kv)) throw Error("CUDA tcq decode attention: layer not supported");
-    if (split_positions % (kWarps * kTile)) throw Error("CUDA tcq decode attention: split size must be a multiple of 64");
+    if (split_positions % (kDecWarps * kTile))
+        throw Error("CUDA tcq decode attention: split size must be a multiple of 64");
     if (kv.head_dim_k == 128)
         launch_tcq<128>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
     else

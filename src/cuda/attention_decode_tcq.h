@@ -16,7 +16,11 @@ bool attention_decode_tcq_supports(const KvLayerView& kv);
 bool attention_decode_tcq_enabled();
 void set_attention_decode_tcq_enabled(bool on);
 
-void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
-                          int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s);
+// Blocks of this layer's kernel the GPU holds at once (attention_decode_split's rule for tcq layers).
+int attention_decode_tcq_resident_blocks(const KvLayerView& kv);
+
+void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
+                          int n_tok, int n_head, float scale, int n_split, int split_positions,
+                          float* partial, cudaStream_t s);
 
 }  // namespace rotor::cuda

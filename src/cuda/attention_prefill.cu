@@ -36,7 +36,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -502,17 +501,7 @@ void launch(const KvLayerView& kv, const float* q, float* out, const PrefillRun*
     static_assert(Gm::kFits, "prefill attention tile does not fit in 99 KiB");
     static_assert(Gm::kBM == kRowsPerBlock);
     auto kernel = prefill_attention_kernel<E, D, NW, BN, DVS>;
-    {  // the shared-memory limit, once per device
-        static std::mutex mu;
-        static bool done[64] = {};
-        int dev = 0;
-        ROTOR_CUDA_CHECK(cudaGetDevice(&dev));
-        std::lock_guard<std::mutex> lock(mu);
-        if (dev < 0 || dev >= 64 || !done[dev]) {
-            ROTOR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Gm::kSmem));
-            if (dev >= 0 && dev < 64) done[dev] = true;
-        }
-    }
+    smem_optin_once<prefill_attention_kernel<E, D, NW, BN, DVS>>((int)Gm::kSmem);
     const int G = n_head / kv.n_head_kv, tpb = Gm::kBM / G;
     const float qscale = scale * 1.4426950408889634f;  // scores in log2 units: exp2 in the softmax
     for (int r0 = 0; r0 < n_runs; r0 += kMaxRuns) {

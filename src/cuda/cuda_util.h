@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -51,6 +52,19 @@ inline int max_smem_optin() {
     if (bytes[dev] == 0)
         check(cudaDeviceGetAttribute(&bytes[dev], cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit");
     return bytes[dev];
+}
+
+// Raises Kernel's dynamic shared memory limit to smem bytes on the current device, once per device
+// (the attribute is per device; setting it is a driver call); devices past 63 set it every time.
+template <auto Kernel>
+void smem_optin_once(int smem) {
+    static std::atomic<uint64_t> done{0};
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    const uint64_t bit = dev >= 0 && dev < 64 ? uint64_t{1} << dev : 0;
+    if (bit && (done.load() & bit)) return;
+    check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "shared memory limit");
+    done.fetch_or(bit);
 }
 
 // env_switch / EnvSwitch (common/env_switch.h): the 0/1 GPU path switches (ROTOR_MMQ, ...).
