@@ -12,9 +12,11 @@
 #include "cuda/attention.h"
 #include "cuda/attention_decode.h"
 #include "cuda/attention_decode_tcq.h"
+#include "cuda/kv_turbo.h"
 #include "cuda/kv_trellis.h"
 #include "formats/blocks.h"
 #include "kv/kv_hadamard.h"
+#include "kv/kv_packed_codes.h"
 #include "kv/kv_trellis.h"
 
 namespace rotor::cuda {
@@ -136,6 +138,32 @@ __device__ inline void tcq_load_run(const uint8_t* row, int d, int K, int e0, co
         tcq_load_run_k<PL, 3>(row, d, e0, table, out);
     else
         tcq_load_run_k<PL, 2>(row, d, e0, table, out);
+}
+
+// A tbq row (kv_turbo.h): {fp16 scale; packed codes}; attention reads it with the codebook's centroids
+// in shared memory.
+struct TbqRow {};
+template <class E>
+inline constexpr bool kIsTbq = std::is_same_v<E, TbqRow>;
+// tcq and tbq rows: a row scale times a value the block looks up in a table in shared memory
+template <class E>
+inline constexpr bool kIsCoded = kIsTcq<E> || kIsTbq<E>;
+template <class E>
+inline constexpr int kCodeTableSize = kIsTcq<E> ? kvq::kTrellisStates : (kIsTbq<E> ? 16 : 1);
+template <class E>
+__host__ __device__ inline uint64_t coded_row_bytes(int d, int bits) {
+    return kIsTcq<E> ? kvq::trellis_row_bytes(d, bits) : kvq::turbo_row_bytes(d, bits);
+}
+
+__device__ inline float tbq_elem(const uint8_t* row, int d, int bits, int e, const float* centroids) {
+    return tcq_scale(row) * centroids[kvq::packed_code(bits, row + 2, d, e)];
+}
+// PL consecutive elements from e0 = lane * PL.
+template <int PL>
+__device__ inline void tbq_load_run(const uint8_t* row, int d, int bits, int e0, const float* centroids, float* out) {
+    const float sc = tcq_scale(row);
+#pragma unroll
+    for (int i = 0; i < PL; i++) out[i] = sc * centroids[kvq::packed_code(bits, row + 2, d, e0 + i)];
 }
 
 constexpr int kMaxHeadDim = 512;
@@ -349,12 +377,12 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     attention_split_kernel(const E* __restrict__ K, const E* __restrict__ V, int hkv, int dk, int dv, int ctx,
                            int window, const float* __restrict__ q, const int32_t* __restrict__ seq,
                            const int32_t* __restrict__ pos, int n_head, float scale, int n_split,
-                           float* __restrict__ partial, KeyFromValueArgs kfv, const float* __restrict__ tcq_table,
-                           int tcq_bits) {
-    constexpr bool TQ = kIsTcq<E>;  // tcq: the code table in shared memory
-    __shared__ float table[TQ ? kvq::kTrellisStates : 1];
+                           float* __restrict__ partial, KeyFromValueArgs kfv, const float* __restrict__ code_table,
+                           int code_bits) {
+    constexpr bool TQ = kIsCoded<E>;  // tcq / tbq: the code table in shared memory
+    __shared__ float table[kCodeTableSize<E>];
     if constexpr (TQ) {
-        for (int i = threadIdx.x; i < kvq::kTrellisStates; i += blockDim.x) table[i] = tcq_table[i];
+        for (int i = threadIdx.x; i < kCodeTableSize<E>; i += blockDim.x) table[i] = code_table[i];
         __syncthreads();
     }
     const int group = n_head / hkv, blocks_per_kv = (group + GB - 1) / GB;
@@ -373,7 +401,7 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
     float qr[GB][PL], qb[QB][PL], acc[GB][PL], m[GB], l[GB];
     const int half = kfv.n_rot / 2;
     int pair[KFV ? PL : 1];  // KFV: the RoPE pair of element elem(i), -1 past the rotated pairs
-    float sign[KFV && TQ ? PL : 1];  // KFV on tcq: D of R^T = D H / sqrt(d), per element
+    float sign[KFV && TQ ? PL : 1];  // KFV on tcq / tbq: D of R^T = D H / sqrt(d), per element
     if constexpr (KFV) {
 #pragma unroll
         for (int i = 0; i < PL; i++) {
@@ -426,18 +454,29 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
             constexpr int kU = kUnitElems<E>;
             const size_t slot = base + (p < ctx ? p : p % ctx);  // only ring positions wrap
             if constexpr (TQ) {
-                const int tk = tcq_bits;
+                const int tk = code_bits;
                 const uint8_t* kr = KFV ? nullptr
-                                        : reinterpret_cast<const uint8_t*>(K) + (slot * hkv + g) * kvq::trellis_row_bytes(dk, tk);
-                const uint8_t* vr = reinterpret_cast<const uint8_t*>(V) + (slot * hkv + g) * kvq::trellis_row_bytes(dv, tk);
+                                        : reinterpret_cast<const uint8_t*>(K) + (slot * hkv + g) * coded_row_bytes<E>(dk, tk);
+                const uint8_t* vr = reinterpret_cast<const uint8_t*>(V) + (slot * hkv + g) * coded_row_bytes<E>(dv, tk);
                 if (contiguous) {
-                    if constexpr (!KFV) tcq_load_run<PL>(kr, dk, tk, lane * PL, table, kv[u]);
-                    tcq_load_run<PL>(vr, dv, tk, lane * PL, table, vv[u]);
+                    if constexpr (kIsTcq<E>) {
+                        if constexpr (!KFV) tcq_load_run<PL>(kr, dk, tk, lane * PL, table, kv[u]);
+                        tcq_load_run<PL>(vr, dv, tk, lane * PL, table, vv[u]);
+                    } else {
+                        if constexpr (!KFV) tbq_load_run<PL>(kr, dk, tk, lane * PL, table, kv[u]);
+                        tbq_load_run<PL>(vr, dv, tk, lane * PL, table, vv[u]);
+                    }
                 } else {
+                    auto coded_elem = [&](const uint8_t* row, int d, int e) {
+                        if constexpr (kIsTcq<E>)
+                            return tcq_elem(row, d, tk, e, table);
+                        else
+                            return tbq_elem(row, d, tk, e, table);
+                    };
 #pragma unroll
                     for (int i = 0; i < PL; i++) {
-                        if constexpr (!KFV) kv[u][i] = elem(i) < dk ? tcq_elem(kr, dk, tk, elem(i), table) : 0.0f;
-                        vv[u][i] = elem(i) < dv ? tcq_elem(vr, dv, tk, elem(i), table) : 0.0f;
+                        if constexpr (!KFV) kv[u][i] = elem(i) < dk ? coded_elem(kr, dk, elem(i)) : 0.0f;
+                        vv[u][i] = elem(i) < dv ? coded_elem(vr, dv, elem(i)) : 0.0f;
                     }
                 }
             } else {
@@ -562,17 +601,17 @@ void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
     const E* K = static_cast<const E*>(kv.k);
     const E* V = static_cast<const E*>(kv.v);
-    const int tcq_bits = kIsTcq<E> ? kv_elem_tcq_bits(kv.elem) : 0;
-    const float* table = tcq_bits ? tcq_device_table(tcq_bits) : nullptr;
+    const int code_bits = kIsTcq<E> ? kv_elem_tcq_bits(kv.elem) : (kIsTbq<E> ? kv_elem_tbq_bits(kv.elem) : 0);
+    const float* table = kIsTcq<E> ? tcq_device_table(code_bits) : (kIsTbq<E> ? tbq_device_codebook(code_bits) : nullptr);
     if (kv.key_from_value()) {
         const KeyFromValueArgs a{kv.k_weight, kv.rope_inv_freq, kv.n_rot, kv.rope_pairs, kv_elem_rotated(kv.elem)};
         attention_split_kernel<E, PL, GB, true><<<grid, kAttnWarps * kWarp, 0, s>>>(
             K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial, a,
-            table, tcq_bits);
+            table, code_bits);
     } else {
         attention_split_kernel<E, PL, GB, false><<<grid, kAttnWarps * kWarp, 0, s>>>(
             K, V, kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, kv.window, q, seq, pos, n_head, scale, ns, partial,
-            KeyFromValueArgs{}, table, tcq_bits);
+            KeyFromValueArgs{}, table, code_bits);
     }
 }
 
@@ -583,7 +622,7 @@ void launch_attention_split_any(const KvLayerView& kv, const float* q, const int
     if (pl <= 1) launch_attention_split<E, 1>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
     else if (pl <= 2) launch_attention_split<E, 2>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
     else if (pl <= 3) {
-        if constexpr (kIsTcq<E>) throw Error("CUDA attention: tcq rows of " + std::to_string(d));  // powers of two only
+        if constexpr (kIsCoded<E>) throw Error("CUDA attention: tcq / tbq rows of " + std::to_string(d));  // powers of two only
         else launch_attention_split<E, 3>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
     }
     else if (pl <= 4) launch_attention_split<E, 4>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
@@ -646,6 +685,12 @@ const char* kv_elem_name(KvElem e) {
         case KvElem::TCQ2: return "tcq2";
         case KvElem::TCQ3: return "tcq3";
         case KvElem::TCQ4: return "tcq4";
+        case KvElem::TBQ2: return "tbq2";
+        case KvElem::TBQ3: return "tbq3";
+        case KvElem::TBQ4: return "tbq4";
+        case KvElem::TBQ2NC: return "tbq2nc";
+        case KvElem::TBQ3NC: return "tbq3nc";
+        case KvElem::TBQ4NC: return "tbq4nc";
     }
     return "?";
 }
@@ -660,23 +705,42 @@ size_t kv_row_bytes(KvElem e, int d) {
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4: return (size_t)kvq::trellis_row_bytes(d, kv_elem_tcq_bits(e));
+        case KvElem::TBQ2:
+        case KvElem::TBQ3:
+        case KvElem::TBQ4:
+        case KvElem::TBQ2NC:
+        case KvElem::TBQ3NC:
+        case KvElem::TBQ4NC: return (size_t)kvq::turbo_row_bytes(d, kv_elem_tbq_bits(e));
     }
     return 0;
 }
 int kv_elem_tcq_bits(KvElem e) {
     return e == KvElem::TCQ2 ? 2 : (e == KvElem::TCQ3 ? 3 : (e == KvElem::TCQ4 ? 4 : 0));
 }
-bool kv_elem_randomized(KvElem e) { return kv_elem_tcq_bits(e) > 0; }
+int kv_elem_tbq_bits(KvElem e) {
+    switch (e) {
+        case KvElem::TBQ2:
+        case KvElem::TBQ2NC: return 2;
+        case KvElem::TBQ3:
+        case KvElem::TBQ3NC: return 3;
+        case KvElem::TBQ4:
+        case KvElem::TBQ4NC: return 4;
+        default: return 0;
+    }
+}
+bool kv_elem_tbq_norm_corrected(KvElem e) { return e == KvElem::TBQ2NC || e == KvElem::TBQ3NC || e == KvElem::TBQ4NC; }
+bool kv_elem_randomized(KvElem e) { return kv_elem_tcq_bits(e) > 0 || kv_elem_tbq_bits(e) > 0; }
 bool kv_elem_rotated(KvElem e) { return e == KvElem::Q8_0H || e == KvElem::Q4_0H || kv_elem_randomized(e); }
 std::string kv_elem_refusal(KvElem e, int d) {
     if (d > kMaxHeadDim) return "head size " + std::to_string(d) + " is above the CUDA attention's 512";
     if (e == KvElem::F32 || e == KvElem::F16) return {};
-    if (const int k = kv_elem_tcq_bits(e); k > 0) {
+    if (kv_elem_randomized(e)) {
         if (d < 16 || (d & (d - 1)))
             return "KV type " + std::string(kv_elem_name(e)) +
                    " on the GPU needs a power-of-two head size of at least 16 (its Hadamard rotation; the CPU also "
                    "has orders 80 and 96)";
-        return tcq_store_refusal(d, k);
+        if (const int k = kv_elem_tcq_bits(e)) return tcq_store_refusal(d, k);
+        return tbq_refusal(d);
     }
     if (d % 32) return "KV type " + std::string(kv_elem_name(e)) + " on the GPU needs head sizes that are multiples of 32";
     if (kv_elem_rotated(e) && (d & (d - 1)))
@@ -752,6 +816,12 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4: kv_store_tcq(kv, k, v, seq, pos, n_tok, s); return;
+        case KvElem::TBQ2:
+        case KvElem::TBQ3:
+        case KvElem::TBQ4:
+        case KvElem::TBQ2NC:
+        case KvElem::TBQ3NC:
+        case KvElem::TBQ4NC: kv_store_tbq(kv, k, v, seq, pos, n_tok, s); return;
     }
     check_launch("kv_store");
 }
@@ -777,7 +847,7 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         if (std::string why = key_from_value_refusal(kv); !why.empty()) throw Error("CUDA attention: " + why);
     // Rotated types are read like their plain blocks: the caller rotates q before and the output after.
     int ns = splits;
-    // the tensor-core decode kernels (tcq's off by default: not yet run on a GPU)
+    // the tensor-core decode kernels
     const bool tcq = attention_decode_tc_enabled() && attention_decode_tcq_supports(kv);
     if (tcq || (attention_decode_tc_enabled() && attention_decode_tc_supports(kv))) {
         // from the positions rounded up to 256, as the split: a graph replayed at any max_kv of its
@@ -802,6 +872,12 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4: launch_attention_split_any<TcqRow>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::TBQ2:
+        case KvElem::TBQ3:
+        case KvElem::TBQ4:
+        case KvElem::TBQ2NC:
+        case KvElem::TBQ3NC:
+        case KvElem::TBQ4NC: launch_attention_split_any<TbqRow>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
     }
     check_launch("attention_split");
     const unsigned chunks = (unsigned)((kv.head_dim_v + kWarp - 1) / kWarp);

@@ -16,13 +16,16 @@ namespace rotor::cuda {
 // the head size (the CPU's q8_0h / q4_0h). For a rotated type the caller rotates each query head
 // before attention and each output head after it (kv_rotate_rows): <Hq, Hk> = <q, k>. The tcq types
 // (rotor's trellis codes, src/kv/kv_trellis.h) store rows of R x, R = H D / sqrt(d) with the fixed random
-// signs D, in the CPU's exact bytes (kv_trellis.h here).
-enum class KvElem { F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H, TCQ2, TCQ3, TCQ4 };
+// signs D, in the CPU's exact bytes (kv_trellis.h here); so do the tbq types (TurboQuant's scalar
+// Lloyd-Max codes, src/kv/kv_turbo.cpp; kv_turbo.h here).
+enum class KvElem { F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H, TCQ2, TCQ3, TCQ4, TBQ2, TBQ3, TBQ4, TBQ2NC, TBQ3NC, TBQ4NC };
 const char* kv_elem_name(KvElem e);  // the CPU format's name
 size_t kv_row_bytes(KvElem e, int head_dim);  // one head's row
 bool kv_elem_rotated(KvElem e);
-bool kv_elem_randomized(KvElem e);  // rotated with the random signs (tcq)
+bool kv_elem_randomized(KvElem e);  // rotated with the random signs (tcq, tbq)
 int kv_elem_tcq_bits(KvElem e);     // 2..4 for tcq2..tcq4, else 0
+int kv_elem_tbq_bits(KvElem e);     // 2..4 for tbq2..tbq4 and tbq2nc..tbq4nc, else 0
+bool kv_elem_tbq_norm_corrected(KvElem e);  // tbq2nc..tbq4nc
 // Why this type cannot hold heads of this size on the GPU ("" when it can): block types need
 // multiples of 32, rotated ones a power of two, every type at most 512.
 std::string kv_elem_refusal(KvElem e, int head_dim);

@@ -430,7 +430,7 @@ void with_variant(const KvLayerView& kv, F&& f) {
 
 // Blocks of this layer's kernel variant the GPU holds at once.
 int decode_resident_blocks(const KvLayerView& kv) {
-    if (kv_elem_tcq_bits(kv.elem)) return attention_decode_tcq_resident_blocks(kv);  // that kernel's split
+    if (kv_elem_randomized(kv.elem)) return attention_decode_tcq_resident_blocks(kv);  // tcq / tbq: that kernel's split
     int n = 0;
     with_variant(kv, [&]<class B, int D, bool Lean>() {
         n = (int)resident_blocks(prepared_kernel<B, D, Lean>(), kDecWarps * kWarp, DecGeo<B, D, Lean>::kSmem);

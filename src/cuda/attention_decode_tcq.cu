@@ -1,4 +1,7 @@
-// Tensor-core split-K decode attention over tcq rows (attention_decode_tcq.h). NOT YET RUN ON A GPU.
+// Tensor-core split-K decode attention over tcq and tbq rows (attention_decode_tcq.h). Both are {f16
+// scale; codes} with element i = scale * table[code i]; they differ in where code i lies (tcq: the 12-bit
+// window from bit i K of a circular string; tbq: kv_packed_codes.h's packed b-bit codes) and in the table
+// (4096 windows against 2^b centroids). The text below says tcq; tbq differs only there.
 //
 // The block, warp and tile structure of attention_decode.cu's kernel (one block per KV head, group of
 // up to 8 query heads, token and split; 4 warps, tiles of 16 positions; online softmax in base 2 with the
@@ -35,6 +38,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
 #include "cuda/kv_trellis.h"
+#include "cuda/kv_turbo.h"
 #include "cuda/mma_f16.cuh"
 #include "kv/kv_trellis.h"
 
@@ -44,7 +48,7 @@ namespace {
 
 constexpr int kStages = 2;  // tiles in flight per warp
 
-template <int D>
+template <int D, bool Tbq>
 struct TcqGeo {
     static constexpr int kBlocks = D / 32;
     static constexpr int kRowStride = D / 2 + 4;  // staged row: tcq4's 2 + D / 2 bytes, word-rounded, + phase
@@ -52,7 +56,8 @@ struct TcqGeo {
     static constexpr int kRingBytes = kDecWarps * kStages * kStageBytes;
     static constexpr int kMergeBytes = kDecWarps * kHeadsPerBlock * D * 4;
     static constexpr int kArenaBytes = ((kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes) + 15) / 16 * 16;
-    static constexpr int kTableBytes = kvq::kTrellisStates * 4;  // f16 hi | lo << 16 per window
+    static constexpr int kTableEntries = Tbq ? 16 : kvq::kTrellisStates;
+    static constexpr int kTableBytes = kTableEntries * 4;  // f16 hi | lo << 16 per window / centroid
     static constexpr int kQFragBytes = kBlocks * 2 * kWarp * 16;
     static constexpr int kPBytes = kDecWarps * kTile * kHeadsPerBlock * 4;
     static constexpr int kPhaseBytes = kDecWarps * kStages * 2 * kTile;  // one byte per staged row
@@ -67,14 +72,29 @@ __device__ inline uint32_t code_word(const uint8_t* codes, int j, int nw) {
     return *reinterpret_cast<const uint16_t*>(codes + 2 * (j < nw ? j : j - nw));
 }
 
-template <int D>
-__global__ void __launch_bounds__(kDecWarps* kWarp, 2)
+// tbq: the table indices of N consecutive elements from e0 (a multiple of N) of a staged row's packed
+// codes (kv_packed_codes.h: c-bit codes, c = 2 or 4, or for 3 bits a 2-bit array and a plane of third
+// bits from bit 2 D). Bits read past the string's end wrap and are masked off.
+template <int N>
+__device__ inline void tbq_indices(const uint8_t* codes, int e0, int bits, int d, int nw, uint32_t (&idx)[N]) {
+    auto bits16 = [&](int off) {  // bits off .. off + 15 of the string
+        const int j = off >> 4;
+        return (code_word(codes, j, nw) | (code_word(codes, j + 1, nw) << 16)) >> (off & 15);
+    };
+    const int c = bits == 3 ? 2 : bits;
+    const uint32_t lo = bits16(e0 * c), hi = bits == 3 ? bits16(2 * d + e0) : 0u;
+#pragma unroll
+    for (int i = 0; i < N; i++) idx[i] = ((lo >> (i * c)) & ((1u << c) - 1)) | (((hi >> i) & 1u) << 2);
+}
+
+template <int D, bool Tbq>
+__global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
     attention_decode_tcq_kernel(const uint8_t* __restrict__ K, const uint8_t* __restrict__ V, int hkv,
                                 int ctx, int window, const float* __restrict__ q,
                                 const int32_t* __restrict__ seq, const int32_t* __restrict__ pos, int n_head,
                                 float scale, int n_split, int split_positions, float* __restrict__ partial,
                                 const float* __restrict__ table_f32, int kbits) {
-    using G = TcqGeo<D>;
+    using G = TcqGeo<D, Tbq>;
     constexpr int NB = G::kBlocks, RS = G::kRowStride;
     extern __shared__ __align__(16) uint8_t smem[];
     uint8_t* arena = smem;
@@ -119,7 +139,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 2)
     if (wbegin < wend) issue(wbegin, 0);
 
     // the code table as f16 hi | lo << 16 (table = hi + lo to ~2^-22)
-    for (int i = threadIdx.x; i < kvq::kTrellisStates; i += blockDim.x) {
+    for (int i = threadIdx.x; i < G::kTableEntries; i += blockDim.x) {
         const float v = table_f32[i];
         const __half hi = __float2half_rn(v);
         const __half lo = __float2half_rn(v - __half2float(hi));
@@ -132,8 +152,9 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 2)
     for (int i = 0; i < D / 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
     const float inv0 = head_inv[2 * lt], inv1 = head_inv[2 * lt + 1];
-    const int ok = (4 * lt * kbits) & 15;  // keys: bit offset of dim 4 lt in its word (steps start on words)
-    const int ov = (2 * lg * kbits) & 15;  // values: of dim 2 lg in its word (m-tiles start on words)
+    // tcq: bit offsets in their words of dim 4 lt (keys; steps start on words) and 2 lg (values; m-tiles)
+    [[maybe_unused]] const int ok = (4 * lt * kbits) & 15;
+    [[maybe_unused]] const int ov = (2 * lg * kbits) & 15;
     const int rows[4] = {2 * lt, 2 * lt + 1, 2 * lt + 8, 2 * lt + 9};
 
     int buf = 0;
@@ -164,8 +185,15 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 2)
         for (int b = 0; b < NB; b++) {
 #pragma unroll
             for (int s = 0; s < 2; s++) {
-                const int j0 = ((32 * b + 16 * s + 4 * lt) * kbits) >> 4;
                 uint32_t ta[4], tb[4];
+                if constexpr (Tbq) {
+                    uint32_t ia[4], ib[4];
+                    tbq_indices<4>(ka + 2, 32 * b + 16 * s + 4 * lt, kbits, D, nw16, ia);
+                    tbq_indices<4>(kb + 2, 32 * b + 16 * s + 4 * lt, kbits, D, nw16, ib);
+#pragma unroll
+                    for (int i = 0; i < 4; i++) ta[i] = table[ia[i]], tb[i] = table[ib[i]];
+                } else {
+                const int j0 = ((32 * b + 16 * s + 4 * lt) * kbits) >> 4;
                 {
                     const uint32_t lo = code_word(ka + 2, j0, nw16) | (code_word(ka + 2, j0 + 1, nw16) << 16);
                     const uint32_t hi = code_word(ka + 2, j0 + 2, nw16);
@@ -179,6 +207,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 2)
 #pragma unroll
                     for (int i = 0; i < 4; i++)
                         tb[i] = table[__funnelshift_r(lo, hi, ok + i * kbits) & (kvq::kTrellisStates - 1)];
+                }
                 }
                 // A: rows lg / lg + 8, slot pairs (2t, 2t+1) = dims 4t, 4t+1 and (2t+8, 2t+9) = 4t+2, 4t+3
                 const uint32_t ah[4] = {__byte_perm(ta[0], ta[1], 0x5410), __byte_perm(tb[0], tb[1], 0x5410),
@@ -218,14 +247,23 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 2)
         // O^T += V^T P'^T: m-tile mt's rows lg / lg + 8 are dims 16 mt + 2 lg and + 1 (one window pair)
 #pragma unroll
         for (int mt = 0; mt < D / 16; mt++) {
-            const int jv = ((16 * mt + 2 * lg) * kbits) >> 4;
             uint32_t x0[4], x1[4];
+            if constexpr (Tbq) {
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    uint32_t ix[2];
+                    tbq_indices<2>(vrow[k] + 2, 16 * mt + 2 * lg, kbits, D, nw16, ix);
+                    x0[k] = table[ix[0]], x1[k] = table[ix[1]];
+                }
+            } else {
+            const int jv = ((16 * mt + 2 * lg) * kbits) >> 4;
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 const uint32_t lo =
                     code_word(vrow[k] + 2, jv, nw16) | (code_word(vrow[k] + 2, jv + 1, nw16) << 16);
                 x0[k] = table[(lo >> ov) & (kvq::kTrellisStates - 1)];
                 x1[k] = table[(lo >> (ov + kbits)) & (kvq::kTrellisStates - 1)];
+            }
             }
             // A regs: (dim row, position pair): a0 = (lg; 2lt, 2lt+1), a1 = (lg+8; same), a2 / a3 = +8
             const uint32_t ah[4] = {__byte_perm(x0[0], x0[1], 0x5410), __byte_perm(x1[0], x1[1], 0x5410),
@@ -243,22 +281,30 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, 2)
     write_split_part<D>(o, m_run, l_run, arena, ps_all, partial, t, n_head, h0, nh, n_split, split);
 }
 
-template <int D>
+template <int D, bool Tbq>
 void launch_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos, int n_tok,
                 int n_head, float scale, int n_split, int split_positions, float* partial, cudaStream_t s) {
-    using G = TcqGeo<D>;
-    auto kernel = attention_decode_tcq_kernel<D>;
-    smem_optin_once<attention_decode_tcq_kernel<D>>(G::kSmem);
-    const int kbits = kv_elem_tcq_bits(kv.elem);
+    using G = TcqGeo<D, Tbq>;
+    auto kernel = attention_decode_tcq_kernel<D, Tbq>;
+    smem_optin_once<attention_decode_tcq_kernel<D, Tbq>>(G::kSmem);
+    const int kbits = Tbq ? kv_elem_tbq_bits(kv.elem) : kv_elem_tcq_bits(kv.elem);
+    const float* table = Tbq ? tbq_device_codebook(kbits) : tcq_device_table(kbits);
     const int group = n_head / kv.n_head_kv;
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)),
                     (unsigned)n_tok, (unsigned)n_split);
     kernel<<<grid, kDecWarps * kWarp, G::kSmem, s>>>(
         static_cast<const uint8_t*>(kv.k), static_cast<const uint8_t*>(kv.v), kv.n_head_kv, kv.ctx, kv.window,
-        q, seq, pos, n_head, scale, n_split, split_positions, partial, tcq_device_table(kbits), kbits);
+        q, seq, pos, n_head, scale, n_split, split_positions, partial, table, kbits);
 }
 
-EnvSwitch g_tcq("ROTOR_DECODE_ATTENTION_TCQ", 0);  // not yet run on a GPU: off
+EnvSwitch g_tcq("ROTOR_DECODE_ATTENTION_TCQ", 1);  // =0: tcq / tbq layers on attention.cu's CUDA-core kernel
+
+template <int D, bool Tbq>
+int resident_blocks_of() {
+    using G = TcqGeo<D, Tbq>;
+    smem_optin_once<attention_decode_tcq_kernel<D, Tbq>>(G::kSmem);
+    return (int)resident_blocks(attention_decode_tcq_kernel<D, Tbq>, kDecWarps * kWarp, G::kSmem);
+}
 
 }  // namespace
 
@@ -270,7 +316,7 @@ void set_attention_decode_tcq_enabled(bool on) {
 }
 
 bool attention_decode_tcq_supports(const KvLayerView& kv) {
-    if (!attention_decode_tcq_enabled() || kv_elem_tcq_bits(kv.elem) == 0) return false;
+    if (!attention_decode_tcq_enabled() || !kv_elem_randomized(kv.elem)) return false;  // tcq, tbq
     const int d = kv.head_dim_k;
     if (kv.key_from_value() || kv.head_dim_v != d || !kv.k || !kv.v) return false;
     if (d != 128 && d != 256) return false;
@@ -278,12 +324,9 @@ bool attention_decode_tcq_supports(const KvLayerView& kv) {
 }
 
 int attention_decode_tcq_resident_blocks(const KvLayerView& kv) {
-    if (kv.head_dim_k == 128) {
-        smem_optin_once<attention_decode_tcq_kernel<128>>(TcqGeo<128>::kSmem);
-        return (int)resident_blocks(attention_decode_tcq_kernel<128>, kDecWarps * kWarp, TcqGeo<128>::kSmem);
-    }
-    smem_optin_once<attention_decode_tcq_kernel<256>>(TcqGeo<256>::kSmem);
-    return (int)resident_blocks(attention_decode_tcq_kernel<256>, kDecWarps * kWarp, TcqGeo<256>::kSmem);
+    const bool tbq = kv_elem_tbq_bits(kv.elem) > 0;
+    if (kv.head_dim_k == 128) return tbq ? resident_blocks_of<128, true>() : resident_blocks_of<128, false>();
+    return tbq ? resident_blocks_of<256, true>() : resident_blocks_of<256, false>();
 }
 
 void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const int32_t* pos,
@@ -292,10 +335,10 @@ void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* 
     if (!attention_decode_tcq_supports(kv)) throw Error("CUDA tcq decode attention: layer not supported");
     if (split_positions % (kDecWarps * kTile))
         throw Error("CUDA tcq decode attention: split size must be a multiple of 64");
-    if (kv.head_dim_k == 128)
-        launch_tcq<128>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
-    else
-        launch_tcq<256>(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
+    const bool tbq = kv_elem_tbq_bits(kv.elem) > 0;
+    const auto launch = kv.head_dim_k == 128 ? (tbq ? launch_tcq<128, true> : launch_tcq<128, false>)
+                                             : (tbq ? launch_tcq<256, true> : launch_tcq<256, false>);
+    launch(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);
     check_launch("attention_decode_tcq");
 }
 

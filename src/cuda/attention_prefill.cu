@@ -551,7 +551,7 @@ std::string attention_prefill_refusal(const KvLayerView& kv, int n_head) {
     if (kv.head_dim_v != d) return "prefill attention needs equal K and V head sizes";
     if (kv.key_from_value()) return "prefill attention reads stored keys; this layer derives them from its values";
     if (kv.elem == KvElem::F32) return "prefill attention reads f16 and block caches, not f32";
-    if (kv_elem_tcq_bits(kv.elem))  // their prompts run on attention.cu's split-K kernel
+    if (kv_elem_randomized(kv.elem))  // tcq / tbq: their prompts run on attention.cu's split-K kernel
         return "prefill attention reads f16 and block caches, not " + std::string(kv_elem_name(kv.elem));
     if (d != 64 && d != 128 && d != 256)
         return "prefill attention supports head sizes 64, 128 and 256, not " + std::to_string(d);
@@ -575,7 +575,13 @@ void attention_prefill(const KvLayerView& kv, const float* q, float* out, const 
         case KvElem::F32:
         case KvElem::TCQ2:
         case KvElem::TCQ3:
-        case KvElem::TCQ4: break;  // refused above
+        case KvElem::TCQ4:
+        case KvElem::TBQ2:
+        case KvElem::TBQ3:
+        case KvElem::TBQ4:
+        case KvElem::TBQ2NC:
+        case KvElem::TBQ3NC:
+        case KvElem::TBQ4NC: break;  // refused above
     }
 }
 

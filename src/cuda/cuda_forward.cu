@@ -10,6 +10,7 @@
 #include "cuda/cuda_forward_qwen35.h"
 #include "cuda/device.h"
 #include "cuda/kv_trellis.h"
+#include "cuda/kv_turbo.h"
 #include "cuda/matmul_tc.h"
 
 namespace rotor::cuda {
@@ -21,8 +22,9 @@ constexpr size_t kMaxPartialBytes = 64u << 20;  // split-K scratch per attention
 }  // namespace
 
 KvElem parse_kv_elem(const std::string& name) {
-    constexpr KvElem kAll[] = {KvElem::F32,   KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H,
-                               KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ3, KvElem::TCQ4};
+    constexpr KvElem kAll[] = {KvElem::F32,  KvElem::F16,  KvElem::Q8_0,   KvElem::Q4_0,   KvElem::Q8_0H,
+                               KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ3,   KvElem::TCQ4,   KvElem::TBQ2,
+                               KvElem::TBQ3, KvElem::TBQ4, KvElem::TBQ2NC, KvElem::TBQ3NC, KvElem::TBQ4NC};
     std::string names;
     for (KvElem e : kAll) {
         if (name == kv_elem_name(e)) return e;
@@ -88,7 +90,9 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
             if (std::string why = kv_elem_refusal(opt.kv, d); !why.empty())
                 throw Error(why + " (layer " + std::to_string(l) + " has " + std::to_string(d) + ")");
     }
-    if (const int bits = kv_elem_tcq_bits(opt.kv)) tcq_device_table(bits);  // before any graph capture
+    // the code tables, before any graph capture
+    if (const int bits = kv_elem_tcq_bits(opt.kv)) tcq_device_table(bits);
+    if (const int bits = kv_elem_tbq_bits(opt.kv)) tbq_device_codebook(bits);
     ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
     // Weights: one arena, tensors in their file formats, each 256-byte aligned; a tied output

@@ -7,8 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/env_switch.h"
 #include "common/error.h"
@@ -65,6 +67,29 @@ void smem_optin_once(int smem) {
     if (bit && (done.load() & bit)) return;
     check(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), "shared memory limit");
     done.fetch_or(bit);
+}
+
+// A float table made on the host (tcq's code tables, tbq's codebooks) in device memory: copied on the
+// first call on each device (which must come before any graph capture) and kept for the process, like
+// the CPU's tables. Tag tells the families apart; index (< N) picks one of the family.
+template <class Tag, int N>
+const float* device_table_once(int index, const std::vector<float>& host) {
+    constexpr int kMaxDevices = 64;
+    static float* tables[kMaxDevices][N] = {};
+    static std::mutex mu;
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev < 0 || dev >= kMaxDevices || index < 0 || index >= N)
+        throw Error("device table: device " + std::to_string(dev) + " or index " + std::to_string(index) + " out of range");
+    std::lock_guard<std::mutex> lock(mu);
+    float*& t = tables[dev][index];
+    if (!t) {
+        void* p = nullptr;
+        check(cudaMalloc(&p, host.size() * sizeof(float)), "device table: cudaMalloc");
+        check(cudaMemcpy(p, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "device table: copy");
+        t = static_cast<float*>(p);
+    }
+    return t;
 }
 
 // env_switch / EnvSwitch (common/env_switch.h): the 0/1 GPU path switches (ROTOR_MMQ, ...).

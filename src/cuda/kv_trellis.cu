@@ -22,13 +22,13 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <mutex>
 #include <string>
 
 #include "common/error.h"
 #include "common/half.h"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
+#include "cuda/kv_rotate_row.cuh"
 #include "cuda/kv_trellis.h"
 #include "kv/kv_hadamard.h"
 #include "kv/kv_trellis.h"
@@ -201,32 +201,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int q = 0; q < kPerThread; q++) tp[q] = table[tid * kPerThread + q];
 
-    // 1. y = H D x / sqrt(d) in double, as kvq::Hadamard::forward
-    for (int i = tid; i < d; i += kThreads)
-        rot[i] = kvq::hadamard_sign_negative(kvq::kSignSeed, d, i) ? -(double)x[i] : (double)x[i];
-    for (int hh = 1; hh < d; hh <<= 1) {
-        __syncthreads();
-        for (int i = tid; i < d / 2; i += kThreads) {
-            const int j = (i / hh) * 2 * hh + i % hh;
-            const double a = rot[j], b = rot[j + hh];
-            rot[j] = __dadd_rn(a, b);
-            rot[j + hh] = __dsub_rn(a, b);
-        }
-    }
-    __syncthreads();
-    const double norm = __ddiv_rn(1.0, __dsqrt_rn((double)d));
-    for (int i = tid; i < d; i += kThreads) y[i] = __double2float_rn(__dmul_rn(rot[i], norm));
-    __syncthreads();
-
-    // 2. the scale of the targets, summed in the CPU's order
-    double* norm2_out = reinterpret_cast<double*>(rot);  // rot is free now
-    if (tid == 0) {
-        double n2 = 0.0;
-        for (int i = 0; i < d; i++) n2 = __dadd_rn(n2, __dmul_rn((double)y[i], (double)y[i]));
-        norm2_out[0] = n2;
-    }
-    __syncthreads();
-    const double norm2 = norm2_out[0];
+    // 1-2. y = H D x / sqrt(d) and the scale of the targets, as the CPU computes them
+    const double norm2 = rotate_row_in_cpu_order(x, d, rot, y);
     if (!(norm2 > 0.0) || !isfinite(norm2)) {  // a zero (or unusable) vector: scale 0, codes 0
         for (int i = tid; i < 2 + nbytes; i += kThreads) dst[i] = 0;
         return;
@@ -296,39 +272,23 @@ void launch_store(const KvLayerView& kv, const float* k, const float* v, const i
                                                         pos, table);
 }
 
-// The encoder's dynamic shared memory limit on the current device: the largest layout it allows
-// (tcq_store_refusal turns away the rest).
-void set_store_limit(int k) {
-    auto set = [](auto kernel, int k) {
-        const int most = (int)std::min<size_t>(Layout{kMaxDim, k}.total(), (size_t)max_smem_optin());
-        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, most),
-              "tcq store: shared memory attribute");
-    };
-    if (k == 2) set(kv_store_tcq_kernel<2>, 2);
-    if (k == 3) set(kv_store_tcq_kernel<3>, 3);
-    if (k == 4) set(kv_store_tcq_kernel<4>, 4);
+// The encoder's dynamic shared memory limit on the current device, set once per device: the largest
+// layout it allows (tcq_store_refusal turns away the rest).
+template <int K>
+void set_store_limit() {
+    smem_optin_once<kv_store_tcq_kernel<K>>((int)std::min<size_t>(Layout{kMaxDim, K}.total(), (size_t)max_smem_optin()));
 }
+
+struct TcqTables;
 
 }  // namespace
 
 const float* tcq_device_table(int k) {
     if (k < kvq::kTrellisMinBits || k > kvq::kTrellisMaxBits) throw Error("tcq table: bits " + std::to_string(k));
-    constexpr int kMaxDevices = 64;
-    static float* tables[kMaxDevices][3] = {};
-    static std::mutex mu;
-    int dev = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    if (dev < 0 || dev >= kMaxDevices) throw Error("tcq table: device " + std::to_string(dev));
-    std::lock_guard<std::mutex> lock(mu);
-    float*& t = tables[dev][k - kvq::kTrellisMinBits];
-    if (!t) {
-        const std::vector<float>& host = kvq::trellis_code_table(k);
-        void* p = nullptr;
-        check(cudaMalloc(&p, host.size() * sizeof(float)), "tcq table: cudaMalloc");
-        check(cudaMemcpy(p, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice), "tcq table: copy");
-        t = static_cast<float*>(p);  // lives as long as the process, like the CPU's tables
-        set_store_limit(k);
-    }
+    const float* t = device_table_once<TcqTables, 3>(k - kvq::kTrellisMinBits, kvq::trellis_code_table(k));
+    if (k == 2) set_store_limit<2>();
+    if (k == 3) set_store_limit<3>();
+    if (k == 4) set_store_limit<4>();
     return t;
 }
 

@@ -9,6 +9,7 @@
 
 #include "common/half.h"
 #include "kv/kv_format.h"
+#include "kv/kv_packed_codes.h"
 
 namespace rotor::kvq {
 
@@ -32,21 +33,9 @@ inline void store_fp16(uint8_t* p, float f) {
     memcpy(p, &h, 2);
 }
 
-// Packed code arrays of the rotated formats: 2-bit (4 per byte, element j at bits 2*(j%4) of byte
-// j/4), 3-bit as RotorQuant stores it (that 2-bit array followed by a plane of the third bits, 8 per
-// byte, element j at bit j%8 of byte j/8), 4-bit (element j in the low nibble of byte j/2 when j is
-// even, the high nibble when odd).
-inline uint64_t packed_code_bytes(int bits, int n) { return (uint64_t)n * bits / 8; }
+// Packed code arrays (kv_packed_codes.h has the layout and the in-place read):
 void pack_codes(int bits, const uint8_t* idx, int n, uint8_t* dst);
 void unpack_codes(int bits, const uint8_t* src, int n, uint8_t* idx);
-// Code i of a packed array of n codes, read in place.
-inline int packed_code(int bits, const uint8_t* c, int n, int i) {
-    switch (bits) {
-        case 2: return (c[i / 4] >> (2 * (i % 4))) & 3;
-        case 3: return ((c[i / 4] >> (2 * (i % 4))) & 3) | (((c[n / 4 + i / 8] >> (i % 8)) & 1) << 2);
-        default: return (c[i / 2] >> (4 * (i % 2))) & 15;
-    }
-}
 
 // False, with the reason, when head_dim is not positive (every format's first check in supports()).
 bool check_head_dim_positive(int head_dim, std::string* why);

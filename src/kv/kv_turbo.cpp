@@ -36,7 +36,7 @@ public:
         }
         return Hadamard::exists(n, why);
     }
-    uint64_t row_bytes(int n) const override { return 2 + packed_code_bytes(bits_, n); }
+    uint64_t row_bytes(int n) const override { return turbo_row_bytes(n, bits_); }
     bool rotated() const override { return true; }
     void rotate(float* x, int n) const override { shared_hadamard(n, true).forward(x); }
     void unrotate(float* x, int n) const override { shared_hadamard(n, true).inverse(x); }

@@ -95,7 +95,7 @@ TEST(Cli, GpuFlagFailsClearlyWithoutGpu) {
                     err.find("not supported by this build") != std::string::npos)
             << err;
     }
-    // a KV type only the CPU has (tbq3) is refused by name before any GPU is looked for
-    EXPECT_EQ(run_cli("run -m " + m + " -p hi -n 2 --gpu --kv-k tbq3 --kv-v tbq3", &out, &err), 1);
-    EXPECT_TRUE(err.find("tbq3") != std::string::npos || err.find("without the CUDA backend") != std::string::npos) << err;
+    // a KV type only the CPU has (RotorQuant's iso3_0) is refused by name before any GPU is looked for
+    EXPECT_EQ(run_cli("run -m " + m + " -p hi -n 2 --gpu --kv-k iso3_0 --kv-v iso3_0", &out, &err), 1);
+    EXPECT_TRUE(err.find("iso3_0") != std::string::npos || err.find("without the CUDA backend") != std::string::npos) << err;
 }

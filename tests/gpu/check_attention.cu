@@ -99,7 +99,13 @@ void random_row(KvElem e, int d, uint8_t* out, float* x) {
             break;
         case KvElem::TCQ2:
         case KvElem::TCQ3:
-        case KvElem::TCQ4: {  // a random scale and code string, decoded by the CPU format
+        case KvElem::TCQ4:
+        case KvElem::TBQ2:
+        case KvElem::TBQ3:
+        case KvElem::TBQ4:
+        case KvElem::TBQ2NC:
+        case KvElem::TBQ3NC:
+        case KvElem::TBQ4NC: {  // a random scale and codes, decoded by the CPU format
             const uint16_t sc = f32_to_fp16((u(rng) < 0.5f ? -1.0f : 1.0f) * (0.5f + u(rng)));
             memcpy(out, &sc, 2);
             for (size_t i = 2; i < kv_row_bytes(e, d); i++) out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
@@ -232,7 +238,7 @@ void check_case(const Case& c) {
                              (c.window > 0 ? fmt(" window %d ring %d", c.window, c.ctx) : std::string()) +
                              (c.scale > 0.0f || c.qmul != 1.0f ? fmt(" scale %g q x %g", scale, c.qmul) : std::string()) +
                              " runs" + runs;
-    const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_tcq_bits(c.elem) > 0;
+    const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem);  // tcq, tbq
     if (prefill)
         report(!refuse && worst <= 1.0 && nan_rows == 0, name,
                fmt("vs exact: err/tol %.2f, split-K %.2f%s", worst, worst_split,
@@ -361,7 +367,7 @@ void check_key_from_value(KvElem e, int d, int n_head, int hkv, int n_rot, bool 
 
 void run_key_from_value_checks() {
     const KvElem elems[] = {KvElem::F32,   KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0,
-                            KvElem::Q8_0H, KvElem::Q4_0H, KvElem::TCQ3};
+                            KvElem::Q8_0H, KvElem::Q4_0H, KvElem::TCQ3, KvElem::TBQ3};
     for (KvElem e : elems) {
         // gemma4 26B's global layer: d 512, 16 query heads over 2 KV heads, proportional RoPE
         check_key_from_value(e, 512, 16, 2, 512, true, 0, 700, {0, 1, 300, 699});
@@ -388,9 +394,9 @@ void run_key_from_value_checks() {
 }
 
 void run_checks() {
-    // tcq: its prompts run on the split-K kernel (the prefill kernel refuses it; checked here)
-    const KvElem elems[] = {KvElem::F32,   KvElem::F16,   KvElem::Q8_0, KvElem::Q4_0,
-                            KvElem::Q8_0H, KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ4};
+    // tcq / tbq: their prompts run on the split-K kernel (the prefill kernel refuses them; checked here)
+    const KvElem elems[] = {KvElem::F32,  KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0,   KvElem::Q8_0H,
+                            KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ4, KvElem::TBQ3, KvElem::TBQ4NC};
     // refusals
     {
         KvLayerView kv;
@@ -469,11 +475,17 @@ void run_decode_checks() {
     };
     for (KvElem e : elems)
         for (const Shape& sh : shapes) check_decode(e, sh);
-    // tcq: the CUDA-core kernel, or with ROTOR_DECODE_ATTENTION_TCQ=1 attention_decode_tcq.cu's tensor-core
-    // kernel at heads of 128 / 256 (the CUDA-core one at 64)
-    printf("(tcq on the %s kernel at d 128 / 256)\n", attention_decode_tcq_enabled() ? "tensor-core" : "CUDA-core");
-    for (KvElem e : {KvElem::TCQ2, KvElem::TCQ3, KvElem::TCQ4})
-        for (const Shape& sh : shapes) check_decode(e, sh);
+    // tcq / tbq: attention_decode_tcq.cu's tensor-core kernel at heads of 128 / 256 (the default), then
+    // the CUDA-core one (ROTOR_DECODE_ATTENTION_TCQ=0; it also takes heads of 64 either way)
+    const bool tcq_was = attention_decode_tcq_enabled();
+    for (bool tc : {true, false}) {
+        set_attention_decode_tcq_enabled(tc);
+        printf("(tcq / tbq on the %s kernel at d 128 / 256)\n", tc ? "tensor-core" : "CUDA-core");
+        for (KvElem e : {KvElem::TCQ2, KvElem::TCQ3, KvElem::TCQ4, KvElem::TBQ2, KvElem::TBQ3, KvElem::TBQ4,
+                         KvElem::TBQ2NC, KvElem::TBQ3NC, KvElem::TBQ4NC})
+            for (const Shape& sh : shapes) check_decode(e, sh);
+    }
+    set_attention_decode_tcq_enabled(tcq_was);
     // f16 caches on the tensor-core kernel (the default; ROTOR_DECODE_ATTENTION_F16=0 turns it off)
     const bool f16_was = attention_decode_f16();
     set_attention_decode_f16(true);
@@ -653,8 +665,8 @@ void run_decode_bench(int reps) {
     };
     const Shape shapes[] = {{"qwen3.5-27b (24/4, d 256)", 24, 4, 256}, {"llama-3.1-8b (32/8, d 128)", 32, 8, 128},
                             {"qwen2.5-32b (40/8, d 128)", 40, 8, 128}};
-    // tcq4: a tensor-core row only with ROTOR_DECODE_ATTENTION_TCQ=1
-    const KvElem elems[] = {KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::TCQ4};
+    // tcq4 / tbq4: tensor-core columns unless ROTOR_DECODE_ATTENTION_TCQ=0
+    const KvElem elems[] = {KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::TCQ4, KvElem::TBQ4};
     const std::vector<int> ctxs = {4096, 32768, 114688};
     for (const Shape& sh : shapes) {
         Dev<float> q(gaussian((size_t)sh.n_head * sh.d)), out((size_t)sh.n_head * sh.d);

@@ -661,8 +661,9 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     for (int p = 0; p < n_prompt / 2; p++) b.add(tok(case_rng), p, 1, true);
     std::vector<float> lq, lf, lg, l32;
     Diff vs_f, vs_q, cache_effect;  // cache_effect: the CPU's own quantized cache against an f32 one
-    // tcq: one value off in K/V can change a row's whole trellis path, so it is checked as a 4-bit type
-    const bool four_bit = elem == KvElem::Q4_0 || elem == KvElem::Q4_0H || kv_elem_tcq_bits(elem) > 0;
+    // tcq: one value off in K/V can change a row's whole trellis path (tbq: its scale, so any code), so
+    // both are checked as 4-bit types
+    const bool four_bit = elem == KvElem::Q4_0 || elem == KvElem::Q4_0H || kv_elem_randomized(elem);
     auto step = [&](const Batch& batch) {
         cpu.forward(batch, cache, lq);
         cpu_f.forward(batch, *cache_f, lf);
@@ -904,6 +905,16 @@ int main(int argc, char** argv) {
         check_attention(16, 16, 4, 2, KvElem::TCQ4);  // element-strided rows, codes wrapping within a word
         check_attention(512, 512, 8, 1, KvElem::TCQ3);
         check_attention(128, 64, 8, 2, KvElem::TCQ2);  // different K and V head sizes
+        // tbq: each width and scale rule, heads of 128 / 256 on the tensor-core decode kernel, the rest on
+        // the CUDA-core one
+        check_attention(128, 128, 8, 2, KvElem::TBQ2);
+        check_attention(256, 256, 8, 2, KvElem::TBQ3);
+        check_attention(128, 128, 8, 2, KvElem::TBQ4NC);
+        check_attention(256, 256, 12, 2, KvElem::TBQ3NC);
+        check_attention(64, 64, 8, 2, KvElem::TBQ4);
+        check_attention(512, 512, 8, 1, KvElem::TBQ2NC);
+        check_attention(16, 16, 4, 2, KvElem::TBQ3);  // element-strided rows
+        check_attention(128, 64, 8, 2, KvElem::TBQ4);  // different K and V head sizes
         check_attention(192, 128, 8, 2, KvElem::Q8_0);  // q8_0 with K and V head sizes that differ
         check_attention(192, 128, 4, 4, KvElem::F16);  // different K and V head sizes
         check_attention(128, 128, 24, 2, KvElem::F16);  // 12 query heads per KV head: two blocks per group
@@ -948,9 +959,11 @@ int main(int argc, char** argv) {
                 check_fused_forward(path, KvElem::F32, false);
                 check_fused_forward(path, KvElem::Q8_0H, false);
                 check_fused_forward(path, KvElem::F16, true);
-                if (std::string(sc.mix) == "q4_k_m") {  // tcq end to end on a head of 64
+                if (std::string(sc.mix) == "q4_k_m") {  // tcq / tbq end to end on a head of 64
                     check_model(path, 2e-2, KvElem::TCQ4, true);
                     check_fused_forward(path, KvElem::TCQ2, false);
+                    check_model(path, 2e-2, KvElem::TBQ3, true);
+                    check_fused_forward(path, KvElem::TBQ4NC, false);
                 }
                 set_matvec_kernel(2);
                 set_fused_decode(true);
@@ -980,6 +993,8 @@ int main(int argc, char** argv) {
             check_model(path, tol, KvElem::Q4_0H, true);
             check_model(path, tol, KvElem::TCQ3, true);  // refused by name where heads are below 16
             check_model(path, tol, KvElem::TCQ4, true);
+            check_model(path, tol, KvElem::TBQ4, true);
+            check_model(path, tol, KvElem::TBQ3NC, true);
             check_model(path, std::max(tol, 5e-3), KvElem::F16, false);
             check_fused_forward(path, KvElem::F16, false);
             check_fused_forward(path, KvElem::TCQ3, false);  // returns where the heads are refused

@@ -682,10 +682,11 @@ int main(int argc, char** argv) {
         check_chunked_kernels(GdnShape{2, 4, 32, 32, 4}, "tiny-qwen35 layer");
         check_chunked_kernels(GdnShape{2, 4, 16, 16, 4}, "hf fixture layer");
         check_chunked_refusals();
-        // (f) a tcq cache on the attention layers (last, so that its draws leave the cases above as they were):
+        // (f) tcq and tbq caches on the attention layers (last, so that their draws leave the cases above as they were):
         // the CPU's bytes on both sides, but one K/V value across a decision of the trellis search changes a
         // whole row: q4_0h's bound
         for (const char* shape : {"tiny-qwen35", "tiny-qwen35moe"}) check_synthetic(shape, "f32", KvElem::TCQ4, true, 3e-2);
+        for (const char* shape : {"tiny-qwen35", "tiny-qwen35moe"}) check_synthetic(shape, "f32", KvElem::TBQ3, true, 3e-2);
         if (bench) bench_kernels();
     } catch (const std::exception& e) {
         printf("FAIL  %s\n", e.what());
