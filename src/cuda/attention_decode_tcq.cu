@@ -74,12 +74,13 @@ __device__ inline uint32_t code_word(const uint8_t* codes, int j, int nw) {
 
 // tbq: the table indices of N consecutive elements from e0 (a multiple of N) of a staged row's packed
 // codes (kv_packed_codes.h: c-bit codes, c = 2 or 4, or for 3 bits a 2-bit array and a plane of third
-// bits from bit 2 D). Bits read past the string's end wrap and are masked off.
+// bits from bit 2 D). A read may take the 16-bit word after the string's end (the staged row's padding
+// or the next staged row, inside the ring): those bits are masked off.
 template <int N>
-__device__ inline void tbq_indices(const uint8_t* codes, int e0, int bits, int d, int nw, uint32_t (&idx)[N]) {
-    auto bits16 = [&](int off) {  // bits off .. off + 15 of the string
-        const int j = off >> 4;
-        return (code_word(codes, j, nw) | (code_word(codes, j + 1, nw) << 16)) >> (off & 15);
+__device__ inline void tbq_indices(const uint8_t* codes, int e0, int bits, int d, uint32_t (&idx)[N]) {
+    auto bits16 = [&](int off) {  // bits off .. off + 15 of the string (a word past its end: masked off)
+        const uint16_t* w = reinterpret_cast<const uint16_t*>(codes) + (off >> 4);
+        return ((uint32_t)w[0] | ((uint32_t)w[1] << 16)) >> (off & 15);
     };
     const int c = bits == 3 ? 2 : bits;
     const uint32_t lo = bits16(e0 * c), hi = bits == 3 ? bits16(2 * d + e0) : 0u;
@@ -121,7 +122,9 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
 
     // the 32 raw rows of positions p0 .. p0 + 15 (K, then V), words from the boundary at or below each
     // row; rows past wend zero-filled
-    auto issue = [&](int p0, int buf) {
+    // staged words per lane per row: at most two (33 words at D = 256, tcq4 / tbq4)
+    constexpr int kWordIters = (RS / 4 + kWarp - 1) / kWarp;
+    auto issue_any = [&](int p0, int buf) {  // any tile: rows past wend zero-filled, ring positions wrapped
         for (int r32 = 0; r32 < 2 * kTile; r32++) {
             const int which = r32 / kTile, r = r32 % kTile;
             const bool valid = p0 + r < wend;
@@ -130,13 +133,47 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
             const int ph = (int)(row & 1) * 2;  // RB = 2 mod 4: odd rows start 2 bytes into a word
             const uint8_t* src = (which ? V : K) + row * RB - ph;
             const uint32_t dst = ring_s + buf * G::kStageBytes + r32 * RS;
-            for (int w = lane; w < n_words; w += kWarp)
-                cp_async4_bytes(dst + 4 * w, src + 4 * w, !valid ? 0 : (w == n_words - 1 && ph == 0 ? 2 : 4));
+#pragma unroll
+            for (int i = 0; i < kWordIters; i++) {
+                const int w = lane + kWarp * i;
+                if (w < n_words)
+                    cp_async4_bytes(dst + 4 * w, src + 4 * w, !valid ? 0 : (w == n_words - 1 && ph == 0 ? 2 : 4));
+            }
             if (lane == 0) phase[buf * 2 * kTile + r32] = (uint8_t)ph;
         }
         cp_async_commit();
     };
-    if (wbegin < wend) issue(wbegin, 0);
+    // issue_full: 16 valid rows in consecutive slots, unrolled: row r is the first row plus r hkv rows,
+    // its phase the first row's parity plus r hkv's (about a dozen instructions a row, where issue_any's
+    // modulo and 64-bit products cost several times that; ncu: 4065 instructions per tile before)
+    const int row_step = hkv * RB, step_parity = hkv & 1;
+    auto issue_full = [&](size_t row0, int buf) {
+        const uint8_t* k0 = K + row0 * RB;
+        const uint8_t* v0 = V + row0 * RB;
+        const int parity0 = (int)(row0 & 1);
+#pragma unroll
+        for (int r32 = 0; r32 < 2 * kTile; r32++) {
+            const int r = r32 % kTile;
+            const int ph = ((parity0 + r * step_parity) & 1) * 2;
+            const uint8_t* src = (r32 < kTile ? k0 : v0) + r * row_step - ph;
+            const uint32_t dst = ring_s + buf * G::kStageBytes + r32 * RS;
+#pragma unroll
+            for (int i = 0; i < kWordIters; i++) {
+                const int w = lane + kWarp * i;
+                if (w < n_words) cp_async4_bytes(dst + 4 * w, src + 4 * w, w == n_words - 1 && ph == 0 ? 2 : 4);
+            }
+            if (lane == 0) phase[buf * 2 * kTile + r32] = (uint8_t)ph;
+        }
+        cp_async_commit();
+    };
+    auto issue = [&](int p0, int buf) {  // the raw K and V rows of positions p0 .. p0 + 15 (those < wend)
+        const int s0 = p0 < ctx ? p0 : p0 % ctx;
+        if (p0 + kTile <= wend && s0 + kTile <= ctx)
+            issue_full((base + s0) * hkv + g, buf);
+        else
+            issue_any(p0, buf);
+    };
+    if (wbegin < wend) issue_any(wbegin, 0);
 
     // the code table as f16 hi | lo << 16 (table = hi + lo to ~2^-22)
     for (int i = threadIdx.x; i < G::kTableEntries; i += blockDim.x) {
@@ -188,8 +225,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
                 uint32_t ta[4], tb[4];
                 if constexpr (Tbq) {
                     uint32_t ia[4], ib[4];
-                    tbq_indices<4>(ka + 2, 32 * b + 16 * s + 4 * lt, kbits, D, nw16, ia);
-                    tbq_indices<4>(kb + 2, 32 * b + 16 * s + 4 * lt, kbits, D, nw16, ib);
+                    tbq_indices<4>(ka + 2, 32 * b + 16 * s + 4 * lt, kbits, D, ia);
+                    tbq_indices<4>(kb + 2, 32 * b + 16 * s + 4 * lt, kbits, D, ib);
 #pragma unroll
                     for (int i = 0; i < 4; i++) ta[i] = table[ia[i]], tb[i] = table[ib[i]];
                 } else {
@@ -252,7 +289,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
 #pragma unroll
                 for (int k = 0; k < 4; k++) {
                     uint32_t ix[2];
-                    tbq_indices<2>(vrow[k] + 2, 16 * mt + 2 * lg, kbits, D, nw16, ix);
+                    tbq_indices<2>(vrow[k] + 2, 16 * mt + 2 * lg, kbits, D, ix);
                     x0[k] = table[ix[0]], x1[k] = table[ix[1]];
                 }
             } else {
