@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git          # toolchain
+  ninja-build                                   # CMake's generator (scripts/build.sh)
   libgtest-dev libgmock-dev libbenchmark-dev    # tests and micro-benchmarks
   libpcre2-dev                                  # Unicode regex pre-tokenizers
   nlohmann-json3-dev                            # JSON at the server edge

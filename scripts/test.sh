@@ -35,6 +35,10 @@ run_test_programs() {
 }
 
 scripts/setup.sh
+# both builds with Ninja where installed (as scripts/build.sh says)
+if [ -z "${CMAKE_GENERATOR:-}" ] && command -v ninja >/dev/null 2>&1; then
+  export CMAKE_GENERATOR=Ninja
+fi
 
 echo "== build (Release) and tests"
 scripts/build.sh -DROTOR_BENCH=OFF
