@@ -72,6 +72,17 @@ __device__ inline uint32_t code_word(const uint8_t* codes, int j, int nw) {
     return *reinterpret_cast<const uint16_t*>(codes + 2 * (j < nw ? j : j - nw));
 }
 
+// tcq: the table entries of a lane's 4 key dims, windows from bit ok + i K of code word j0 on (steps
+// start on words; the string wraps).
+__device__ inline void tcq_key_entries(const uint8_t* codes, int j0, int ok, int kbits, int nw,
+                                       const uint32_t* table, uint32_t (&t)[4]) {
+    const uint32_t lo = code_word(codes, j0, nw) | (code_word(codes, j0 + 1, nw) << 16);
+    const uint32_t hi = code_word(codes, j0 + 2, nw);
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        t[i] = table[__funnelshift_r(lo, hi, ok + i * kbits) & (kvq::kTrellisStates - 1)];
+}
+
 // tbq: the table indices of N consecutive elements from e0 (a multiple of N) of a staged row's packed
 // codes (kv_packed_codes.h: c-bit codes, c = 2 or 4, or for 3 bits a 2-bit array and a plane of third
 // bits from bit 2 D). A read may take the 16-bit word after the string's end (the staged row's padding
@@ -120,9 +131,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
     float* ps = ps_all + warp * kTile * kHeadsPerBlock;
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
 
-    // the 32 raw rows of positions p0 .. p0 + 15 (K, then V), words from the boundary at or below each
-    // row; rows past wend zero-filled
-    // staged words per lane per row: at most two (33 words at D = 256, tcq4 / tbq4)
+    // A tile's copies: the 32 raw rows of positions p0 .. p0 + 15 (K, then V), each in 4-byte words from
+    // the boundary at or below it, at most two words per lane (33 at D = 256, tcq4 / tbq4).
     constexpr int kWordIters = (RS / 4 + kWarp - 1) / kWarp;
     auto issue_any = [&](int p0, int buf) {  // any tile: rows past wend zero-filled, ring positions wrapped
         for (int r32 = 0; r32 < 2 * kTile; r32++) {
@@ -137,7 +147,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
             for (int i = 0; i < kWordIters; i++) {
                 const int w = lane + kWarp * i;
                 if (w < n_words)
-                    cp_async4_bytes(dst + 4 * w, src + 4 * w, !valid ? 0 : (w == n_words - 1 && ph == 0 ? 2 : 4));
+                    cp_async4_bytes(dst + 4 * w, src + 4 * w,
+                                    !valid ? 0 : (w == n_words - 1 && ph == 0 ? 2 : 4));
             }
             if (lane == 0) phase[buf * 2 * kTile + r32] = (uint8_t)ph;
         }
@@ -160,7 +171,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
 #pragma unroll
             for (int i = 0; i < kWordIters; i++) {
                 const int w = lane + kWarp * i;
-                if (w < n_words) cp_async4_bytes(dst + 4 * w, src + 4 * w, w == n_words - 1 && ph == 0 ? 2 : 4);
+                if (w < n_words)
+                    cp_async4_bytes(dst + 4 * w, src + 4 * w, w == n_words - 1 && ph == 0 ? 2 : 4);
             }
             if (lane == 0) phase[buf * 2 * kTile + r32] = (uint8_t)ph;
         }
@@ -230,21 +242,9 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
 #pragma unroll
                     for (int i = 0; i < 4; i++) ta[i] = table[ia[i]], tb[i] = table[ib[i]];
                 } else {
-                const int j0 = ((32 * b + 16 * s + 4 * lt) * kbits) >> 4;
-                {
-                    const uint32_t lo = code_word(ka + 2, j0, nw16) | (code_word(ka + 2, j0 + 1, nw16) << 16);
-                    const uint32_t hi = code_word(ka + 2, j0 + 2, nw16);
-#pragma unroll
-                    for (int i = 0; i < 4; i++)
-                        ta[i] = table[__funnelshift_r(lo, hi, ok + i * kbits) & (kvq::kTrellisStates - 1)];
-                }
-                {
-                    const uint32_t lo = code_word(kb + 2, j0, nw16) | (code_word(kb + 2, j0 + 1, nw16) << 16);
-                    const uint32_t hi = code_word(kb + 2, j0 + 2, nw16);
-#pragma unroll
-                    for (int i = 0; i < 4; i++)
-                        tb[i] = table[__funnelshift_r(lo, hi, ok + i * kbits) & (kvq::kTrellisStates - 1)];
-                }
+                    const int j0 = ((32 * b + 16 * s + 4 * lt) * kbits) >> 4;
+                    tcq_key_entries(ka + 2, j0, ok, kbits, nw16, table, ta);
+                    tcq_key_entries(kb + 2, j0, ok, kbits, nw16, table, tb);
                 }
                 // A: rows lg / lg + 8, slot pairs (2t, 2t+1) = dims 4t, 4t+1 and (2t+8, 2t+9) = 4t+2, 4t+3
                 const uint32_t ah[4] = {__byte_perm(ta[0], ta[1], 0x5410), __byte_perm(tb[0], tb[1], 0x5410),
@@ -293,14 +293,14 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, D == 128 ? 4 : 3)
                     x0[k] = table[ix[0]], x1[k] = table[ix[1]];
                 }
             } else {
-            const int jv = ((16 * mt + 2 * lg) * kbits) >> 4;
+                const int jv = ((16 * mt + 2 * lg) * kbits) >> 4;
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                const uint32_t lo =
-                    code_word(vrow[k] + 2, jv, nw16) | (code_word(vrow[k] + 2, jv + 1, nw16) << 16);
-                x0[k] = table[(lo >> ov) & (kvq::kTrellisStates - 1)];
-                x1[k] = table[(lo >> (ov + kbits)) & (kvq::kTrellisStates - 1)];
-            }
+                for (int k = 0; k < 4; k++) {
+                    const uint32_t lo =
+                        code_word(vrow[k] + 2, jv, nw16) | (code_word(vrow[k] + 2, jv + 1, nw16) << 16);
+                    x0[k] = table[(lo >> ov) & (kvq::kTrellisStates - 1)];
+                    x1[k] = table[(lo >> (ov + kbits)) & (kvq::kTrellisStates - 1)];
+                }
             }
             // A regs: (dim row, position pair): a0 = (lg; 2lt, 2lt+1), a1 = (lg+8; same), a2 / a3 = +8
             const uint32_t ah[4] = {__byte_perm(x0[0], x0[1], 0x5410), __byte_perm(x1[0], x1[1], 0x5410),

@@ -27,10 +27,10 @@ constexpr int kThreads = 256;
 constexpr int kMaxDim = 512;  // the CUDA attention's largest head
 
 __global__ void __launch_bounds__(kThreads)
-    kv_store_tbq_kernel(uint8_t* Kc, uint8_t* Vc, int hkv, int dk, int dv, int ctx, const float* __restrict__ k,
-                        const float* __restrict__ v, const int32_t* __restrict__ seq,
-                        const int32_t* __restrict__ pos, const float* __restrict__ codebook, int bits,
-                        bool norm_corrected) {
+    kv_store_tbq_kernel(uint8_t* Kc, uint8_t* Vc, int hkv, int dk, int dv, int ctx,
+                        const float* __restrict__ k, const float* __restrict__ v,
+                        const int32_t* __restrict__ seq, const int32_t* __restrict__ pos,
+                        const float* __restrict__ codebook, int bits, bool norm_corrected) {
     __shared__ double rot[kMaxDim];
     __shared__ float y[kMaxDim];
     __shared__ uint8_t idx[kMaxDim];
@@ -103,8 +103,8 @@ std::string tbq_refusal(int d) {
     return {};
 }
 
-void kv_store_tbq(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos,
-                  int n_tok, cudaStream_t s) {
+void kv_store_tbq(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq,
+                  const int32_t* pos, int n_tok, cudaStream_t s) {
     if (n_tok == 0) return;
     const int bits = kv_elem_tbq_bits(kv.elem);
     if (bits == 0) throw Error("kv_store_tbq: not a tbq layer");
@@ -112,9 +112,9 @@ void kv_store_tbq(const KvLayerView& kv, const float* k, const float* v, const i
         if (d > 0)
             if (std::string why = tbq_refusal(d); !why.empty()) throw Error("CUDA kv_store: " + why);
     const dim3 grid((unsigned)n_tok, (unsigned)kv.n_head_kv, kv.k ? 2u : 1u);
-    kv_store_tbq_kernel<<<grid, kThreads, 0, s>>>(static_cast<uint8_t*>(kv.k), static_cast<uint8_t*>(kv.v),
-                                                  kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos,
-                                                  tbq_device_codebook(bits), bits, kv_elem_tbq_norm_corrected(kv.elem));
+    kv_store_tbq_kernel<<<grid, kThreads, 0, s>>>(
+        static_cast<uint8_t*>(kv.k), static_cast<uint8_t*>(kv.v), kv.n_head_kv, kv.head_dim_k, kv.head_dim_v,
+        kv.ctx, k, v, seq, pos, tbq_device_codebook(bits), bits, kv_elem_tbq_norm_corrected(kv.elem));
     check_launch("kv_store_tbq");
 }
 

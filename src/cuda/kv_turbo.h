@@ -21,7 +21,7 @@ const float* tbq_device_codebook(int bits);
 std::string tbq_refusal(int d);
 
 // kv_store for a tbq layer: one block per (token, KV head, K or V) row.
-void kv_store_tbq(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos,
-                  int n_tok, cudaStream_t s);
+void kv_store_tbq(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq,
+                  const int32_t* pos, int n_tok, cudaStream_t s);
 
 }  // namespace rotor::cuda

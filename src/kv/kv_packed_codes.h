@@ -10,18 +10,25 @@
 
 namespace rotor::kvq {
 
-ROTOR_HD uint64_t packed_code_bytes(int bits, int n) { return (uint64_t)n * bits / 8; }
+ROTOR_HD uint64_t packed_code_bytes(int bits, int n) {
+    return (uint64_t)n * bits / 8;
+}
 
 // Code i of a packed array of n codes, read in place.
 ROTOR_HD int packed_code(int bits, const uint8_t* c, int n, int i) {
     switch (bits) {
-        case 2: return (c[i / 4] >> (2 * (i % 4))) & 3;
-        case 3: return ((c[i / 4] >> (2 * (i % 4))) & 3) | (((c[n / 4 + i / 8] >> (i % 8)) & 1) << 2);
-        default: return (c[i / 2] >> (4 * (i % 2))) & 15;
+        case 2:
+            return (c[i / 4] >> (2 * (i % 4))) & 3;
+        case 3:
+            return ((c[i / 4] >> (2 * (i % 4))) & 3) | (((c[n / 4 + i / 8] >> (i % 8)) & 1) << 2);
+        default:
+            return (c[i / 2] >> (4 * (i % 2))) & 15;
     }
 }
 
 // A tbq row (kv_turbo.cpp): {fp16 scale; packed codes}.
-ROTOR_HD uint64_t turbo_row_bytes(int n, int bits) { return 2 + packed_code_bytes(bits, n); }
+ROTOR_HD uint64_t turbo_row_bytes(int n, int bits) {
+    return 2 + packed_code_bytes(bits, n);
+}
 
 }  // namespace rotor::kvq
