@@ -91,11 +91,16 @@ struct TbqCodebooks;
 
 const float* tbq_device_codebook(int bits) {
     if (bits < 2 || bits > 4) throw Error("tbq codebook: bits " + std::to_string(bits));
-    const kvq::ScalarCodebook& cb = kvq::lloyd_max_normal(bits);
-    std::vector<float> host(kTbqCodebookFloats, 0.0f);
-    std::copy(cb.centroid.begin(), cb.centroid.end(), host.begin());
-    std::copy(cb.bound.begin(), cb.bound.end(), host.begin() + kTbqBoundsAt);
-    return device_table_once<TbqCodebooks, 3>(bits - 2, host);
+    // the device layout of each codebook, made once: this runs on every tbq launch
+    auto layout = [](int b) {
+        const kvq::ScalarCodebook& cb = kvq::lloyd_max_normal(b);
+        std::vector<float> host(kTbqCodebookFloats, 0.0f);
+        std::copy(cb.centroid.begin(), cb.centroid.end(), host.begin());
+        std::copy(cb.bound.begin(), cb.bound.end(), host.begin() + kTbqBoundsAt);
+        return host;
+    };
+    static const std::vector<float> hosts[3] = {layout(2), layout(3), layout(4)};
+    return device_table_once<TbqCodebooks, 3>(bits - 2, hosts[bits - 2]);
 }
 
 std::string tbq_refusal(int d) {
