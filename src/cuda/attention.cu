@@ -15,6 +15,7 @@
 #include "cuda/kv_turbo.h"
 #include "cuda/kv_trellis.h"
 #include "formats/blocks.h"
+#include "formats/chunk_decode.h"
 #include "kv/kv_hadamard.h"
 #include "kv/kv_packed_codes.h"
 #include "kv/kv_trellis.h"
@@ -41,12 +42,38 @@ template <>
 inline constexpr int kUnitElems<block_q8_0> = QK8_0;
 template <>
 inline constexpr int kUnitElems<block_q4_0> = QK4_0;
+template <>
+inline constexpr int kUnitElems<block_q4_1> = QK4_1;
+template <>
+inline constexpr int kUnitElems<block_q5_0> = QK5_0;
+template <>
+inline constexpr int kUnitElems<block_q5_1> = QK5_1;
+template <>
+inline constexpr int kUnitElems<block_iq4_nl> = QK4_NL;
 
-// Code of element e (0..31) of a block, as the float it stands for before the scale.
+// The 4-bit code of element e (0..31) of a block of 16 code bytes: low nibbles first, then high.
+__device__ inline int nibble(const uint8_t* qs, int e) { return e < 16 ? (qs[e] & 0x0F) : (qs[e - 16] >> 4); }
+// Element e's fifth bit (q5_0 / q5_1: bit e of the block's 32-bit qh).
+__device__ inline int fifth_bit(const uint8_t* qh, int e) { return (qh[e / 8] >> (e % 8)) & 1; }
+
+// Code of element e (0..31) of a block, as the float it stands for before the scale (element =
+// d * code + block_min); the layouts are blocks.h's, the values chunk_decode.h's.
 __device__ inline float block_code(const block_q8_0& b, int e) { return (float)b.qs[e]; }
-__device__ inline float block_code(const block_q4_0& b, int e) {
-    const int c = e < QK4_0 / 2 ? (b.qs[e] & 0x0F) : (b.qs[e - QK4_0 / 2] >> 4);
-    return (float)(c - 8);
+__device__ inline float block_code(const block_q4_0& b, int e) { return (float)(nibble(b.qs, e) - 8); }
+__device__ inline float block_code(const block_q4_1& b, int e) { return (float)nibble(b.qs, e); }
+__device__ inline float block_code(const block_q5_0& b, int e) {
+    return (float)((nibble(b.qs, e) | fifth_bit(b.qh, e) << 4) - 16);
+}
+__device__ inline float block_code(const block_q5_1& b, int e) {
+    return (float)(nibble(b.qs, e) | fifth_bit(b.qh, e) << 4);
+}
+__device__ inline float block_code(const block_iq4_nl& b, int e) { return (float)chunk_detail::iq4nl(nibble(b.qs, e)); }
+template <class B>
+__device__ inline float block_min(const B& b) {
+    if constexpr (std::is_same_v<B, block_q4_1> || std::is_same_v<B, block_q5_1>)
+        return fp16_to_f32(b.m);
+    else
+        return 0.0f;
 }
 
 // Element e of a row of units.
@@ -56,7 +83,7 @@ __device__ inline float row_elem(const E* row, int e) {
         return load_elem(row + e);
     } else {
         const E& b = row[e / kUnitElems<E>];
-        return fp16_to_f32(b.d) * block_code(b, e % kUnitElems<E>);
+        return fp16_to_f32(b.d) * block_code(b, e % kUnitElems<E>) + block_min(b);
     }
 }
 
@@ -86,6 +113,16 @@ __device__ inline void load_block_run(const block_q4_0* row, int e0, float* out)
         out[2 * i] = d * (float)((int)((w >> shift) & 0x0F) - 8);
         out[2 * i + 1] = d * (float)((int)((w >> (8 + shift)) & 0x0F) - 8);
     }
+}
+
+// The other block types element by element (their rows run on this kernel only where the tensor-core
+// kernels do not take them: heads other than 64 / 128 / 256, keys from values).
+template <int PL, class B>
+__device__ inline void load_block_run(const B* row, int e0, float* out) {
+    const B& b = row[e0 / kUnitElems<B>];
+    const float d = fp16_to_f32(b.d), m = block_min(b);
+#pragma unroll
+    for (int i = 0; i < PL; i++) out[i] = d * block_code(b, (e0 + i) % kUnitElems<B>) + m;
 }
 
 // A tcqK row (src/kv/kv_trellis.h): {fp16 scale; circular code string}; attention reads it through
@@ -200,9 +237,10 @@ __device__ inline void quantize_block(float x, int lane, block_q8_0& dst) {
     dst.qs[lane] = (int8_t)fminf(fmaxf(roundf(x * id), -128.0f), 127.0f);
     if (lane == 0) dst.d = f32_to_fp16(d);
 }
-__device__ inline int trunc_clamp15(float v) { return !(v > 0.0f) ? 0 : (!(v < 15.0f) ? 15 : (int)v); }
-__device__ inline void quantize_block(float x, int lane, block_q4_0& dst) {
-    // the signed value of largest magnitude (the first one on ties, as the CPU's loop keeps)
+// quant::trunc_clamp (quantize_impl.h) for lo = 0
+__device__ inline int trunc_clamp_to(float v, int hi) { return !(v > 0.0f) ? 0 : (!(v < (float)hi) ? hi : (int)v); }
+// The signed value of largest magnitude of the warp's 32 (the first one on ties, as the CPU's loops keep).
+__device__ inline float warp_signed_absmax(float x, int lane) {
     float amax = fabsf(x), mx = x;
     int at = lane;
     for (int o = 16; o > 0; o >>= 1) {
@@ -210,11 +248,104 @@ __device__ inline void quantize_block(float x, int lane, block_q4_0& dst) {
         const int at2 = __shfl_xor_sync(0xffffffffu, at, o);
         if (a2 > amax || (a2 == amax && at2 < at)) amax = a2, mx = m2, at = at2;
     }
-    const float d = mx / -8;
+    return mx;
+}
+// Lane e's 4-bit code q into byte e % 16 of qs (low nibble for e < 16, high for the rest).
+__device__ inline void pack_nibbles(int q, int lane, uint8_t* qs) {
+    const int hi = __shfl_down_sync(0xffffffffu, q & 0x0F, 16);
+    if (lane < 16) qs[lane] = (uint8_t)((q & 0x0F) | (hi << 4));
+}
+// Every lane's fifth code bit into the 32-bit qh (bit e = element e), as q_q5_0 / q_q5_1 store it.
+__device__ inline void pack_fifth_bits(int q, int lane, uint8_t* qh) {
+    const uint32_t bits = __ballot_sync(0xffffffffu, (q >> 4) & 1);
+    if (lane < 4) qh[lane] = (uint8_t)(bits >> (8 * lane));
+}
+// q_q4_0 / q_q5_0: d = max / -2^(bits-1), codes trunc(x / d + 2^(bits-1) + 0.5) clamped.
+__device__ inline void quantize_block(float x, int lane, block_q4_0& dst) {
+    const float d = warp_signed_absmax(x, lane) / -8;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const int q = trunc_clamp15(__fadd_rn(__fmul_rn(x, id), 8.5f));  // no FMA: the CPU rounds the product
-    const int hi = __shfl_down_sync(0xffffffffu, q, QK4_0 / 2);
-    if (lane < QK4_0 / 2) dst.qs[lane] = (uint8_t)(q | (hi << 4));
+    const int q = trunc_clamp_to(__fadd_rn(__fmul_rn(x, id), 8.5f), 15);  // no FMA: the CPU rounds the product
+    pack_nibbles(q, lane, dst.qs);
+    if (lane == 0) dst.d = f32_to_fp16(d);
+}
+__device__ inline void quantize_block(float x, int lane, block_q5_0& dst) {
+    const float d = warp_signed_absmax(x, lane) / -16;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int q = trunc_clamp_to(__fadd_rn(__fmul_rn(x, id), 16.5f), 31);
+    pack_nibbles(q, lane, dst.qs);
+    pack_fifth_bits(q, lane, dst.qh);
+    if (lane == 0) dst.d = f32_to_fp16(d);
+}
+// q_q4_1 / q_q5_1: codes 0 .. 2^bits - 1 over [min, max], d = (max - min) / (2^bits - 1).
+template <int Bits, class B>
+__device__ inline void quantize_block_min(float x, int lane, B& dst) {
+    float lo = x, hi = x;
+    for (int o = 16; o > 0; o >>= 1) {
+        lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+        hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    }
+    constexpr int kMax = (1 << Bits) - 1;
+    const float d = (hi - lo) / kMax;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int q = trunc_clamp_to(__fadd_rn(__fmul_rn(x - lo, id), 0.5f), kMax);
+    pack_nibbles(q, lane, dst.qs);
+    if constexpr (Bits == 5) pack_fifth_bits(q, lane, dst.qh);
+    if (lane == 0) {
+        dst.d = f32_to_fp16(d);
+        dst.m = f32_to_fp16(lo);
+    }
+}
+__device__ inline void quantize_block(float x, int lane, block_q4_1& dst) { quantize_block_min<4>(x, lane, dst); }
+__device__ inline void quantize_block(float x, int lane, block_q5_1& dst) { quantize_block_min<5>(x, lane, dst); }
+
+// ggml's best_index_int8 over the iq4_nl code book (quantize_kquants.cpp): the nearest value, ties up.
+__device__ inline int iq4nl_best_index(float x) {
+    if (x <= (float)chunk_detail::iq4nl(0)) return 0;
+    if (x >= (float)chunk_detail::iq4nl(15)) return 15;
+    int ml = 0, mu = 15;
+    while (mu - ml > 1) {
+        const int mav = (ml + mu) / 2;
+        if (x < (float)chunk_detail::iq4nl(mav))
+            mu = mav;
+        else
+            ml = mav;
+    }
+    return x - (float)chunk_detail::iq4nl(mu - 1) < (float)chunk_detail::iq4nl(mu) - x ? mu - 1 : mu;
+}
+// quantize_iq4_nl (quant::quantize_iq4_impl for one block of 32, weights x^2, ntry 7), with the CPU's
+// float operations in its order: lane 0 (the first fit) and lanes 1..15 (the tries) each sum over the
+// 32 elements in order, then lane 0 walks the tries in order as the CPU's loop does.
+__device__ inline void quantize_block(float x, int lane, block_iq4_nl& dst) {
+    const float mx = warp_signed_absmax(x, lane);
+    if (!(fabsf(mx) >= 1e-15f)) {  // ggml's GROUP_MAX_EPS: d = 0, every code the one nearest 0
+        pack_nibbles(iq4nl_best_index(0.0f), lane, dst.qs);
+        if (lane == 0) dst.d = f32_to_fp16(0.0f);
+        return;
+    }
+    // lane 0: the first fit's 1 / d; lane 1 + i (i < 15): try itry = i - 7
+    const float id = lane == 0 ? 1 / (-mx / (float)chunk_detail::iq4nl(0))
+                               : (float)(lane - 8 + chunk_detail::iq4nl(0)) / mx;
+    float sumqx = 0.0f, sumq2 = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        const float xj = __shfl_sync(0xffffffffu, x, j);
+        const float w = __fmul_rn(xj, xj);
+        const float q = (float)chunk_detail::iq4nl(iq4nl_best_index(__fmul_rn(id, xj)));
+        sumqx = __fadd_rn(sumqx, __fmul_rn(__fmul_rn(w, q), xj));
+        sumq2 = __fadd_rn(sumq2, __fmul_rn(__fmul_rn(w, q), q));
+    }
+    // every lane walks the tries in the CPU's order (the same values everywhere)
+    const float sx0 = __shfl_sync(0xffffffffu, sumqx, 0), s20 = __shfl_sync(0xffffffffu, sumq2, 0);
+    float d = s20 > 0 ? sx0 / s20 : 0.0f;
+    float best = __fmul_rn(d, sx0);
+    for (int t = 1; t <= 15; t++) {
+        const float sx = __shfl_sync(0xffffffffu, sumqx, t), s2 = __shfl_sync(0xffffffffu, sumq2, t);
+        if (s2 > 0 && __fmul_rn(sx, sx) > __fmul_rn(best, s2)) {
+            d = sx / s2;
+            best = __fmul_rn(d, sx);
+        }
+    }
+    const float idf = d != 0 ? 1 / d : 0.0f;
+    pack_nibbles(iq4nl_best_index(__fmul_rn(idf, x)), lane, dst.qs);
     if (lane == 0) dst.d = f32_to_fp16(d);
 }
 
@@ -691,6 +822,14 @@ const char* kv_elem_name(KvElem e) {
         case KvElem::TBQ2NC: return "tbq2nc";
         case KvElem::TBQ3NC: return "tbq3nc";
         case KvElem::TBQ4NC: return "tbq4nc";
+        case KvElem::Q4_1: return "q4_1";
+        case KvElem::Q5_0: return "q5_0";
+        case KvElem::Q5_1: return "q5_1";
+        case KvElem::IQ4_NL: return "iq4_nl";
+        case KvElem::Q4_1H: return "q4_1h";
+        case KvElem::Q5_0H: return "q5_0h";
+        case KvElem::Q5_1H: return "q5_1h";
+        case KvElem::IQ4_NLH: return "iq4_nlh";
     }
     return "?";
 }
@@ -711,6 +850,14 @@ size_t kv_row_bytes(KvElem e, int d) {
         case KvElem::TBQ2NC:
         case KvElem::TBQ3NC:
         case KvElem::TBQ4NC: return (size_t)kvq::turbo_row_bytes(d, kv_elem_tbq_bits(e));
+        case KvElem::Q4_1:
+        case KvElem::Q4_1H: return (size_t)d / QK4_1 * sizeof(block_q4_1);
+        case KvElem::Q5_0:
+        case KvElem::Q5_0H: return (size_t)d / QK5_0 * sizeof(block_q5_0);
+        case KvElem::Q5_1:
+        case KvElem::Q5_1H: return (size_t)d / QK5_1 * sizeof(block_q5_1);
+        case KvElem::IQ4_NL:
+        case KvElem::IQ4_NLH: return (size_t)d / QK4_NL * sizeof(block_iq4_nl);
     }
     return 0;
 }
@@ -730,7 +877,17 @@ int kv_elem_tbq_bits(KvElem e) {
 }
 bool kv_elem_tbq_norm_corrected(KvElem e) { return e == KvElem::TBQ2NC || e == KvElem::TBQ3NC || e == KvElem::TBQ4NC; }
 bool kv_elem_randomized(KvElem e) { return kv_elem_tcq_bits(e) > 0 || kv_elem_tbq_bits(e) > 0; }
-bool kv_elem_rotated(KvElem e) { return e == KvElem::Q8_0H || e == KvElem::Q4_0H || kv_elem_randomized(e); }
+bool kv_elem_rotated(KvElem e) {
+    switch (e) {
+        case KvElem::Q8_0H:
+        case KvElem::Q4_0H:
+        case KvElem::Q4_1H:
+        case KvElem::Q5_0H:
+        case KvElem::Q5_1H:
+        case KvElem::IQ4_NLH: return true;
+        default: return kv_elem_randomized(e);
+    }
+}
 std::string kv_elem_refusal(KvElem e, int d) {
     if (d > kMaxHeadDim) return "head size " + std::to_string(d) + " is above the CUDA attention's 512";
     if (e == KvElem::F32 || e == KvElem::F16) return {};
@@ -782,6 +939,13 @@ void kv_rotate_rows(KvElem e, float* x, int n_rows, int d, bool back, cudaStream
     check_launch("kv_rotate_rows");
 }
 
+template <class B, bool Rotate>
+void store_blocks(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos,
+                  dim3 rows, cudaStream_t s) {
+    kv_store_blocks_kernel<B, Rotate><<<rows, 128, 0, s>>>(static_cast<B*>(kv.k), static_cast<B*>(kv.v), kv.n_head_kv,
+                                                          kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos);
+}
+
 void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
               cudaStream_t s) {
     if (n_tok == 0) return;
@@ -797,22 +961,18 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
             kv_store_kernel<__half><<<n_tok, 256, 0, s>>>(static_cast<__half*>(kv.k), static_cast<__half*>(kv.v), H, dk,
                                                          dv, kv.ctx, k, v, seq, pos);
             break;
-        case KvElem::Q8_0:
-            kv_store_blocks_kernel<block_q8_0, false><<<rows, 128, 0, s>>>(
-                static_cast<block_q8_0*>(kv.k), static_cast<block_q8_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
-            break;
-        case KvElem::Q8_0H:
-            kv_store_blocks_kernel<block_q8_0, true><<<rows, 128, 0, s>>>(
-                static_cast<block_q8_0*>(kv.k), static_cast<block_q8_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
-            break;
-        case KvElem::Q4_0:
-            kv_store_blocks_kernel<block_q4_0, false><<<rows, 128, 0, s>>>(
-                static_cast<block_q4_0*>(kv.k), static_cast<block_q4_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
-            break;
-        case KvElem::Q4_0H:
-            kv_store_blocks_kernel<block_q4_0, true><<<rows, 128, 0, s>>>(
-                static_cast<block_q4_0*>(kv.k), static_cast<block_q4_0*>(kv.v), H, dk, dv, kv.ctx, k, v, seq, pos);
-            break;
+        case KvElem::Q8_0: store_blocks<block_q8_0, false>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q8_0H: store_blocks<block_q8_0, true>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q4_0: store_blocks<block_q4_0, false>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q4_0H: store_blocks<block_q4_0, true>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q4_1: store_blocks<block_q4_1, false>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q4_1H: store_blocks<block_q4_1, true>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q5_0: store_blocks<block_q5_0, false>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q5_0H: store_blocks<block_q5_0, true>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q5_1: store_blocks<block_q5_1, false>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q5_1H: store_blocks<block_q5_1, true>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::IQ4_NL: store_blocks<block_iq4_nl, false>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::IQ4_NLH: store_blocks<block_iq4_nl, true>(kv, k, v, seq, pos, rows, s); break;
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4: kv_store_tcq(kv, k, v, seq, pos, n_tok, s); return;
@@ -878,6 +1038,22 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         case KvElem::TBQ2NC:
         case KvElem::TBQ3NC:
         case KvElem::TBQ4NC: launch_attention_split_any<TbqRow>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::Q4_1:
+        case KvElem::Q4_1H:
+            launch_attention_split_any<block_q4_1>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+            break;
+        case KvElem::Q5_0:
+        case KvElem::Q5_0H:
+            launch_attention_split_any<block_q5_0>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+            break;
+        case KvElem::Q5_1:
+        case KvElem::Q5_1H:
+            launch_attention_split_any<block_q5_1>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+            break;
+        case KvElem::IQ4_NL:
+        case KvElem::IQ4_NLH:
+            launch_attention_split_any<block_iq4_nl>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+            break;
     }
     check_launch("attention_split");
     const unsigned chunks = (unsigned)((kv.head_dim_v + kWarp - 1) / kWarp);

@@ -18,7 +18,10 @@ namespace rotor::cuda {
 // (rotor's trellis codes, src/kv/kv_trellis.h) store rows of R x, R = H D / sqrt(d) with the fixed random
 // signs D, in the CPU's exact bytes (kv_trellis.h here); so do the tbq types (TurboQuant's scalar
 // Lloyd-Max codes, src/kv/kv_turbo.cpp; kv_turbo.h here).
-enum class KvElem { F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H, TCQ2, TCQ3, TCQ4, TBQ2, TBQ3, TBQ4, TBQ2NC, TBQ3NC, TBQ4NC };
+enum class KvElem {
+    F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H, TCQ2, TCQ3, TCQ4, TBQ2, TBQ3, TBQ4, TBQ2NC, TBQ3NC, TBQ4NC,
+    Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_1H, Q5_0H, Q5_1H, IQ4_NLH  // the other ggml blocks of 32 (and Hadamard forms)
+};
 const char* kv_elem_name(KvElem e);  // the CPU format's name
 size_t kv_row_bytes(KvElem e, int head_dim);  // one head's row
 bool kv_elem_rotated(KvElem e);

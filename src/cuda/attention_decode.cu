@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <string>
 #include <type_traits>
@@ -42,6 +43,7 @@
 #include "cuda/device_common.cuh"
 #include "cuda/mma_f16.cuh"
 #include "formats/blocks.h"
+#include "formats/chunk_decode.h"
 
 namespace rotor::cuda {
 
@@ -51,6 +53,33 @@ template <class B>
 constexpr bool kIsQ4 = std::is_same_v<B, block_q4_0>;
 template <class B>
 constexpr bool kIsF16 = std::is_same_v<B, __half>;
+// The other 32-element blocks (q4_1, q5_0, q5_1, iq4_nl): 16 code bytes laid out as q4_0's (element e <
+// 16 the low nibble of byte e, e + 16 its high nibble), q5's fifth bits in a 32-bit qh, q4_1 / q5_1 a
+// block minimum m (element = d * code + m). Their codes go through nib_pair; q8_0 / q4_0 keep their own
+// shorter paths below.
+template <class B>
+constexpr bool kIsNibbleBlock = std::is_same_v<B, block_q4_1> || std::is_same_v<B, block_q5_0> ||
+                                std::is_same_v<B, block_q5_1> || std::is_same_v<B, block_iq4_nl>;
+template <class B>
+constexpr bool kHasMin = std::is_same_v<B, block_q4_1> || std::is_same_v<B, block_q5_1>;
+template <class B>
+constexpr bool kHasQh = std::is_same_v<B, block_q5_0> || std::is_same_v<B, block_q5_1>;
+template <class B>
+constexpr int kQsOff = (int)offsetof(B, qs);
+template <class B>
+struct QhOffset {
+    static constexpr int value = 0;
+};
+template <>
+struct QhOffset<block_q5_0> {
+    static constexpr int value = (int)offsetof(block_q5_0, qh);
+};
+template <>
+struct QhOffset<block_q5_1> {
+    static constexpr int value = (int)offsetof(block_q5_1, qh);
+};
+template <class B>
+constexpr int kQhOff = QhOffset<B>::value;
 
 // Lean: two stages and at most 128 registers, so that 4 blocks fit on an SM (where shared memory
 // allows) instead of 3 with three stages; the two are compared in rotor-check-attention's benchmark.
@@ -68,7 +97,9 @@ struct DecGeo {
     // rows (8 / 16 / 32 pieces) work theirs out with shifts, and their 4 KiB would cost a block per SM
     static constexpr bool kCopyTable = (kPieces & (kPieces - 1)) != 0;
     static constexpr int kCopyTableBytes = kCopyTable ? kPieces * kWarp * 4 : 0;
-    static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4 + kCopyTableBytes;
+    // q4_1 / q5_1: each head's query sum over each block's 32 dims (the minimum's share of a score)
+    static constexpr int kQSumBytes = kHasMin<B> ? kBlocks * kHeadsPerBlock * 4 : 0;
+    static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4 + kCopyTableBytes + kQSumBytes;
     // three tiles in flight per warp (Lean: two) where that fits in 99 KiB (sm_86 / 89 / 120's
     // limit), else fewer (f16 rows of 256: one 16 KiB tile per warp, 3 blocks per H200 SM still
     // keep 12 tiles in flight)
@@ -107,6 +138,29 @@ __device__ inline uint32_t q4_hi(uint32_t x) {  // high nibbles: (1024 + 16 c) /
 __device__ inline uint32_t q8_codes(uint32_t x) {  // signed bytes: (u ^ 0x80) = c + 128
     return h2_bits(__hsub2(bits_h2((x ^ 0x00800080u) | 0x64006400u), bits_h2(0x64806480u)));
 }
+// kIsNibbleBlock codes of the two elements whose code bytes sit in bytes 0 and 2 of x (High: their
+// high nibbles), with their fifth bits at bits 4 and 20 (q5; 0 otherwise), as f16 integers: q5_0 c - 16,
+// q4_1 / q5_1 c, iq4_nl its code book value (via chunk_decode.h's iq4nl, + 128 under the exponent).
+template <class B, bool High>
+__device__ inline uint32_t nib_pair(uint32_t x, uint32_t fifth) {
+    const uint32_t c = (High ? x >> 4 : x) & 0x000F000Fu;
+    if constexpr (std::is_same_v<B, block_iq4_nl>) {
+        const uint32_t u = (uint32_t)(chunk_detail::iq4nl((int)(c & 0xF)) + 128) |
+                           ((uint32_t)(chunk_detail::iq4nl((int)(c >> 16)) + 128) << 16);
+        return h2_bits(__hsub2(bits_h2(u | 0x64006400u), bits_h2(0x64806480u)));
+    } else {
+        constexpr uint32_t kOff = kHasMin<B> ? 0x64006400u : 0x64106410u;  // 1024 (+ 16 for q5_0)
+        return h2_bits(__hsub2(bits_h2(c | fifth | 0x64006400u), bits_h2(kOff)));
+    }
+}
+// The fifth bits of elements e and e + 1 (bits e, e + 1 of h) at bits 4 and 20 (one element's pair).
+__device__ inline uint32_t fifth_pair(uint32_t h, int e) {
+    return (((h >> e) & 1u) << 4) | (((h >> (e + 1)) & 1u) << 20);
+}
+// The fifth bit of element e of two positions (bit e of ha, of hb) at bits 4 and 20.
+__device__ inline uint32_t fifth_of_two(uint32_t ha, uint32_t hb, int e) {
+    return (((ha >> e) & 1u) << 4) | (((hb >> e) & 1u) << 20);
+}
 
 template <class B, int D, bool Lean>
 __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
@@ -123,6 +177,7 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
     float* head_inv = ps_all + kDecWarps * kTile * kHeadsPerBlock;  // 2^-k of each head's query
     float* head_mul = head_inv + kHeadsPerBlock;                    // 2^k
     uint32_t* copy_table = reinterpret_cast<uint32_t*>(head_mul + kHeadsPerBlock);
+    float* qsum = reinterpret_cast<float*>(copy_table) + G::kCopyTableBytes / 4;  // [block][head], kHasMin
 
     const DecBlock blk(hkv, n_head, ctx, window, seq, pos, split_positions);
     const int g = blk.g, h0 = blk.h0, nh = blk.nh, t = blk.t, split = blk.split;
@@ -194,12 +249,30 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             copy_table[c] = chunk_offset(c);
 
     prepare_query<D>(q, t, n_head, h0, nh, scale, head_mul, head_inv, qfrag);
+    if constexpr (kHasMin<B>) {  // the query as the mma sees it (times scale, log2 e, 2^k), summed per block
+        for (int i = threadIdx.x; i < NB * kHeadsPerBlock; i += blockDim.x) {
+            const int b = i / kHeadsPerBlock, j = i % kHeadsPerBlock;
+            float sum = 0.0f;
+            if (j < nh) {
+                const float* qh = q + ((size_t)t * n_head + h0 + j) * D + 32 * b;
+                const float mul = scale * kDecLog2e * head_mul[j];
+                for (int k = 0; k < 32; k++) sum += qh[k] * mul;
+            }
+            qsum[i] = sum;
+        }
+        __syncthreads();
+    }
 
     float o[2 * NB][4];
 #pragma unroll
     for (int i = 0; i < 2 * NB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
     const float inv0 = head_inv[2 * lt], inv1 = head_inv[2 * lt + 1];
+    // q4_1 / q5_1: sum over positions of p' times the value block's minimum, per block, for head lg (this
+    // lane's 4 positions of each tile; the lanes of a head are added at the end)
+    float acc_min[kHasMin<B> ? NB : 1];
+#pragma unroll
+    for (int b = 0; b < (kHasMin<B> ? NB : 1); b++) acc_min[b] = 0.0f;
 
     int buf = 0;
     for (int p0 = wbegin; p0 < wend; p0 += kTile, buf = buf + 1 == G::kStages ? 0 : buf + 1) {
@@ -258,6 +331,30 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
                 const uint32_t pb01 = __byte_perm(wb, 0, 0x4140), pb23 = __byte_perm(wb, 0, 0x4342);
                 a0[0] = q4_lo(pa01), a0[1] = q4_lo(pb01), a0[2] = q4_lo(pa23), a0[3] = q4_lo(pb23);
                 a1[0] = q4_hi(pa01), a1[1] = q4_hi(pb01), a1[2] = q4_hi(pa23), a1[3] = q4_hi(pb23);
+            } else if constexpr (kIsNibbleBlock<B>) {
+                const int off = b * BB + kQsOff<B> + 4 * lt;
+                const bool al = (b * BB + kQsOff<B>) % 4 == 0;
+                const uint32_t wa = al ? word_at<true>(ka + off) : word_at<false>(ka + off);
+                const uint32_t wb = al ? word_at<true>(kb + off) : word_at<false>(kb + off);
+                uint32_t fa[2][2] = {{0, 0}, {0, 0}}, fb[2][2] = {{0, 0}, {0, 0}};  // [k-step][pair]
+                if constexpr (kHasQh<B>) {
+                    const int hoff = b * BB + kQhOff<B>;
+                    const bool hal = hoff % 4 == 0;
+                    const uint32_t ha = hal ? word_at<true>(ka + hoff) : word_at<false>(ka + hoff);
+                    const uint32_t hb = hal ? word_at<true>(kb + hoff) : word_at<false>(kb + hoff);
+#pragma unroll
+                    for (int s = 0; s < 2; s++) {
+                        const int e = 16 * s + 4 * lt;
+                        fa[s][0] = fifth_pair(ha, e), fa[s][1] = fifth_pair(ha, e + 2);
+                        fb[s][0] = fifth_pair(hb, e), fb[s][1] = fifth_pair(hb, e + 2);
+                    }
+                }
+                const uint32_t pa01 = __byte_perm(wa, 0, 0x4140), pa23 = __byte_perm(wa, 0, 0x4342);
+                const uint32_t pb01 = __byte_perm(wb, 0, 0x4140), pb23 = __byte_perm(wb, 0, 0x4342);
+                a0[0] = nib_pair<B, false>(pa01, fa[0][0]), a0[1] = nib_pair<B, false>(pb01, fb[0][0]);
+                a0[2] = nib_pair<B, false>(pa23, fa[0][1]), a0[3] = nib_pair<B, false>(pb23, fb[0][1]);
+                a1[0] = nib_pair<B, true>(pa01, fa[1][0]), a1[1] = nib_pair<B, true>(pb01, fb[1][0]);
+                a1[2] = nib_pair<B, true>(pa23, fa[1][1]), a1[3] = nib_pair<B, true>(pb23, fb[1][1]);
             } else {
 #pragma unroll
                 for (int s = 0; s < 2; s++) {
@@ -284,6 +381,14 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             sc[1] = fmaf(da, tmp[1], sc[1]);
             sc[2] = fmaf(db, tmp[2], sc[2]);
             sc[3] = fmaf(db, tmp[3], sc[3]);
+            if constexpr (kHasMin<B>) {  // + m * (the query's sum over the block)
+                const float ma = half_at(ka + b * BB + 2), mb = half_at(kb + b * BB + 2);
+                const float2 qs = *reinterpret_cast<const float2*>(qsum + b * kHeadsPerBlock + 2 * lt);
+                sc[0] = fmaf(ma, qs.x, sc[0]);
+                sc[1] = fmaf(ma, qs.y, sc[1]);
+                sc[2] = fmaf(mb, qs.x, sc[2]);
+                sc[3] = fmaf(mb, qs.y, sc[3]);
+            }
         }
         // scores in base 2 (the head's power of two removed); masked rows -inf
         sc[0] = live_a ? sc[0] * inv0 : -INFINITY;
@@ -291,7 +396,17 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         sc[2] = live_b ? sc[2] * inv0 : -INFINITY;
         sc[3] = live_b ? sc[3] * inv1 : -INFINITY;
 
+        const float m_old0 = m_run[0], m_old1 = m_run[1];
         softmax_tile(sc, e_a, e_b, m_run, l_run, o);  // the max runs over s + e (see the header)
+        if constexpr (kHasMin<B>) {  // head lg's rescale (softmax_tile's corr of head lg, from lane lg / 2)
+            const float c0 = __shfl_sync(0xffffffffu, exp2f(m_old0 - m_run[0]), lg >> 1);
+            const float c1 = __shfl_sync(0xffffffffu, exp2f(m_old1 - m_run[1]), lg >> 1);
+            const float c = (lg & 1) ? c1 : c0;
+#pragma unroll
+            for (int b = 0; b < NB; b++) acc_min[b] *= c;
+        } else {
+            (void)m_old0, (void)m_old1;
+        }
         // p' transposed through shared memory: this lane needs positions 2 lt, 2 lt + 1, 2 lt + 8, 2 lt + 9
         // of head lg (the B operand of O^T += V^T P'^T)
         *reinterpret_cast<float2*>(ps + lg * kHeadsPerBlock + 2 * lt) = make_float2(sc[0], sc[1]);
@@ -303,6 +418,11 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         float pw[4];
 #pragma unroll
         for (int k = 0; k < 4; k++) pw[k] = ps[rows[k] * kHeadsPerBlock + lg];
+        if constexpr (kHasMin<B>)
+#pragma unroll
+            for (int b = 0; b < NB; b++)
+#pragma unroll
+                for (int k = 0; k < 4; k++) acc_min[b] = fmaf(pw[k], half_at(Vs + rows[k] * RB + b * BB + 2), acc_min[b]);
         uint32_t pf_hi[2] = {0, 0}, pf_lo[2] = {0, 0};  // f16: the weights need no scale, split once
         if constexpr (kIsF16<B>) {
             split_pair(pw[0], pw[1], pf_hi[0], pf_lo[0]);
@@ -343,6 +463,25 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
                 const uint32_t x10 = __byte_perm(u[2], u[3], 0x0400), x11 = __byte_perm(u[2], u[3], 0x0501);
                 av[0][0] = q4_lo(x00), av[0][1] = q4_lo(x01), av[0][2] = q4_lo(x10), av[0][3] = q4_lo(x11);
                 av[1][0] = q4_hi(x00), av[1][1] = q4_hi(x01), av[1][2] = q4_hi(x10), av[1][3] = q4_hi(x11);
+            } else if constexpr (kIsNibbleBlock<B>) {
+                uint32_t u[4], h[4] = {0, 0, 0, 0};
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const uint8_t* blk = Vs + rows[k] * RB + b * BB;
+                    u[k] = u16_at(blk + kQsOff<B> + 2 * lg);
+                    if constexpr (kHasQh<B>) h[k] = word_at<false>(blk + kQhOff<B>);
+                }
+                const uint32_t x00 = __byte_perm(u[0], u[1], 0x0400), x01 = __byte_perm(u[0], u[1], 0x0501);
+                const uint32_t x10 = __byte_perm(u[2], u[3], 0x0400), x11 = __byte_perm(u[2], u[3], 0x0501);
+                const int e0 = 2 * lg, e1 = 16 + 2 * lg;  // this lane's dims of k-steps 0 and 1
+                av[0][0] = nib_pair<B, false>(x00, fifth_of_two(h[0], h[1], e0));
+                av[0][1] = nib_pair<B, false>(x01, fifth_of_two(h[0], h[1], e0 + 1));
+                av[0][2] = nib_pair<B, false>(x10, fifth_of_two(h[2], h[3], e0));
+                av[0][3] = nib_pair<B, false>(x11, fifth_of_two(h[2], h[3], e0 + 1));
+                av[1][0] = nib_pair<B, true>(x00, fifth_of_two(h[0], h[1], e1));
+                av[1][1] = nib_pair<B, true>(x01, fifth_of_two(h[0], h[1], e1 + 1));
+                av[1][2] = nib_pair<B, true>(x10, fifth_of_two(h[2], h[3], e1));
+                av[1][3] = nib_pair<B, true>(x11, fifth_of_two(h[2], h[3], e1 + 1));
             } else {
 #pragma unroll
                 for (int s = 0; s < 2; s++) {
@@ -365,6 +504,22 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
         __syncwarp();  // this stage and ps are read before they are overwritten
     }
 
+    if constexpr (kHasMin<B>) {
+        // head lg's minimum sums over the warp (the 4 lanes of lg), then into the output of heads 2 lt and
+        // 2 lt + 1 (held by lanes 4 (2 lt) and 4 (2 lt + 1)) at every dim of their block
+#pragma unroll
+        for (int b = 0; b < NB; b++) {
+            float a = acc_min[b];
+            a += __shfl_xor_sync(0xffffffffu, a, 1);
+            a += __shfl_xor_sync(0xffffffffu, a, 2);
+            const float m0 = __shfl_sync(0xffffffffu, a, 4 * (2 * lt)), m1 = __shfl_sync(0xffffffffu, a, 4 * (2 * lt + 1));
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                o[2 * b + s][0] += m0, o[2 * b + s][2] += m0;
+                o[2 * b + s][1] += m1, o[2 * b + s][3] += m1;
+            }
+        }
+    }
     // the rings are done: every warp waited for all its copies
     write_split_part<D>(o, m_run, l_run, arena, ps_all, partial, t, n_head, h0, nh, n_split, split);
 }
@@ -420,12 +575,22 @@ void with_variant(const KvLayerView& kv, F&& f) {
                 throw Error("CUDA decode attention: head size " + std::to_string(kv.head_dim_k));
         }
     };
-    if (kv.elem == KvElem::F16)
-        by_size.template operator()<__half>();
-    else if (kv.elem == KvElem::Q4_0 || kv.elem == KvElem::Q4_0H)
-        by_size.template operator()<block_q4_0>();
-    else
-        by_size.template operator()<block_q8_0>();
+    switch (kv.elem) {
+        case KvElem::F16: by_size.template operator()<__half>(); break;
+        case KvElem::Q4_0:
+        case KvElem::Q4_0H: by_size.template operator()<block_q4_0>(); break;
+        case KvElem::Q8_0:
+        case KvElem::Q8_0H: by_size.template operator()<block_q8_0>(); break;
+        case KvElem::Q4_1:
+        case KvElem::Q4_1H: by_size.template operator()<block_q4_1>(); break;
+        case KvElem::Q5_0:
+        case KvElem::Q5_0H: by_size.template operator()<block_q5_0>(); break;
+        case KvElem::Q5_1:
+        case KvElem::Q5_1H: by_size.template operator()<block_q5_1>(); break;
+        case KvElem::IQ4_NL:
+        case KvElem::IQ4_NLH: by_size.template operator()<block_iq4_nl>(); break;
+        default: throw Error(std::string("CUDA decode attention: KV type ") + kv_elem_name(kv.elem));
+    }
 }
 
 // Blocks of this layer's kernel variant the GPU holds at once.
@@ -450,9 +615,22 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
     const int d = kv.head_dim_k;
     if (kv.key_from_value() || kv.head_dim_v != d || !kv.k) return false;
     if (d != 64 && d != 128 && d != 256) return false;
-    if (kv.elem == KvElem::F16) return attention_decode_f16();
-    return kv.elem == KvElem::Q8_0 || kv.elem == KvElem::Q8_0H || kv.elem == KvElem::Q4_0 ||
-           kv.elem == KvElem::Q4_0H;
+    switch (kv.elem) {
+        case KvElem::F16: return attention_decode_f16();
+        case KvElem::Q8_0:
+        case KvElem::Q8_0H:
+        case KvElem::Q4_0:
+        case KvElem::Q4_0H:
+        case KvElem::Q4_1:
+        case KvElem::Q4_1H:
+        case KvElem::Q5_0:
+        case KvElem::Q5_0H:
+        case KvElem::Q5_1:
+        case KvElem::Q5_1H:
+        case KvElem::IQ4_NL:
+        case KvElem::IQ4_NLH: return true;
+        default: return false;
+    }
 }
 
 bool attention_decode_f16() {

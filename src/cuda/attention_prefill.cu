@@ -44,6 +44,7 @@
 #include "cuda/device_common.cuh"
 #include "cuda/mma_f16.cuh"
 #include "formats/blocks.h"
+#include "formats/chunk_decode.h"
 
 namespace rotor::cuda {
 
@@ -59,9 +60,14 @@ struct RunTable {
     int tile0[kMaxRuns + 1];  // first query tile of each run; tile0[n] = all tiles
 };
 
+// Blocks of 32 read as integer codes times a block scale (no block minimum: q4_1 / q5_1 are refused).
+template <class E>
+constexpr bool kIsStagedBlock = std::is_same_v<E, block_q8_0> || std::is_same_v<E, block_q4_0> ||
+                                std::is_same_v<E, block_q5_0> || std::is_same_v<E, block_iq4_nl>;
+
 template <class E>
 constexpr int raw_row_bytes(int d) {
-    if constexpr (std::is_same_v<E, block_q8_0> || std::is_same_v<E, block_q4_0>) return d / 32 * (int)sizeof(E);
+    if constexpr (kIsStagedBlock<E>) return d / 32 * (int)sizeof(E);
     else return d * (int)sizeof(E);
 }
 
@@ -74,7 +80,7 @@ struct Geo {
     static constexpr int kDvw = D / DVS;       // value columns per warp
     static constexpr int kNB = D / 32;         // 32-dim blocks of a row
     static constexpr bool kDirect = std::is_same_v<E, __half>;
-    static constexpr bool kStaged = std::is_same_v<E, block_q8_0> || std::is_same_v<E, block_q4_0>;
+    static constexpr bool kStaged = kIsStagedBlock<E>;
     static_assert(kDirect || kStaged);
     static constexpr int kRawRow = raw_row_bytes<E>(D);
     // widest cp.async that every raw row start allows (rows are 4-byte multiples for D % 64 == 0)
@@ -149,6 +155,39 @@ __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const bloc
     bytes_to_h2(w0, h[0], h[1]);
     bytes_to_h2(w1, h[2], h[3]);
     return signed_codes(h, __float2half2_rn(1032.0f));
+}
+__device__ inline uint4 decode_chunk(const unsigned char* row, int c, const block_q5_0*) {
+    // q4_0's nibbles, plus each element's fifth bit (bit e of qh: byte c & 3 for this chunk) at bit 4
+    const unsigned char* b = row + (c >> 2) * (int)sizeof(block_q5_0);
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(b + 6 + (c & 1) * 8);
+    const int shift = (c & 2) ? 4 : 0;
+    const uint32_t hb = b[2 + (c & 3)];
+    auto fifth = [](uint32_t h) { return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25); };
+    const uint32_t w0 = ((((uint32_t)p[0] | ((uint32_t)p[1] << 16)) >> shift) & 0x0F0F0F0Fu) | fifth(hb);
+    const uint32_t w1 = ((((uint32_t)p[2] | ((uint32_t)p[3] << 16)) >> shift) & 0x0F0F0F0Fu) | fifth(hb >> 4);
+    uint32_t h[4];
+    bytes_to_h2(w0, h[0], h[1]);
+    bytes_to_h2(w1, h[2], h[3]);
+    return signed_codes(h, __float2half2_rn(1040.0f));
+}
+__device__ inline uint4 decode_chunk(const unsigned char* row, int c, const block_iq4_nl*) {
+    // q4_0's nibbles through the code book (chunk_decode.h's iq4nl), + 128 as bytes
+    const unsigned char* b = row + (c >> 2) * (int)sizeof(block_iq4_nl);
+    const uint16_t* p = reinterpret_cast<const uint16_t*>(b + 2 + (c & 1) * 8);
+    const int shift = (c & 2) ? 4 : 0;
+    uint32_t w[2];
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const uint32_t codes = (((uint32_t)p[2 * k] | ((uint32_t)p[2 * k + 1] << 16)) >> shift) & 0x0F0F0F0Fu;
+        uint32_t v = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) v |= (uint32_t)(chunk_detail::iq4nl((int)((codes >> (8 * i)) & 0xF)) + 128) << (8 * i);
+        w[k] = v;
+    }
+    uint32_t h[4];
+    bytes_to_h2(w[0], h[0], h[1]);
+    bytes_to_h2(w[1], h[2], h[3]);
+    return signed_codes(h, __float2half2_rn(1152.0f));
 }
 template <class E, int D, int NW, int BN, int DVS>
 __global__ void __launch_bounds__(NW* kWarp)
@@ -551,8 +590,11 @@ std::string attention_prefill_refusal(const KvLayerView& kv, int n_head) {
     if (kv.head_dim_v != d) return "prefill attention needs equal K and V head sizes";
     if (kv.key_from_value()) return "prefill attention reads stored keys; this layer derives them from its values";
     if (kv.elem == KvElem::F32) return "prefill attention reads f16 and block caches, not f32";
-    if (kv_elem_randomized(kv.elem))  // tcq / tbq: their prompts run on attention.cu's split-K kernel
-        return "prefill attention reads f16 and block caches, not " + std::string(kv_elem_name(kv.elem));
+    // tcq / tbq, and the blocks with a minimum: their prompts run on attention.cu's split-K kernel
+    if (kv_elem_randomized(kv.elem) || kv.elem == KvElem::Q4_1 || kv.elem == KvElem::Q4_1H ||
+        kv.elem == KvElem::Q5_1 || kv.elem == KvElem::Q5_1H)
+        return "prefill attention reads f16 and q8_0 / q4_0 / q5_0 / iq4_nl block caches, not " +
+               std::string(kv_elem_name(kv.elem));
     if (d != 64 && d != 128 && d != 256)
         return "prefill attention supports head sizes 64, 128 and 256, not " + std::to_string(d);
     if (kv.n_head_kv <= 0 || n_head % kv.n_head_kv) return "query heads must be a multiple of KV heads";
@@ -572,6 +614,14 @@ void attention_prefill(const KvLayerView& kv, const float* q, float* out, const 
         case KvElem::Q8_0H: launch_any<block_q8_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case KvElem::Q4_0:
         case KvElem::Q4_0H: launch_any<block_q4_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::Q5_0:
+        case KvElem::Q5_0H: launch_any<block_q5_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::IQ4_NL:
+        case KvElem::IQ4_NLH: launch_any<block_iq4_nl>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::Q4_1:
+        case KvElem::Q4_1H:
+        case KvElem::Q5_1:
+        case KvElem::Q5_1H:
         case KvElem::F32:
         case KvElem::TCQ2:
         case KvElem::TCQ3:

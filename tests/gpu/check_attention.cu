@@ -97,6 +97,30 @@ void random_row(KvElem e, int d, uint8_t* out, float* x) {
                 }
             }
             break;
+        case KvElem::Q4_1:
+        case KvElem::Q5_0:
+        case KvElem::Q5_1:
+        case KvElem::IQ4_NL:
+        case KvElem::Q4_1H:
+        case KvElem::Q5_0H:
+        case KvElem::Q5_1H:
+        case KvElem::IQ4_NLH: {  // random code bytes, then d (and m) set to finite values; the CPU decodes
+            const size_t bb = kv_row_bytes(e, 32);
+            const bool has_min = e == KvElem::Q4_1 || e == KvElem::Q4_1H || e == KvElem::Q5_1 || e == KvElem::Q5_1H;
+            for (size_t i = 0; i < kv_row_bytes(e, d); i++) out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
+            for (int b = 0; b < d / 32; b++) {
+                // q4_1 / q5_1: minima of either sign and up to a few times the spread, as real rows have
+                const uint16_t dh = f32_to_fp16((has_min ? 1.0f : (u(rng) < 0.5f ? -1.0f : 1.0f)) * (0.02f + 0.05f * u(rng)));
+                memcpy(out + b * bb, &dh, 2);
+                if (has_min) {
+                    const uint16_t mh = f32_to_fp16(2.0f * g(rng));
+                    memcpy(out + b * bb + 2, &mh, 2);
+                }
+            }
+            const std::string name = kv_elem_name(e);
+            require_kv_format(name, d).dequantize_rotated(out, x, d);
+            break;
+        }
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4:
@@ -238,7 +262,10 @@ void check_case(const Case& c) {
                              (c.window > 0 ? fmt(" window %d ring %d", c.window, c.ctx) : std::string()) +
                              (c.scale > 0.0f || c.qmul != 1.0f ? fmt(" scale %g q x %g", scale, c.qmul) : std::string()) +
                              " runs" + runs;
-    const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem);  // tcq, tbq
+    // tcq, tbq and the blocks with a minimum (q4_1, q5_1) run their prompts on the split-K kernel
+    const bool has_min = c.elem == KvElem::Q4_1 || c.elem == KvElem::Q4_1H || c.elem == KvElem::Q5_1 ||
+                         c.elem == KvElem::Q5_1H;
+    const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem) || has_min;
     if (prefill)
         report(!refuse && worst <= 1.0 && nan_rows == 0, name,
                fmt("vs exact: err/tol %.2f, split-K %.2f%s", worst, worst_split,
@@ -395,8 +422,9 @@ void run_key_from_value_checks() {
 
 void run_checks() {
     // tcq / tbq: their prompts run on the split-K kernel (the prefill kernel refuses them; checked here)
-    const KvElem elems[] = {KvElem::F32,  KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0,   KvElem::Q8_0H,
-                            KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ4, KvElem::TBQ3, KvElem::TBQ4NC};
+    const KvElem elems[] = {KvElem::F32,   KvElem::F16,    KvElem::Q8_0, KvElem::Q4_0,  KvElem::Q8_0H,
+                            KvElem::Q4_0H, KvElem::TCQ2,   KvElem::TCQ4, KvElem::TBQ3,  KvElem::TBQ4NC,
+                            KvElem::Q5_0,  KvElem::IQ4_NLH, KvElem::Q4_1, KvElem::Q5_1H};
     // refusals
     {
         KvLayerView kv;
@@ -455,11 +483,13 @@ void run_checks() {
 // tiles of attention_decode.cu in every way (0, mid-tile, tile and split edges, many splits), for the
 // GQA groups of real models (Qwen3.5-27B 24/4 at d 256, Llama 32/8 and Qwen2.5-32B 40/8 at d 128, 16
 // heads per KV head: two blocks of 8), each KV type, whole context and a ring that wrapped. attention()
-// picks the tensor-core kernel for q8_0 / q4_0 (and their *h forms) at d 64 / 128 / 256, the CUDA-core
+// picks the tensor-core kernel for f16 and the blocks of 32 (and their *h forms) at d 64 / 128 / 256, the CUDA-core
 // kernel otherwise; both must match the exact reference to 5e-5 max|v| (check_case), and with
 // ROTOR_DECODE_ATTENTION=0 the CUDA-core kernel runs them all.
 void run_decode_checks() {
-    const KvElem elems[] = {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};
+    const KvElem elems[] = {KvElem::F32,  KvElem::F16,    KvElem::Q8_0,  KvElem::Q4_0,  KvElem::Q8_0H,
+                            KvElem::Q4_0H, KvElem::Q4_1,   KvElem::Q5_0,  KvElem::Q5_1,  KvElem::IQ4_NL,
+                            KvElem::Q4_1H, KvElem::Q5_0H,  KvElem::Q5_1H, KvElem::IQ4_NLH};
     struct Shape {
         int d, n_head, hkv;
     };
@@ -498,7 +528,7 @@ void run_decode_checks() {
     for (int split : {512, 768, 1024, 1280, 0}) {
         set_attention_decode_split(split);
         set_attention_decode_lean(split == 0);
-        for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0, KvElem::F16})
+        for (KvElem e : {KvElem::Q4_0H, KvElem::Q8_0, KvElem::F16, KvElem::Q5_1H, KvElem::IQ4_NL})
             for (const Shape& sh : {shapes[0], shapes[2]}) {
                 printf("(split %d%s)\n", split, split == 0 ? ", lean" : "");
                 check_decode(e, sh);
@@ -585,7 +615,8 @@ void run_bench(int reps) {
     const Shape shapes[] = {{"llama-3.1-8b (32/8 heads, d 128)", 32, 8, 128, 0},
                             {"qwen3.5-27b (24/4 heads, d 256)", 24, 4, 256, 0},
                             {"gemma4 sliding (16/8 heads, d 256, window 1024)", 16, 8, 256, 1024}};
-    const KvElem elems[] = {KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H};  // f32: refused
+    const KvElem elems[] = {KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H,
+                            KvElem::Q4_0H, KvElem::Q5_0H, KvElem::IQ4_NLH};  // f32, q4_1, q5_1: refused
     const int chunk = 512;
     struct Ctx {
         const char* what;
@@ -666,7 +697,8 @@ void run_decode_bench(int reps) {
     const Shape shapes[] = {{"qwen3.5-27b (24/4, d 256)", 24, 4, 256}, {"llama-3.1-8b (32/8, d 128)", 32, 8, 128},
                             {"qwen2.5-32b (40/8, d 128)", 40, 8, 128}};
     // tcq4 / tbq4: tensor-core columns unless ROTOR_DECODE_ATTENTION_TCQ=0
-    const KvElem elems[] = {KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::TCQ4, KvElem::TBQ4};
+    const KvElem elems[] = {KvElem::F16,  KvElem::Q8_0,  KvElem::Q4_0,  KvElem::Q4_1H,
+                            KvElem::Q5_0H, KvElem::Q5_1H, KvElem::IQ4_NLH, KvElem::TCQ4, KvElem::TBQ4};
     const std::vector<int> ctxs = {4096, 32768, 114688};
     for (const Shape& sh : shapes) {
         Dev<float> q(gaussian((size_t)sh.n_head * sh.d)), out((size_t)sh.n_head * sh.d);
