@@ -12,6 +12,7 @@
 #include "cuda/attention.h"
 #include "cuda/attention_decode.h"
 #include "cuda/attention_decode_tcq.h"
+#include "cuda/kv_rotorquant.h"
 #include "cuda/kv_turbo.h"
 #include "cuda/kv_trellis.h"
 #include "formats/blocks.h"
@@ -182,14 +183,37 @@ __device__ inline void tcq_load_run(const uint8_t* row, int d, int K, int e0, co
 struct TbqRow {};
 template <class E>
 inline constexpr bool kIsTbq = std::is_same_v<E, TbqRow>;
-// tcq and tbq rows: a row scale times a value the block looks up in a table in shared memory
+// A RotorQuant row (kv_rotorquant.h): blocks of 128 {fp16 scale; packed codes}, read with the type's
+// centroids in shared memory.
+struct RqRow {};
 template <class E>
-inline constexpr bool kIsCoded = kIsTcq<E> || kIsTbq<E>;
+inline constexpr bool kIsRq = std::is_same_v<E, RqRow>;
+// tcq, tbq and RotorQuant rows: a scale times a value the block looks up in a table in shared memory
 template <class E>
-inline constexpr int kCodeTableSize = kIsTcq<E> ? kvq::kTrellisStates : (kIsTbq<E> ? 16 : 1);
+inline constexpr bool kIsCoded = kIsTcq<E> || kIsTbq<E> || kIsRq<E>;
+template <class E>
+inline constexpr int kCodeTableSize = kIsTcq<E> ? kvq::kTrellisStates : (kIsTbq<E> || kIsRq<E> ? 16 : 1);
 template <class E>
 __host__ __device__ inline uint64_t coded_row_bytes(int d, int bits) {
-    return kIsTcq<E> ? kvq::trellis_row_bytes(d, bits) : kvq::turbo_row_bytes(d, bits);
+    if constexpr (kIsTcq<E>)
+        return kvq::trellis_row_bytes(d, bits);
+    else if constexpr (kIsRq<E>)
+        return (uint64_t)(d / kRqBlock) * rotorquant_block_bytes(bits);
+    else
+        return kvq::turbo_row_bytes(d, bits);
+}
+// Element e of a RotorQuant row.
+__device__ inline float rq_elem(const uint8_t* row, int bits, int e, const float* centroids) {
+    const uint8_t* blk = row + (e / kRqBlock) * rotorquant_block_bytes(bits);
+    return tcq_scale(blk) * centroids[kvq::packed_code(bits, blk + 2, kRqBlock, e % kRqBlock)];
+}
+// PL consecutive elements from e0 = lane * PL (PL divides 128: one block).
+template <int PL>
+__device__ inline void rq_load_run(const uint8_t* row, int bits, int e0, const float* centroids, float* out) {
+    const uint8_t* blk = row + (e0 / kRqBlock) * rotorquant_block_bytes(bits);
+    const float sc = tcq_scale(blk);
+#pragma unroll
+    for (int i = 0; i < PL; i++) out[i] = sc * centroids[kvq::packed_code(bits, blk + 2, kRqBlock, (e0 + i) % kRqBlock)];
 }
 
 __device__ inline float tbq_elem(const uint8_t* row, int d, int bits, int e, const float* centroids) {
@@ -593,6 +617,9 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
                     if constexpr (kIsTcq<E>) {
                         if constexpr (!KFV) tcq_load_run<PL>(kr, dk, tk, lane * PL, table, kv[u]);
                         tcq_load_run<PL>(vr, dv, tk, lane * PL, table, vv[u]);
+                    } else if constexpr (kIsRq<E>) {
+                        if constexpr (!KFV) rq_load_run<PL>(kr, tk, lane * PL, table, kv[u]);
+                        rq_load_run<PL>(vr, tk, lane * PL, table, vv[u]);
                     } else {
                         if constexpr (!KFV) tbq_load_run<PL>(kr, dk, tk, lane * PL, table, kv[u]);
                         tbq_load_run<PL>(vr, dv, tk, lane * PL, table, vv[u]);
@@ -601,6 +628,8 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
                     auto coded_elem = [&](const uint8_t* row, int d, int e) {
                         if constexpr (kIsTcq<E>)
                             return tcq_elem(row, d, tk, e, table);
+                        else if constexpr (kIsRq<E>)
+                            return rq_elem(row, tk, e, table);
                         else
                             return tbq_elem(row, d, tk, e, table);
                     };
@@ -732,8 +761,12 @@ void launch_attention_split(const KvLayerView& kv, const float* q, const int32_t
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + GB - 1) / GB)), (unsigned)n_tok, (unsigned)ns);
     const E* K = static_cast<const E*>(kv.k);
     const E* V = static_cast<const E*>(kv.v);
-    const int code_bits = kIsTcq<E> ? kv_elem_tcq_bits(kv.elem) : (kIsTbq<E> ? kv_elem_tbq_bits(kv.elem) : 0);
-    const float* table = kIsTcq<E> ? tcq_device_table(code_bits) : (kIsTbq<E> ? tbq_device_codebook(code_bits) : nullptr);
+    const int code_bits = kIsTcq<E>   ? kv_elem_tcq_bits(kv.elem)
+                          : kIsTbq<E> ? kv_elem_tbq_bits(kv.elem)
+                                      : (kIsRq<E> ? kv_elem_rotorquant_bits(kv.elem) : 0);
+    const float* table = kIsTcq<E>   ? tcq_device_table(code_bits)
+                         : kIsTbq<E> ? tbq_device_codebook(code_bits)
+                                     : (kIsRq<E> ? rotorquant_device_centroids(kv.elem) : nullptr);
     if (kv.key_from_value()) {
         const KeyFromValueArgs a{kv.k_weight, kv.rope_inv_freq, kv.n_rot, kv.rope_pairs, kv_elem_rotated(kv.elem)};
         attention_split_kernel<E, PL, GB, true><<<grid, kAttnWarps * kWarp, 0, s>>>(
@@ -830,6 +863,14 @@ const char* kv_elem_name(KvElem e) {
         case KvElem::Q5_0H: return "q5_0h";
         case KvElem::Q5_1H: return "q5_1h";
         case KvElem::IQ4_NLH: return "iq4_nlh";
+        case KvElem::PLANAR3_0: return "planar3_0";
+        case KvElem::ISO3_0: return "iso3_0";
+        case KvElem::PLANAR4_0: return "planar4_0";
+        case KvElem::ISO4_0: return "iso4_0";
+        case KvElem::PLANAR3_C: return "planar3_c";
+        case KvElem::ISO3_C: return "iso3_c";
+        case KvElem::PLANAR4_C: return "planar4_c";
+        case KvElem::ISO4_C: return "iso4_c";
     }
     return "?";
 }
@@ -858,6 +899,14 @@ size_t kv_row_bytes(KvElem e, int d) {
         case KvElem::Q5_1H: return (size_t)d / QK5_1 * sizeof(block_q5_1);
         case KvElem::IQ4_NL:
         case KvElem::IQ4_NLH: return (size_t)d / QK4_NL * sizeof(block_iq4_nl);
+        case KvElem::PLANAR3_0:
+        case KvElem::ISO3_0:
+        case KvElem::PLANAR4_0:
+        case KvElem::ISO4_0:
+        case KvElem::PLANAR3_C:
+        case KvElem::ISO3_C:
+        case KvElem::PLANAR4_C:
+        case KvElem::ISO4_C: return (size_t)(d / kRqBlock) * rotorquant_block_bytes(kv_elem_rotorquant_bits(e));
     }
     return 0;
 }
@@ -875,6 +924,25 @@ int kv_elem_tbq_bits(KvElem e) {
         default: return 0;
     }
 }
+int kv_elem_rotorquant_bits(KvElem e) {
+    switch (e) {
+        case KvElem::PLANAR3_0:
+        case KvElem::ISO3_0:
+        case KvElem::PLANAR3_C:
+        case KvElem::ISO3_C: return 3;
+        case KvElem::PLANAR4_0:
+        case KvElem::ISO4_0:
+        case KvElem::PLANAR4_C:
+        case KvElem::ISO4_C: return 4;
+        default: return 0;
+    }
+}
+bool kv_elem_rotorquant_iso(KvElem e) {
+    return e == KvElem::ISO3_0 || e == KvElem::ISO4_0 || e == KvElem::ISO3_C || e == KvElem::ISO4_C;
+}
+bool kv_elem_rotorquant_corrected(KvElem e) {
+    return e == KvElem::PLANAR3_C || e == KvElem::ISO3_C || e == KvElem::PLANAR4_C || e == KvElem::ISO4_C;
+}
 bool kv_elem_tbq_norm_corrected(KvElem e) { return e == KvElem::TBQ2NC || e == KvElem::TBQ3NC || e == KvElem::TBQ4NC; }
 bool kv_elem_randomized(KvElem e) { return kv_elem_tcq_bits(e) > 0 || kv_elem_tbq_bits(e) > 0; }
 bool kv_elem_rotated(KvElem e) {
@@ -885,12 +953,13 @@ bool kv_elem_rotated(KvElem e) {
         case KvElem::Q5_0H:
         case KvElem::Q5_1H:
         case KvElem::IQ4_NLH: return true;
-        default: return kv_elem_randomized(e);
+        default: return kv_elem_randomized(e) || kv_elem_rotorquant_bits(e) > 0;
     }
 }
 std::string kv_elem_refusal(KvElem e, int d) {
     if (d > kMaxHeadDim) return "head size " + std::to_string(d) + " is above the CUDA attention's 512";
     if (e == KvElem::F32 || e == KvElem::F16) return {};
+    if (kv_elem_rotorquant_bits(e)) return rotorquant_refusal(e, d);
     if (kv_elem_randomized(e)) {
         if (d < 16 || (d & (d - 1)))
             return "KV type " + std::string(kv_elem_name(e)) +
@@ -914,6 +983,8 @@ std::string key_from_value_refusal(const KvLayerView& kv) {
     if (kv.rope_pairs < 0 || kv.rope_pairs > kv.n_rot / 2 || kv.rope_pairs > kMaxRopePairs)
         return "rotated RoPE pairs " + std::to_string(kv.rope_pairs) + " out of range";
     if (!kv.k_weight || (kv.rope_pairs > 0 && !kv.rope_inv_freq)) return "key from value: k_weight or frequencies missing";
+    if (kv_elem_rotorquant_bits(kv.elem))  // the kernel rotates rows back by Hadamard matrices only
+        return "keys derived from values do not read RotorQuant (" + std::string(kv_elem_name(kv.elem)) + ") caches";
     return kv_elem_refusal(kv.elem, d);
 }
 
@@ -934,6 +1005,7 @@ void hadamard_rows(float* x, int n_rows, int d, cudaStream_t s) {
 void kv_rotate_rows(KvElem e, float* x, int n_rows, int d, bool back, cudaStream_t s) {
     if (!kv_elem_rotated(e)) throw Error(std::string("kv_rotate_rows: KV type ") + kv_elem_name(e) + " is not rotated");
     if (n_rows == 0) return;
+    if (kv_elem_rotorquant_bits(e)) return rotorquant_rotate_rows(e, x, n_rows, d, back, s);
     if (d > kMaxHeadDim || (d & (d - 1))) throw Error("CUDA Hadamard rotation: size must be a power of two <= 512");
     hadamard_rows_kernel<<<n_rows, 128, 0, s>>>(x, d, kv_elem_randomized(e) ? (back ? 2 : 1) : 0);
     check_launch("kv_rotate_rows");
@@ -973,6 +1045,14 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
         case KvElem::Q5_1H: store_blocks<block_q5_1, true>(kv, k, v, seq, pos, rows, s); break;
         case KvElem::IQ4_NL: store_blocks<block_iq4_nl, false>(kv, k, v, seq, pos, rows, s); break;
         case KvElem::IQ4_NLH: store_blocks<block_iq4_nl, true>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::PLANAR3_0:
+        case KvElem::ISO3_0:
+        case KvElem::PLANAR4_0:
+        case KvElem::ISO4_0:
+        case KvElem::PLANAR3_C:
+        case KvElem::ISO3_C:
+        case KvElem::PLANAR4_C:
+        case KvElem::ISO4_C: kv_store_rotorquant(kv, k, v, seq, pos, n_tok, s); return;
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4: kv_store_tcq(kv, k, v, seq, pos, n_tok, s); return;
@@ -1054,6 +1134,14 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         case KvElem::IQ4_NLH:
             launch_attention_split_any<block_iq4_nl>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
             break;
+        case KvElem::PLANAR3_0:
+        case KvElem::ISO3_0:
+        case KvElem::PLANAR4_0:
+        case KvElem::ISO4_0:
+        case KvElem::PLANAR3_C:
+        case KvElem::ISO3_C:
+        case KvElem::PLANAR4_C:
+        case KvElem::ISO4_C: launch_attention_split_any<RqRow>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
     }
     check_launch("attention_split");
     const unsigned chunks = (unsigned)((kv.head_dim_v + kWarp - 1) / kWarp);

@@ -26,7 +26,9 @@ KvElem parse_kv_elem(const std::string& name) {
                                KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ3,   KvElem::TCQ4,   KvElem::TBQ2,
                                KvElem::TBQ3, KvElem::TBQ4, KvElem::TBQ2NC, KvElem::TBQ3NC, KvElem::TBQ4NC,
                                KvElem::Q4_1, KvElem::Q5_0, KvElem::Q5_1, KvElem::IQ4_NL, KvElem::Q4_1H,
-                               KvElem::Q5_0H, KvElem::Q5_1H, KvElem::IQ4_NLH};
+                               KvElem::Q5_0H, KvElem::Q5_1H, KvElem::IQ4_NLH, KvElem::PLANAR3_0, KvElem::ISO3_0,
+                               KvElem::PLANAR4_0, KvElem::ISO4_0, KvElem::PLANAR3_C, KvElem::ISO3_C,
+                               KvElem::PLANAR4_C, KvElem::ISO4_C};
     std::string names;
     for (KvElem e : kAll) {
         if (name == kv_elem_name(e)) return e;
@@ -485,6 +487,8 @@ void CudaForward::enqueue_llama(int n, int max_kv, const std::vector<int>& out_r
             prep.inv_freq = inv_freq_.get<float>();
             if (!qkv_prep(prep, L.kv, n, s))
                 kv_store(L.kv, k, v, seq_.get<int32_t>(), pos_.get<int32_t>(), n, s);  // quantizes (and rotates) K, V
+            if (kv_elem_rotorquant_bits(L.kv.elem))  // qkv_prep rotates queries by Hadamard matrices only
+                kv_rotate_rows(L.kv.elem, q, n * H, dk, false, s);
         } else {
             if (L.bq.data) add_bias(q, static_cast<const float*>(L.bq.data), n, H * dk, s);
             if (L.bk.data) add_bias(k, static_cast<const float*>(L.bk.data), n, Hkv * dk, s);

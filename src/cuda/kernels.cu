@@ -754,7 +754,11 @@ bool qkv_prep(const QkvPrep& p, const KvLayerView& kv, int n_tok, cudaStream_t s
     if (n_tok == 0) return store != 0;
     const dim3 grid((unsigned)n_tok, (unsigned)(p.n_head + 2 * p.n_head_kv));
     const int threads = (dmax + 31) / 32 * 32;
-    const int rot = kv_elem_randomized(kv.elem) ? 2 : (kv_elem_rotated(kv.elem) ? 1 : 0);
+    // the query's rotation in the kernel: randomized Hadamard (tcq, tbq) or plain (*h); RotorQuant's
+    // is the caller's (kv_rotate_rows after this)
+    const int rot = kv_elem_randomized(kv.elem)
+                        ? 2
+                        : (kv_elem_rotated(kv.elem) && !kv_elem_rotorquant_bits(kv.elem) ? 1 : 0);
     switch (store) {
         case 1:
             mmvq::launch_pdl(qkv_prep_kernel<1>, grid, threads, s, p, kv.k, kv.v, kv.ctx, rot);

@@ -20,11 +20,13 @@
 // 4-bit rule searches the nearest centroid (first of equals); the arithmetic is the fork's, in IEEE
 // float without FMA contraction (nvcc contracts by default, which can move a value lying within an
 // ulp of a threshold to the other code and change d in its last bit).
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
 #include "kv/kv_codebook.h"
 #include "kv/kv_format_impl.h"
+#include "kv/kv_rotorquant.h"
 
 namespace rotor::kvq {
 
@@ -276,6 +278,29 @@ private:
 };
 
 }  // namespace
+
+RotorQuantTables rotorquant_tables(bool iso, int bits, bool corrected) {
+    (void)iso;  // both rotations' constants are in every table
+    const Tables t = make_tables(bits, corrected);
+    RotorQuantTables r{};
+    std::copy(t.cos, t.cos + 64, r.cos);
+    std::copy(t.sin, t.sin + 64, r.sin);
+    std::copy(t.qw, t.qw + 32, r.qw);
+    std::copy(t.qx, t.qx + 32, r.qx);
+    std::copy(t.qy, t.qy + 32, r.qy);
+    std::copy(t.qz, t.qz + 32, r.qz);
+    std::copy(t.centroid.begin(), t.centroid.end(), r.centroid);
+    if (corrected) {
+        r.rule = RotorQuantRule::BoundCount;
+        std::copy(t.corrected.bound.begin(), t.corrected.bound.end(), r.threshold);
+    } else if (bits == 3) {
+        r.rule = RotorQuantRule::MidLadder;
+        std::copy(kMid3, kMid3 + 7, r.threshold);
+    } else {
+        r.rule = RotorQuantRule::Nearest;
+    }
+    return r;
+}
 
 std::vector<std::unique_ptr<KvFormat>> make_rotorquant_kv_formats() {
     std::vector<std::unique_ptr<KvFormat>> v;

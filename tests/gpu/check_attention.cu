@@ -121,6 +121,24 @@ void random_row(KvElem e, int d, uint8_t* out, float* x) {
             require_kv_format(name, d).dequantize_rotated(out, x, d);
             break;
         }
+        case KvElem::PLANAR3_0:
+        case KvElem::ISO3_0:
+        case KvElem::PLANAR4_0:
+        case KvElem::ISO4_0:
+        case KvElem::PLANAR3_C:
+        case KvElem::ISO3_C:
+        case KvElem::PLANAR4_C:
+        case KvElem::ISO4_C: {  // random codes, a scale per block of 128; the CPU decodes
+            const size_t bb = kv_row_bytes(e, 128);
+            for (size_t i = 0; i < kv_row_bytes(e, d); i++) out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
+            for (int b = 0; b < d / 128; b++) {
+                const uint16_t sc = f32_to_fp16((u(rng) < 0.5f ? -1.0f : 1.0f) * (0.5f + u(rng)));
+                memcpy(out + b * bb, &sc, 2);
+            }
+            const std::string name = kv_elem_name(e);
+            require_kv_format(name, d).dequantize_rotated(out, x, d);
+            break;
+        }
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4:
@@ -265,7 +283,8 @@ void check_case(const Case& c) {
     // tcq, tbq and the blocks with a minimum (q4_1, q5_1) run their prompts on the split-K kernel
     const bool has_min = c.elem == KvElem::Q4_1 || c.elem == KvElem::Q4_1H || c.elem == KvElem::Q5_1 ||
                          c.elem == KvElem::Q5_1H;
-    const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem) || has_min;
+    const bool refuse =
+        c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem) || kv_elem_rotorquant_bits(c.elem) || has_min;
     if (prefill)
         report(!refuse && worst <= 1.0 && nan_rows == 0, name,
                fmt("vs exact: err/tol %.2f, split-K %.2f%s", worst, worst_split,
@@ -424,7 +443,7 @@ void run_checks() {
     // tcq / tbq: their prompts run on the split-K kernel (the prefill kernel refuses them; checked here)
     const KvElem elems[] = {KvElem::F32,   KvElem::F16,    KvElem::Q8_0, KvElem::Q4_0,  KvElem::Q8_0H,
                             KvElem::Q4_0H, KvElem::TCQ2,   KvElem::TCQ4, KvElem::TBQ3,  KvElem::TBQ4NC,
-                            KvElem::Q5_0,  KvElem::IQ4_NLH, KvElem::Q4_1, KvElem::Q5_1H};
+                            KvElem::Q5_0,  KvElem::IQ4_NLH, KvElem::Q4_1, KvElem::Q5_1H, KvElem::ISO3_0};
     // refusals
     {
         KvLayerView kv;
@@ -452,6 +471,7 @@ void run_checks() {
     }
     for (KvElem e : elems) {
         for (int d : {64, 128, 256, 512}) {
+            if (!kv_elem_supports(e, d)) continue;  // RotorQuant: heads of 128 k
             for (auto [nh, nkv] : {std::pair{2, 2}, std::pair{4, 1}, std::pair{8, 1}}) {
                 // whole context: a first chunk, a one-token run, a second chunk, a longer later chunk
                 Case c{e, d, nh, nkv, 0, 0, {}};
@@ -487,9 +507,10 @@ void run_checks() {
 // kernel otherwise; both must match the exact reference to 5e-5 max|v| (check_case), and with
 // ROTOR_DECODE_ATTENTION=0 the CUDA-core kernel runs them all.
 void run_decode_checks() {
-    const KvElem elems[] = {KvElem::F32,  KvElem::F16,    KvElem::Q8_0,  KvElem::Q4_0,  KvElem::Q8_0H,
-                            KvElem::Q4_0H, KvElem::Q4_1,   KvElem::Q5_0,  KvElem::Q5_1,  KvElem::IQ4_NL,
-                            KvElem::Q4_1H, KvElem::Q5_0H,  KvElem::Q5_1H, KvElem::IQ4_NLH};
+    const KvElem elems[] = {KvElem::F32,    KvElem::F16,    KvElem::Q8_0,      KvElem::Q4_0,  KvElem::Q8_0H,
+                            KvElem::Q4_0H,  KvElem::Q4_1,   KvElem::Q5_0,      KvElem::Q5_1,  KvElem::IQ4_NL,
+                            KvElem::Q4_1H,  KvElem::Q5_0H,  KvElem::Q5_1H,     KvElem::IQ4_NLH, KvElem::PLANAR3_0,
+                            KvElem::ISO4_0, KvElem::ISO3_C, KvElem::PLANAR4_C};  // RotorQuant: CUDA-core kernel
     struct Shape {
         int d, n_head, hkv;
     };
@@ -498,6 +519,7 @@ void run_decode_checks() {
     // one sequence per position, whole context; then a window of 700 over a ring of 764 that wrapped,
     // one inside its first pass
     auto check_decode = [&](KvElem e, const Shape& sh) {
+        if (!kv_elem_supports(e, sh.d)) return;  // RotorQuant: heads of 128 k
         Case c{e, sh.d, sh.n_head, sh.hkv, 0, at.back() + 3, {}};
         for (int i = 0; i < (int)at.size(); i++) c.runs.push_back({i, at[i], 1, i});
         check_case(c);

@@ -334,7 +334,8 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
     // in float), a code may differ where a value sits on a rounding boundary, so at most 1% of the
     // blocks of 32 may differ (iq4_nlh's scale is a search over 16 fits whose scores often nearly tie, so
     // a last-bit change picks another scale and rewrites the block: measured 1.5% / 3.5% of rows at heads
-    // 256 / 512 on an H200, 0.1-0.2% of blocks; its unrotated form matches every byte). The reference attention then decodes the GPU's own bytes with the CPU format
+    // 256 / 512 on an H200, 0.1-0.2% of blocks; its unrotated form matches every byte). RotorQuant rotates
+    // in float on both sides with the same operations: every row must be equal. The reference attention then decodes the GPU's own bytes with the CPU format
     // (unrotate(dequantize_rotated(row))): the kernel must read them exactly. (Measured on an H200:
     // up to 0.2% of q8_0h rows at head 512 differ, by one code step.) tcq rotates in double and
     // searches with the CPU's float operations, so every row must be equal.
@@ -357,7 +358,7 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
                 f.quantize(a.data() + r * d, cpu.data(), d);
                 const bool same = memcmp(cpu.data(), gpu.data() + r * rb, rb) == 0;
                 rows_differ += same ? 0 : 1;
-                if (rotated && !kv_elem_randomized(elem)) {  // blocks of 32
+                if (rotated && !kv_elem_randomized(elem) && !kv_elem_rotorquant_bits(elem)) {  // blocks of 32
                     const size_t bb = kv_row_bytes(elem, 32);
                     for (size_t o = 0; o < rb; o += bb, blocks_total++)
                         blocks_differ += memcmp(cpu.data() + o, gpu.data() + r * rb + o, bb) != 0;
@@ -367,7 +368,7 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
                 f.unrotate(a.data() + r * d, d);
             }
         }
-        same_bytes = rotated && !kv_elem_randomized(elem) ? blocks_differ * 100 <= blocks_total : rows_differ == 0;
+        same_bytes = blocks_total > 0 ? blocks_differ * 100 <= blocks_total : rows_differ == 0;
     }
     double worst = 0;
     for (int t = 0; t < n_tok; t++)
@@ -678,7 +679,7 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     const bool four_bit = elem == KvElem::Q4_0 || elem == KvElem::Q4_0H || elem == KvElem::Q4_1 ||
                           elem == KvElem::Q4_1H || elem == KvElem::IQ4_NL || elem == KvElem::IQ4_NLH ||
                           elem == KvElem::Q5_0 || elem == KvElem::Q5_0H || elem == KvElem::Q5_1 ||
-                          elem == KvElem::Q5_1H || kv_elem_randomized(elem);
+                          elem == KvElem::Q5_1H || kv_elem_randomized(elem) || kv_elem_rotorquant_bits(elem) > 0;
     auto step = [&](const Batch& batch) {
         cpu.forward(batch, cache, lq);
         cpu_f.forward(batch, *cache_f, lf);
@@ -912,7 +913,8 @@ int main(int argc, char** argv) {
         check_fused();
         for (KvElem e : {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H,
                          KvElem::Q4_1, KvElem::Q5_0, KvElem::Q5_1, KvElem::IQ4_NL, KvElem::Q4_1H, KvElem::Q5_0H,
-                         KvElem::Q5_1H, KvElem::IQ4_NLH})
+                         KvElem::Q5_1H, KvElem::IQ4_NLH, KvElem::PLANAR3_0, KvElem::ISO3_0, KvElem::PLANAR4_0,
+                         KvElem::ISO4_0, KvElem::PLANAR3_C, KvElem::ISO3_C, KvElem::PLANAR4_C, KvElem::ISO4_C})
             for (int hd : {64, 80, 96, 128, 256, 512})
                 if (kv_elem_supports(e, hd)) check_attention(hd, hd, 8, 2, e);
         // tcq: the CPU encodes every row again (a Viterbi search per row), so fewer sizes per type
@@ -1018,6 +1020,10 @@ int main(int argc, char** argv) {
             check_model(path, tol, KvElem::Q5_0H, true);
             check_model(path, tol, KvElem::Q5_1H, true);
             check_model(path, tol, KvElem::IQ4_NLH, true);
+            // RotorQuant (heads of 128: the kjv models; stories260K's are refused by name)
+            for (KvElem e : {KvElem::PLANAR3_0, KvElem::ISO3_0, KvElem::PLANAR4_0, KvElem::ISO4_0, KvElem::PLANAR3_C,
+                             KvElem::ISO4_C})
+                check_model(path, tol, e, true);
             check_model(path, std::max(tol, 5e-3), KvElem::F16, false);
             check_fused_forward(path, KvElem::F16, false);
             check_fused_forward(path, KvElem::TCQ3, false);  // returns where the heads are refused
@@ -1025,6 +1031,7 @@ int main(int argc, char** argv) {
             check_fused_forward(path, KvElem::Q8_0, true);
             check_fused_forward(path, KvElem::IQ4_NL, false);
             check_fused_forward(path, KvElem::Q5_1, false);
+            check_fused_forward(path, KvElem::ISO3_0, false);  // qkv_prep leaves RotorQuant's rotation to the caller
             set_matvec_kernel(2);
             set_fused_decode(true);
             check_fused_forward(path, KvElem::F16, false);  // kernel 2 on both sides

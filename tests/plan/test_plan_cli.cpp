@@ -44,10 +44,10 @@ TEST(ServeCli, GpuRefusalsAreClearErrors) {
     std::string out, err;
     // A KV type the GPU cannot hold is refused by name (before any GPU is looked for); a build without
     // CUDA says so.
-    int rc = run_cli("serve -m " + model + " --port 0 --gpu --kv-k iso3_0 --kv-v iso3_0", &out, &err);
+    int rc = run_cli("serve -m " + model + " --port 0 --gpu --kv-k bf16 --kv-v bf16", &out, &err);
     if (rc == -1) GTEST_SKIP() << "ROTOR_BIN not set";
     EXPECT_NE(rc, 0);
-    EXPECT_TRUE(err.find("KV type 'iso3_0' is not supported by the CUDA backend") != std::string::npos ||
+    EXPECT_TRUE(err.find("KV type 'bf16' is not supported by the CUDA backend") != std::string::npos ||
                 err.find("built without the CUDA backend") != std::string::npos)
         << err;
     rc = run_cli("serve -m " + model + " --port 0 --gpu --kv-k f16 --kv-v q8_0", &out, &err);
