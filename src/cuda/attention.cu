@@ -8,13 +8,13 @@
 #include <type_traits>
 
 #include "common/half.h"
-#include "cuda/device_common.cuh"
 #include "cuda/attention.h"
 #include "cuda/attention_decode.h"
 #include "cuda/attention_decode_tcq.h"
+#include "cuda/device_common.cuh"
 #include "cuda/kv_rotorquant.h"
-#include "cuda/kv_turbo.h"
 #include "cuda/kv_trellis.h"
+#include "cuda/kv_turbo.h"
 #include "formats/blocks.h"
 #include "formats/chunk_decode.h"
 #include "kv/kv_hadamard.h"
@@ -53,22 +53,32 @@ template <>
 inline constexpr int kUnitElems<block_iq4_nl> = QK4_NL;
 
 // The 4-bit code of element e (0..31) of a block of 16 code bytes: low nibbles first, then high.
-__device__ inline int nibble(const uint8_t* qs, int e) { return e < 16 ? (qs[e] & 0x0F) : (qs[e - 16] >> 4); }
+__device__ inline int nibble(const uint8_t* qs, int e) {
+    return e < 16 ? (qs[e] & 0x0F) : (qs[e - 16] >> 4);
+}
 // Element e's fifth bit (q5_0 / q5_1: bit e of the block's 32-bit qh).
-__device__ inline int fifth_bit(const uint8_t* qh, int e) { return (qh[e / 8] >> (e % 8)) & 1; }
+__device__ inline int fifth_bit(const uint8_t* qh, int e) {
+    return (qh[e / 8] >> (e % 8)) & 1;
+}
 
 // Code of element e (0..31) of a block, as the float it stands for before the scale (element =
 // d * code + block_min); the layouts are blocks.h's, the values chunk_decode.h's.
 __device__ inline float block_code(const block_q8_0& b, int e) { return (float)b.qs[e]; }
-__device__ inline float block_code(const block_q4_0& b, int e) { return (float)(nibble(b.qs, e) - 8); }
-__device__ inline float block_code(const block_q4_1& b, int e) { return (float)nibble(b.qs, e); }
+__device__ inline float block_code(const block_q4_0& b, int e) {
+    return (float)(nibble(b.qs, e) - 8);
+}
+__device__ inline float block_code(const block_q4_1& b, int e) {
+    return (float)nibble(b.qs, e);
+}
 __device__ inline float block_code(const block_q5_0& b, int e) {
     return (float)((nibble(b.qs, e) | fifth_bit(b.qh, e) << 4) - 16);
 }
 __device__ inline float block_code(const block_q5_1& b, int e) {
     return (float)(nibble(b.qs, e) | fifth_bit(b.qh, e) << 4);
 }
-__device__ inline float block_code(const block_iq4_nl& b, int e) { return (float)chunk_detail::iq4nl(nibble(b.qs, e)); }
+__device__ inline float block_code(const block_iq4_nl& b, int e) {
+    return (float)chunk_detail::iq4nl(nibble(b.qs, e));
+}
 template <class B>
 __device__ inline float block_min(const B& b) {
     if constexpr (std::is_same_v<B, block_q4_1> || std::is_same_v<B, block_q5_1>)
@@ -213,7 +223,8 @@ __device__ inline void rq_load_run(const uint8_t* row, int bits, int e0, const f
     const uint8_t* blk = row + (e0 / kRqBlock) * rotorquant_block_bytes(bits);
     const float sc = tcq_scale(blk);
 #pragma unroll
-    for (int i = 0; i < PL; i++) out[i] = sc * centroids[kvq::packed_code(bits, blk + 2, kRqBlock, (e0 + i) % kRqBlock)];
+    for (int i = 0; i < PL; i++)
+        out[i] = sc * centroids[kvq::packed_code(bits, blk + 2, kRqBlock, (e0 + i) % kRqBlock)];
 }
 
 __device__ inline float tbq_elem(const uint8_t* row, int d, int bits, int e, const float* centroids) {
@@ -262,7 +273,9 @@ __device__ inline void quantize_block(float x, int lane, block_q8_0& dst) {
     if (lane == 0) dst.d = f32_to_fp16(d);
 }
 // quant::trunc_clamp (quantize_impl.h) for lo = 0
-__device__ inline int trunc_clamp_to(float v, int hi) { return !(v > 0.0f) ? 0 : (!(v < (float)hi) ? hi : (int)v); }
+__device__ inline int trunc_clamp_to(float v, int hi) {
+    return !(v > 0.0f) ? 0 : (!(v < (float)hi) ? hi : (int)v);
+}
 // The signed value of largest magnitude of the warp's 32 (the first one on ties, as the CPU's loops keep).
 __device__ inline float warp_signed_absmax(float x, int lane) {
     float amax = fabsf(x), mx = x;
@@ -288,7 +301,8 @@ __device__ inline void pack_fifth_bits(int q, int lane, uint8_t* qh) {
 __device__ inline void quantize_block(float x, int lane, block_q4_0& dst) {
     const float d = warp_signed_absmax(x, lane) / -8;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const int q = trunc_clamp_to(__fadd_rn(__fmul_rn(x, id), 8.5f), 15);  // no FMA: the CPU rounds the product
+    const int q =
+        trunc_clamp_to(__fadd_rn(__fmul_rn(x, id), 8.5f), 15);  // no FMA: the CPU rounds the product
     pack_nibbles(q, lane, dst.qs);
     if (lane == 0) dst.d = f32_to_fp16(d);
 }
@@ -319,8 +333,12 @@ __device__ inline void quantize_block_min(float x, int lane, B& dst) {
         dst.m = f32_to_fp16(lo);
     }
 }
-__device__ inline void quantize_block(float x, int lane, block_q4_1& dst) { quantize_block_min<4>(x, lane, dst); }
-__device__ inline void quantize_block(float x, int lane, block_q5_1& dst) { quantize_block_min<5>(x, lane, dst); }
+__device__ inline void quantize_block(float x, int lane, block_q4_1& dst) {
+    quantize_block_min<4>(x, lane, dst);
+}
+__device__ inline void quantize_block(float x, int lane, block_q5_1& dst) {
+    quantize_block_min<5>(x, lane, dst);
+}
 
 // ggml's best_index_int8 over the iq4_nl code book (quantize_kquants.cpp): the nearest value, ties up.
 __device__ inline int iq4nl_best_index(float x) {
@@ -855,22 +873,38 @@ const char* kv_elem_name(KvElem e) {
         case KvElem::TBQ2NC: return "tbq2nc";
         case KvElem::TBQ3NC: return "tbq3nc";
         case KvElem::TBQ4NC: return "tbq4nc";
-        case KvElem::Q4_1: return "q4_1";
-        case KvElem::Q5_0: return "q5_0";
-        case KvElem::Q5_1: return "q5_1";
-        case KvElem::IQ4_NL: return "iq4_nl";
-        case KvElem::Q4_1H: return "q4_1h";
-        case KvElem::Q5_0H: return "q5_0h";
-        case KvElem::Q5_1H: return "q5_1h";
-        case KvElem::IQ4_NLH: return "iq4_nlh";
-        case KvElem::PLANAR3_0: return "planar3_0";
-        case KvElem::ISO3_0: return "iso3_0";
-        case KvElem::PLANAR4_0: return "planar4_0";
-        case KvElem::ISO4_0: return "iso4_0";
-        case KvElem::PLANAR3_C: return "planar3_c";
-        case KvElem::ISO3_C: return "iso3_c";
-        case KvElem::PLANAR4_C: return "planar4_c";
-        case KvElem::ISO4_C: return "iso4_c";
+        case KvElem::Q4_1:
+            return "q4_1";
+        case KvElem::Q5_0:
+            return "q5_0";
+        case KvElem::Q5_1:
+            return "q5_1";
+        case KvElem::IQ4_NL:
+            return "iq4_nl";
+        case KvElem::Q4_1H:
+            return "q4_1h";
+        case KvElem::Q5_0H:
+            return "q5_0h";
+        case KvElem::Q5_1H:
+            return "q5_1h";
+        case KvElem::IQ4_NLH:
+            return "iq4_nlh";
+        case KvElem::PLANAR3_0:
+            return "planar3_0";
+        case KvElem::ISO3_0:
+            return "iso3_0";
+        case KvElem::PLANAR4_0:
+            return "planar4_0";
+        case KvElem::ISO4_0:
+            return "iso4_0";
+        case KvElem::PLANAR3_C:
+            return "planar3_c";
+        case KvElem::ISO3_C:
+            return "iso3_c";
+        case KvElem::PLANAR4_C:
+            return "planar4_c";
+        case KvElem::ISO4_C:
+            return "iso4_c";
     }
     return "?";
 }
@@ -892,13 +926,17 @@ size_t kv_row_bytes(KvElem e, int d) {
         case KvElem::TBQ3NC:
         case KvElem::TBQ4NC: return (size_t)kvq::turbo_row_bytes(d, kv_elem_tbq_bits(e));
         case KvElem::Q4_1:
-        case KvElem::Q4_1H: return (size_t)d / QK4_1 * sizeof(block_q4_1);
+        case KvElem::Q4_1H:
+            return (size_t)d / QK4_1 * sizeof(block_q4_1);
         case KvElem::Q5_0:
-        case KvElem::Q5_0H: return (size_t)d / QK5_0 * sizeof(block_q5_0);
+        case KvElem::Q5_0H:
+            return (size_t)d / QK5_0 * sizeof(block_q5_0);
         case KvElem::Q5_1:
-        case KvElem::Q5_1H: return (size_t)d / QK5_1 * sizeof(block_q5_1);
+        case KvElem::Q5_1H:
+            return (size_t)d / QK5_1 * sizeof(block_q5_1);
         case KvElem::IQ4_NL:
-        case KvElem::IQ4_NLH: return (size_t)d / QK4_NL * sizeof(block_iq4_nl);
+        case KvElem::IQ4_NLH:
+            return (size_t)d / QK4_NL * sizeof(block_iq4_nl);
         case KvElem::PLANAR3_0:
         case KvElem::ISO3_0:
         case KvElem::PLANAR4_0:
@@ -906,7 +944,8 @@ size_t kv_row_bytes(KvElem e, int d) {
         case KvElem::PLANAR3_C:
         case KvElem::ISO3_C:
         case KvElem::PLANAR4_C:
-        case KvElem::ISO4_C: return (size_t)(d / kRqBlock) * rotorquant_block_bytes(kv_elem_rotorquant_bits(e));
+        case KvElem::ISO4_C:
+            return (size_t)(d / kRqBlock) * rotorquant_block_bytes(kv_elem_rotorquant_bits(e));
     }
     return 0;
 }
@@ -929,12 +968,15 @@ int kv_elem_rotorquant_bits(KvElem e) {
         case KvElem::PLANAR3_0:
         case KvElem::ISO3_0:
         case KvElem::PLANAR3_C:
-        case KvElem::ISO3_C: return 3;
+        case KvElem::ISO3_C:
+            return 3;
         case KvElem::PLANAR4_0:
         case KvElem::ISO4_0:
         case KvElem::PLANAR4_C:
-        case KvElem::ISO4_C: return 4;
-        default: return 0;
+        case KvElem::ISO4_C:
+            return 4;
+        default:
+            return 0;
     }
 }
 bool kv_elem_rotorquant_iso(KvElem e) {
@@ -952,8 +994,10 @@ bool kv_elem_rotated(KvElem e) {
         case KvElem::Q4_1H:
         case KvElem::Q5_0H:
         case KvElem::Q5_1H:
-        case KvElem::IQ4_NLH: return true;
-        default: return kv_elem_randomized(e) || kv_elem_rotorquant_bits(e) > 0;
+        case KvElem::IQ4_NLH:
+            return true;
+        default:
+            return kv_elem_randomized(e) || kv_elem_rotorquant_bits(e) > 0;
     }
 }
 std::string kv_elem_refusal(KvElem e, int d) {
@@ -984,7 +1028,8 @@ std::string key_from_value_refusal(const KvLayerView& kv) {
         return "rotated RoPE pairs " + std::to_string(kv.rope_pairs) + " out of range";
     if (!kv.k_weight || (kv.rope_pairs > 0 && !kv.rope_inv_freq)) return "key from value: k_weight or frequencies missing";
     if (kv_elem_rotorquant_bits(kv.elem))  // the kernel rotates rows back by Hadamard matrices only
-        return "keys derived from values do not read RotorQuant (" + std::string(kv_elem_name(kv.elem)) + ") caches";
+        return "keys derived from values do not read RotorQuant (" + std::string(kv_elem_name(kv.elem)) +
+               ") caches";
     return kv_elem_refusal(kv.elem, d);
 }
 
@@ -1012,10 +1057,11 @@ void kv_rotate_rows(KvElem e, float* x, int n_rows, int d, bool back, cudaStream
 }
 
 template <class B, bool Rotate>
-void store_blocks(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos,
-                  dim3 rows, cudaStream_t s) {
-    kv_store_blocks_kernel<B, Rotate><<<rows, 128, 0, s>>>(static_cast<B*>(kv.k), static_cast<B*>(kv.v), kv.n_head_kv,
-                                                          kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos);
+void store_blocks(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq,
+                  const int32_t* pos, dim3 rows, cudaStream_t s) {
+    kv_store_blocks_kernel<B, Rotate><<<rows, 128, 0, s>>>(static_cast<B*>(kv.k), static_cast<B*>(kv.v),
+                                                           kv.n_head_kv, kv.head_dim_k, kv.head_dim_v, kv.ctx,
+                                                           k, v, seq, pos);
 }
 
 void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32_t* seq, const int32_t* pos, int n_tok,
@@ -1033,18 +1079,42 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
             kv_store_kernel<__half><<<n_tok, 256, 0, s>>>(static_cast<__half*>(kv.k), static_cast<__half*>(kv.v), H, dk,
                                                          dv, kv.ctx, k, v, seq, pos);
             break;
-        case KvElem::Q8_0: store_blocks<block_q8_0, false>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q8_0H: store_blocks<block_q8_0, true>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q4_0: store_blocks<block_q4_0, false>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q4_0H: store_blocks<block_q4_0, true>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q4_1: store_blocks<block_q4_1, false>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q4_1H: store_blocks<block_q4_1, true>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q5_0: store_blocks<block_q5_0, false>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q5_0H: store_blocks<block_q5_0, true>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q5_1: store_blocks<block_q5_1, false>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::Q5_1H: store_blocks<block_q5_1, true>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::IQ4_NL: store_blocks<block_iq4_nl, false>(kv, k, v, seq, pos, rows, s); break;
-        case KvElem::IQ4_NLH: store_blocks<block_iq4_nl, true>(kv, k, v, seq, pos, rows, s); break;
+        case KvElem::Q8_0:
+            store_blocks<block_q8_0, false>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q8_0H:
+            store_blocks<block_q8_0, true>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q4_0:
+            store_blocks<block_q4_0, false>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q4_0H:
+            store_blocks<block_q4_0, true>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q4_1:
+            store_blocks<block_q4_1, false>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q4_1H:
+            store_blocks<block_q4_1, true>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q5_0:
+            store_blocks<block_q5_0, false>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q5_0H:
+            store_blocks<block_q5_0, true>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q5_1:
+            store_blocks<block_q5_1, false>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::Q5_1H:
+            store_blocks<block_q5_1, true>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::IQ4_NL:
+            store_blocks<block_iq4_nl, false>(kv, k, v, seq, pos, rows, s);
+            break;
+        case KvElem::IQ4_NLH:
+            store_blocks<block_iq4_nl, true>(kv, k, v, seq, pos, rows, s);
+            break;
         case KvElem::PLANAR3_0:
         case KvElem::ISO3_0:
         case KvElem::PLANAR4_0:
@@ -1052,7 +1122,9 @@ void kv_store(const KvLayerView& kv, const float* k, const float* v, const int32
         case KvElem::PLANAR3_C:
         case KvElem::ISO3_C:
         case KvElem::PLANAR4_C:
-        case KvElem::ISO4_C: kv_store_rotorquant(kv, k, v, seq, pos, n_tok, s); return;
+        case KvElem::ISO4_C:
+            kv_store_rotorquant(kv, k, v, seq, pos, n_tok, s);
+            return;
         case KvElem::TCQ2:
         case KvElem::TCQ3:
         case KvElem::TCQ4: kv_store_tcq(kv, k, v, seq, pos, n_tok, s); return;
@@ -1141,7 +1213,9 @@ void attention(const KvLayerView& kv, const float* q, float* out, const int32_t*
         case KvElem::PLANAR3_C:
         case KvElem::ISO3_C:
         case KvElem::PLANAR4_C:
-        case KvElem::ISO4_C: launch_attention_split_any<RqRow>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s); break;
+        case KvElem::ISO4_C:
+            launch_attention_split_any<RqRow>(kv, q, seq, pos, n_tok, n_head, scale, ns, partial, s);
+            break;
     }
     check_launch("attention_split");
     const unsigned chunks = (unsigned)((kv.head_dim_v + kWarp - 1) / kWarp);

@@ -19,10 +19,38 @@ namespace rotor::cuda {
 // signs D, in the CPU's exact bytes (kv_trellis.h here); so do the tbq types (TurboQuant's scalar
 // Lloyd-Max codes, src/kv/kv_turbo.cpp; kv_turbo.h here).
 enum class KvElem {
-    F32, F16, Q8_0, Q4_0, Q8_0H, Q4_0H, TCQ2, TCQ3, TCQ4, TBQ2, TBQ3, TBQ4, TBQ2NC, TBQ3NC, TBQ4NC,
-    Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_1H, Q5_0H, Q5_1H, IQ4_NLH,  // the other ggml blocks of 32 (and Hadamard forms)
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+    Q8_0H,
+    Q4_0H,
+    TCQ2,
+    TCQ3,
+    TCQ4,
+    TBQ2,
+    TBQ3,
+    TBQ4,
+    TBQ2NC,
+    TBQ3NC,
+    TBQ4NC,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    IQ4_NL,
+    Q4_1H,
+    Q5_0H,
+    Q5_1H,
+    IQ4_NLH,  // the other ggml blocks of 32 (and Hadamard forms)
     // RotorQuant (kv_rotorquant.cpp): blocks of 128 rotated by Givens pairs (planar) or quaternions (iso)
-    PLANAR3_0, ISO3_0, PLANAR4_0, ISO4_0, PLANAR3_C, ISO3_C, PLANAR4_C, ISO4_C
+    PLANAR3_0,
+    ISO3_0,
+    PLANAR4_0,
+    ISO4_0,
+    PLANAR3_C,
+    ISO3_C,
+    PLANAR4_C,
+    ISO4_C
 };
 const char* kv_elem_name(KvElem e);  // the CPU format's name
 size_t kv_row_bytes(KvElem e, int head_dim);  // one head's row
@@ -31,7 +59,7 @@ bool kv_elem_randomized(KvElem e);  // rotated with the random signs (tcq, tbq)
 int kv_elem_tcq_bits(KvElem e);     // 2..4 for tcq2..tcq4, else 0
 int kv_elem_tbq_bits(KvElem e);     // 2..4 for tbq2..tbq4 and tbq2nc..tbq4nc, else 0
 bool kv_elem_tbq_norm_corrected(KvElem e);  // tbq2nc..tbq4nc
-int kv_elem_rotorquant_bits(KvElem e);       // 3 or 4 for planar / iso, else 0
+int kv_elem_rotorquant_bits(KvElem e);      // 3 or 4 for planar / iso, else 0
 bool kv_elem_rotorquant_iso(KvElem e);
 bool kv_elem_rotorquant_corrected(KvElem e);  // the _c forms
 // Why this type cannot hold heads of this size on the GPU ("" when it can): block types need

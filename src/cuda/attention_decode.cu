@@ -99,7 +99,8 @@ struct DecGeo {
     static constexpr int kCopyTableBytes = kCopyTable ? kPieces * kWarp * 4 : 0;
     // q4_1 / q5_1: each head's query sum over each block's 32 dims (the minimum's share of a score)
     static constexpr int kQSumBytes = kHasMin<B> ? kBlocks * kHeadsPerBlock * 4 : 0;
-    static constexpr int kFixed = kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4 + kCopyTableBytes + kQSumBytes;
+    static constexpr int kFixed =
+        kQFragBytes + kPBytes + 2 * kHeadsPerBlock * 4 + kCopyTableBytes + kQSumBytes;
     // three tiles in flight per warp (Lean: two) where that fits in 99 KiB (sm_86 / 89 / 120's
     // limit), else fewer (f16 rows of 256: one 16 KiB tile per warp, 3 blocks per H200 SM still
     // keep 12 tiles in flight)
@@ -422,7 +423,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
 #pragma unroll
             for (int b = 0; b < NB; b++)
 #pragma unroll
-                for (int k = 0; k < 4; k++) acc_min[b] = fmaf(pw[k], half_at(Vs + rows[k] * RB + b * BB + 2), acc_min[b]);
+                for (int k = 0; k < 4; k++)
+                    acc_min[b] = fmaf(pw[k], half_at(Vs + rows[k] * RB + b * BB + 2), acc_min[b]);
         uint32_t pf_hi[2] = {0, 0}, pf_lo[2] = {0, 0};  // f16: the weights need no scale, split once
         if constexpr (kIsF16<B>) {
             split_pair(pw[0], pw[1], pf_hi[0], pf_lo[0]);
@@ -512,7 +514,8 @@ __global__ void __launch_bounds__(kDecWarps* kWarp, Lean ? 4 : 3)
             float a = acc_min[b];
             a += __shfl_xor_sync(0xffffffffu, a, 1);
             a += __shfl_xor_sync(0xffffffffu, a, 2);
-            const float m0 = __shfl_sync(0xffffffffu, a, 4 * (2 * lt)), m1 = __shfl_sync(0xffffffffu, a, 4 * (2 * lt + 1));
+            const float m0 = __shfl_sync(0xffffffffu, a, 4 * (2 * lt)),
+                        m1 = __shfl_sync(0xffffffffu, a, 4 * (2 * lt + 1));
 #pragma unroll
             for (int s = 0; s < 2; s++) {
                 o[2 * b + s][0] += m0, o[2 * b + s][2] += m0;
@@ -576,20 +579,35 @@ void with_variant(const KvLayerView& kv, F&& f) {
         }
     };
     switch (kv.elem) {
-        case KvElem::F16: by_size.template operator()<__half>(); break;
+        case KvElem::F16:
+            by_size.template operator()<__half>();
+            break;
         case KvElem::Q4_0:
-        case KvElem::Q4_0H: by_size.template operator()<block_q4_0>(); break;
+        case KvElem::Q4_0H:
+            by_size.template operator()<block_q4_0>();
+            break;
         case KvElem::Q8_0:
-        case KvElem::Q8_0H: by_size.template operator()<block_q8_0>(); break;
+        case KvElem::Q8_0H:
+            by_size.template operator()<block_q8_0>();
+            break;
         case KvElem::Q4_1:
-        case KvElem::Q4_1H: by_size.template operator()<block_q4_1>(); break;
+        case KvElem::Q4_1H:
+            by_size.template operator()<block_q4_1>();
+            break;
         case KvElem::Q5_0:
-        case KvElem::Q5_0H: by_size.template operator()<block_q5_0>(); break;
+        case KvElem::Q5_0H:
+            by_size.template operator()<block_q5_0>();
+            break;
         case KvElem::Q5_1:
-        case KvElem::Q5_1H: by_size.template operator()<block_q5_1>(); break;
+        case KvElem::Q5_1H:
+            by_size.template operator()<block_q5_1>();
+            break;
         case KvElem::IQ4_NL:
-        case KvElem::IQ4_NLH: by_size.template operator()<block_iq4_nl>(); break;
-        default: throw Error(std::string("CUDA decode attention: KV type ") + kv_elem_name(kv.elem));
+        case KvElem::IQ4_NLH:
+            by_size.template operator()<block_iq4_nl>();
+            break;
+        default:
+            throw Error(std::string("CUDA decode attention: KV type ") + kv_elem_name(kv.elem));
     }
 }
 
@@ -616,7 +634,8 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
     if (kv.key_from_value() || kv.head_dim_v != d || !kv.k) return false;
     if (d != 64 && d != 128 && d != 256) return false;
     switch (kv.elem) {
-        case KvElem::F16: return attention_decode_f16();
+        case KvElem::F16:
+            return attention_decode_f16();
         case KvElem::Q8_0:
         case KvElem::Q8_0H:
         case KvElem::Q4_0:
@@ -628,8 +647,10 @@ bool attention_decode_tc_supports(const KvLayerView& kv) {
         case KvElem::Q5_1:
         case KvElem::Q5_1H:
         case KvElem::IQ4_NL:
-        case KvElem::IQ4_NLH: return true;
-        default: return false;
+        case KvElem::IQ4_NLH:
+            return true;
+        default:
+            return false;
     }
 }
 

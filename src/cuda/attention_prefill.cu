@@ -28,8 +28,6 @@
 // those layers run the split-K kernel (attention_prefill_refusal).
 // Positions past the run's last query are zero-filled (never read: the cache may hold anything there).
 // Every configuration fits in 99 KiB of shared memory (sm_86 / sm_89 / sm_120's limit per block).
-#include "cuda/attention_prefill.h"
-
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -39,6 +37,7 @@
 #include <string>
 #include <type_traits>
 
+#include "cuda/attention_prefill.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
@@ -67,7 +66,8 @@ constexpr bool kIsStagedBlock = std::is_same_v<E, block_q8_0> || std::is_same_v<
 
 template <class E>
 constexpr int raw_row_bytes(int d) {
-    if constexpr (kIsStagedBlock<E>) return d / 32 * (int)sizeof(E);
+    if constexpr (kIsStagedBlock<E>)
+        return d / 32 * (int)sizeof(E);
     else return d * (int)sizeof(E);
 }
 
@@ -162,7 +162,9 @@ __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const bloc
     const uint16_t* p = reinterpret_cast<const uint16_t*>(b + 6 + (c & 1) * 8);
     const int shift = (c & 2) ? 4 : 0;
     const uint32_t hb = b[2 + (c & 3)];
-    auto fifth = [](uint32_t h) { return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25); };
+    auto fifth = [](uint32_t h) {
+        return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
+    };
     const uint32_t w0 = ((((uint32_t)p[0] | ((uint32_t)p[1] << 16)) >> shift) & 0x0F0F0F0Fu) | fifth(hb);
     const uint32_t w1 = ((((uint32_t)p[2] | ((uint32_t)p[3] << 16)) >> shift) & 0x0F0F0F0Fu) | fifth(hb >> 4);
     uint32_t h[4];
@@ -181,7 +183,8 @@ __device__ inline uint4 decode_chunk(const unsigned char* row, int c, const bloc
         const uint32_t codes = (((uint32_t)p[2 * k] | ((uint32_t)p[2 * k + 1] << 16)) >> shift) & 0x0F0F0F0Fu;
         uint32_t v = 0;
 #pragma unroll
-        for (int i = 0; i < 4; i++) v |= (uint32_t)(chunk_detail::iq4nl((int)((codes >> (8 * i)) & 0xF)) + 128) << (8 * i);
+        for (int i = 0; i < 4; i++)
+            v |= (uint32_t)(chunk_detail::iq4nl((int)((codes >> (8 * i)) & 0xF)) + 128) << (8 * i);
         w[k] = v;
     }
     uint32_t h[4];
@@ -615,9 +618,13 @@ void attention_prefill(const KvLayerView& kv, const float* q, float* out, const 
         case KvElem::Q4_0:
         case KvElem::Q4_0H: launch_any<block_q4_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
         case KvElem::Q5_0:
-        case KvElem::Q5_0H: launch_any<block_q5_0>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::Q5_0H:
+            launch_any<block_q5_0>(kv, q, out, runs, n_runs, n_head, scale, s);
+            break;
         case KvElem::IQ4_NL:
-        case KvElem::IQ4_NLH: launch_any<block_iq4_nl>(kv, q, out, runs, n_runs, n_head, scale, s); break;
+        case KvElem::IQ4_NLH:
+            launch_any<block_iq4_nl>(kv, q, out, runs, n_runs, n_head, scale, s);
+            break;
         case KvElem::Q4_1:
         case KvElem::Q4_1H:
         case KvElem::Q5_1:

@@ -22,13 +22,14 @@ constexpr size_t kMaxPartialBytes = 64u << 20;  // split-K scratch per attention
 }  // namespace
 
 KvElem parse_kv_elem(const std::string& name) {
-    constexpr KvElem kAll[] = {KvElem::F32,  KvElem::F16,  KvElem::Q8_0,   KvElem::Q4_0,   KvElem::Q8_0H,
-                               KvElem::Q4_0H, KvElem::TCQ2, KvElem::TCQ3,   KvElem::TCQ4,   KvElem::TBQ2,
-                               KvElem::TBQ3, KvElem::TBQ4, KvElem::TBQ2NC, KvElem::TBQ3NC, KvElem::TBQ4NC,
-                               KvElem::Q4_1, KvElem::Q5_0, KvElem::Q5_1, KvElem::IQ4_NL, KvElem::Q4_1H,
-                               KvElem::Q5_0H, KvElem::Q5_1H, KvElem::IQ4_NLH, KvElem::PLANAR3_0, KvElem::ISO3_0,
-                               KvElem::PLANAR4_0, KvElem::ISO4_0, KvElem::PLANAR3_C, KvElem::ISO3_C,
-                               KvElem::PLANAR4_C, KvElem::ISO4_C};
+    constexpr KvElem kAll[] = {KvElem::F32,    KvElem::F16,       KvElem::Q8_0,    KvElem::Q4_0,
+                               KvElem::Q8_0H,  KvElem::Q4_0H,     KvElem::TCQ2,    KvElem::TCQ3,
+                               KvElem::TCQ4,   KvElem::TBQ2,      KvElem::TBQ3,    KvElem::TBQ4,
+                               KvElem::TBQ2NC, KvElem::TBQ3NC,    KvElem::TBQ4NC,  KvElem::Q4_1,
+                               KvElem::Q5_0,   KvElem::Q5_1,      KvElem::IQ4_NL,  KvElem::Q4_1H,
+                               KvElem::Q5_0H,  KvElem::Q5_1H,     KvElem::IQ4_NLH, KvElem::PLANAR3_0,
+                               KvElem::ISO3_0, KvElem::PLANAR4_0, KvElem::ISO4_0,  KvElem::PLANAR3_C,
+                               KvElem::ISO3_C, KvElem::PLANAR4_C, KvElem::ISO4_C};
     std::string names;
     for (KvElem e : kAll) {
         if (name == kv_elem_name(e)) return e;

@@ -30,8 +30,8 @@ struct CudaForwardOptions {
     // window + this many positions (the planner's and the CPU pool's ring: window + n_batch).
     int max_seq_tokens = 0;
     int ring_round = 1;  // rings rounded up to a multiple of this (the server's KV block, as the planner counts)
-    KvElem kv = KvElem::F16;  // parse_kv_elem: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl (and *h), tcq2-4, tbq2-4, tbq2nc-4nc,
-                              // planar3/4_0/_c, iso3/4_0/_c
+    KvElem kv = KvElem::F16;  // parse_kv_elem: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl (and *h),
+                              // tcq2-4, tbq2-4, tbq2nc-4nc, planar3/4_0/_c, iso3/4_0/_c
     // f32 activations for every weight format (the dequantized-weights result, for checks); by
     // default formats with integer codes run on int8 activations (see kernels.h, matmul).
     bool exact_matmul = false;

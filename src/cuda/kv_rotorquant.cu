@@ -24,15 +24,24 @@ constexpr int kTypes = 8;     // planar / iso x 3 / 4 bits x shipped / corrected
 
 int type_index(KvElem e) {
     switch (e) {
-        case KvElem::PLANAR3_0: return 0;
-        case KvElem::ISO3_0: return 1;
-        case KvElem::PLANAR4_0: return 2;
-        case KvElem::ISO4_0: return 3;
-        case KvElem::PLANAR3_C: return 4;
-        case KvElem::ISO3_C: return 5;
-        case KvElem::PLANAR4_C: return 6;
-        case KvElem::ISO4_C: return 7;
-        default: throw Error(std::string("RotorQuant: not a planar / iso type: ") + kv_elem_name(e));
+        case KvElem::PLANAR3_0:
+            return 0;
+        case KvElem::ISO3_0:
+            return 1;
+        case KvElem::PLANAR4_0:
+            return 2;
+        case KvElem::ISO4_0:
+            return 3;
+        case KvElem::PLANAR3_C:
+            return 4;
+        case KvElem::ISO3_C:
+            return 5;
+        case KvElem::PLANAR4_C:
+            return 6;
+        case KvElem::ISO4_C:
+            return 7;
+        default:
+            throw Error(std::string("RotorQuant: not a planar / iso type: ") + kv_elem_name(e));
     }
 }
 
@@ -53,8 +62,7 @@ const Tables* device_tables(KvElem e) {
     static_assert(sizeof(Tables) % sizeof(float) == 0 && alignof(Tables) == alignof(float));
     std::vector<float> host(sizeof(Tables) / sizeof(float));
     memcpy(host.data(), &host_tables(e), sizeof(Tables));  // the struct's bytes, rule included
-    return reinterpret_cast<const Tables*>(
-        device_table_once<RqTables, kTypes>(type_index(e), host));
+    return reinterpret_cast<const Tables*>(device_table_once<RqTables, kTypes>(type_index(e), host));
 }
 
 // The encoder's rotation of one block, the fork's expressions term by term, left to right, each
@@ -66,10 +74,14 @@ __device__ inline void rq_forward_pair(const Tables& t, int p, float a, float b,
 }
 // r = q (x) v (iso), q = (w, x, y, z); the conjugate gives the decode map.
 __device__ inline void quat_mul(float w, float x, float y, float z, const float (&v)[4], float (&r)[4]) {
-    r[0] = __fsub_rn(__fsub_rn(__fsub_rn(__fmul_rn(w, v[0]), __fmul_rn(x, v[1])), __fmul_rn(y, v[2])), __fmul_rn(z, v[3]));
-    r[1] = __fsub_rn(__fadd_rn(__fadd_rn(__fmul_rn(w, v[1]), __fmul_rn(x, v[0])), __fmul_rn(y, v[3])), __fmul_rn(z, v[2]));
-    r[2] = __fadd_rn(__fadd_rn(__fsub_rn(__fmul_rn(w, v[2]), __fmul_rn(x, v[3])), __fmul_rn(y, v[0])), __fmul_rn(z, v[1]));
-    r[3] = __fadd_rn(__fsub_rn(__fadd_rn(__fmul_rn(w, v[3]), __fmul_rn(x, v[2])), __fmul_rn(y, v[1])), __fmul_rn(z, v[0]));
+    r[0] = __fsub_rn(__fsub_rn(__fsub_rn(__fmul_rn(w, v[0]), __fmul_rn(x, v[1])), __fmul_rn(y, v[2])),
+                     __fmul_rn(z, v[3]));
+    r[1] = __fsub_rn(__fadd_rn(__fadd_rn(__fmul_rn(w, v[1]), __fmul_rn(x, v[0])), __fmul_rn(y, v[3])),
+                     __fmul_rn(z, v[2]));
+    r[2] = __fadd_rn(__fadd_rn(__fsub_rn(__fmul_rn(w, v[2]), __fmul_rn(x, v[3])), __fmul_rn(y, v[0])),
+                     __fmul_rn(z, v[1]));
+    r[3] = __fadd_rn(__fsub_rn(__fadd_rn(__fmul_rn(w, v[3]), __fmul_rn(x, v[2])), __fmul_rn(y, v[1])),
+                     __fmul_rn(z, v[0]));
 }
 
 __device__ inline int rq_code(const Tables& t, int levels, float v) {
@@ -99,8 +111,9 @@ __device__ inline int rq_code(const Tables& t, int levels, float v) {
 // One thread block of 128 threads per (token, KV head, K or V) row, one RotorQuant block at a time:
 // thread j owns element j of the block.
 __global__ void __launch_bounds__(kRqBlock)
-    kv_store_rq_kernel(uint8_t* Kc, uint8_t* Vc, int hkv, int dk, int dv, int ctx, const float* __restrict__ k,
-                       const float* __restrict__ v, const int32_t* __restrict__ seq, const int32_t* __restrict__ pos,
+    kv_store_rq_kernel(uint8_t* Kc, uint8_t* Vc, int hkv, int dk, int dv, int ctx,
+                       const float* __restrict__ k, const float* __restrict__ v,
+                       const int32_t* __restrict__ seq, const int32_t* __restrict__ pos,
                        const Tables* __restrict__ tables, bool iso, int bits) {
     __shared__ float src[kRqBlock], r[kRqBlock];
     __shared__ uint8_t idx[kRqBlock];
@@ -134,8 +147,8 @@ __global__ void __launch_bounds__(kRqBlock)
                 for (int i = 0; i < 4; i++) r[4 * j + i] = o[i];
             }
         } else if (j < 64) {
-            rq_forward_pair(t, j, __fmul_rn(src[2 * j], inv_norm), __fmul_rn(src[2 * j + 1], inv_norm), r[2 * j],
-                            r[2 * j + 1]);
+            rq_forward_pair(t, j, __fmul_rn(src[2 * j], inv_norm), __fmul_rn(src[2 * j + 1], inv_norm),
+                            r[2 * j], r[2 * j + 1]);
         }
         __syncthreads();
         idx[j] = (uint8_t)rq_code(t, levels, r[j]);
@@ -170,8 +183,8 @@ __global__ void __launch_bounds__(kRqBlock)
 
 // back = false: the encoder's rotation (queries); back = true: the CPU's inverse (outputs). One thread per
 // pair (planar) or group of 4 (iso).
-__global__ void rq_rotate_rows_kernel(float* x, int d, int n_rows, const Tables* __restrict__ tables, bool iso,
-                                      bool back) {
+__global__ void rq_rotate_rows_kernel(float* x, int d, int n_rows, const Tables* __restrict__ tables,
+                                      bool iso, bool back) {
     const Tables& t = *tables;
     const int per_row = iso ? d / 4 : d / 2;
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -215,20 +228,24 @@ void kv_store_rotorquant(const KvLayerView& kv, const float* k, const float* v, 
     if (n_tok == 0) return;
     for (int d : {kv.k ? kv.head_dim_k : 0, kv.head_dim_v})
         if (d > 0)
-            if (std::string why = rotorquant_refusal(kv.elem, d); !why.empty()) throw Error("CUDA kv_store: " + why);
+            if (std::string why = rotorquant_refusal(kv.elem, d); !why.empty())
+                throw Error("CUDA kv_store: " + why);
     const dim3 grid((unsigned)n_tok, (unsigned)kv.n_head_kv, kv.k ? 2u : 1u);
-    kv_store_rq_kernel<<<grid, kRqBlock, 0, s>>>(static_cast<uint8_t*>(kv.k), static_cast<uint8_t*>(kv.v), kv.n_head_kv,
-                                                 kv.head_dim_k, kv.head_dim_v, kv.ctx, k, v, seq, pos, device_tables(kv.elem),
-                                                 kv_elem_rotorquant_iso(kv.elem), kv_elem_rotorquant_bits(kv.elem));
+    kv_store_rq_kernel<<<grid, kRqBlock, 0, s>>>(
+        static_cast<uint8_t*>(kv.k), static_cast<uint8_t*>(kv.v), kv.n_head_kv, kv.head_dim_k, kv.head_dim_v,
+        kv.ctx, k, v, seq, pos, device_tables(kv.elem), kv_elem_rotorquant_iso(kv.elem),
+        kv_elem_rotorquant_bits(kv.elem));
     check_launch("kv_store_rotorquant");
 }
 
 void rotorquant_rotate_rows(KvElem e, float* x, int n_rows, int d, bool back, cudaStream_t s) {
     if (n_rows == 0) return;
-    if (std::string why = rotorquant_refusal(e, d); !why.empty()) throw Error("CUDA RotorQuant rotation: " + why);
+    if (std::string why = rotorquant_refusal(e, d); !why.empty())
+        throw Error("CUDA RotorQuant rotation: " + why);
     const bool iso = kv_elem_rotorquant_iso(e);
     const int64_t units = (int64_t)n_rows * (iso ? d / 4 : d / 2);
-    rq_rotate_rows_kernel<<<(unsigned)((units + 255) / 256), 256, 0, s>>>(x, d, n_rows, device_tables(e), iso, back);
+    rq_rotate_rows_kernel<<<(unsigned)((units + 255) / 256), 256, 0, s>>>(x, d, n_rows, device_tables(e), iso,
+                                                                          back);
     check_launch("rotorquant_rotate_rows");
 }
 

@@ -20,13 +20,14 @@
 // 4-bit rule searches the nearest centroid (first of equals); the arithmetic is the fork's, in IEEE
 // float without FMA contraction (nvcc contracts by default, which can move a value lying within an
 // ulp of a threshold to the other code and change d in its last bit).
+#include "kv/kv_rotorquant.h"
+
 #include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
 #include "kv/kv_codebook.h"
 #include "kv/kv_format_impl.h"
-#include "kv/kv_rotorquant.h"
 
 namespace rotor::kvq {
 

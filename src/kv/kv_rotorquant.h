@@ -12,10 +12,10 @@ enum class RotorQuantRule {
 };
 
 struct RotorQuantTables {
-    float cos[64], sin[64];          // planar: pair p of a block rotated by (cos, sin)
+    float cos[64], sin[64];                // planar: pair p of a block rotated by (cos, sin)
     float qw[32], qx[32], qy[32], qz[32];  // iso: group g of 4 multiplied by this quaternion (left)
-    float centroid[16];              // 2^bits used
-    float threshold[15];             // mids or bounds for the rule, 2^bits - 1 used
+    float centroid[16];                    // 2^bits used
+    float threshold[15];                   // mids or bounds for the rule, 2^bits - 1 used
     RotorQuantRule rule;
 };
 

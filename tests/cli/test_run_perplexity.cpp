@@ -99,5 +99,7 @@ TEST(Cli, GpuFlagFailsClearlyWithoutGpu) {
     }
     // a KV type only the CPU has (bf16) is refused by name before any GPU is looked for
     EXPECT_EQ(run_cli("run -m " + m + " -p hi -n 2 --gpu --kv-k bf16 --kv-v bf16", &out, &err), 1);
-    EXPECT_TRUE(err.find("bf16") != std::string::npos || err.find("without the CUDA backend") != std::string::npos) << err;
+    EXPECT_TRUE(err.find("bf16") != std::string::npos ||
+                err.find("without the CUDA backend") != std::string::npos)
+        << err;
 }

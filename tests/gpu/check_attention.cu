@@ -106,11 +106,14 @@ void random_row(KvElem e, int d, uint8_t* out, float* x) {
         case KvElem::Q5_1H:
         case KvElem::IQ4_NLH: {  // random code bytes, then d (and m) set to finite values; the CPU decodes
             const size_t bb = kv_row_bytes(e, 32);
-            const bool has_min = e == KvElem::Q4_1 || e == KvElem::Q4_1H || e == KvElem::Q5_1 || e == KvElem::Q5_1H;
-            for (size_t i = 0; i < kv_row_bytes(e, d); i++) out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
+            const bool has_min =
+                e == KvElem::Q4_1 || e == KvElem::Q4_1H || e == KvElem::Q5_1 || e == KvElem::Q5_1H;
+            for (size_t i = 0; i < kv_row_bytes(e, d); i++)
+                out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
             for (int b = 0; b < d / 32; b++) {
                 // q4_1 / q5_1: minima of either sign and up to a few times the spread, as real rows have
-                const uint16_t dh = f32_to_fp16((has_min ? 1.0f : (u(rng) < 0.5f ? -1.0f : 1.0f)) * (0.02f + 0.05f * u(rng)));
+                const uint16_t dh =
+                    f32_to_fp16((has_min ? 1.0f : (u(rng) < 0.5f ? -1.0f : 1.0f)) * (0.02f + 0.05f * u(rng)));
                 memcpy(out + b * bb, &dh, 2);
                 if (has_min) {
                     const uint16_t mh = f32_to_fp16(2.0f * g(rng));
@@ -130,7 +133,8 @@ void random_row(KvElem e, int d, uint8_t* out, float* x) {
         case KvElem::PLANAR4_C:
         case KvElem::ISO4_C: {  // random codes, a scale per block of 128; the CPU decodes
             const size_t bb = kv_row_bytes(e, 128);
-            for (size_t i = 0; i < kv_row_bytes(e, d); i++) out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
+            for (size_t i = 0; i < kv_row_bytes(e, d); i++)
+                out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
             for (int b = 0; b < d / 128; b++) {
                 const uint16_t sc = f32_to_fp16((u(rng) < 0.5f ? -1.0f : 1.0f) * (0.5f + u(rng)));
                 memcpy(out + b * bb, &sc, 2);
@@ -283,8 +287,8 @@ void check_case(const Case& c) {
     // tcq, tbq and the blocks with a minimum (q4_1, q5_1) run their prompts on the split-K kernel
     const bool has_min = c.elem == KvElem::Q4_1 || c.elem == KvElem::Q4_1H || c.elem == KvElem::Q5_1 ||
                          c.elem == KvElem::Q5_1H;
-    const bool refuse =
-        c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem) || kv_elem_rotorquant_bits(c.elem) || has_min;
+    const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem) ||
+                        kv_elem_rotorquant_bits(c.elem) || has_min;
     if (prefill)
         report(!refuse && worst <= 1.0 && nan_rows == 0, name,
                fmt("vs exact: err/tol %.2f, split-K %.2f%s", worst, worst_split,
@@ -441,8 +445,8 @@ void run_key_from_value_checks() {
 
 void run_checks() {
     // tcq / tbq: their prompts run on the split-K kernel (the prefill kernel refuses them; checked here)
-    const KvElem elems[] = {KvElem::F32,   KvElem::F16,    KvElem::Q8_0, KvElem::Q4_0,  KvElem::Q8_0H,
-                            KvElem::Q4_0H, KvElem::TCQ2,   KvElem::TCQ4, KvElem::TBQ3,  KvElem::TBQ4NC,
+    const KvElem elems[] = {KvElem::F32,   KvElem::F16,     KvElem::Q8_0, KvElem::Q4_0,  KvElem::Q8_0H,
+                            KvElem::Q4_0H, KvElem::TCQ2,    KvElem::TCQ4, KvElem::TBQ3,  KvElem::TBQ4NC,
                             KvElem::Q5_0,  KvElem::IQ4_NLH, KvElem::Q4_1, KvElem::Q5_1H, KvElem::ISO3_0};
     // refusals
     {
@@ -503,14 +507,15 @@ void run_checks() {
 // tiles of attention_decode.cu in every way (0, mid-tile, tile and split edges, many splits), for the
 // GQA groups of real models (Qwen3.5-27B 24/4 at d 256, Llama 32/8 and Qwen2.5-32B 40/8 at d 128, 16
 // heads per KV head: two blocks of 8), each KV type, whole context and a ring that wrapped. attention()
-// picks the tensor-core kernel for f16 and the blocks of 32 (and their *h forms) at d 64 / 128 / 256, the CUDA-core
-// kernel otherwise; both must match the exact reference to 5e-5 max|v| (check_case), and with
+// picks the tensor-core kernel for f16 and the blocks of 32 (and their *h forms) at d 64 / 128 / 256, the
+// CUDA-core kernel otherwise; both must match the exact reference to 5e-5 max|v| (check_case), and with
 // ROTOR_DECODE_ATTENTION=0 the CUDA-core kernel runs them all.
 void run_decode_checks() {
-    const KvElem elems[] = {KvElem::F32,    KvElem::F16,    KvElem::Q8_0,      KvElem::Q4_0,  KvElem::Q8_0H,
-                            KvElem::Q4_0H,  KvElem::Q4_1,   KvElem::Q5_0,      KvElem::Q5_1,  KvElem::IQ4_NL,
-                            KvElem::Q4_1H,  KvElem::Q5_0H,  KvElem::Q5_1H,     KvElem::IQ4_NLH, KvElem::PLANAR3_0,
-                            KvElem::ISO4_0, KvElem::ISO3_C, KvElem::PLANAR4_C};  // RotorQuant: CUDA-core kernel
+    const KvElem elems[] = {KvElem::F32,    KvElem::F16,      KvElem::Q8_0,      KvElem::Q4_0,
+                            KvElem::Q8_0H,  KvElem::Q4_0H,    KvElem::Q4_1,      KvElem::Q5_0,
+                            KvElem::Q5_1,   KvElem::IQ4_NL,   KvElem::Q4_1H,     KvElem::Q5_0H,
+                            KvElem::Q5_1H,  KvElem::IQ4_NLH,  KvElem::PLANAR3_0, KvElem::ISO4_0,
+                            KvElem::ISO3_C, KvElem::PLANAR4_C};  // RotorQuant: CUDA-core kernel
     struct Shape {
         int d, n_head, hkv;
     };
@@ -637,7 +642,7 @@ void run_bench(int reps) {
     const Shape shapes[] = {{"llama-3.1-8b (32/8 heads, d 128)", 32, 8, 128, 0},
                             {"qwen3.5-27b (24/4 heads, d 256)", 24, 4, 256, 0},
                             {"gemma4 sliding (16/8 heads, d 256, window 1024)", 16, 8, 256, 1024}};
-    const KvElem elems[] = {KvElem::F16,  KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H,
+    const KvElem elems[] = {KvElem::F16,   KvElem::Q8_0,  KvElem::Q4_0,   KvElem::Q8_0H,
                             KvElem::Q4_0H, KvElem::Q5_0H, KvElem::IQ4_NLH};  // f32, q4_1, q5_1: refused
     const int chunk = 512;
     struct Ctx {
@@ -719,8 +724,8 @@ void run_decode_bench(int reps) {
     const Shape shapes[] = {{"qwen3.5-27b (24/4, d 256)", 24, 4, 256}, {"llama-3.1-8b (32/8, d 128)", 32, 8, 128},
                             {"qwen2.5-32b (40/8, d 128)", 40, 8, 128}};
     // tcq4 / tbq4: tensor-core columns unless ROTOR_DECODE_ATTENTION_TCQ=0
-    const KvElem elems[] = {KvElem::F16,  KvElem::Q8_0,  KvElem::Q4_0,  KvElem::Q4_1H,
-                            KvElem::Q5_0H, KvElem::Q5_1H, KvElem::IQ4_NLH, KvElem::TCQ4, KvElem::TBQ4};
+    const KvElem elems[] = {KvElem::F16,   KvElem::Q8_0,    KvElem::Q4_0, KvElem::Q4_1H, KvElem::Q5_0H,
+                            KvElem::Q5_1H, KvElem::IQ4_NLH, KvElem::TCQ4, KvElem::TBQ4};
     const std::vector<int> ctxs = {4096, 32768, 114688};
     for (const Shape& sh : shapes) {
         Dev<float> q(gaussian((size_t)sh.n_head * sh.d)), out((size_t)sh.n_head * sh.d);

@@ -335,10 +335,10 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
     // blocks of 32 may differ (iq4_nlh's scale is a search over 16 fits whose scores often nearly tie, so
     // a last-bit change picks another scale and rewrites the block: measured 1.5% / 3.5% of rows at heads
     // 256 / 512 on an H200, 0.1-0.2% of blocks; its unrotated form matches every byte). RotorQuant rotates
-    // in float on both sides with the same operations: every row must be equal. The reference attention then decodes the GPU's own bytes with the CPU format
-    // (unrotate(dequantize_rotated(row))): the kernel must read them exactly. (Measured on an H200:
-    // up to 0.2% of q8_0h rows at head 512 differ, by one code step.) tcq rotates in double and
-    // searches with the CPU's float operations, so every row must be equal.
+    // in float on both sides with the same operations: every row must be equal. The reference attention then
+    // decodes the GPU's own bytes with the CPU format (unrotate(dequantize_rotated(row))): the kernel must
+    // read them exactly. (Measured on an H200: up to 0.2% of q8_0h rows at head 512 differ, by one code
+    // step.) tcq rotates in double and searches with the CPU's float operations, so every row must be equal.
     std::vector<float> ks = kall, vs = vall;
     bool same_bytes = true;
     size_t rows_differ = 0, rows_total = 0, blocks_differ = 0, blocks_total = 0;
@@ -396,11 +396,14 @@ void check_attention(int dk, int dv, int n_head, int n_head_kv, KvElem elem) {
             }
         }
     if (elem != KvElem::F32 && elem != KvElem::F16) {
-        std::string what =
-            fmt("cache rows equal to the CPU format's bytes: %.0f of %.0f", (double)(rows_total - rows_differ), (double)rows_total);
+        std::string what = fmt("cache rows equal to the CPU format's bytes: %.0f of %.0f",
+                               (double)(rows_total - rows_differ), (double)rows_total);
         if (blocks_total)
-            what += fmt("; blocks %.0f of %.0f", (double)(blocks_total - blocks_differ), (double)blocks_total);
-        report(same_bytes, "kv_store " + std::string(kv_elem_name(elem)) + " dk=" + std::to_string(dk) + " dv=" + std::to_string(dv),
+            what +=
+                fmt("; blocks %.0f of %.0f", (double)(blocks_total - blocks_differ), (double)blocks_total);
+        report(same_bytes,
+               "kv_store " + std::string(kv_elem_name(elem)) + " dk=" + std::to_string(dk) +
+                   " dv=" + std::to_string(dv),
                what);
     }
     report(worst < 2e-5, "attention " + std::string(kv_elem_name(elem)) + " dk=" + std::to_string(dk) +
@@ -679,7 +682,8 @@ void check_model(const std::string& path, double tol_q8_cpu, KvElem elem, bool e
     const bool four_bit = elem == KvElem::Q4_0 || elem == KvElem::Q4_0H || elem == KvElem::Q4_1 ||
                           elem == KvElem::Q4_1H || elem == KvElem::IQ4_NL || elem == KvElem::IQ4_NLH ||
                           elem == KvElem::Q5_0 || elem == KvElem::Q5_0H || elem == KvElem::Q5_1 ||
-                          elem == KvElem::Q5_1H || kv_elem_randomized(elem) || kv_elem_rotorquant_bits(elem) > 0;
+                          elem == KvElem::Q5_1H || kv_elem_randomized(elem) ||
+                          kv_elem_rotorquant_bits(elem) > 0;
     auto step = [&](const Batch& batch) {
         cpu.forward(batch, cache, lq);
         cpu_f.forward(batch, *cache_f, lf);
@@ -911,10 +915,12 @@ int main(int argc, char** argv) {
         }
         check_elementwise();
         check_fused();
-        for (KvElem e : {KvElem::F32, KvElem::F16, KvElem::Q8_0, KvElem::Q4_0, KvElem::Q8_0H, KvElem::Q4_0H,
-                         KvElem::Q4_1, KvElem::Q5_0, KvElem::Q5_1, KvElem::IQ4_NL, KvElem::Q4_1H, KvElem::Q5_0H,
-                         KvElem::Q5_1H, KvElem::IQ4_NLH, KvElem::PLANAR3_0, KvElem::ISO3_0, KvElem::PLANAR4_0,
-                         KvElem::ISO4_0, KvElem::PLANAR3_C, KvElem::ISO3_C, KvElem::PLANAR4_C, KvElem::ISO4_C})
+        for (KvElem e :
+             {KvElem::F32,       KvElem::F16,       KvElem::Q8_0,   KvElem::Q4_0,      KvElem::Q8_0H,
+              KvElem::Q4_0H,     KvElem::Q4_1,      KvElem::Q5_0,   KvElem::Q5_1,      KvElem::IQ4_NL,
+              KvElem::Q4_1H,     KvElem::Q5_0H,     KvElem::Q5_1H,  KvElem::IQ4_NLH,   KvElem::PLANAR3_0,
+              KvElem::ISO3_0,    KvElem::PLANAR4_0, KvElem::ISO4_0, KvElem::PLANAR3_C, KvElem::ISO3_C,
+              KvElem::PLANAR4_C, KvElem::ISO4_C})
             for (int hd : {64, 80, 96, 128, 256, 512})
                 if (kv_elem_supports(e, hd)) check_attention(hd, hd, 8, 2, e);
         // tcq: the CPU encodes every row again (a Viterbi search per row), so fewer sizes per type
@@ -1021,8 +1027,8 @@ int main(int argc, char** argv) {
             check_model(path, tol, KvElem::Q5_1H, true);
             check_model(path, tol, KvElem::IQ4_NLH, true);
             // RotorQuant (heads of 128: the kjv models; stories260K's are refused by name)
-            for (KvElem e : {KvElem::PLANAR3_0, KvElem::ISO3_0, KvElem::PLANAR4_0, KvElem::ISO4_0, KvElem::PLANAR3_C,
-                             KvElem::ISO4_C})
+            for (KvElem e : {KvElem::PLANAR3_0, KvElem::ISO3_0, KvElem::PLANAR4_0, KvElem::ISO4_0,
+                             KvElem::PLANAR3_C, KvElem::ISO4_C})
                 check_model(path, tol, e, true);
             check_model(path, std::max(tol, 5e-3), KvElem::F16, false);
             check_fused_forward(path, KvElem::F16, false);
@@ -1031,7 +1037,8 @@ int main(int argc, char** argv) {
             check_fused_forward(path, KvElem::Q8_0, true);
             check_fused_forward(path, KvElem::IQ4_NL, false);
             check_fused_forward(path, KvElem::Q5_1, false);
-            check_fused_forward(path, KvElem::ISO3_0, false);  // qkv_prep leaves RotorQuant's rotation to the caller
+            check_fused_forward(path, KvElem::ISO3_0,
+                                false);  // qkv_prep leaves RotorQuant's rotation to the caller
             set_matvec_kernel(2);
             set_fused_decode(true);
             check_fused_forward(path, KvElem::F16, false);  // kernel 2 on both sides
