@@ -28,6 +28,8 @@
 // those layers run the split-K kernel (attention_prefill_refusal).
 // Positions past the run's last query are zero-filled (never read: the cache may hold anything there).
 // Every configuration fits in 99 KiB of shared memory (sm_86 / sm_89 / sm_120's limit per block).
+#include "cuda/attention_prefill.h"
+
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -37,7 +39,6 @@
 #include <string>
 #include <type_traits>
 
-#include "cuda/attention_prefill.h"
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"

@@ -15,7 +15,9 @@
 #include "formats/formats.h"
 #include "kv/kv_codebook.h"
 #include "kv/kv_format.h"
+#include "kv/kv_format_impl.h"
 #include "kv/kv_hadamard.h"
+#include "kv/kv_rotorquant.h"
 #include "kv/kv_trellis.h"
 
 using namespace rotor;
@@ -448,4 +450,92 @@ TEST(KvFormats, RandomizedHadamardSignsComeFromOneFunction) {
     }
     uint64_t st = 42;
     for (uint64_t i = 0; i < 5; i++) EXPECT_EQ(kvq::splitmix64_nth(42, i), kvq::splitmix64(st));
+}
+
+// kv/kv_rotorquant.h exports RotorQuant's constants for the GPU encoder (src/cuda/kv_rotorquant.cu). An
+// encoder written here from the exported tables alone (the GPU kernel's steps, in the CPU's float order)
+// must give the CPU format's bytes for every type, and each exported centroid must be what the format
+// decodes: a table or rule exported wrong fails here, without a GPU.
+TEST(KvFormats, RotorQuantExportedTablesEncodeAsTheFormat) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    for (bool corrected : {false, true})
+        for (int bits : {3, 4})
+            for (bool iso : {false, true}) {
+                const std::string name = std::string(iso ? "iso" : "planar") + std::to_string(bits) + (corrected ? "_c" : "_0");
+                const KvFormat& f = require_kv_format(name, 256);
+                const kvq::RotorQuantTables t = kvq::rotorquant_tables(iso, bits, corrected);
+                const int levels = 1 << bits;
+                const size_t bb = f.row_bytes(128);
+                // every code decodes to its exported centroid (scale 1)
+                for (int c = 0; c < levels; c++) {
+                    std::vector<uint8_t> blk(bb), idx(128, (uint8_t)c);
+                    const uint16_t one = f32_to_fp16(1.0f);
+                    memcpy(blk.data(), &one, 2);
+                    kvq::pack_codes(bits, idx.data(), 128, blk.data() + 2);
+                    float y[128];
+                    f.dequantize_rotated(blk.data(), y, 128);
+                    for (float v : y) ASSERT_EQ(v, t.centroid[c]) << name << " code " << c;
+                }
+                auto code = [&](float v) {
+                    int i = 0;
+                    switch (t.rule) {
+                        case kvq::RotorQuantRule::MidLadder:
+                            while (i < levels - 1 && !(v < t.threshold[i])) i++;
+                            return i;
+                        case kvq::RotorQuantRule::BoundCount:
+                            for (int b = 0; b < levels - 1; b++) i += v > t.threshold[b];
+                            return i;
+                        case kvq::RotorQuantRule::Nearest:
+                            for (int k = 1; k < levels; k++)
+                                if (std::fabs(v - t.centroid[k]) < std::fabs(v - t.centroid[i])) i = k;
+                            return i;
+                    }
+                    return i;
+                };
+                for (int trial = 0; trial < 200; trial++) {
+                    std::vector<float> x(256);
+                    const float sc = trial % 4 == 0 ? 1e-3f : (trial % 4 == 1 ? 30.0f : 1.0f);
+                    for (float& v : x) v = sc * g(rng);
+                    if (trial == 7) std::fill(x.begin() + 128, x.end(), 0.0f);  // a zero block
+                    std::vector<uint8_t> want(f.row_bytes(256)), got(f.row_bytes(256));
+                    f.quantize(x.data(), want.data(), 256);
+                    for (int b = 0; b < 2; b++) {
+                        const float* src = x.data() + 128 * b;
+                        float norm_sq = 0.0f;
+                        for (int j = 0; j < 128; j++) norm_sq += src[j] * src[j];
+                        const float grp_norm = std::sqrt(norm_sq);
+                        const float inv = grp_norm > 1e-10f ? 1.0f / grp_norm : 0.0f;
+                        float r[128];
+                        if (iso) {
+                            for (int q = 0; q < 32; q++) {
+                                const float w = t.qw[q], a = t.qx[q], bq = t.qy[q], z = t.qz[q];
+                                const float v0 = src[4 * q] * inv, v1 = src[4 * q + 1] * inv, v2 = src[4 * q + 2] * inv,
+                                            v3 = src[4 * q + 3] * inv;
+                                r[4 * q] = w * v0 - a * v1 - bq * v2 - z * v3;
+                                r[4 * q + 1] = w * v1 + a * v0 + bq * v3 - z * v2;
+                                r[4 * q + 2] = w * v2 - a * v3 + bq * v0 + z * v1;
+                                r[4 * q + 3] = w * v3 + a * v2 - bq * v1 + z * v0;
+                            }
+                        } else {
+                            for (int p = 0; p < 64; p++) {
+                                const float u0 = src[2 * p] * inv, u1 = src[2 * p + 1] * inv;
+                                r[2 * p] = t.cos[p] * u0 - t.sin[p] * u1;
+                                r[2 * p + 1] = t.sin[p] * u0 + t.cos[p] * u1;
+                            }
+                        }
+                        uint8_t idx[128];
+                        float recon_sq = 0.0f;
+                        for (int j = 0; j < 128; j++) {
+                            idx[j] = (uint8_t)code(r[j]);
+                            recon_sq += t.centroid[idx[j]] * t.centroid[idx[j]];
+                        }
+                        const float recon = std::sqrt(recon_sq);
+                        const uint16_t d = f32_to_fp16(recon > 1e-10f ? grp_norm / recon : grp_norm);
+                        memcpy(got.data() + bb * b, &d, 2);
+                        kvq::pack_codes(bits, idx, 128, got.data() + bb * b + 2);
+                    }
+                    ASSERT_EQ(got, want) << name << " trial " << trial;
+                }
+            }
 }
