@@ -37,6 +37,7 @@
 #include "cuda/cp_async.cuh"
 #include "cuda/cuda_util.h"
 #include "cuda/device_common.cuh"
+#include "cuda/kv_rotorquant.h"
 #include "cuda/kv_trellis.h"
 #include "cuda/kv_turbo.h"
 #include "cuda/mma_f16.cuh"
@@ -324,8 +325,12 @@ void launch_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const
     using G = TcqGeo<D, Tbq>;
     auto kernel = attention_decode_tcq_kernel<D, Tbq>;
     smem_optin_once<attention_decode_tcq_kernel<D, Tbq>>(G::kSmem);
-    const int kbits = Tbq ? kv_elem_tbq_bits(kv.elem) : kv_elem_tcq_bits(kv.elem);
-    const float* table = Tbq ? tbq_device_codebook(kbits) : tcq_device_table(kbits);
+    // RotorQuant rows of 128 are tbq rows ({fp16 scale; 128 packed codes}, the same 3-bit planes) with the
+    // type's own centroids
+    const int rq_bits = kv_elem_rotorquant_bits(kv.elem);
+    const int kbits = rq_bits ? rq_bits : (Tbq ? kv_elem_tbq_bits(kv.elem) : kv_elem_tcq_bits(kv.elem));
+    const float* table =
+        rq_bits ? rotorquant_device_centroids(kv.elem) : (Tbq ? tbq_device_codebook(kbits) : tcq_device_table(kbits));
     const int group = n_head / kv.n_head_kv;
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)),
                     (unsigned)n_tok, (unsigned)n_split);
@@ -335,6 +340,9 @@ void launch_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const
 }
 
 EnvSwitch g_tcq("ROTOR_DECODE_ATTENTION_TCQ", 1);  // =0: tcq / tbq layers on attention.cu's CUDA-core kernel
+// =1: RotorQuant layers with heads of 128 on this kernel as tbq rows. Off: written and compiled, not yet run
+// on a GPU (rotor-check-attention checks it with the switch on).
+EnvSwitch g_rq("ROTOR_DECODE_ATTENTION_RQ", 0);
 
 template <int D, bool Tbq>
 int resident_blocks_of() {
@@ -352,16 +360,24 @@ void set_attention_decode_tcq_enabled(bool on) {
     g_tcq.set(on);
 }
 
+bool attention_decode_rq_enabled() {
+    return g_rq.on();
+}
+void set_attention_decode_rq_enabled(bool on) {
+    g_rq.set(on);
+}
+
 bool attention_decode_tcq_supports(const KvLayerView& kv) {
-    if (!attention_decode_tcq_enabled() || !kv_elem_randomized(kv.elem)) return false;  // tcq, tbq
+    const bool rq = kv_elem_rotorquant_bits(kv.elem) > 0;
+    if (!attention_decode_tcq_enabled() || !(kv_elem_randomized(kv.elem) || (rq && g_rq.on()))) return false;
     const int d = kv.head_dim_k;
     if (kv.key_from_value() || kv.head_dim_v != d || !kv.k || !kv.v) return false;
-    if (d != 128 && d != 256) return false;
+    if (d != 128 && (rq || d != 256)) return false;  // RotorQuant: one block of 128 per row (one scale)
     return reinterpret_cast<uintptr_t>(kv.k) % 4 == 0 && reinterpret_cast<uintptr_t>(kv.v) % 4 == 0;
 }
 
 int attention_decode_tcq_resident_blocks(const KvLayerView& kv) {
-    const bool tbq = kv_elem_tbq_bits(kv.elem) > 0;
+    const bool tbq = kv_elem_tbq_bits(kv.elem) > 0 || kv_elem_rotorquant_bits(kv.elem) > 0;
     if (kv.head_dim_k == 128) return tbq ? resident_blocks_of<128, true>() : resident_blocks_of<128, false>();
     return tbq ? resident_blocks_of<256, true>() : resident_blocks_of<256, false>();
 }
@@ -372,7 +388,7 @@ void attention_decode_tcq(const KvLayerView& kv, const float* q, const int32_t* 
     if (!attention_decode_tcq_supports(kv)) throw Error("CUDA tcq decode attention: layer not supported");
     if (split_positions % (kDecWarps * kTile))
         throw Error("CUDA tcq decode attention: split size must be a multiple of 64");
-    const bool tbq = kv_elem_tbq_bits(kv.elem) > 0;
+    const bool tbq = kv_elem_tbq_bits(kv.elem) > 0 || kv_elem_rotorquant_bits(kv.elem) > 0;
     const auto launch = kv.head_dim_k == 128 ? (tbq ? launch_tcq<128, true> : launch_tcq<128, false>)
                                              : (tbq ? launch_tcq<256, true> : launch_tcq<256, false>);
     launch(kv, q, seq, pos, n_tok, n_head, scale, n_split, split_positions, partial, s);

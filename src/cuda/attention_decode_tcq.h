@@ -11,11 +11,16 @@
 
 namespace rotor::cuda {
 
-// tcq2-4 and tbq with equal K and V head sizes of 128 or 256, keys stored (not derived from values), rows in
+// tcq2-4 and tbq (and RotorQuant at 128 with its switch on) with equal K and V head sizes of 128 or 256, keys stored (not derived from values), rows in
 // 4-byte aligned buffers, and the switch on.
 bool attention_decode_tcq_supports(const KvLayerView& kv);
 bool attention_decode_tcq_enabled();
 void set_attention_decode_tcq_enabled(bool on);
+// RotorQuant (planar / iso) rows with heads of 128 on this kernel, read as tbq rows with the type's
+// centroids: off by default (ROTOR_DECODE_ATTENTION_RQ=1 or the setter turns it on) until it has run its
+// GPU checks.
+bool attention_decode_rq_enabled();
+void set_attention_decode_rq_enabled(bool on);
 
 // Blocks of this layer's kernel the GPU holds at once (attention_decode_split's rule for tcq / tbq layers).
 int attention_decode_tcq_resident_blocks(const KvLayerView& kv);

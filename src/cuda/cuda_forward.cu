@@ -10,6 +10,7 @@
 #include "cuda/cuda_forward_qwen35.h"
 #include "cuda/device.h"
 #include "cuda/kv_trellis.h"
+#include "cuda/kv_rotorquant.h"
 #include "cuda/kv_turbo.h"
 #include "cuda/matmul_tc.h"
 
@@ -98,6 +99,7 @@ CudaForward::CudaForward(const Model& model, const CudaForwardOptions& opt) : m_
     // the code tables, before any graph capture
     if (const int bits = kv_elem_tcq_bits(opt.kv)) tcq_device_table(bits);
     if (const int bits = kv_elem_tbq_bits(opt.kv)) tbq_device_codebook(bits);
+    if (kv_elem_rotorquant_bits(opt.kv)) rotorquant_device_centroids(opt.kv);
     ROTOR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
     // Weights: one arena, tensors in their file formats, each 256-byte aligned; a tied output

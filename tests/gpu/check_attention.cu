@@ -543,6 +543,15 @@ void run_decode_checks() {
             for (const Shape& sh : shapes) check_decode(e, sh);
     }
     set_attention_decode_tcq_enabled(tcq_was);
+    // RotorQuant at heads of 128 on the tensor-core kernel as tbq rows (ROTOR_DECODE_ATTENTION_RQ=1; off by
+    // default until these pass on a GPU); other heads stay on the CUDA-core kernel
+    const bool rq_was = attention_decode_rq_enabled();
+    set_attention_decode_rq_enabled(true);
+    printf("(RotorQuant on the tensor-core kernel at d 128)\n");
+    for (KvElem e : {KvElem::PLANAR3_0, KvElem::ISO3_0, KvElem::PLANAR4_0, KvElem::ISO4_0, KvElem::PLANAR3_C,
+                     KvElem::ISO4_C})
+        for (const Shape& sh : shapes) check_decode(e, sh);
+    set_attention_decode_rq_enabled(rq_was);
     // f16 caches on the tensor-core kernel (the default; ROTOR_DECODE_ATTENTION_F16=0 turns it off)
     const bool f16_was = attention_decode_f16();
     set_attention_decode_f16(true);
