@@ -613,7 +613,8 @@ void with_variant(const KvLayerView& kv, F&& f) {
 
 // Blocks of this layer's kernel variant the GPU holds at once.
 int decode_resident_blocks(const KvLayerView& kv) {
-    if (kv_elem_randomized(kv.elem) || kv_elem_rotorquant_bits(kv.elem))  // tcq / tbq / RotorQuant: that kernel's split
+    if (kv_elem_randomized(kv.elem) ||
+        kv_elem_rotorquant_bits(kv.elem))  // tcq / tbq / RotorQuant: that kernel's split
         return attention_decode_tcq_resident_blocks(kv);
     int n = 0;
     with_variant(kv, [&]<class B, int D, bool Lean>() {

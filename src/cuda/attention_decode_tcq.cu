@@ -329,8 +329,8 @@ void launch_tcq(const KvLayerView& kv, const float* q, const int32_t* seq, const
     // type's own centroids
     const int rq_bits = kv_elem_rotorquant_bits(kv.elem);
     const int kbits = rq_bits ? rq_bits : (Tbq ? kv_elem_tbq_bits(kv.elem) : kv_elem_tcq_bits(kv.elem));
-    const float* table =
-        rq_bits ? rotorquant_device_centroids(kv.elem) : (Tbq ? tbq_device_codebook(kbits) : tcq_device_table(kbits));
+    const float* table = rq_bits ? rotorquant_device_centroids(kv.elem)
+                                 : (Tbq ? tbq_device_codebook(kbits) : tcq_device_table(kbits));
     const int group = n_head / kv.n_head_kv;
     const dim3 grid((unsigned)(kv.n_head_kv * ((group + kHeadsPerBlock - 1) / kHeadsPerBlock)),
                     (unsigned)n_tok, (unsigned)n_split);

@@ -11,8 +11,8 @@
 
 namespace rotor::cuda {
 
-// tcq2-4 and tbq (and RotorQuant at 128 with its switch on) with equal K and V head sizes of 128 or 256, keys stored (not derived from values), rows in
-// 4-byte aligned buffers, and the switch on.
+// tcq2-4 and tbq (and RotorQuant at 128 with its switch on) with equal K and V head sizes of 128 or 256, keys
+// stored (not derived from values), rows in 4-byte aligned buffers, and the switch on.
 bool attention_decode_tcq_supports(const KvLayerView& kv);
 bool attention_decode_tcq_enabled();
 void set_attention_decode_tcq_enabled(bool on);

@@ -9,8 +9,8 @@
 #include "cuda/cuda_forward_gemma4.h"
 #include "cuda/cuda_forward_qwen35.h"
 #include "cuda/device.h"
-#include "cuda/kv_trellis.h"
 #include "cuda/kv_rotorquant.h"
+#include "cuda/kv_trellis.h"
 #include "cuda/kv_turbo.h"
 #include "cuda/matmul_tc.h"
 
