@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gguf/gguf.h"
+#include "kv/kv_format.h"
 #include "testdata.h"
 
 using rotor::test::run_cli;
@@ -102,4 +103,11 @@ TEST(Cli, GpuFlagFailsClearlyWithoutGpu) {
     EXPECT_TRUE(err.find("bf16") != std::string::npos ||
                 err.find("without the CUDA backend") != std::string::npos)
         << err;
+    // every other KV type of the CPU's registry is one the GPU takes: the run gets past the KV check (and
+    // stops at the missing GPU or build); a type added to the CPU only must be added here on purpose
+    for (const std::string& t : kv_format_names()) {
+        if (t == "bf16") continue;
+        run_cli("run -m " + m + " -p hi -n 2 --gpu --kv-k " + t + " --kv-v " + t, &out, &err);
+        EXPECT_EQ(err.find("is not supported by the CUDA backend"), std::string::npos) << t << ": " << err;
+    }
 }
