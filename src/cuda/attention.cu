@@ -963,6 +963,9 @@ int kv_elem_tbq_bits(KvElem e) {
         default: return 0;
     }
 }
+bool kv_elem_block_min(KvElem e) {
+    return e == KvElem::Q4_1 || e == KvElem::Q4_1H || e == KvElem::Q5_1 || e == KvElem::Q5_1H;
+}
 int kv_elem_rotorquant_bits(KvElem e) {
     switch (e) {
         case KvElem::PLANAR3_0:

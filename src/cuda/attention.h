@@ -59,6 +59,7 @@ bool kv_elem_randomized(KvElem e);  // rotated with the random signs (tcq, tbq)
 int kv_elem_tcq_bits(KvElem e);     // 2..4 for tcq2..tcq4, else 0
 int kv_elem_tbq_bits(KvElem e);     // 2..4 for tbq2..tbq4 and tbq2nc..tbq4nc, else 0
 bool kv_elem_tbq_norm_corrected(KvElem e);  // tbq2nc..tbq4nc
+bool kv_elem_block_min(KvElem e);           // q4_1 / q5_1 (and *h): element = d * code + the block's minimum
 int kv_elem_rotorquant_bits(KvElem e);      // 3 or 4 for planar / iso, else 0
 bool kv_elem_rotorquant_iso(KvElem e);
 bool kv_elem_rotorquant_corrected(KvElem e);  // the _c forms

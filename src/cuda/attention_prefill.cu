@@ -595,8 +595,7 @@ std::string attention_prefill_refusal(const KvLayerView& kv, int n_head) {
     if (kv.key_from_value()) return "prefill attention reads stored keys; this layer derives them from its values";
     if (kv.elem == KvElem::F32) return "prefill attention reads f16 and block caches, not f32";
     // tcq / tbq, and the blocks with a minimum: their prompts run on attention.cu's split-K kernel
-    if (kv_elem_randomized(kv.elem) || kv_elem_rotorquant_bits(kv.elem) || kv.elem == KvElem::Q4_1 ||
-        kv.elem == KvElem::Q4_1H || kv.elem == KvElem::Q5_1 || kv.elem == KvElem::Q5_1H)
+    if (kv_elem_randomized(kv.elem) || kv_elem_rotorquant_bits(kv.elem) || kv_elem_block_min(kv.elem))
         return "prefill attention reads f16 and q8_0 / q4_0 / q5_0 / iq4_nl block caches, not " +
                std::string(kv_elem_name(kv.elem));
     if (d != 64 && d != 128 && d != 256)

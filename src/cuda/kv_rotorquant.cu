@@ -46,23 +46,25 @@ int type_index(KvElem e) {
 }
 
 // The tables as the kernels read them (kvq::RotorQuantTables, one struct per type in device memory).
+// Their host images are made once: device_tables runs on every store, rotation and attention launch.
 using Tables = kvq::RotorQuantTables;
-const Tables& host_tables(KvElem e) {
-    static const std::vector<Tables> all = [] {
-        std::vector<Tables> v;
-        for (bool corrected : {false, true})
-            for (int bits : {3, 4})
-                for (bool iso : {false, true}) v.push_back(kvq::rotorquant_tables(iso, bits, corrected));
-        return v;
-    }();
-    return all[type_index(e)];
-}
 struct RqTables;
 const Tables* device_tables(KvElem e) {
     static_assert(sizeof(Tables) % sizeof(float) == 0 && alignof(Tables) == alignof(float));
-    std::vector<float> host(sizeof(Tables) / sizeof(float));
-    memcpy(host.data(), &host_tables(e), sizeof(Tables));  // the struct's bytes, rule included
-    return reinterpret_cast<const Tables*>(device_table_once<RqTables, kTypes>(type_index(e), host));
+    static const std::vector<std::vector<float>> hosts = [] {
+        std::vector<std::vector<float>> v;  // in type_index order
+        for (bool corrected : {false, true})
+            for (int bits : {3, 4})
+                for (bool iso : {false, true}) {
+                    const Tables t = kvq::rotorquant_tables(iso, bits, corrected);
+                    std::vector<float> words(sizeof(Tables) / sizeof(float));
+                    memcpy(words.data(), &t, sizeof(Tables));  // the struct's bytes, rule included
+                    v.push_back(std::move(words));
+                }
+        return v;
+    }();
+    const int i = type_index(e);
+    return reinterpret_cast<const Tables*>(device_table_once<RqTables, kTypes>(i, hosts[i]));
 }
 
 // The encoder's rotation of one block, the fork's expressions term by term, left to right, each

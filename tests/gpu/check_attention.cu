@@ -106,8 +106,7 @@ void random_row(KvElem e, int d, uint8_t* out, float* x) {
         case KvElem::Q5_1H:
         case KvElem::IQ4_NLH: {  // random code bytes, then d (and m) set to finite values; the CPU decodes
             const size_t bb = kv_row_bytes(e, 32);
-            const bool has_min =
-                e == KvElem::Q4_1 || e == KvElem::Q4_1H || e == KvElem::Q5_1 || e == KvElem::Q5_1H;
+            const bool has_min = kv_elem_block_min(e);
             for (size_t i = 0; i < kv_row_bytes(e, d); i++)
                 out[i] = (uint8_t)std::uniform_int_distribution<int>(0, 255)(rng);
             for (int b = 0; b < d / 32; b++) {
@@ -285,8 +284,7 @@ void check_case(const Case& c) {
                              (c.scale > 0.0f || c.qmul != 1.0f ? fmt(" scale %g q x %g", scale, c.qmul) : std::string()) +
                              " runs" + runs;
     // tcq, tbq and the blocks with a minimum (q4_1, q5_1) run their prompts on the split-K kernel
-    const bool has_min = c.elem == KvElem::Q4_1 || c.elem == KvElem::Q4_1H || c.elem == KvElem::Q5_1 ||
-                         c.elem == KvElem::Q5_1H;
+    const bool has_min = kv_elem_block_min(c.elem);
     const bool refuse = c.elem == KvElem::F32 || c.d == 512 || kv_elem_randomized(c.elem) ||
                         kv_elem_rotorquant_bits(c.elem) || has_min;
     if (prefill)
