@@ -439,6 +439,9 @@ void run_key_from_value_checks() {
     kv.n_rot = 128;
     kv.head_dim_v = 64;
     report(!key_from_value_refusal(kv).empty(), "key from value refuses dk != dv", key_from_value_refusal(kv));
+    kv.head_dim_v = 128;
+    kv.elem = KvElem::ISO3_0;  // its rows turn back by quaternions, not the Hadamard matrix the kernel applies
+    report(!key_from_value_refusal(kv).empty(), "key from value refuses RotorQuant", key_from_value_refusal(kv));
 }
 
 void run_checks() {
